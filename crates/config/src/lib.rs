@@ -1,0 +1,95 @@
+//! switchboard configuration: native TOML and .mcp.json, validated.
+//!
+//! Pipeline: text → `raw` (serde shapes, unknown keys denied) → `validate`
+//! (names, transports, URLs, bounds, `${VAR}` expansion) → [`Config`], which holds
+//! only valid values. Errors name the file, the key path and what was expected;
+//! see [`ConfigError`].
+//!
+//! This crate does no I/O besides reading the one file in [`load`]; it knows
+//! nothing about processes, sockets or the MCP protocol.
+
+mod decode;
+mod error;
+mod expand;
+mod model;
+mod name;
+mod raw;
+mod validate;
+
+use std::path::Path;
+
+pub use error::ConfigError;
+pub use model::{
+    Config, ConfigFormat, ConfigSource, EraPreference, GatewaySettings, ListenSettings,
+    ServerChanges, ServerSpec, TransportSpec,
+};
+pub use name::{InvalidServerName, ServerName};
+
+/// Reads `path`, detects its format, parses and validates it.
+///
+/// `${VAR}` references are expanded from the process environment.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(&text, detect_format(path, &text), Some(path))
+}
+
+/// Parses and validates `text`; `path` is only used in errors and [`ConfigSource`].
+///
+/// `${VAR}` references are expanded from the process environment.
+pub fn parse(text: &str, format: ConfigFormat, path: Option<&Path>) -> Result<Config, ConfigError> {
+    parse_with_env(text, format, path, &expand::process_env)
+}
+
+/// Like [`parse`], but `${VAR}` references are resolved with `env` (`None` = unset).
+pub fn parse_with_env(
+    text: &str,
+    format: ConfigFormat,
+    path: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, ConfigError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let validated = match format {
+        ConfigFormat::Native => {
+            let raw: raw::Table<raw::RawNative> = decode::toml(text, path)?;
+            validate::native(raw.0, env)
+        }
+        ConfigFormat::McpJson => {
+            let raw: raw::Table<raw::RawMcpJson> = decode::json(text, path)?;
+            validate::mcp_json(raw.0, env)
+        }
+    }
+    .map_err(|problem| problem.into_error(path))?;
+    Ok(Config {
+        gateway: validated.gateway,
+        listen: validated.listen,
+        servers: validated.servers,
+        source: ConfigSource {
+            path: path.map(Path::to_path_buf),
+            format,
+        },
+    })
+}
+
+/// `.json` → [`ConfigFormat::McpJson`], `.toml` → [`ConfigFormat::Native`];
+/// otherwise text starting with `{` is JSON and anything else TOML.
+pub fn detect_format(path: &Path, text: &str) -> ConfigFormat {
+    let extension = path
+        .extension()
+        .and_then(|extension| extension.to_str())
+        .map(str::to_ascii_lowercase);
+    match extension.as_deref() {
+        Some("json") => ConfigFormat::McpJson,
+        Some("toml") => ConfigFormat::Native,
+        _ => {
+            let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+            if text.trim_start().starts_with('{') {
+                ConfigFormat::McpJson
+            } else {
+                ConfigFormat::Native
+            }
+        }
+    }
+}

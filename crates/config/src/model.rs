@@ -1,0 +1,399 @@
+//! The runtime configuration: validated values only, no file syntax.
+//!
+//! Everything here was checked by `validate`; holders of a [`Config`] never
+//! need to re-check names, URLs or bounds.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::name::ServerName;
+
+/// A complete, validated gateway configuration.
+#[derive(Clone, PartialEq, Debug, Default)]
+pub struct Config {
+    /// Gateway-wide behaviour.
+    pub gateway: GatewaySettings,
+    /// The downstream HTTP listener.
+    pub listen: ListenSettings,
+    /// Upstream servers, in name order so iteration is deterministic.
+    pub servers: BTreeMap<ServerName, ServerSpec>,
+    /// Where this configuration was read from.
+    pub source: ConfigSource,
+}
+
+/// Gateway-wide behaviour (`[gateway]`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct GatewaySettings {
+    /// Name the gateway reports in `serverInfo`.
+    pub name: String,
+    /// Single-upstream mode: names are forwarded without a server prefix.
+    /// Only valid with exactly one configured server.
+    pub passthrough: bool,
+    /// Bound for one JSON-RPC message: a stdio line, an HTTP body, an upstream response.
+    pub max_message_bytes: usize,
+    /// Default deadline for one forwarded request.
+    pub request_timeout: Duration,
+    /// Deadline for the era probe (`server/discover`) sent to stdio upstreams.
+    pub probe_timeout: Duration,
+    /// Deadline for starting and initializing an upstream.
+    pub connect_timeout: Duration,
+    /// HMAC key for MRTR `requestState`; `None` means a random key per process.
+    pub state_secret: Option<String>,
+}
+
+impl GatewaySettings {
+    /// Default for [`GatewaySettings::name`].
+    pub const DEFAULT_NAME: &'static str = "switchboard";
+    /// Default for [`GatewaySettings::max_message_bytes`]: 16 MiB.
+    pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+    /// Default for [`GatewaySettings::request_timeout`].
+    pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Default for [`GatewaySettings::probe_timeout`].
+    pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+    /// Default for [`GatewaySettings::connect_timeout`].
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Shortest accepted `state_secret`, in bytes.
+    pub const MIN_STATE_SECRET_BYTES: usize = 16;
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            name: Self::DEFAULT_NAME.to_owned(),
+            passthrough: false,
+            max_message_bytes: Self::DEFAULT_MAX_MESSAGE_BYTES,
+            request_timeout: Self::DEFAULT_REQUEST_TIMEOUT,
+            probe_timeout: Self::DEFAULT_PROBE_TIMEOUT,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+            state_secret: None,
+        }
+    }
+}
+
+// Hand-written so the HMAC key never reaches a log line.
+impl fmt::Debug for GatewaySettings {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("GatewaySettings")
+            .field("name", &self.name)
+            .field("passthrough", &self.passthrough)
+            .field("max_message_bytes", &self.max_message_bytes)
+            .field("request_timeout", &self.request_timeout)
+            .field("probe_timeout", &self.probe_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field(
+                "state_secret",
+                &self.state_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// The downstream HTTP listener (`[listen]`).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ListenSettings {
+    /// Address for the Streamable HTTP endpoint; `None` disables HTTP.
+    /// `switchboard serve --listen` overrides it.
+    pub http: Option<SocketAddr>,
+    /// Exact `Origin` values allowed besides the localhost ones.
+    pub allowed_origins: Vec<String>,
+    /// `Host` header values allowed besides `localhost`, `127.0.0.1` and `[::1]` (any port).
+    pub allowed_hosts: Vec<String>,
+    /// Largest accepted HTTP request body.
+    pub max_body_bytes: usize,
+}
+
+impl ListenSettings {
+    /// Default for [`ListenSettings::http`]: `127.0.0.1:8931`.
+    pub const DEFAULT_HTTP: SocketAddr =
+        SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8931));
+    /// Default for [`ListenSettings::max_body_bytes`]: 4 MiB.
+    pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+}
+
+impl Default for ListenSettings {
+    fn default() -> Self {
+        Self {
+            http: Some(Self::DEFAULT_HTTP),
+            allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// One upstream server.
+#[derive(Clone, PartialEq, Debug)]
+pub struct ServerSpec {
+    /// How to reach it.
+    pub transport: TransportSpec,
+    /// Which protocol era to speak.
+    pub era: EraPreference,
+    /// Per-server override of [`GatewaySettings::request_timeout`].
+    pub request_timeout: Option<Duration>,
+    /// Disabled servers stay in the config (so reload sees them) but are not started.
+    pub enabled: bool,
+}
+
+impl ServerSpec {
+    /// The deadline for one request to this server, given the gateway default.
+    pub fn effective_request_timeout(&self, gateway: &GatewaySettings) -> Duration {
+        self.request_timeout.unwrap_or(gateway.request_timeout)
+    }
+}
+
+/// How an upstream is reached. `${VAR}` references are already expanded.
+#[derive(Clone, PartialEq, Debug)]
+pub enum TransportSpec {
+    /// A child process speaking newline-delimited JSON-RPC on stdin/stdout.
+    Stdio {
+        /// Program to run; a bare name is looked up on `PATH` by the spawner.
+        command: String,
+        /// Arguments, in order.
+        args: Vec<String>,
+        /// Extra environment variables for the child.
+        env: BTreeMap<String, String>,
+        /// Working directory; `None` inherits the gateway's.
+        cwd: Option<PathBuf>,
+    },
+    /// Streamable HTTP (either era). `url` is an absolute `http://` or `https://` URL.
+    Http {
+        /// Endpoint URL.
+        url: String,
+        /// Extra request headers; names and values are valid HTTP header syntax.
+        headers: BTreeMap<String, String>,
+    },
+    /// The deprecated 2024-11-05 HTTP+SSE transport. `url` is the SSE endpoint.
+    Sse {
+        /// SSE endpoint URL.
+        url: String,
+        /// Extra request headers; names and values are valid HTTP header syntax.
+        headers: BTreeMap<String, String>,
+    },
+}
+
+impl TransportSpec {
+    /// A short label: `stdio`, `http` or `sse`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Stdio { .. } => "stdio",
+            Self::Http { .. } => "http",
+            Self::Sse { .. } => "sse",
+        }
+    }
+}
+
+/// Which protocol era to speak to an upstream.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub enum EraPreference {
+    /// Probe and pick.
+    #[default]
+    Auto,
+    /// Initialize-handshake era (2025-11-25 and before).
+    Legacy,
+    /// Stateless era.
+    Modern,
+}
+
+impl EraPreference {
+    /// The spelling used in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Legacy => "legacy",
+            Self::Modern => "modern",
+        }
+    }
+}
+
+impl fmt::Display for EraPreference {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// The syntax of a config file.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Default)]
+pub enum ConfigFormat {
+    /// `switchboard.toml`.
+    #[default]
+    Native,
+    /// `.mcp.json` as written for Claude Desktop, Claude Code and Cursor.
+    McpJson,
+}
+
+impl fmt::Display for ConfigFormat {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            Self::Native => "switchboard TOML",
+            Self::McpJson => ".mcp.json",
+        })
+    }
+}
+
+/// Where a [`Config`] came from.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct ConfigSource {
+    /// The file, if it was loaded from one.
+    pub path: Option<PathBuf>,
+    /// The syntax it was written in.
+    pub format: ConfigFormat,
+}
+
+/// Server-level difference between two configs, each list in name order.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct ServerChanges {
+    /// Present only in the newer config.
+    pub added: Vec<ServerName>,
+    /// Present only in the older config.
+    pub removed: Vec<ServerName>,
+    /// Present in both with a different [`ServerSpec`].
+    pub changed: Vec<ServerName>,
+}
+
+impl ServerChanges {
+    /// True when no server was added, removed or changed.
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
+}
+
+impl Config {
+    /// The listen address used when the file does not set one.
+    pub fn default_listen() -> SocketAddr {
+        ListenSettings::DEFAULT_HTTP
+    }
+
+    /// Enabled servers, in name order.
+    pub fn enabled_servers(&self) -> impl Iterator<Item = (&ServerName, &ServerSpec)> {
+        self.servers.iter().filter(|(_, spec)| spec.enabled)
+    }
+
+    /// Which servers a reload from `self` to `newer` adds, removes or changes.
+    pub fn server_changes(&self, newer: &Config) -> ServerChanges {
+        let mut changes = ServerChanges::default();
+        for (name, spec) in &self.servers {
+            match newer.servers.get(name) {
+                None => changes.removed.push(name.clone()),
+                Some(newer_spec) if newer_spec != spec => changes.changed.push(name.clone()),
+                Some(_) => {}
+            }
+        }
+        changes.added = newer
+            .servers
+            .keys()
+            .filter(|name| !self.servers.contains_key(*name))
+            .cloned()
+            .collect();
+        changes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stdio(command: &str) -> ServerSpec {
+        ServerSpec {
+            transport: TransportSpec::Stdio {
+                command: command.to_owned(),
+                args: Vec::new(),
+                env: BTreeMap::new(),
+                cwd: None,
+            },
+            era: EraPreference::Auto,
+            request_timeout: None,
+            enabled: true,
+        }
+    }
+
+    fn config(servers: &[(&str, ServerSpec)]) -> Config {
+        Config {
+            servers: servers
+                .iter()
+                .map(|(name, spec)| (ServerName::new(*name).unwrap(), spec.clone()))
+                .collect(),
+            ..Config::default()
+        }
+    }
+
+    fn names(names: &[&str]) -> Vec<ServerName> {
+        names
+            .iter()
+            .map(|name| ServerName::new(*name).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn server_changes_reports_added_removed_changed() {
+        let older = config(&[("a", stdio("a")), ("b", stdio("b")), ("c", stdio("c"))]);
+        let mut disabled = stdio("c");
+        disabled.enabled = false;
+        let newer = config(&[("b", stdio("b")), ("c", disabled), ("d", stdio("d"))]);
+        let changes = older.server_changes(&newer);
+        assert_eq!(changes.added, names(&["d"]));
+        assert_eq!(changes.removed, names(&["a"]));
+        assert_eq!(changes.changed, names(&["c"]));
+        assert!(!changes.is_empty());
+    }
+
+    #[test]
+    fn server_changes_ignores_gateway_settings_and_source() {
+        let older = config(&[("a", stdio("a"))]);
+        let mut newer = older.clone();
+        newer.gateway.name = "other".to_owned();
+        newer.source.path = Some(PathBuf::from("x.toml"));
+        assert!(older.server_changes(&newer).is_empty());
+        assert!(
+            Config::default()
+                .server_changes(&Config::default())
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn defaults_match_the_documented_values() {
+        let gateway = GatewaySettings::default();
+        assert_eq!(gateway.name, "switchboard");
+        assert!(!gateway.passthrough);
+        assert_eq!(gateway.max_message_bytes, 16_777_216);
+        assert_eq!(gateway.request_timeout, Duration::from_secs(60));
+        assert_eq!(gateway.probe_timeout, Duration::from_secs(2));
+        assert_eq!(gateway.connect_timeout, Duration::from_secs(30));
+        assert_eq!(gateway.state_secret, None);
+        let listen = ListenSettings::default();
+        assert_eq!(listen.http, Some("127.0.0.1:8931".parse().unwrap()));
+        assert_eq!(Config::default_listen(), "127.0.0.1:8931".parse().unwrap());
+        assert_eq!(listen.max_body_bytes, 4_194_304);
+        assert!(listen.allowed_origins.is_empty() && listen.allowed_hosts.is_empty());
+    }
+
+    #[test]
+    fn debug_redacts_the_state_secret() {
+        let gateway = GatewaySettings {
+            state_secret: Some("very-secret-hmac-key".to_owned()),
+            ..GatewaySettings::default()
+        };
+        let debug = format!("{gateway:?}");
+        assert!(!debug.contains("very-secret"), "{debug}");
+        assert!(debug.contains("<redacted>"), "{debug}");
+    }
+
+    #[test]
+    fn effective_timeout_prefers_the_server_override() {
+        let gateway = GatewaySettings::default();
+        let mut spec = stdio("a");
+        assert_eq!(
+            spec.effective_request_timeout(&gateway),
+            Duration::from_secs(60)
+        );
+        spec.request_timeout = Some(Duration::from_millis(1500));
+        assert_eq!(
+            spec.effective_request_timeout(&gateway),
+            Duration::from_millis(1500)
+        );
+    }
+}

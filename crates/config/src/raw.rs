@@ -1,0 +1,273 @@
+//! The file shapes: `Raw*` structs that mirror what users write, before validation.
+//!
+//! Every struct denies unknown fields, and every field is optional so that
+//! "missing" and "conflicting" can be reported by `validate` with the key path
+//! instead of by serde with a generic message. Maps reject duplicate keys
+//! (serde_json would otherwise keep the last one silently).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+use serde::de::{self, IgnoredAny};
+
+/// `switchboard.toml`.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNative {
+    #[serde(default)]
+    pub(crate) gateway: Table<RawGateway>,
+    #[serde(default)]
+    pub(crate) listen: Table<RawListen>,
+    #[serde(default)]
+    pub(crate) servers: UniqueMap<Table<RawNativeServer>>,
+}
+
+/// `[gateway]`; also `"switchboard": { "gateway": ... }` in `.mcp.json`.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGateway {
+    pub(crate) name: Option<String>,
+    pub(crate) passthrough: Option<bool>,
+    pub(crate) max_message_bytes: Option<u64>,
+    pub(crate) request_timeout_ms: Option<u64>,
+    pub(crate) probe_timeout_ms: Option<u64>,
+    pub(crate) connect_timeout_ms: Option<u64>,
+    pub(crate) state_secret: Option<String>,
+}
+
+/// `[listen]`; also `"switchboard": { "listen": ... }` in `.mcp.json`.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawListen {
+    #[serde(default)]
+    pub(crate) http: RawHttpListen,
+    pub(crate) allowed_origins: Option<Vec<String>>,
+    pub(crate) allowed_hosts: Option<Vec<String>>,
+    pub(crate) max_body_bytes: Option<u64>,
+}
+
+/// `listen.http`: an address, or `false` (JSON: also `null`) to disable HTTP.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) enum RawHttpListen {
+    /// Not written: use the default address.
+    #[default]
+    Default,
+    Disabled,
+    Address(SocketAddr),
+}
+
+impl<'de> Deserialize<'de> for RawHttpListen {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HttpVisitor;
+
+        impl<'de> de::Visitor<'de> for HttpVisitor {
+            type Value = RawHttpListen;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter
+                    .write_str("a socket address like \"127.0.0.1:8931\", or false to disable HTTP")
+            }
+
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+                value
+                    .parse()
+                    .map(RawHttpListen::Address)
+                    .map_err(|_| E::invalid_value(de::Unexpected::Str(value), &self))
+            }
+
+            fn visit_bool<E: de::Error>(self, value: bool) -> Result<Self::Value, E> {
+                Ok(if value {
+                    RawHttpListen::Default
+                } else {
+                    RawHttpListen::Disabled
+                })
+            }
+
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(RawHttpListen::Disabled)
+            }
+
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(RawHttpListen::Disabled)
+            }
+        }
+
+        deserializer.deserialize_any(HttpVisitor)
+    }
+}
+
+/// `[servers.NAME]`.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNativeServer {
+    pub(crate) transport: Option<RawTransport>,
+    pub(crate) command: Option<String>,
+    pub(crate) args: Option<Vec<String>>,
+    pub(crate) env: Option<UniqueMap<String>>,
+    pub(crate) cwd: Option<String>,
+    pub(crate) url: Option<String>,
+    pub(crate) headers: Option<UniqueMap<String>>,
+    pub(crate) era: Option<RawEra>,
+    pub(crate) request_timeout_ms: Option<u64>,
+    pub(crate) enabled: Option<bool>,
+}
+
+/// `transport = "..."` in the native format.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawTransport {
+    Stdio,
+    Http,
+    Sse,
+}
+
+impl RawTransport {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Stdio => "stdio",
+            Self::Http => "http",
+            Self::Sse => "sse",
+        }
+    }
+}
+
+/// `era = "..."`.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum RawEra {
+    Auto,
+    Legacy,
+    Modern,
+}
+
+/// `.mcp.json`.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMcpJson {
+    #[serde(rename = "mcpServers", default)]
+    pub(crate) mcp_servers: UniqueMap<Table<RawMcpServer>>,
+    #[serde(default)]
+    pub(crate) switchboard: Table<RawSwitchboardSection>,
+}
+
+/// The optional top-level `"switchboard"` object of `.mcp.json`.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawSwitchboardSection {
+    #[serde(default)]
+    pub(crate) gateway: Table<RawGateway>,
+    #[serde(default)]
+    pub(crate) listen: Table<RawListen>,
+}
+
+/// `"mcpServers": { "NAME": ... }`.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMcpServer {
+    #[serde(rename = "type")]
+    pub(crate) kind: Option<RawMcpType>,
+    pub(crate) command: Option<String>,
+    pub(crate) args: Option<Vec<String>>,
+    pub(crate) env: Option<UniqueMap<String>>,
+    pub(crate) cwd: Option<String>,
+    pub(crate) url: Option<String>,
+    pub(crate) headers: Option<UniqueMap<String>>,
+    pub(crate) disabled: Option<bool>,
+    /// Accepted because clients write it; never used.
+    #[allow(dead_code, reason = "read only to accept the key")]
+    pub(crate) description: Option<IgnoredAny>,
+    /// Milliseconds.
+    pub(crate) timeout: Option<u64>,
+}
+
+/// `"type": "..."` in `.mcp.json`, with the spellings different clients use.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RawMcpType {
+    #[serde(rename = "stdio")]
+    Stdio,
+    #[serde(rename = "http", alias = "streamable-http", alias = "streamableHttp")]
+    Http,
+    #[serde(rename = "sse")]
+    Sse,
+}
+
+impl From<RawMcpType> for RawTransport {
+    fn from(kind: RawMcpType) -> Self {
+        match kind {
+            RawMcpType::Stdio => Self::Stdio,
+            RawMcpType::Http => Self::Http,
+            RawMcpType::Sse => Self::Sse,
+        }
+    }
+}
+
+/// A struct that must be written as a table / object.
+///
+/// serde's derived structs also accept a sequence of field values (`[]` would be a
+/// valid empty config); this wrapper only offers the map form, and its type error
+/// says "table" instead of the Rust struct name.
+#[derive(Debug, Default)]
+pub(crate) struct Table<T>(pub(crate) T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Table<T> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TableVisitor<T>(PhantomData<T>);
+
+        impl<'de, T: Deserialize<'de>> de::Visitor<'de> for TableVisitor<T> {
+            type Value = Table<T>;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a table (an object in JSON)")
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(self, access: A) -> Result<Self::Value, A::Error> {
+                T::deserialize(de::value::MapAccessDeserializer::new(access)).map(Table)
+            }
+        }
+
+        deserializer.deserialize_map(TableVisitor(PhantomData))
+    }
+}
+
+/// A string-keyed map that rejects duplicate keys.
+#[derive(Debug)]
+pub(crate) struct UniqueMap<V>(pub(crate) BTreeMap<String, V>);
+
+impl<V> Default for UniqueMap<V> {
+    fn default() -> Self {
+        Self(BTreeMap::new())
+    }
+}
+
+impl<'de, V: Deserialize<'de>> Deserialize<'de> for UniqueMap<V> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct MapVisitor<V>(PhantomData<V>);
+
+        impl<'de, V: Deserialize<'de>> de::Visitor<'de> for MapVisitor<V> {
+            type Value = UniqueMap<V>;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a table (an object in JSON)")
+            }
+
+            fn visit_map<A: de::MapAccess<'de>>(
+                self,
+                mut access: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut map = BTreeMap::new();
+                while let Some((key, value)) = access.next_entry::<String, V>()? {
+                    if map.contains_key(&key) {
+                        return Err(de::Error::custom(format_args!("duplicate key `{key}`")));
+                    }
+                    map.insert(key, value);
+                }
+                Ok(UniqueMap(map))
+            }
+        }
+
+        deserializer.deserialize_map(MapVisitor(PhantomData))
+    }
+}

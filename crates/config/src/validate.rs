@@ -1,0 +1,568 @@
+//! Raw → validated: turns the `Raw*` file shapes into runtime settings.
+//!
+//! Both file formats funnel into one `ServerFields` shape so the transport rules
+//! (stdio needs `command`, remote needs `url`, no mixing) live in one place. The
+//! first problem found is returned, with the key path the user has to fix.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{KeyPath, Problem};
+use crate::expand::{EnvLookup, expand};
+use crate::model::{EraPreference, GatewaySettings, ListenSettings, ServerSpec, TransportSpec};
+use crate::name::ServerName;
+use crate::raw::{
+    RawEra, RawGateway, RawHttpListen, RawListen, RawMcpJson, RawMcpServer, RawNative,
+    RawNativeServer, RawTransport,
+};
+
+/// A validated document, before its source is attached.
+#[derive(Debug)]
+pub(crate) struct Validated {
+    pub(crate) gateway: GatewaySettings,
+    pub(crate) listen: ListenSettings,
+    pub(crate) servers: BTreeMap<ServerName, ServerSpec>,
+}
+
+/// How a format spells the keys that differ between formats.
+struct Dialect {
+    servers_key: &'static str,
+    transport_key: &'static str,
+    timeout_key: &'static str,
+}
+
+const NATIVE: Dialect = Dialect {
+    servers_key: "servers",
+    transport_key: "transport",
+    timeout_key: "request_timeout_ms",
+};
+
+const MCP_JSON: Dialect = Dialect {
+    servers_key: "mcpServers",
+    transport_key: "type",
+    timeout_key: "timeout",
+};
+
+/// One server as written, in either format.
+struct ServerFields {
+    transport: TransportFields,
+    era: EraPreference,
+    request_timeout_ms: Option<u64>,
+    enabled: bool,
+}
+
+/// The keys that decide and describe the transport.
+struct TransportFields {
+    kind: Option<RawTransport>,
+    command: Option<String>,
+    args: Option<Vec<String>>,
+    env: Option<BTreeMap<String, String>>,
+    cwd: Option<String>,
+    url: Option<String>,
+    headers: Option<BTreeMap<String, String>>,
+}
+
+impl From<RawNativeServer> for ServerFields {
+    fn from(raw: RawNativeServer) -> Self {
+        Self {
+            transport: TransportFields {
+                kind: raw.transport,
+                command: raw.command,
+                args: raw.args,
+                env: raw.env.map(|map| map.0),
+                cwd: raw.cwd,
+                url: raw.url,
+                headers: raw.headers.map(|map| map.0),
+            },
+            era: match raw.era {
+                None | Some(RawEra::Auto) => EraPreference::Auto,
+                Some(RawEra::Legacy) => EraPreference::Legacy,
+                Some(RawEra::Modern) => EraPreference::Modern,
+            },
+            request_timeout_ms: raw.request_timeout_ms,
+            enabled: raw.enabled.unwrap_or(true),
+        }
+    }
+}
+
+impl From<RawMcpServer> for ServerFields {
+    fn from(raw: RawMcpServer) -> Self {
+        Self {
+            transport: TransportFields {
+                kind: raw.kind.map(RawTransport::from),
+                command: raw.command,
+                args: raw.args,
+                env: raw.env.map(|map| map.0),
+                cwd: raw.cwd,
+                url: raw.url,
+                headers: raw.headers.map(|map| map.0),
+            },
+            era: EraPreference::Auto,
+            request_timeout_ms: raw.timeout,
+            enabled: !raw.disabled.unwrap_or(false),
+        }
+    }
+}
+
+/// Validates a `switchboard.toml` document.
+pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Problem> {
+    let root = KeyPath::root();
+    let servers = raw
+        .servers
+        .0
+        .into_iter()
+        .map(|(name, server)| (name, ServerFields::from(server.0)));
+    document(raw.gateway.0, raw.listen.0, servers, &root, &NATIVE, env)
+}
+
+/// Validates a `.mcp.json` document.
+pub(crate) fn mcp_json(raw: RawMcpJson, env: EnvLookup<'_>) -> Result<Validated, Problem> {
+    let section = KeyPath::root().key("switchboard");
+    let servers = raw
+        .mcp_servers
+        .0
+        .into_iter()
+        .map(|(name, server)| (name, ServerFields::from(server.0)));
+    let settings = raw.switchboard.0;
+    document(
+        settings.gateway.0,
+        settings.listen.0,
+        servers,
+        &section,
+        &MCP_JSON,
+        env,
+    )
+}
+
+/// `settings_path` is where `gateway` and `listen` live: the root, or `switchboard` in JSON.
+fn document(
+    raw_gateway: RawGateway,
+    raw_listen: RawListen,
+    raw_servers: impl Iterator<Item = (String, ServerFields)>,
+    settings_path: &KeyPath,
+    dialect: &Dialect,
+    env: EnvLookup<'_>,
+) -> Result<Validated, Problem> {
+    let gateway_path = settings_path.key("gateway");
+    let gateway = gateway(raw_gateway, &gateway_path, env)?;
+    let listen = listen(raw_listen, &settings_path.key("listen"))?;
+
+    let servers_path = KeyPath::root().key(dialect.servers_key);
+    let mut servers = BTreeMap::new();
+    for (name, fields) in raw_servers {
+        let path = servers_path.key(&name);
+        let name =
+            ServerName::new(name).map_err(|error| Problem::new(path.clone(), error.to_string()))?;
+        servers.insert(name, server(fields, &path, dialect, env)?);
+    }
+
+    if gateway.passthrough && servers.len() != 1 {
+        return Err(Problem::new(
+            gateway_path.key("passthrough"),
+            format!(
+                "passthrough mode needs exactly one server, found {}",
+                servers.len()
+            ),
+        ));
+    }
+    Ok(Validated {
+        gateway,
+        listen,
+        servers,
+    })
+}
+
+fn gateway(
+    raw: RawGateway,
+    path: &KeyPath,
+    env: EnvLookup<'_>,
+) -> Result<GatewaySettings, Problem> {
+    let defaults = GatewaySettings::default();
+    let name = match raw.name {
+        Some(name) if name.trim().is_empty() => {
+            return Err(Problem::new(path.key("name"), "must not be empty"));
+        }
+        Some(name) => name,
+        None => defaults.name,
+    };
+    let state_secret = match raw.state_secret {
+        None => None,
+        Some(secret) => {
+            let secret_path = path.key("state_secret");
+            let secret = expanded(&secret, &secret_path, env)?;
+            if secret.len() < GatewaySettings::MIN_STATE_SECRET_BYTES {
+                return Err(Problem::new(
+                    secret_path,
+                    format!(
+                        "must be at least {} bytes long (omit it for a random per-process key)",
+                        GatewaySettings::MIN_STATE_SECRET_BYTES
+                    ),
+                ));
+            }
+            Some(secret)
+        }
+    };
+    Ok(GatewaySettings {
+        name,
+        passthrough: raw.passthrough.unwrap_or(defaults.passthrough),
+        max_message_bytes: byte_limit(
+            raw.max_message_bytes,
+            defaults.max_message_bytes,
+            &path.key("max_message_bytes"),
+        )?,
+        request_timeout: timeout(
+            raw.request_timeout_ms,
+            defaults.request_timeout,
+            &path.key("request_timeout_ms"),
+        )?,
+        probe_timeout: timeout(
+            raw.probe_timeout_ms,
+            defaults.probe_timeout,
+            &path.key("probe_timeout_ms"),
+        )?,
+        connect_timeout: timeout(
+            raw.connect_timeout_ms,
+            defaults.connect_timeout,
+            &path.key("connect_timeout_ms"),
+        )?,
+        state_secret,
+    })
+}
+
+fn listen(raw: RawListen, path: &KeyPath) -> Result<ListenSettings, Problem> {
+    let defaults = ListenSettings::default();
+    let http = match raw.http {
+        RawHttpListen::Default => defaults.http,
+        RawHttpListen::Disabled => None,
+        RawHttpListen::Address(address) => Some(address),
+    };
+    let allowed_origins = raw.allowed_origins.unwrap_or_default();
+    for (index, origin) in allowed_origins.iter().enumerate() {
+        check_origin(origin).map_err(|reason| {
+            Problem::new(
+                path.key("allowed_origins").index(index),
+                format!(
+                    "expected an origin like \"https://app.example.com\" \
+                     (scheme://host[:port], no path or trailing slash), got {origin:?}: {reason}"
+                ),
+            )
+        })?;
+    }
+    let allowed_hosts = raw.allowed_hosts.unwrap_or_default();
+    for (index, host) in allowed_hosts.iter().enumerate() {
+        check_host(host).map_err(|reason| {
+            Problem::new(
+                path.key("allowed_hosts").index(index),
+                format!(
+                    "expected a host name like \"gateway.internal\" (optionally with :port), \
+                     got {host:?}: {reason}"
+                ),
+            )
+        })?;
+    }
+    Ok(ListenSettings {
+        http,
+        allowed_origins,
+        allowed_hosts,
+        max_body_bytes: byte_limit(
+            raw.max_body_bytes,
+            defaults.max_body_bytes,
+            &path.key("max_body_bytes"),
+        )?,
+    })
+}
+
+fn server(
+    fields: ServerFields,
+    path: &KeyPath,
+    dialect: &Dialect,
+    env: EnvLookup<'_>,
+) -> Result<ServerSpec, Problem> {
+    let request_timeout = match fields.request_timeout_ms {
+        None => None,
+        Some(millis) => Some(positive_millis(millis, &path.key(dialect.timeout_key))?),
+    };
+    Ok(ServerSpec {
+        transport: transport(fields.transport, path, dialect, env)?,
+        era: fields.era,
+        request_timeout,
+        enabled: fields.enabled,
+    })
+}
+
+fn transport(
+    fields: TransportFields,
+    path: &KeyPath,
+    dialect: &Dialect,
+    env: EnvLookup<'_>,
+) -> Result<TransportSpec, Problem> {
+    // `reason` ends up in messages so the user sees why a key is not allowed.
+    let (kind, reason) = match (fields.kind, &fields.command, &fields.url) {
+        (Some(kind), _, _) => (
+            kind,
+            format!("`{}` is \"{}\"", dialect.transport_key, kind.as_str()),
+        ),
+        (None, Some(_), Some(_)) => {
+            return Err(Problem::new(
+                path.clone(),
+                "both `command` and `url` are set: a server is either stdio (`command`) \
+                 or remote (`url`)",
+            ));
+        }
+        (None, Some(_), None) => (RawTransport::Stdio, "inferred from `command`".to_owned()),
+        (None, None, Some(_)) => (RawTransport::Http, "inferred from `url`".to_owned()),
+        (None, None, None) => {
+            return Err(Problem::new(
+                path.clone(),
+                "missing field `command` (for a stdio server) or `url` (for an http or sse server)",
+            ));
+        }
+    };
+    match kind {
+        RawTransport::Stdio => stdio(fields, path, &reason, env),
+        RawTransport::Http | RawTransport::Sse => remote(kind, fields, path, &reason, env),
+    }
+}
+
+fn stdio(
+    fields: TransportFields,
+    path: &KeyPath,
+    reason: &str,
+    env: EnvLookup<'_>,
+) -> Result<TransportSpec, Problem> {
+    let not_allowed = |key: &str| {
+        Problem::new(
+            path.key(key),
+            format!("not allowed for a stdio server ({reason})"),
+        )
+    };
+    if fields.url.is_some() {
+        return Err(not_allowed("url"));
+    }
+    if fields.headers.is_some() {
+        return Err(not_allowed("headers"));
+    }
+    let Some(raw_command) = fields.command else {
+        return Err(Problem::new(
+            path.clone(),
+            format!("missing field `command`, required for a stdio server ({reason})"),
+        ));
+    };
+    let command_path = path.key("command");
+    let command = process_string(&raw_command, &command_path, env)?;
+    if command.trim().is_empty() {
+        return Err(Problem::new(command_path, "must not be empty"));
+    }
+
+    let args_path = path.key("args");
+    let args = fields
+        .args
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .map(|(index, arg)| process_string(arg, &args_path.index(index), env))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let env_path = path.key("env");
+    let mut child_env = BTreeMap::new();
+    for (key, value) in fields.env.unwrap_or_default() {
+        let value_path = env_path.key(&key);
+        if key.is_empty() || key.contains(['=', '\0']) {
+            return Err(Problem::new(
+                value_path,
+                "invalid environment variable name: must be non-empty without `=` or NUL",
+            ));
+        }
+        let value = process_string(&value, &value_path, env)?;
+        child_env.insert(key, value);
+    }
+
+    let cwd = match fields.cwd {
+        None => None,
+        Some(raw_cwd) => {
+            let cwd_path = path.key("cwd");
+            let cwd = process_string(&raw_cwd, &cwd_path, env)?;
+            if cwd.is_empty() {
+                return Err(Problem::new(
+                    cwd_path,
+                    "must not be empty (omit it to inherit)",
+                ));
+            }
+            Some(PathBuf::from(cwd))
+        }
+    };
+    Ok(TransportSpec::Stdio {
+        command,
+        args,
+        env: child_env,
+        cwd,
+    })
+}
+
+fn remote(
+    kind: RawTransport,
+    fields: TransportFields,
+    path: &KeyPath,
+    reason: &str,
+    env: EnvLookup<'_>,
+) -> Result<TransportSpec, Problem> {
+    let article = if kind == RawTransport::Sse {
+        "an sse"
+    } else {
+        "an http"
+    };
+    let not_allowed = |key: &str| {
+        Problem::new(
+            path.key(key),
+            format!("not allowed for {article} server ({reason})"),
+        )
+    };
+    if fields.command.is_some() {
+        return Err(not_allowed("command"));
+    }
+    if fields.args.is_some() {
+        return Err(not_allowed("args"));
+    }
+    if fields.env.is_some() {
+        return Err(not_allowed("env"));
+    }
+    if fields.cwd.is_some() {
+        return Err(not_allowed("cwd"));
+    }
+    let Some(raw_url) = fields.url else {
+        return Err(Problem::new(
+            path.clone(),
+            format!("missing field `url`, required for {article} server ({reason})"),
+        ));
+    };
+    let url_path = path.key("url");
+    let url = expanded(&raw_url, &url_path, env)?;
+    check_url(&url).map_err(|problem| {
+        Problem::new(
+            url_path.clone(),
+            format!("expected an absolute http:// or https:// URL with a host, got {raw_url:?}: {problem}"),
+        )
+    })?;
+
+    let headers_path = path.key("headers");
+    let mut headers = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for (name, value) in fields.headers.unwrap_or_default() {
+        let header_path = headers_path.key(&name);
+        let header_name = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| Problem::new(header_path.clone(), "invalid HTTP header name"))?;
+        if !seen.insert(header_name.as_str().to_owned()) {
+            return Err(Problem::new(
+                header_path,
+                "duplicate header (header names are case-insensitive)",
+            ));
+        }
+        let value = expanded(&value, &header_path, env)?;
+        // The value is not echoed: headers usually carry credentials.
+        http::HeaderValue::from_str(&value).map_err(|_| {
+            Problem::new(
+                header_path.clone(),
+                "invalid HTTP header value (control characters are not allowed)",
+            )
+        })?;
+        headers.insert(name, value);
+    }
+    Ok(match kind {
+        RawTransport::Sse => TransportSpec::Sse { url, headers },
+        RawTransport::Http | RawTransport::Stdio => TransportSpec::Http { url, headers },
+    })
+}
+
+fn expanded(value: &str, path: &KeyPath, env: EnvLookup<'_>) -> Result<String, Problem> {
+    expand(value, env).map_err(|message| Problem::new(path.clone(), message))
+}
+
+/// Expands a string handed to a child process, which cannot carry NUL.
+fn process_string(value: &str, path: &KeyPath, env: EnvLookup<'_>) -> Result<String, Problem> {
+    let value = expanded(value, path, env)?;
+    if value.contains('\0') {
+        return Err(Problem::new(
+            path.clone(),
+            "must not contain a NUL character",
+        ));
+    }
+    Ok(value)
+}
+
+fn positive_millis(millis: u64, path: &KeyPath) -> Result<Duration, Problem> {
+    if millis == 0 {
+        return Err(Problem::new(
+            path.clone(),
+            "must be a positive number of milliseconds",
+        ));
+    }
+    Ok(Duration::from_millis(millis))
+}
+
+fn timeout(millis: Option<u64>, default: Duration, path: &KeyPath) -> Result<Duration, Problem> {
+    millis.map_or(Ok(default), |millis| positive_millis(millis, path))
+}
+
+fn byte_limit(bytes: Option<u64>, default: usize, path: &KeyPath) -> Result<usize, Problem> {
+    match bytes {
+        None => Ok(default),
+        Some(0) => Err(Problem::new(
+            path.clone(),
+            "must be a positive number of bytes",
+        )),
+        Some(bytes) => usize::try_from(bytes)
+            .map_err(|_| Problem::new(path.clone(), "too large for this platform")),
+    }
+}
+
+fn check_url(url: &str) -> Result<(), String> {
+    if url.is_empty() {
+        return Err("empty".to_owned());
+    }
+    if !url.contains("://") {
+        return Err("missing scheme".to_owned());
+    }
+    let uri: http::Uri = url.parse().map_err(|error| format!("{error}"))?;
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(other) => return Err(format!("unsupported scheme `{other}`")),
+        None => return Err("missing scheme".to_owned()),
+    }
+    match uri.host() {
+        Some(host) if !host.is_empty() => Ok(()),
+        _ => Err("missing host".to_owned()),
+    }
+}
+
+fn check_origin(origin: &str) -> Result<(), String> {
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return Err("missing scheme".to_owned());
+    };
+    let scheme_ok = scheme
+        .chars()
+        .next()
+        .is_some_and(|first| first.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    if !scheme_ok {
+        return Err(format!("invalid scheme `{scheme}`"));
+    }
+    if authority.contains(['/', '?', '#']) {
+        return Err("an origin has no path, query or fragment".to_owned());
+    }
+    check_host(authority)
+}
+
+fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("empty".to_owned());
+    }
+    if host.contains(['@', '/', '?', '#']) {
+        return Err("only a host and an optional port are allowed".to_owned());
+    }
+    host.parse::<http::uri::Authority>()
+        .map(drop)
+        .map_err(|error| format!("{error}"))
+}

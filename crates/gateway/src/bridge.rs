@@ -1,0 +1,337 @@
+//! Forwarding one call upstream and bridging what the two eras do differently while it is
+//! in flight:
+//!
+//! | upstream asks for input by…        | legacy client                   | modern client                         |
+//! |------------------------------------|---------------------------------|---------------------------------------|
+//! | a server→client request (legacy)   | relayed with our id, answered   | call parked; `input_required` + sealed `requestState`; the retry resumes it |
+//! | `input_required` (modern MRTR)     | each input request relayed to the client, then the upstream call retried | passed through, `requestState` wrapped and sealed |
+//!
+//! Sealed state binds the principal and expires; a parked call is dropped (and cancelled
+//! upstream) when its deadline passes without a retry.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value, json};
+use switchboard_protocol::error::gateway as codes;
+use switchboard_protocol::{Era, Message, RpcError, meta};
+use switchboard_upstream::{CallError, CallEvent, CallOptions, ServerRequest, Upstream};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::gateway::{ClientCtx, Gateway, PeerRequest};
+
+/// How long a client has to answer an `input_required` result.
+const PARK_TTL: Duration = Duration::from_secs(300);
+/// Rounds of `input_required` a legacy client is walked through before giving up.
+const MAX_INPUT_ROUNDS: usize = 16;
+
+/// An upstream call in flight, owned by whoever drives it.
+pub(crate) struct Flight {
+    server: String,
+    result: oneshot::Receiver<Result<Value, CallError>>,
+    events: mpsc::Receiver<CallEvent>,
+    cancel: CancellationToken,
+}
+
+impl Drop for Flight {
+    fn drop(&mut self) {
+        // Nobody will read the answer any more: stop the upstream work.
+        self.cancel.cancel();
+    }
+}
+
+/// A flight waiting for a modern client to supply input.
+pub(crate) struct Parked {
+    flight: Flight,
+    principal: String,
+    waiting: HashMap<String, oneshot::Sender<Result<Value, RpcError>>>,
+}
+
+/// What the caller-facing side needs to know about one forwarded request.
+pub(crate) struct Forward<'a> {
+    pub(crate) server: &'a str,
+    pub(crate) method: &'a str,
+    pub(crate) params: Value,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+impl Gateway {
+    /// Forwards a call (tools/call, prompts/get, resources/read, or any simple request)
+    /// and bridges server→client interaction across eras.
+    pub(crate) async fn forward(&self, ctx: &ClientCtx, mut call: Forward<'_>) -> Result<Value, RpcError> {
+        // A modern client retrying after `input_required`: resume what its state names.
+        let presented = call.params.as_object_mut().and_then(|p| p.remove("requestState"));
+        let mut upstream_state = None;
+        if let Some(state) = presented {
+            let state = state.as_str().ok_or_else(|| RpcError::invalid_params("requestState must be a string"))?;
+            let opened = self
+                .inner
+                .sealer
+                .open(state, now_ms())
+                .map_err(|e| RpcError::invalid_params(format!("requestState rejected: {e}")))?;
+            if opened.get("p").and_then(Value::as_str) != Some(ctx.principal.as_str()) {
+                return Err(RpcError::invalid_params("requestState rejected: issued to another client"));
+            }
+            match opened.get("k").and_then(Value::as_str) {
+                Some("flight") => {
+                    let id = opened.get("id").and_then(Value::as_str).unwrap_or_default();
+                    let responses = call.params.get("inputResponses").cloned().unwrap_or_else(|| json!({}));
+                    return self.resume(ctx, id, responses).await;
+                }
+                Some("wrap") => {
+                    if opened.get("s").and_then(Value::as_str) != Some(call.server) {
+                        return Err(RpcError::invalid_params("requestState rejected: issued for another server"));
+                    }
+                    upstream_state = opened.get("rs").cloned();
+                }
+                _ => return Err(RpcError::invalid_params("requestState rejected: unknown kind")),
+            }
+        }
+        if let (Some(state), Some(object)) = (upstream_state, call.params.as_object_mut()) {
+            object.insert("requestState".into(), state);
+        }
+        let server = self
+            .server(call.server)
+            .ok_or_else(|| RpcError::invalid_params(format!("unknown server `{}`", call.server)))?;
+        let upstream = server.upstream(&self.inner.era_cache).await?;
+        meta::strip_protocol_fields(&mut call.params);
+        let progress_token = meta::progress_token(Some(&call.params)).cloned();
+        if progress_token.is_some() {
+            if let Some(meta) = call.params.get_mut("_meta").and_then(Value::as_object_mut) {
+                meta.remove(meta::PROGRESS_TOKEN);
+            }
+        }
+        let timeout = self.request_timeout(&server);
+        let mut rounds = 0;
+        loop {
+            let flight = launch(&upstream, call.server, call.method, call.params.clone(), ctx, progress_token.clone(), &call.headers, timeout);
+            let result = self.drive(ctx, flight).await?;
+            if result.get("resultType").and_then(Value::as_str) != Some("input_required") {
+                return Ok(result);
+            }
+            // A modern upstream asked for input.
+            match ctx.era {
+                Era::Modern => return Ok(self.wrap_input_required(ctx, call.server, result)),
+                Era::Legacy => {
+                    rounds += 1;
+                    if rounds > MAX_INPUT_ROUNDS {
+                        return Err(RpcError::new(codes::UPSTREAM_PROTOCOL, "upstream kept asking for input"));
+                    }
+                    let responses = self.fulfil_for_legacy(ctx, &result).await?;
+                    let object = call.params.as_object_mut().expect("params are an object");
+                    object.insert("inputResponses".into(), responses);
+                    match result.get("requestState") {
+                        Some(state) => object.insert("requestState".into(), state.clone()),
+                        None => object.remove("requestState"),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Waits for a flight's answer, relaying its notifications, bridging its server→client
+    /// requests, and propagating the client's cancellation.
+    async fn drive(&self, ctx: &ClientCtx, mut flight: Flight) -> Result<Value, RpcError> {
+        loop {
+            tokio::select! {
+                outcome = &mut flight.result => {
+                    let outcome = outcome.unwrap_or(Err(CallError::Closed("call task ended".into())));
+                    return outcome.map_err(|e| e.to_rpc_error(&flight.server));
+                }
+                event = flight.events.recv() => match event {
+                    Some(CallEvent::Notification { method, params }) => {
+                        if let Some(notify) = &ctx.notify {
+                            let _ = notify.try_send(Message::notification(method, params));
+                        }
+                    }
+                    Some(CallEvent::Request(request)) => match ctx.era {
+                        Era::Legacy => relay_to_peer(ctx, request),
+                        Era::Modern => {
+                            if let Err(request) = check_capability(ctx, request) {
+                                return Ok(self.park(ctx, flight, request));
+                            }
+                        }
+                    },
+                    None => {}
+                },
+                () = ctx.cancel.cancelled() => {
+                    flight.cancel.cancel();
+                    return Err(RpcError::new(codes::UPSTREAM_UNAVAILABLE, "request cancelled"));
+                }
+            }
+        }
+    }
+
+    /// Parks a flight for a modern client and returns `input_required`.
+    fn park(&self, ctx: &ClientCtx, flight: Flight, request: ServerRequest) -> Value {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let key = format!("{}-1", request.method.replace('/', "-"));
+        let input_request = json!({ "method": request.method, "params": request.params.clone().unwrap_or_else(|| json!({})) });
+        let mut waiting = HashMap::new();
+        waiting.insert(key.clone(), request.reply);
+        self.inner.parked.lock().insert(id.clone(), Parked { flight, principal: ctx.principal.clone(), waiting });
+        // The deadline owns the parked flight: no retry in time, and it is dropped.
+        let gateway = self.clone();
+        let expiring = id.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(PARK_TTL) => {}
+                () = gateway.inner.shutdown.cancelled() => {}
+            }
+            gateway.inner.parked.lock().remove(&expiring);
+        });
+        let state = self.inner.sealer.seal(
+            &json!({ "k": "flight", "id": id, "p": ctx.principal }),
+            now_ms() + PARK_TTL.as_millis() as u64,
+        );
+        let mut input_requests = Map::new();
+        input_requests.insert(key, input_request);
+        json!({ "resultType": "input_required", "inputRequests": input_requests, "requestState": state })
+    }
+
+    /// Resumes a parked flight with the client's input responses.
+    async fn resume(&self, ctx: &ClientCtx, id: &str, responses: Value) -> Result<Value, RpcError> {
+        let parked = self
+            .inner
+            .parked
+            .lock()
+            .remove(id)
+            .ok_or_else(|| RpcError::invalid_params("requestState rejected: the call it resumes has expired"))?;
+        if parked.principal != ctx.principal {
+            return Err(RpcError::invalid_params("requestState rejected: issued to another client"));
+        }
+        for (key, reply) in parked.waiting {
+            let outcome = match responses.get(&key) {
+                Some(response) => Ok(response.clone()),
+                None => Err(RpcError::new(-32600, format!("client did not provide input `{key}`"))),
+            };
+            let _ = reply.send(outcome);
+        }
+        self.drive(ctx, parked.flight).await
+    }
+
+    /// Rewrites a modern upstream's `input_required` for a modern client: the upstream's
+    /// state travels sealed inside ours, bound to the server and the client.
+    fn wrap_input_required(&self, ctx: &ClientCtx, server: &str, mut result: Value) -> Value {
+        let inner_state = result.get("requestState").cloned();
+        let state = self.inner.sealer.seal(
+            &json!({ "k": "wrap", "s": server, "rs": inner_state, "p": ctx.principal }),
+            now_ms() + PARK_TTL.as_millis() as u64,
+        );
+        result["requestState"] = Value::String(state);
+        result
+    }
+
+    /// Walks a legacy client through a modern upstream's input requests.
+    async fn fulfil_for_legacy(&self, ctx: &ClientCtx, result: &Value) -> Result<Value, RpcError> {
+        let mut responses = Map::new();
+        let Some(requests) = result.get("inputRequests").and_then(Value::as_object) else {
+            return Ok(Value::Object(responses));
+        };
+        for (key, request) in requests {
+            let method = request.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let params = request.get("params").cloned();
+            let answer = ask_peer(ctx, method, params).await?;
+            responses.insert(key.clone(), answer);
+        }
+        Ok(Value::Object(responses))
+    }
+}
+
+/// Starts the upstream call in its own task, so it can outlive the client request that
+/// started it (a parked flight) while staying owned by the returned [`Flight`].
+#[allow(clippy::too_many_arguments)]
+fn launch(
+    upstream: &Upstream,
+    server: &str,
+    method: &str,
+    params: Value,
+    ctx: &ClientCtx,
+    progress_token: Option<Value>,
+    headers: &[(String, String)],
+    timeout: Duration,
+) -> Flight {
+    let (events_tx, events_rx) = mpsc::channel(64);
+    let (result_tx, result_rx) = oneshot::channel();
+    let cancel = CancellationToken::new();
+    let mut options = CallOptions::new(timeout);
+    options.cancel = cancel.clone();
+    options.events = Some(events_tx);
+    options.progress_token = progress_token;
+    options.headers = headers.to_vec();
+    options.client_capabilities = Some(ctx.capabilities.clone());
+    options.client_info = ctx.client_info.clone();
+    let upstream = upstream.clone();
+    let method = method.to_owned();
+    tokio::spawn(async move {
+        let outcome = upstream.request(&method, Some(params), options).await;
+        let _ = result_tx.send(outcome);
+    });
+    Flight { server: server.to_owned(), result: result_rx, events: events_rx, cancel }
+}
+
+/// The client capability a server→client method needs.
+fn required_capability(method: &str) -> Option<&'static str> {
+    match method {
+        "sampling/createMessage" => Some("sampling"),
+        "elicitation/create" => Some("elicitation"),
+        "roots/list" => Some("roots"),
+        _ => None,
+    }
+}
+
+/// Refuses (answering the upstream) a request the client cannot serve; hands back the
+/// ones it can.
+fn check_capability(ctx: &ClientCtx, request: ServerRequest) -> Result<(), ServerRequest> {
+    match required_capability(&request.method) {
+        Some(capability) if ctx.has_capability(capability) => Err(request),
+        Some(capability) => {
+            let error = RpcError::method_not_found(&request.method)
+                .with_data(json!({ "reason": format!("the client did not declare the `{capability}` capability") }));
+            let _ = request.reply.send(Err(error));
+            Ok(())
+        }
+        None => {
+            let _ = request.reply.send(Err(RpcError::method_not_found(&request.method)));
+            Ok(())
+        }
+    }
+}
+
+/// Relays a server→client request to a legacy client without blocking the flight.
+fn relay_to_peer(ctx: &ClientCtx, request: ServerRequest) {
+    let Err(request) = check_capability(ctx, request) else { return };
+    let ctx = ctx.clone();
+    tokio::spawn(async move {
+        let outcome = ask_peer(&ctx, request.method, request.params).await;
+        let _ = request.reply.send(outcome);
+    });
+}
+
+async fn ask_peer(ctx: &ClientCtx, method: String, params: Option<Value>) -> Result<Value, RpcError> {
+    if let Some(capability) = required_capability(&method) {
+        if !ctx.has_capability(capability) {
+            return Err(RpcError::new(
+                codes::NOT_BRIDGEABLE,
+                format!("the server needs `{capability}`, which the client did not declare"),
+            ));
+        }
+    }
+    let peer = ctx
+        .peer
+        .as_ref()
+        .ok_or_else(|| RpcError::new(codes::NOT_BRIDGEABLE, format!("the client cannot answer {method}")))?;
+    let (reply_tx, reply_rx) = oneshot::channel();
+    peer.send(PeerRequest { method, params, reply: reply_tx })
+        .await
+        .map_err(|_| RpcError::new(codes::UPSTREAM_UNAVAILABLE, "client went away"))?;
+    tokio::select! {
+        reply = reply_rx => reply.unwrap_or_else(|_| Err(RpcError::new(codes::UPSTREAM_UNAVAILABLE, "client went away"))),
+        () = ctx.cancel.cancelled() => Err(RpcError::new(codes::UPSTREAM_UNAVAILABLE, "request cancelled")),
+    }
+}

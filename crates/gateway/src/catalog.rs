@@ -1,0 +1,227 @@
+//! The merged capability catalog: every server's tools, prompts, resources and resource
+//! templates under exposed (namespaced) names, rebuilt as one immutable snapshot whenever a
+//! server's lists change, and read lock-free by every request.
+//!
+//! Invariants: list order is deterministic (servers by name, then each server's own order);
+//! every exposed name resolves to exactly one (server, upstream name); entries are the
+//! upstream's JSON with only `name` / `uri` / `uriTemplate` rewritten.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde_json::Value;
+use switchboard_protocol::headers::{self, ParamHeader};
+use switchboard_protocol::naming::{NameTable, Qualified};
+use switchboard_protocol::uri;
+
+/// What one server offers, as it listed it.
+#[derive(Clone, Debug, Default)]
+pub struct ServerLists {
+    pub tools: Vec<Value>,
+    pub prompts: Vec<Value>,
+    pub resources: Vec<Value>,
+    pub templates: Vec<Value>,
+}
+
+/// The kinds of lists, for refreshes and change notifications.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ListKind {
+    Tools,
+    Prompts,
+    Resources,
+}
+
+impl ListKind {
+    pub fn changed_notification(self) -> &'static str {
+        match self {
+            ListKind::Tools => "notifications/tools/list_changed",
+            ListKind::Prompts => "notifications/prompts/list_changed",
+            ListKind::Resources => "notifications/resources/list_changed",
+        }
+    }
+
+    pub fn from_notification(method: &str) -> Option<ListKind> {
+        match method {
+            "notifications/tools/list_changed" => Some(ListKind::Tools),
+            "notifications/prompts/list_changed" => Some(ListKind::Prompts),
+            "notifications/resources/list_changed" => Some(ListKind::Resources),
+            _ => None,
+        }
+    }
+}
+
+/// One immutable catalog snapshot.
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub passthrough: bool,
+    pub tools: Vec<Value>,
+    pub prompts: Vec<Value>,
+    pub resources: Vec<Value>,
+    pub templates: Vec<Value>,
+    tool_names: NameTable,
+    prompt_names: NameTable,
+    /// `Mcp-Param-*` mirroring rules per exposed tool name.
+    param_headers: HashMap<String, Vec<ParamHeader>>,
+    /// The only server, in passthrough mode.
+    single: Option<String>,
+}
+
+fn entry_name(entry: &Value, field: &str) -> Option<String> {
+    entry.get(field).and_then(Value::as_str).map(str::to_owned)
+}
+
+impl Catalog {
+    /// Builds the snapshot. In passthrough mode names and URIs are not rewritten.
+    pub fn build(lists: &BTreeMap<String, Arc<ServerLists>>, passthrough: bool) -> Catalog {
+        let qualified = |pick: fn(&ServerLists) -> &Vec<Value>| {
+            lists
+                .iter()
+                .flat_map(|(server, l)| {
+                    pick(l).iter().filter_map(move |entry| {
+                        Some(Qualified { server: server.clone(), name: entry_name(entry, "name")? })
+                    })
+                })
+                .collect::<Vec<_>>()
+        };
+        let table = |entries: Vec<Qualified>| {
+            if passthrough { NameTable::passthrough(entries) } else { NameTable::prefixed(entries) }
+        };
+        let tool_names = table(qualified(|l| &l.tools));
+        let prompt_names = table(qualified(|l| &l.prompts));
+        let mut catalog = Catalog {
+            passthrough,
+            tool_names,
+            prompt_names,
+            single: if passthrough { lists.keys().next().cloned() } else { None },
+            ..Catalog::default()
+        };
+        for (server, server_lists) in lists {
+            for tool in &server_lists.tools {
+                let Some(name) = entry_name(tool, "name") else { continue };
+                let exposed = catalog.tool_names.exposed(server, &name).expect("named in the table").to_owned();
+                match tool.get("inputSchema").map(headers::param_headers) {
+                    Some(Err(error)) => {
+                        // The spec makes HTTP clients drop such tools; so do we, loudly.
+                        tracing::warn!(server, tool = name, %error, "tool excluded: invalid x-mcp-header");
+                        continue;
+                    }
+                    Some(Ok(found)) if !found.is_empty() => {
+                        catalog.param_headers.insert(exposed.clone(), found);
+                    }
+                    _ => {}
+                }
+                catalog.tools.push(renamed(tool, "name", exposed));
+            }
+            for prompt in &server_lists.prompts {
+                let Some(name) = entry_name(prompt, "name") else { continue };
+                let exposed = catalog.prompt_names.exposed(server, &name).expect("named in the table").to_owned();
+                catalog.prompts.push(renamed(prompt, "name", exposed));
+            }
+            for resource in &server_lists.resources {
+                let Some(original) = entry_name(resource, "uri") else { continue };
+                let exposed = catalog.expose_uri(server, &original);
+                catalog.resources.push(renamed(resource, "uri", exposed));
+            }
+            for template in &server_lists.templates {
+                let Some(original) = entry_name(template, "uriTemplate") else { continue };
+                let exposed = catalog.expose_uri(server, &original);
+                catalog.templates.push(renamed(template, "uriTemplate", exposed));
+            }
+        }
+        catalog
+    }
+
+    pub fn resolve_tool(&self, exposed: &str) -> Option<&Qualified> {
+        self.tool_names.resolve(exposed)
+    }
+
+    pub fn resolve_prompt(&self, exposed: &str) -> Option<&Qualified> {
+        self.prompt_names.resolve(exposed)
+    }
+
+    pub fn tool_param_headers(&self, exposed: &str) -> &[ParamHeader] {
+        self.param_headers.get(exposed).map_or(&[], Vec::as_slice)
+    }
+
+    /// The exposed form of a server's URI.
+    pub fn expose_uri(&self, server: &str, original: &str) -> String {
+        if self.passthrough { original.to_owned() } else { uri::expose(server, original) }
+    }
+
+    /// The (server, upstream URI) behind an exposed URI.
+    pub fn resolve_uri<'a>(&'a self, exposed: &'a str) -> Option<(String, &'a str)> {
+        if self.passthrough {
+            return self.single.clone().map(|server| (server, exposed));
+        }
+        uri::resolve(exposed).map(|(server, original)| (server.to_owned(), original))
+    }
+
+    pub fn exposed_tool(&self, server: &str, name: &str) -> Option<&str> {
+        self.tool_names.exposed(server, name)
+    }
+
+    pub fn exposed_prompt(&self, server: &str, name: &str) -> Option<&str> {
+        self.prompt_names.exposed(server, name)
+    }
+}
+
+fn renamed(entry: &Value, field: &str, exposed: String) -> Value {
+    let mut entry = entry.clone();
+    if let Some(object) = entry.as_object_mut() {
+        object.insert(field.to_owned(), Value::String(exposed));
+    }
+    entry
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn lists(tools: &[&str]) -> Arc<ServerLists> {
+        Arc::new(ServerLists {
+            tools: tools.iter().map(|t| json!({"name": t, "inputSchema": {"type": "object"}, "x-extra": 1})).collect(),
+            resources: vec![json!({"uri": "test://a", "name": "a"})],
+            ..ServerLists::default()
+        })
+    }
+
+    #[test]
+    fn merges_in_server_order_and_keeps_fields() {
+        let mut all = BTreeMap::new();
+        all.insert("b".to_owned(), lists(&["x"]));
+        all.insert("a".to_owned(), lists(&["y", "x"]));
+        let catalog = Catalog::build(&all, false);
+        let names: Vec<&str> = catalog.tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+        assert_eq!(names, ["a__y", "a__x", "b__x"]);
+        assert_eq!(catalog.tools[0]["x-extra"], 1);
+        assert_eq!(catalog.resolve_tool("b__x").unwrap().server, "b");
+        assert_eq!(catalog.resources[0]["uri"], "switchboard://a/test://a");
+        assert_eq!(catalog.resolve_uri("switchboard://b/test://a"), Some(("b".to_owned(), "test://a")));
+    }
+
+    #[test]
+    fn passthrough_keeps_names() {
+        let mut all = BTreeMap::new();
+        all.insert("only".to_owned(), lists(&["x"]));
+        let catalog = Catalog::build(&all, true);
+        assert_eq!(catalog.tools[0]["name"], "x");
+        assert_eq!(catalog.resolve_tool("x").unwrap().server, "only");
+        assert_eq!(catalog.resolve_uri("test://a"), Some(("only".to_owned(), "test://a")));
+    }
+
+    #[test]
+    fn drops_tools_with_invalid_header_annotations() {
+        let mut all = BTreeMap::new();
+        all.insert("s".to_owned(), Arc::new(ServerLists {
+            tools: vec![
+                json!({"name": "bad", "inputSchema": {"properties": {"a": {"type": "number", "x-mcp-header": "A"}}}}),
+                json!({"name": "good", "inputSchema": {"properties": {"a": {"type": "string", "x-mcp-header": "A"}}}}),
+            ],
+            ..ServerLists::default()
+        }));
+        let catalog = Catalog::build(&all, false);
+        assert_eq!(catalog.tools.len(), 1);
+        assert_eq!(catalog.tool_param_headers("s__good").len(), 1);
+    }
+}

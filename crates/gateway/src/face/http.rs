@@ -1,0 +1,591 @@
+//! The Streamable HTTP face: one `/mcp` endpoint serving legacy sessions (2025-03-26 to
+//! 2025-11-25: `initialize`, `Mcp-Session-Id`, GET stream, DELETE) and modern stateless
+//! requests (2026-07-28: per-request `_meta`, mirrored headers, `subscriptions/listen`)
+//! side by side. Origin and Host are validated on every request (403).
+//!
+//! Each request answers with JSON when nothing precedes its result, and switches to an SSE
+//! stream the moment a related notification or a server→client request must go first.
+//! The client closing the stream (or disconnecting) cancels the request.
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::any;
+use futures::StreamExt;
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use switchboard_config::ListenSettings;
+use switchboard_protocol::{Era, Message, ProtocolVersion, RequestId, RpcError, headers};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+
+use super::{ListenFilter, declared_version, is_modern_method, legacy_notification, modern_meta};
+use crate::gateway::{ClientCtx, Gateway, PeerRequest};
+
+/// Legacy sessions idle longer than this are forgotten.
+const SESSION_IDLE: Duration = Duration::from_secs(3600);
+/// At most this many legacy sessions at once.
+const MAX_SESSIONS: usize = 10_000;
+/// Keep-alive comment interval on long-lived streams.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// One legacy session.
+struct Session {
+    version: String,
+    capabilities: Value,
+    client_info: Option<Value>,
+    last_seen: Mutex<Instant>,
+    inflight: Mutex<HashMap<RequestId, CancellationToken>>,
+    peer_pending: Mutex<HashMap<u64, oneshot::Sender<Result<Value, RpcError>>>>,
+    next_peer_id: AtomicU64,
+    subscribed: Mutex<HashSet<String>>,
+    ended: CancellationToken,
+}
+
+struct FaceState {
+    gateway: Gateway,
+    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    allowed_origins: Vec<String>,
+    allowed_hosts: Vec<String>,
+    max_body_bytes: usize,
+}
+
+/// Builds the `/mcp` router (callers may merge more routes, e.g. admin and metrics).
+pub fn router(gateway: Gateway, listen: &ListenSettings) -> Router {
+    let state = Arc::new(FaceState {
+        gateway,
+        sessions: Mutex::new(HashMap::new()),
+        allowed_origins: listen.allowed_origins.clone(),
+        allowed_hosts: listen.allowed_hosts.clone(),
+        max_body_bytes: listen.max_body_bytes,
+    });
+    spawn_session_reaper(&state);
+    Router::new()
+        .route("/mcp", any(mcp))
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then drains open connections.
+pub async fn serve(
+    gateway: Gateway,
+    listener: tokio::net::TcpListener,
+    listen: &ListenSettings,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt as _;
+    let app = router(gateway, listen);
+    let listener = listener.tap_io(|tcp| {
+        // Without it, small responses wait for delayed ACKs (~40 ms per call).
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+fn spawn_session_reaper(state: &Arc<FaceState>) {
+    let weak = Arc::downgrade(state);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let Some(state) = weak.upgrade() else { return };
+            state.sessions.lock().retain(|_, session| {
+                let keep = session.last_seen.lock().elapsed() < SESSION_IDLE;
+                if !keep {
+                    session.ended.cancel();
+                }
+                keep
+            });
+        }
+    });
+}
+
+/// The one place face-level failures become HTTP responses.
+fn reject(status: StatusCode, id: Option<RequestId>, error: RpcError) -> Response {
+    let body = Message::error(id, error).to_bytes();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn is_local_host(host: &str) -> bool {
+    let bare = if host.starts_with('[') {
+        host.split_once(']').map(|(h, _)| &h[1..]).unwrap_or(host)
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) { h } else { host })
+    };
+    matches!(bare, "localhost" | "127.0.0.1" | "::1")
+}
+
+/// DNS-rebinding protection: Host must be local or allowed; Origin, when present, too.
+fn check_origin(state: &FaceState, request_headers: &HeaderMap) -> Result<(), Response> {
+    let forbidden = |what: String| reject(StatusCode::FORBIDDEN, None, RpcError::invalid_request(what));
+    let host = request_headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let host_ok = is_local_host(host)
+        || state.allowed_hosts.iter().any(|allowed| {
+            allowed == host || host.rsplit_once(':').is_some_and(|(h, _)| h == allowed)
+        });
+    if !host_ok {
+        return Err(forbidden(format!("Host `{host}` is not allowed")));
+    }
+    if let Some(origin) = request_headers.get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        let local = origin
+            .split_once("://")
+            .is_some_and(|(scheme, rest)| matches!(scheme, "http" | "https") && is_local_host(rest));
+        if !(local || state.allowed_origins.iter().any(|o| o == origin)) {
+            return Err(forbidden(format!("Origin `{origin}` is not allowed")));
+        }
+    }
+    Ok(())
+}
+
+fn header_str<'a>(request_headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    request_headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+async fn mcp(State(state): State<Arc<FaceState>>, method: Method, request_headers: HeaderMap, body: Body) -> Response {
+    if let Err(response) = check_origin(&state, &request_headers) {
+        return response;
+    }
+    let session_id = header_str(&request_headers, headers::SESSION_ID).map(str::to_owned);
+    match method {
+        Method::POST => {}
+        Method::GET => return get_stream(&state, session_id.as_deref()),
+        Method::DELETE => return delete_session(&state, session_id.as_deref()),
+        _ => return StatusCode::METHOD_NOT_ALLOWED.into_response(),
+    }
+    let body = match axum::body::to_bytes(body, state.max_body_bytes).await {
+        Ok(body) => body,
+        Err(_) => {
+            let error = RpcError::new(
+                switchboard_protocol::error::gateway::MESSAGE_TOO_LARGE,
+                format!("request body exceeds {} bytes", state.max_body_bytes),
+            );
+            return reject(StatusCode::PAYLOAD_TOO_LARGE, None, error);
+        }
+    };
+    let message = match Message::parse(&body) {
+        Ok(message) => message,
+        Err(error) => return reject(StatusCode::BAD_REQUEST, None, error.to_rpc_error()),
+    };
+    let params = match &message {
+        Message::Request { params, .. } | Message::Notification { params, .. } => params.as_ref(),
+        _ => None,
+    };
+    let header_version = header_str(&request_headers, headers::PROTOCOL_VERSION);
+    let modern = declared_version(params).is_some() || header_version.is_some_and(ProtocolVersion::is_modern);
+    if modern {
+        modern_post(&state, &request_headers, message).await
+    } else {
+        legacy_post(&state, &request_headers, session_id, message).await
+    }
+}
+
+/// Validates the mirrored headers of a modern request against its body.
+fn validate_mirrors(state: &FaceState, request_headers: &HeaderMap, method: &str, params: Option<&Value>) -> Result<(), RpcError> {
+    let body_version = declared_version(params).unwrap_or_default();
+    match header_str(request_headers, headers::PROTOCOL_VERSION) {
+        None => return Err(RpcError::header_mismatch("missing MCP-Protocol-Version header")),
+        Some(v) if v != body_version => {
+            return Err(RpcError::header_mismatch(format!(
+                "MCP-Protocol-Version header `{v}` does not match body `{body_version}`"
+            )));
+        }
+        Some(_) => {}
+    }
+    match header_str(request_headers, headers::METHOD) {
+        None => return Err(RpcError::header_mismatch("missing Mcp-Method header")),
+        Some(m) if m != method => {
+            return Err(RpcError::header_mismatch(format!("Mcp-Method header `{m}` does not match body `{method}`")));
+        }
+        Some(_) => {}
+    }
+    if let Some(field) = headers::name_field(method) {
+        let body_name = params.and_then(|p| p.get(field)).and_then(Value::as_str);
+        let raw = request_headers.get(headers::NAME).map(|v| v.as_bytes());
+        let header_name = match raw {
+            None => return Err(RpcError::header_mismatch("missing Mcp-Name header")),
+            Some(raw) => headers::decode_value(raw).ok_or_else(|| RpcError::header_mismatch("invalid Mcp-Name header"))?,
+        };
+        if Some(header_name.as_str()) != body_name {
+            return Err(RpcError::header_mismatch(format!(
+                "Mcp-Name header value '{header_name}' does not match body value '{}'",
+                body_name.unwrap_or_default()
+            )));
+        }
+    }
+    if method == "tools/call" {
+        let tool = params.and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or_default();
+        let catalog = state.gateway.catalog();
+        let expected = headers::param_header_values(catalog.tool_param_headers(tool), params.and_then(|p| p.get("arguments")));
+        for (name, encoded) in expected {
+            let decoded_expected = headers::decode_value(encoded.as_bytes()).unwrap_or_default();
+            let got = request_headers.get(name.as_str()).map(|v| headers::decode_value(v.as_bytes()));
+            match got {
+                None => return Err(RpcError::header_mismatch(format!("missing {name} header"))),
+                Some(None) => return Err(RpcError::header_mismatch(format!("invalid characters in {name} header"))),
+                Some(Some(value)) if !values_match(&value, &decoded_expected) => {
+                    return Err(RpcError::header_mismatch(format!("{name} header does not match the body")));
+                }
+                Some(Some(_)) => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Header/body comparison; integers compare numerically (`42.0` equals `42`).
+fn values_match(header_value: &str, body_value: &str) -> bool {
+    if header_value == body_value {
+        return true;
+    }
+    matches!((header_value.parse::<f64>(), body_value.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
+}
+
+async fn modern_post(state: &Arc<FaceState>, request_headers: &HeaderMap, message: Message) -> Response {
+    let (id, method, params) = match message {
+        Message::Request { id, method, params } => (Some(id), method, params),
+        Message::Notification { method, params } => (None, method, params),
+        _ => {
+            return reject(StatusCode::BAD_REQUEST, None, RpcError::invalid_request("clients must not send responses"));
+        }
+    };
+    if let Err(error) = validate_mirrors(state, request_headers, &method, params.as_ref()) {
+        return reject(StatusCode::BAD_REQUEST, id, error);
+    }
+    let meta = match modern_meta(params.as_ref()) {
+        Ok(meta) => meta,
+        Err(error) => return reject(StatusCode::BAD_REQUEST, id, error),
+    };
+    let Some(id) = id else {
+        // Modern notifications carry nothing we act on (cancellation is closing a stream).
+        return StatusCode::ACCEPTED.into_response();
+    };
+    if !is_modern_method(&method) {
+        return reject(StatusCode::NOT_FOUND, Some(id), RpcError::method_not_found(&method));
+    }
+    let (notify_tx, notify_rx) = mpsc::channel(64);
+    let ctx = ClientCtx {
+        era: Era::Modern,
+        protocol_version: meta.version,
+        capabilities: meta.capabilities,
+        client_info: meta.client_info,
+        principal: "http".into(),
+        notify: Some(notify_tx),
+        peer: None,
+        cancel: CancellationToken::new(),
+    };
+    if method == "subscriptions/listen" {
+        return listen_stream(state, ctx, id, params);
+    }
+    respond(state.gateway.clone(), ctx, id, method, params, notify_rx, None, None).await
+}
+
+async fn legacy_post(state: &Arc<FaceState>, request_headers: &HeaderMap, session_id: Option<String>, message: Message) -> Response {
+    if let Message::Request { id, method, params } = &message {
+        if method == "initialize" {
+            return initialize(state, id.clone(), params.as_ref());
+        }
+    }
+    let Some(session_id) = session_id else {
+        let id = match &message {
+            Message::Request { id, .. } => Some(id.clone()),
+            _ => None,
+        };
+        return reject(StatusCode::BAD_REQUEST, id, RpcError::invalid_request("missing Mcp-Session-Id header (send initialize first)"));
+    };
+    let Some(session) = state.sessions.lock().get(&session_id).cloned() else {
+        return reject(StatusCode::NOT_FOUND, None, RpcError::invalid_request("unknown or expired session"));
+    };
+    *session.last_seen.lock() = Instant::now();
+    if let Some(version) = header_str(request_headers, headers::PROTOCOL_VERSION) {
+        if version != session.version && ProtocolVersion::is_legacy(&session.version) && session.version != "2025-03-26" {
+            let error = RpcError::invalid_request(format!("MCP-Protocol-Version `{version}` does not match the session's `{}`", session.version));
+            return reject(StatusCode::BAD_REQUEST, None, error);
+        }
+    }
+    match message {
+        Message::Request { id, method, params } => {
+            let (notify_tx, notify_rx) = mpsc::channel(64);
+            let (peer_tx, peer_rx) = mpsc::channel(8);
+            let ctx = ClientCtx {
+                era: Era::Legacy,
+                protocol_version: session.version.clone(),
+                capabilities: session.capabilities.clone(),
+                client_info: session.client_info.clone(),
+                principal: session_id.clone(),
+                notify: Some(notify_tx),
+                peer: Some(peer_tx),
+                cancel: CancellationToken::new(),
+            };
+            session.inflight.lock().insert(id.clone(), ctx.cancel.clone());
+            let uri = params.as_ref().and_then(|p| p.get("uri")).and_then(Value::as_str).map(str::to_owned);
+            match (method.as_str(), uri) {
+                ("resources/subscribe", Some(uri)) => {
+                    session.subscribed.lock().insert(uri);
+                }
+                ("resources/unsubscribe", Some(uri)) => {
+                    session.subscribed.lock().remove(&uri);
+                }
+                _ => {}
+            }
+            respond(state.gateway.clone(), ctx, id, method, params, notify_rx, Some(peer_rx), Some(session)).await
+        }
+        Message::Notification { method, params } => {
+            if method == "notifications/cancelled" {
+                let id = params.as_ref().and_then(|p| p.get("requestId")).and_then(RequestId::from_value);
+                if let Some(token) = id.and_then(|id| session.inflight.lock().get(&id).cloned()) {
+                    token.cancel();
+                }
+            }
+            StatusCode::ACCEPTED.into_response()
+        }
+        Message::Response { id, result } => {
+            answer_peer(&session, &id, Ok(result));
+            StatusCode::ACCEPTED.into_response()
+        }
+        Message::Error { id, error } => {
+            if let Some(id) = id {
+                answer_peer(&session, &id, Err(error));
+            }
+            StatusCode::ACCEPTED.into_response()
+        }
+    }
+}
+
+fn answer_peer(session: &Session, id: &RequestId, outcome: Result<Value, RpcError>) {
+    let key = match id {
+        RequestId::String(s) => s.strip_prefix("sb-").and_then(|n| n.parse::<u64>().ok()),
+        RequestId::Number(_) => None,
+    };
+    if let Some(reply) = key.and_then(|k| session.peer_pending.lock().remove(&k)) {
+        let _ = reply.send(outcome);
+    }
+}
+
+fn initialize(state: &Arc<FaceState>, id: RequestId, params: Option<&Value>) -> Response {
+    let mut sessions = state.sessions.lock();
+    if sessions.len() >= MAX_SESSIONS {
+        let error = RpcError::new(switchboard_protocol::error::gateway::OVERLOADED, "too many sessions");
+        return reject(StatusCode::SERVICE_UNAVAILABLE, Some(id), error);
+    }
+    let requested = params.and_then(|p| p.get("protocolVersion")).and_then(Value::as_str);
+    let result = state.gateway.initialize_result(requested);
+    let session_id = uuid::Uuid::new_v4().simple().to_string();
+    let session = Arc::new(Session {
+        version: result["protocolVersion"].as_str().unwrap_or_default().to_owned(),
+        capabilities: params.and_then(|p| p.get("capabilities")).cloned().unwrap_or_else(|| json!({})),
+        client_info: params.and_then(|p| p.get("clientInfo")).cloned(),
+        last_seen: Mutex::new(Instant::now()),
+        inflight: Mutex::new(HashMap::new()),
+        peer_pending: Mutex::new(HashMap::new()),
+        next_peer_id: AtomicU64::new(1),
+        subscribed: Mutex::new(HashSet::new()),
+        ended: CancellationToken::new(),
+    });
+    sessions.insert(session_id.clone(), session);
+    let body = Message::response(id, result).to_bytes();
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json".to_owned()), (header::HeaderName::from_static(headers::SESSION_ID), session_id)],
+        body,
+    )
+        .into_response()
+}
+
+fn delete_session(state: &FaceState, session_id: Option<&str>) -> Response {
+    let Some(session_id) = session_id else { return StatusCode::METHOD_NOT_ALLOWED.into_response() };
+    match state.sessions.lock().remove(session_id) {
+        Some(session) => {
+            session.ended.cancel();
+            for token in session.inflight.lock().values() {
+                token.cancel();
+            }
+            StatusCode::OK.into_response()
+        }
+        None => reject(StatusCode::NOT_FOUND, None, RpcError::invalid_request("unknown or expired session")),
+    }
+}
+
+fn sse_frame(message: &Message) -> Bytes {
+    let mut frame = b"event: message\ndata: ".to_vec();
+    frame.extend_from_slice(&message.to_bytes());
+    frame.extend_from_slice(b"\n\n");
+    Bytes::from(frame)
+}
+
+fn sse_response(rx: mpsc::Receiver<Bytes>, guard: Option<tokio_util::sync::DropGuard>) -> Response {
+    // The guard lives as long as the body: the client going away cancels the work.
+    let stream = ReceiverStream::new(rx).map(move |frame| {
+        let _keep = &guard;
+        Ok::<_, Infallible>(frame)
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .expect("valid response")
+}
+
+/// Legacy GET: the session's stream of server-initiated notifications.
+fn get_stream(state: &Arc<FaceState>, session_id: Option<&str>) -> Response {
+    let Some(session_id) = session_id else { return StatusCode::METHOD_NOT_ALLOWED.into_response() };
+    let Some(session) = state.sessions.lock().get(session_id).cloned() else {
+        return reject(StatusCode::NOT_FOUND, None, RpcError::invalid_request("unknown or expired session"));
+    };
+    let (tx, rx) = mpsc::channel(64);
+    let mut changes = state.gateway.subscribe();
+    let closed = CancellationToken::new();
+    let guard = closed.clone().drop_guard();
+    tokio::spawn(async move {
+        let _ = tx.send(Bytes::from_static(b": stream open\n\n")).await;
+        loop {
+            let change = tokio::select! {
+                change = changes.recv() => change,
+                () = tokio::time::sleep(KEEP_ALIVE) => {
+                    if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() { break }
+                    continue;
+                }
+                () = session.ended.cancelled() => break,
+                () = closed.cancelled() => break,
+            };
+            let change = match change {
+                Ok(change) => change,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => break,
+            };
+            let message = legacy_notification(&change, &session.subscribed.lock());
+            if let Some(message) = message {
+                if tx.send(sse_frame(&message)).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    sse_response(rx, Some(guard))
+}
+
+/// Modern `subscriptions/listen`: an SSE stream of acknowledged, filtered notifications.
+fn listen_stream(state: &Arc<FaceState>, ctx: ClientCtx, id: RequestId, params: Option<Value>) -> Response {
+    let filter = ListenFilter::parse(params.as_ref());
+    let gateway = state.gateway.clone();
+    let (tx, rx) = mpsc::channel(64);
+    let guard = ctx.cancel.clone().drop_guard();
+    tokio::spawn(async move {
+        let mut changes = gateway.subscribe();
+        gateway.watch_resources(filter.uris(), true);
+        let mut open = tx.send(sse_frame(&filter.acknowledgement(&id))).await.is_ok();
+        while open {
+            let change = tokio::select! {
+                change = changes.recv() => change,
+                () = tokio::time::sleep(KEEP_ALIVE) => {
+                    open = tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_ok();
+                    continue;
+                }
+                () = ctx.cancel.cancelled() => break,
+            };
+            match change {
+                Ok(change) => {
+                    if let Some(message) = filter.render(&change, &id) {
+                        open = tx.send(sse_frame(&message)).await.is_ok();
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => {
+                    let _ = tx.send(sse_frame(&ListenFilter::completion(&id))).await;
+                    break;
+                }
+            }
+        }
+        gateway.watch_resources(filter.uris(), false);
+    });
+    sse_response(rx, Some(guard))
+}
+
+/// Runs a request and answers with JSON, or with SSE once something must precede the
+/// result (a notification, or a server→client request for a legacy client).
+#[allow(clippy::too_many_arguments)]
+async fn respond(
+    gateway: Gateway,
+    ctx: ClientCtx,
+    id: RequestId,
+    method: String,
+    params: Option<Value>,
+    mut notify_rx: mpsc::Receiver<Message>,
+    peer_rx: Option<mpsc::Receiver<PeerRequest>>,
+    session: Option<Arc<Session>>,
+) -> Response {
+    let cancel = ctx.cancel.clone();
+    let (result_tx, mut result_rx) = oneshot::channel();
+    {
+        let id = id.clone();
+        let session = session.clone();
+        tokio::spawn(async move {
+            let outcome = gateway.handle(&ctx, &method, params).await;
+            if let Some(session) = &session {
+                session.inflight.lock().remove(&id);
+            }
+            let _ = result_tx.send(Message::reply(id, outcome));
+        });
+    }
+    let mut peer_rx = peer_rx;
+    let (frames_tx, frames_rx) = mpsc::channel::<Bytes>(64);
+    let (first_tx, first_rx) = oneshot::channel::<Result<Message, ()>>();
+    let guard = cancel.clone().drop_guard();
+    tokio::spawn(async move {
+        // Phase 1: wait for the result or the first thing that forces a stream.
+        let mut first_tx = Some(first_tx);
+        loop {
+            tokio::select! {
+                result = &mut result_rx => {
+                    let Ok(result) = result else { return };
+                    match first_tx.take() {
+                        Some(first) => { let _ = first.send(Ok(result)); }
+                        None => { let _ = frames_tx.send(sse_frame(&result)).await; }
+                    }
+                    return;
+                }
+                Some(note) = notify_rx.recv() => {
+                    if let Some(first) = first_tx.take() { let _ = first.send(Err(())); }
+                    if frames_tx.send(sse_frame(&note)).await.is_err() { return }
+                }
+                Some(request) = recv_peer(&mut peer_rx) => {
+                    if let Some(first) = first_tx.take() { let _ = first.send(Err(())); }
+                    let Some(session) = &session else { continue };
+                    let peer_id = session.next_peer_id.fetch_add(1, Ordering::Relaxed);
+                    session.peer_pending.lock().insert(peer_id, request.reply);
+                    let message = Message::request(RequestId::String(format!("sb-{peer_id}")), request.method, request.params);
+                    if frames_tx.send(sse_frame(&message)).await.is_err() { return }
+                }
+            }
+        }
+    });
+    // The body (or this future) owns the guard: a vanished client cancels the request.
+    match first_rx.await {
+        Ok(Ok(result)) => {
+            let _disarmed = guard.disarm();
+            json_response(&result)
+        }
+        Ok(Err(())) => sse_response(frames_rx, Some(guard)),
+        Err(_) => reject(StatusCode::INTERNAL_SERVER_ERROR, None, RpcError::internal("request task ended")),
+    }
+}
+
+async fn recv_peer(peer_rx: &mut Option<mpsc::Receiver<PeerRequest>>) -> Option<PeerRequest> {
+    match peer_rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+fn json_response(message: &Message) -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], message.to_bytes()).into_response()
+}

@@ -1,0 +1,151 @@
+//! Downstream faces: how clients reach the gateway. Both faces serve legacy sessions and
+//! modern stateless requests side by side and share the era rules below.
+
+pub mod http;
+pub mod stdio;
+
+use serde_json::{Value, json};
+use switchboard_protocol::{Message, ProtocolVersion, RequestId, RpcError, meta};
+
+use crate::catalog::ListKind;
+use crate::gateway::Change;
+
+/// The per-request identity of a modern request, validated.
+pub(crate) struct ModernMeta {
+    pub(crate) version: String,
+    pub(crate) capabilities: Value,
+    pub(crate) client_info: Option<Value>,
+}
+
+/// Whether a request is modern: it declares a protocol version in `_meta`.
+pub(crate) fn declared_version(params: Option<&Value>) -> Option<&str> {
+    meta::get_str(params, meta::PROTOCOL_VERSION)
+}
+
+/// Validates the required modern `_meta` fields.
+pub(crate) fn modern_meta(params: Option<&Value>) -> Result<ModernMeta, RpcError> {
+    let version = declared_version(params)
+        .ok_or_else(|| RpcError::invalid_params(format!("missing _meta[\"{}\"]", meta::PROTOCOL_VERSION)))?;
+    if !ProtocolVersion::is_modern(version) {
+        return Err(RpcError::unsupported_version(version, &ProtocolVersion::MODERN_ALL));
+    }
+    let meta = meta::get(params).expect("a declared version implies _meta");
+    let capabilities = meta
+        .get(meta::CLIENT_CAPABILITIES)
+        .filter(|c| c.is_object())
+        .cloned()
+        .ok_or_else(|| RpcError::invalid_params(format!("missing _meta[\"{}\"]", meta::CLIENT_CAPABILITIES)))?;
+    Ok(ModernMeta { version: version.to_owned(), capabilities, client_info: meta.get(meta::CLIENT_INFO).cloned() })
+}
+
+/// Methods the modern era defines (for 404 on anything else over HTTP).
+pub(crate) fn is_modern_method(method: &str) -> bool {
+    matches!(
+        method,
+        "server/discover"
+            | "ping"
+            | "tools/list"
+            | "tools/call"
+            | "prompts/list"
+            | "prompts/get"
+            | "resources/list"
+            | "resources/templates/list"
+            | "resources/read"
+            | "completion/complete"
+            | "subscriptions/listen"
+    )
+}
+
+/// A modern `subscriptions/listen` filter.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ListenFilter {
+    tools: bool,
+    prompts: bool,
+    resources: bool,
+    uris: Vec<String>,
+}
+
+impl ListenFilter {
+    pub(crate) fn parse(params: Option<&Value>) -> ListenFilter {
+        let notifications = params.and_then(|p| p.get("notifications"));
+        let flag = |name: &str| notifications.and_then(|n| n.get(name)).and_then(Value::as_bool) == Some(true);
+        ListenFilter {
+            tools: flag("toolsListChanged"),
+            prompts: flag("promptsListChanged"),
+            resources: flag("resourcesListChanged"),
+            uris: notifications
+                .and_then(|n| n.get("resourceSubscriptions"))
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    pub(crate) fn uris(&self) -> &[String] {
+        &self.uris
+    }
+
+    /// The acknowledgement: what we agreed to send.
+    pub(crate) fn acknowledgement(&self, subscription: &RequestId) -> Message {
+        let mut agreed = serde_json::Map::new();
+        for (key, on) in [("toolsListChanged", self.tools), ("promptsListChanged", self.prompts), ("resourcesListChanged", self.resources)] {
+            if on {
+                agreed.insert(key.into(), Value::Bool(true));
+            }
+        }
+        if !self.uris.is_empty() {
+            agreed.insert("resourceSubscriptions".into(), json!(self.uris));
+        }
+        Message::notification(
+            "notifications/subscriptions/acknowledged",
+            Some(json!({ "_meta": { meta::SUBSCRIPTION_ID: subscription.to_value() }, "notifications": agreed })),
+        )
+    }
+
+    /// The notification for a change, if the subscription asked for it.
+    pub(crate) fn render(&self, change: &Change, subscription: &RequestId) -> Option<Message> {
+        let (method, mut params) = match change {
+            Change::ListChanged(kind) => {
+                let wanted = match kind {
+                    ListKind::Tools => self.tools,
+                    ListKind::Prompts => self.prompts,
+                    ListKind::Resources => self.resources,
+                };
+                if !wanted {
+                    return None;
+                }
+                (kind.changed_notification(), json!({}))
+            }
+            Change::ResourceUpdated { uri, params } => {
+                if !self.uris.iter().any(|u| u == uri) {
+                    return None;
+                }
+                ("notifications/resources/updated", params.clone())
+            }
+            Change::Log(_) => return None,
+        };
+        meta::get_mut(&mut params).insert(meta::SUBSCRIPTION_ID.into(), subscription.to_value());
+        Some(Message::notification(method, Some(params)))
+    }
+
+    /// The graceful end of a subscription.
+    pub(crate) fn completion(subscription: &RequestId) -> Message {
+        Message::response(
+            subscription.clone(),
+            json!({ "resultType": "complete", "_meta": { meta::SUBSCRIPTION_ID: subscription.to_value() } }),
+        )
+    }
+}
+
+/// The notification a legacy session gets for a change (resource updates only when the
+/// session subscribed to the URI).
+pub(crate) fn legacy_notification(change: &Change, subscribed: &std::collections::HashSet<String>) -> Option<Message> {
+    match change {
+        Change::ListChanged(kind) => Some(Message::notification(kind.changed_notification(), None)),
+        Change::ResourceUpdated { uri, params } if subscribed.contains(uri) => {
+            Some(Message::notification("notifications/resources/updated", Some(params.clone())))
+        }
+        Change::ResourceUpdated { .. } => None,
+        Change::Log(params) => Some(Message::notification("notifications/message", Some(params.clone()))),
+    }
+}

@@ -1,0 +1,310 @@
+//! The stdio face: `switchboard stdio`, for clients that spawn the gateway (Claude Desktop,
+//! Claude Code). One client per process; it may open a legacy session with `initialize` or
+//! send modern requests with per-request `_meta`, or both.
+//!
+//! Tasks: the reader (this function) owns stdin; one writer task owns stdout; each request
+//! runs in its own task, cancelled by `notifications/cancelled` or when stdin closes.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use switchboard_protocol::{Era, Message, RequestId, RpcError};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{ListenFilter, declared_version, legacy_notification, modern_meta};
+use crate::gateway::{ClientCtx, Gateway, PeerRequest};
+
+const OUT_QUEUE: usize = 1024;
+
+/// State shared by the reader and the request tasks.
+struct Shared {
+    out: mpsc::Sender<Message>,
+    inflight: Mutex<HashMap<RequestId, CancellationToken>>,
+    peer_pending: Mutex<HashMap<u64, oneshot::Sender<Result<Value, RpcError>>>>,
+    next_peer_id: AtomicU64,
+}
+
+/// The legacy session, once `initialize` arrived.
+#[derive(Clone)]
+struct Session {
+    version: String,
+    capabilities: Value,
+    client_info: Option<Value>,
+}
+
+/// Serves one client over a byte stream pair until the input closes.
+pub async fn serve<R, W>(gateway: Gateway, input: R, output: W, max_message_bytes: usize)
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
+    let writer = tokio::spawn(write_loop(output, out_rx));
+    let shared = Arc::new(Shared {
+        out: out_tx,
+        inflight: Mutex::new(HashMap::new()),
+        peer_pending: Mutex::new(HashMap::new()),
+        next_peer_id: AtomicU64::new(1),
+    });
+    let session_end = CancellationToken::new();
+    let mut session: Option<Session> = None;
+    let subscribed: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut reader = BufReader::with_capacity(64 * 1024, input);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = (&mut reader).take(max_message_bytes as u64 + 1).read_until(b'\n', &mut line).await;
+        match read {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        if line.len() > max_message_bytes && line.last() != Some(&b'\n') {
+            // Oversized: answer, then skip the rest of the line.
+            let error = RpcError::new(
+                switchboard_protocol::error::gateway::MESSAGE_TOO_LARGE,
+                format!("message exceeds {max_message_bytes} bytes"),
+            );
+            let _ = shared.out.send(Message::error(None, error)).await;
+            let mut rest = Vec::new();
+            let _ = reader.read_until(b'\n', &mut rest).await;
+            continue;
+        }
+        let trimmed = trim(&line);
+        if trimmed.is_empty() {
+            continue;
+        }
+        let message = match Message::parse(trimmed) {
+            Ok(message) => message,
+            Err(error) => {
+                let _ = shared.out.send(Message::error(None, error.to_rpc_error())).await;
+                continue;
+            }
+        };
+        match message {
+            Message::Request { id, method, params } => {
+                if method == "initialize" && declared_version(params.as_ref()).is_none() {
+                    let requested = params.as_ref().and_then(|p| p.get("protocolVersion")).and_then(Value::as_str);
+                    let result = gateway.initialize_result(requested);
+                    let opened = Session {
+                        version: result["protocolVersion"].as_str().unwrap_or_default().to_owned(),
+                        capabilities: params.as_ref().and_then(|p| p.get("capabilities")).cloned().unwrap_or_else(|| json!({})),
+                        client_info: params.as_ref().and_then(|p| p.get("clientInfo")).cloned(),
+                    };
+                    if session.is_none() {
+                        spawn_change_pump(&gateway, shared.clone(), subscribed.clone(), session_end.clone());
+                    }
+                    session = Some(opened);
+                    let _ = shared.out.send(Message::response(id, result)).await;
+                    continue;
+                }
+                let ctx = match build_ctx(&shared, session.as_ref(), params.as_ref()) {
+                    Ok(ctx) => ctx,
+                    Err(error) => {
+                        let _ = shared.out.send(Message::error(Some(id), error)).await;
+                        continue;
+                    }
+                };
+                shared.inflight.lock().insert(id.clone(), ctx.cancel.clone());
+                let gateway = gateway.clone();
+                let shared = shared.clone();
+                let subscribed = subscribed.clone();
+                tokio::spawn(async move {
+                    let reply = if method == "subscriptions/listen" {
+                        listen(&gateway, &shared, &ctx, &id, params.as_ref()).await
+                    } else {
+                        track_subscription(&method, params.as_ref(), &subscribed);
+                        Some(Message::reply(id.clone(), gateway.handle(&ctx, &method, params).await))
+                    };
+                    let cancelled = ctx.cancel.is_cancelled();
+                    shared.inflight.lock().remove(&id);
+                    // A cancelled request gets no answer (the client stopped waiting).
+                    if let (Some(reply), false) = (reply, cancelled) {
+                        let _ = shared.out.send(reply).await;
+                    }
+                });
+            }
+            Message::Notification { method, params } => {
+                if method == "notifications/cancelled" {
+                    let id = params.as_ref().and_then(|p| p.get("requestId")).and_then(RequestId::from_value);
+                    if let Some(token) = id.and_then(|id| shared.inflight.lock().get(&id).cloned()) {
+                        token.cancel();
+                    }
+                }
+            }
+            Message::Response { id, result } => answer_peer(&shared, &id, Ok(result)),
+            Message::Error { id: Some(id), error } => answer_peer(&shared, &id, Err(error)),
+            Message::Error { id: None, .. } => {}
+        }
+    }
+    // Input closed: cancel everything still running, let the writer drain, stop.
+    session_end.cancel();
+    for token in shared.inflight.lock().values() {
+        token.cancel();
+    }
+    drop(shared);
+    let _ = writer.await;
+}
+
+fn trim(line: &[u8]) -> &[u8] {
+    let mut end = line.len();
+    while end > 0 && (line[end - 1] == b'\n' || line[end - 1] == b'\r') {
+        end -= 1;
+    }
+    &line[..end]
+}
+
+fn build_ctx(shared: &Arc<Shared>, session: Option<&Session>, params: Option<&Value>) -> Result<ClientCtx, RpcError> {
+    let (notify_tx, notify_rx) = mpsc::channel(64);
+    spawn_forward(notify_rx, shared.out.clone());
+    if declared_version(params).is_some() {
+        let meta = modern_meta(params)?;
+        return Ok(ClientCtx {
+            era: Era::Modern,
+            protocol_version: meta.version,
+            capabilities: meta.capabilities,
+            client_info: meta.client_info,
+            principal: "stdio".into(),
+            notify: Some(notify_tx),
+            peer: None,
+            cancel: CancellationToken::new(),
+        });
+    }
+    let session = session.ok_or_else(|| {
+        RpcError::invalid_request("no session: send `initialize` first, or use protocol 2026-07-28 with per-request _meta")
+    })?;
+    let (peer_tx, peer_rx) = mpsc::channel(8);
+    spawn_peer(peer_rx, shared.clone());
+    Ok(ClientCtx {
+        era: Era::Legacy,
+        protocol_version: session.version.clone(),
+        capabilities: session.capabilities.clone(),
+        client_info: session.client_info.clone(),
+        principal: "stdio".into(),
+        notify: Some(notify_tx),
+        peer: Some(peer_tx),
+        cancel: CancellationToken::new(),
+    })
+}
+
+/// Related notifications go straight to the output, in order.
+fn spawn_forward(mut notify: mpsc::Receiver<Message>, out: mpsc::Sender<Message>) {
+    tokio::spawn(async move {
+        while let Some(message) = notify.recv().await {
+            if out.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+}
+
+/// Server→client requests: our own ids, answered through `answer_peer`.
+fn spawn_peer(mut requests: mpsc::Receiver<PeerRequest>, shared: Arc<Shared>) {
+    tokio::spawn(async move {
+        while let Some(request) = requests.recv().await {
+            let id = shared.next_peer_id.fetch_add(1, Ordering::Relaxed);
+            shared.peer_pending.lock().insert(id, request.reply);
+            let message = Message::request(RequestId::String(format!("sb-{id}")), request.method, request.params);
+            if shared.out.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+}
+
+fn answer_peer(shared: &Shared, id: &RequestId, outcome: Result<Value, RpcError>) {
+    let key = match id {
+        RequestId::String(s) => s.strip_prefix("sb-").and_then(|n| n.parse::<u64>().ok()),
+        RequestId::Number(_) => None,
+    };
+    if let Some(reply) = key.and_then(|k| shared.peer_pending.lock().remove(&k)) {
+        let _ = reply.send(outcome);
+    }
+}
+
+fn track_subscription(method: &str, params: Option<&Value>, subscribed: &Mutex<HashSet<String>>) {
+    let uri = params.and_then(|p| p.get("uri")).and_then(Value::as_str);
+    match (method, uri) {
+        ("resources/subscribe", Some(uri)) => {
+            subscribed.lock().insert(uri.to_owned());
+        }
+        ("resources/unsubscribe", Some(uri)) => {
+            subscribed.lock().remove(uri);
+        }
+        _ => {}
+    }
+}
+
+/// Pushes catalog changes to the legacy session.
+fn spawn_change_pump(gateway: &Gateway, shared: Arc<Shared>, subscribed: Arc<Mutex<HashSet<String>>>, end: CancellationToken) {
+    let mut changes = gateway.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let change = tokio::select! {
+                change = changes.recv() => change,
+                () = end.cancelled() => break,
+            };
+            let change = match change {
+                Ok(change) => change,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => break,
+            };
+            let message = legacy_notification(&change, &subscribed.lock());
+            if let Some(message) = message {
+                if shared.out.send(message).await.is_err() {
+                    break;
+                }
+            }
+        }
+    });
+}
+
+/// A modern `subscriptions/listen` on stdio: acknowledgement, then matching changes, each
+/// tagged with the subscription id, until cancelled.
+async fn listen(gateway: &Gateway, shared: &Shared, ctx: &ClientCtx, id: &RequestId, params: Option<&Value>) -> Option<Message> {
+    let filter = ListenFilter::parse(params);
+    let mut changes = gateway.subscribe();
+    gateway.watch_resources(filter.uris(), true);
+    let _ = shared.out.send(filter.acknowledgement(id)).await;
+    loop {
+        let change = tokio::select! {
+            change = changes.recv() => change,
+            () = ctx.cancel.cancelled() => break,
+        };
+        match change {
+            Ok(change) => {
+                if let Some(message) = filter.render(&change, id) {
+                    let _ = shared.out.send(message).await;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(broadcast::error::RecvError::Closed) => break,
+        }
+    }
+    gateway.watch_resources(filter.uris(), false);
+    Some(ListenFilter::completion(id))
+}
+
+async fn write_loop<W: AsyncWrite + Unpin>(mut output: W, mut queue: mpsc::Receiver<Message>) {
+    while let Some(message) = queue.recv().await {
+        let mut bytes = message.to_bytes();
+        bytes.push(b'\n');
+        if output.write_all(&bytes).await.is_err() {
+            return;
+        }
+        while let Ok(more) = queue.try_recv() {
+            let mut bytes = more.to_bytes();
+            bytes.push(b'\n');
+            if output.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+        if output.flush().await.is_err() {
+            return;
+        }
+    }
+}

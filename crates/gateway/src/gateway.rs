@@ -1,0 +1,311 @@
+//! The gateway core: owns the servers and the catalog snapshot, turns upstream signals
+//! into catalog rebuilds and client-visible changes, and answers the handshake methods.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use parking_lot::{Mutex, RwLock};
+use serde_json::{Value, json};
+use switchboard_config::{Config, GatewaySettings};
+use switchboard_protocol::state::Sealer;
+use switchboard_protocol::{Era, Message, ProtocolVersion, RpcError, meta};
+use switchboard_upstream::{ConnectOptions, EraCache};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::bridge::Parked;
+use crate::catalog::{Catalog, ListKind};
+use crate::server::{Server, ServerSignal};
+
+/// What changed, for every connected client session.
+#[derive(Clone, Debug)]
+pub enum Change {
+    ListChanged(ListKind),
+    /// A subscribed resource changed; `params` carry the exposed URI.
+    ResourceUpdated { uri: String, params: Value },
+    /// An upstream log message not tied to a call (`notifications/message` params).
+    Log(Value),
+}
+
+/// A server→client request for a legacy client, served by its face.
+#[derive(Debug)]
+pub struct PeerRequest {
+    pub method: String,
+    pub params: Option<Value>,
+    pub reply: oneshot::Sender<Result<Value, RpcError>>,
+}
+
+/// Who is asking, in the terms the router needs: era, declared capabilities, and the
+/// channels the face offers for messages related to this request.
+#[derive(Clone, Debug)]
+pub struct ClientCtx {
+    pub era: Era,
+    pub protocol_version: String,
+    pub capabilities: Value,
+    pub client_info: Option<Value>,
+    /// Binds sealed request state to one client (session id, or an authenticated name).
+    pub principal: String,
+    /// Notifications related to the current request (progress, logging).
+    pub notify: Option<mpsc::Sender<Message>>,
+    /// Server→client requests (legacy clients only).
+    pub peer: Option<mpsc::Sender<PeerRequest>>,
+    /// Cancelled when the client cancels the request or goes away.
+    pub cancel: CancellationToken,
+}
+
+impl ClientCtx {
+    pub fn has_capability(&self, name: &str) -> bool {
+        self.capabilities.get(name).is_some_and(|v| !v.is_null())
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) settings: GatewaySettings,
+    pub(crate) servers: RwLock<BTreeMap<String, Arc<Server>>>,
+    pub(crate) catalog: ArcSwap<Catalog>,
+    pub(crate) changes: broadcast::Sender<Change>,
+    pub(crate) era_cache: EraCache,
+    pub(crate) sealer: Sealer,
+    pub(crate) parked: Mutex<HashMap<String, Parked>>,
+    signals: mpsc::Sender<ServerSignal>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// The gateway. Cheap to clone; all clones share one state.
+#[derive(Clone)]
+pub struct Gateway {
+    pub(crate) inner: Arc<Inner>,
+}
+
+/// Capabilities declared to legacy upstreams, so that their server→client requests can be
+/// bridged to clients that have them (clients without them get a clear error instead).
+fn upstream_client_capabilities() -> Value {
+    json!({ "roots": { "listChanged": true }, "sampling": {}, "elicitation": { "form": {}, "url": {} } })
+}
+
+impl Gateway {
+    /// Builds the gateway and connects every enabled server concurrently; a server that
+    /// fails to start is reported in its status and retried on its next call.
+    pub async fn start(config: &Config) -> Gateway {
+        let (signals_tx, signals_rx) = mpsc::channel(1024);
+        let (changes, _) = broadcast::channel(1024);
+        let sealer = match &config.gateway.state_secret {
+            Some(secret) => Sealer::new(secret.as_bytes().to_vec()),
+            None => Sealer::random(),
+        };
+        let inner = Arc::new(Inner {
+            settings: config.gateway.clone(),
+            servers: RwLock::new(BTreeMap::new()),
+            catalog: ArcSwap::from_pointee(Catalog::default()),
+            changes,
+            era_cache: EraCache::new(),
+            sealer,
+            parked: Mutex::new(HashMap::new()),
+            signals: signals_tx,
+            shutdown: CancellationToken::new(),
+        });
+        let gateway = Gateway { inner };
+        for (name, spec) in config.enabled_servers() {
+            let options = ConnectOptions {
+                server: name.to_string(),
+                spec: spec.clone(),
+                max_message_bytes: config.gateway.max_message_bytes,
+                probe_timeout: config.gateway.probe_timeout,
+                connect_timeout: config.gateway.connect_timeout,
+                legacy_client_capabilities: upstream_client_capabilities(),
+            };
+            let timeout = spec.effective_request_timeout(&config.gateway);
+            let server = Arc::new(Server::new(options, timeout, gateway.inner.signals.clone()));
+            gateway.inner.servers.write().insert(name.to_string(), server);
+        }
+        tokio::spawn(signal_loop(Arc::downgrade(&gateway.inner), signals_rx, gateway.inner.shutdown.clone()));
+        let servers: Vec<Arc<Server>> = gateway.inner.servers.read().values().cloned().collect();
+        let connects = servers.iter().map(|server| server.upstream(&gateway.inner.era_cache));
+        for (server, outcome) in servers.iter().zip(futures::future::join_all(connects).await) {
+            if let Err(error) = outcome {
+                tracing::error!(server = %server.name, %error, "server did not start");
+            }
+        }
+        gateway.rebuild_catalog();
+        gateway
+    }
+
+    pub fn settings(&self) -> &GatewaySettings {
+        &self.inner.settings
+    }
+
+    /// Subscribes to catalog and resource changes.
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.inner.changes.subscribe()
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.inner.catalog.load_full()
+    }
+
+    pub fn servers(&self) -> Vec<Arc<Server>> {
+        self.inner.servers.read().values().cloned().collect()
+    }
+
+    pub(crate) fn server(&self, name: &str) -> Option<Arc<Server>> {
+        self.inner.servers.read().get(name).cloned()
+    }
+
+    /// Rebuilds the catalog snapshot from every server's last known lists.
+    pub(crate) fn rebuild_catalog(&self) -> Arc<Catalog> {
+        let lists = self.inner.servers.read().iter().map(|(name, server)| (name.clone(), server.lists())).collect();
+        let catalog = Arc::new(Catalog::build(&lists, self.inner.settings.passthrough));
+        self.inner.catalog.store(catalog.clone());
+        catalog
+    }
+
+    /// The capabilities switchboard declares to clients.
+    pub fn capabilities(&self) -> Value {
+        json!({
+            "tools": { "listChanged": true },
+            "prompts": { "listChanged": true },
+            "resources": { "subscribe": true, "listChanged": true },
+            "completions": {},
+            "logging": {},
+        })
+    }
+
+    pub fn server_info(&self) -> Value {
+        json!({ "name": self.inner.settings.name, "version": env!("CARGO_PKG_VERSION") })
+    }
+
+    fn instructions(&self) -> Option<String> {
+        if self.inner.settings.passthrough {
+            let servers = self.servers();
+            let server = servers.first()?;
+            return server.instructions();
+        }
+        None
+    }
+
+    /// The result of a legacy `initialize`.
+    pub fn initialize_result(&self, requested: Option<&str>) -> Value {
+        let mut result = json!({
+            "protocolVersion": ProtocolVersion::negotiate_legacy(requested),
+            "capabilities": self.capabilities(),
+            "serverInfo": self.server_info(),
+        });
+        if let Some(instructions) = self.instructions() {
+            result["instructions"] = Value::String(instructions);
+        }
+        result
+    }
+
+    /// The result of a modern `server/discover`.
+    pub fn discover_result(&self) -> Value {
+        let mut result = json!({
+            "resultType": "complete",
+            "supportedVersions": ProtocolVersion::supported(),
+            "capabilities": self.capabilities(),
+            "_meta": { meta::SERVER_INFO: self.server_info() },
+        });
+        if let Some(instructions) = self.instructions() {
+            result["instructions"] = Value::String(instructions);
+        }
+        result
+    }
+
+    /// Stops every server (graceful stop sequence) and ends background tasks.
+    pub async fn shutdown(&self) {
+        self.inner.shutdown.cancel();
+        self.inner.parked.lock().clear();
+        let servers = self.servers();
+        futures::future::join_all(servers.iter().map(|s| s.stop())).await;
+    }
+}
+
+/// Acts on upstream signals: list changes rebuild the catalog and reach every session.
+async fn signal_loop(
+    inner: std::sync::Weak<Inner>,
+    mut signals: mpsc::Receiver<ServerSignal>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let signal = tokio::select! {
+            signal = signals.recv() => signal,
+            () = shutdown.cancelled() => None,
+        };
+        let Some(signal) = signal else { break };
+        let Some(inner) = inner.upgrade() else { break };
+        let gateway = Gateway { inner };
+        match signal {
+            ServerSignal::Connected => {
+                gateway.rebuild_catalog();
+                for kind in [ListKind::Tools, ListKind::Prompts, ListKind::Resources] {
+                    let _ = gateway.inner.changes.send(Change::ListChanged(kind));
+                }
+            }
+            ServerSignal::ListChanged(server, kind) => {
+                let Some(server) = gateway.server(&server) else { continue };
+                // Refresh off the loop: a slow upstream must not delay other signals.
+                tokio::spawn(async move {
+                    match server.refresh(&gateway.inner.era_cache, kind).await {
+                        Ok(()) => {
+                            gateway.rebuild_catalog();
+                            let _ = gateway.inner.changes.send(Change::ListChanged(kind));
+                        }
+                        Err(error) => tracing::warn!(server = %server.name, %error, "list refresh failed"),
+                    }
+                });
+            }
+            ServerSignal::ResourceUpdated(server, mut params) => {
+                let catalog = gateway.catalog();
+                let uri = params.get("uri").and_then(Value::as_str).map(|u| catalog.expose_uri(&server, u));
+                if let Some(uri) = uri {
+                    params["uri"] = Value::String(uri.clone());
+                    let _ = gateway.inner.changes.send(Change::ResourceUpdated { uri, params });
+                }
+            }
+            ServerSignal::Log(server, Some(mut params)) => {
+                if let Some(object) = params.as_object_mut() {
+                    object.entry("logger").or_insert_with(|| Value::String(server));
+                }
+                let _ = gateway.inner.changes.send(Change::Log(params));
+            }
+            ServerSignal::Log(_, None) => {}
+            ServerSignal::Request(server, request) => {
+                // No call owns it: answer what the gateway can answer itself.
+                let outcome = match request.method.as_str() {
+                    "roots/list" => Ok(json!({ "roots": [] })),
+                    method => Err(RpcError::method_not_found(method)),
+                };
+                tracing::debug!(server, method = request.method, "answered an unowned server request");
+                let _ = request.reply.send(outcome);
+            }
+            ServerSignal::Closed(server, reason) => {
+                tracing::warn!(server, reason, "upstream connection closed");
+                if let Some(server) = gateway.server(&server) {
+                    server.connection_lost(&reason);
+                }
+            }
+        }
+    }
+}
+
+impl Gateway {
+    pub(crate) fn request_timeout(&self, server: &Server) -> Duration {
+        server.request_timeout
+    }
+}
+
+impl Gateway {
+    /// Starts or stops resource-update reporting for exposed URIs owned by modern servers
+    /// (legacy owners are subscribed through `resources/subscribe` instead).
+    pub(crate) fn watch_resources(&self, uris: &[String], on: bool) {
+        let catalog = self.catalog();
+        for uri in uris {
+            if let Some((server, original)) = catalog.resolve_uri(uri) {
+                if let Some(server) = self.server(&server) {
+                    server.watch_resource(original, on);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,127 @@
+//! `switchboard`: the MCP gateway binary. Subcommands run the HTTP face (`serve`), the
+//! stdio face (`stdio`) or validate a configuration (`check-config`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use switchboard_gateway::Gateway;
+use switchboard_gateway::face;
+
+#[derive(Parser)]
+#[command(name = "switchboard", version, about = "One MCP endpoint in front of many MCP servers")]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SWITCHBOARD_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve Streamable HTTP on one `/mcp` endpoint (both protocol eras).
+    Serve {
+        #[arg(long, env = "SWITCHBOARD_CONFIG")]
+        config: PathBuf,
+        /// Listen address, overriding `listen.http` of the config.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Serve one client over stdin/stdout (for clients that spawn the gateway).
+    Stdio {
+        #[arg(long, env = "SWITCHBOARD_CONFIG")]
+        config: PathBuf,
+    },
+    /// Validate a configuration file without running anything.
+    CheckConfig { config: PathBuf },
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("switchboard: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("switchboard: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::CheckConfig { config } => {
+            let loaded = switchboard_config::load(&config)?;
+            println!(
+                "{}: ok ({} format, {} server(s): {})",
+                config.display(),
+                loaded.source.format,
+                loaded.servers.len(),
+                loaded.servers.keys().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+            );
+            Ok(())
+        }
+        Command::Stdio { config } => {
+            let loaded = switchboard_config::load(&config)?;
+            let gateway = Gateway::start(&loaded).await;
+            let max = loaded.gateway.max_message_bytes;
+            face::stdio::serve(gateway.clone(), tokio::io::stdin(), tokio::io::stdout(), max).await;
+            gateway.shutdown().await;
+            Ok(())
+        }
+        Command::Serve { config, listen } => {
+            let loaded = switchboard_config::load(&config)?;
+            let address = listen
+                .or(loaded.listen.http)
+                .context("no listen address: set listen.http in the config or pass --listen")?;
+            let gateway = Gateway::start(&loaded).await;
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address}"))?;
+            let bound = listener.local_addr()?;
+            // Tests and scripts read this line to learn the port.
+            println!("switchboard listening on http://{bound}/mcp");
+            tracing::info!(%bound, "serving Streamable HTTP on /mcp");
+            let shutdown = shutdown_signal();
+            face::http::serve(gateway.clone(), listener, &loaded.listen, shutdown).await?;
+            gateway.shutdown().await;
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down: draining requests");
+}

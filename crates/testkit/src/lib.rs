@@ -1,0 +1,1 @@
+//! Test support: starts the real gateway and fixture servers, MCP test clients

@@ -1,0 +1,429 @@
+//! Streamable HTTP upstreams, both eras: modern stateless POSTs carrying `Mcp-*` headers,
+//! and legacy sessions (`Mcp-Session-Id`, server→client requests on response streams and
+//! on the standalone GET stream). Each call is its own POST; its answer is a JSON body or
+//! an SSE stream of related notifications ending with the response. Dropping the stream
+//! is the modern cancellation; legacy calls also get `notifications/cancelled`.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use parking_lot::Mutex;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Value, json};
+use switchboard_protocol::{Era, Message, RequestId, RpcError, headers, meta};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::sse::SseParser;
+use crate::{CallError, CallEvent, CallOptions, ServerRequest, UpstreamEvent};
+
+/// One HTTP client for all upstreams: shared connection pool, `TCP_NODELAY` on.
+pub(crate) fn client() -> reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT
+        .get_or_init(|| {
+            reqwest::Client::builder()
+                .tcp_nodelay(true)
+                .pool_idle_timeout(Duration::from_secs(90))
+                .build()
+                .expect("HTTP client builds")
+        })
+        .clone()
+}
+
+pub(crate) fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    for (name, value) in headers {
+        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header {name}: {e}"))?;
+        let value = HeaderValue::from_str(value).map_err(|e| format!("header {name}: {e}"))?;
+        map.insert(name, value);
+    }
+    Ok(map)
+}
+
+/// How an HTTP exchange ended, before it is mapped to a call outcome.
+pub(crate) enum Exchange {
+    /// A JSON-RPC response or error for our request.
+    Answer(Result<Value, RpcError>),
+    /// An HTTP error status with its body (for era detection and error mapping).
+    Status { status: u16, body: String },
+    /// 202: a notification was accepted.
+    Accepted,
+}
+
+pub(crate) struct HttpLink {
+    pub(crate) server: String,
+    url: String,
+    headers: HeaderMap,
+    pub(crate) era: Era,
+    pub(crate) protocol_version: Mutex<String>,
+    session_id: Mutex<Option<String>>,
+    next_id: AtomicU64,
+    alive: AtomicBool,
+    limit: usize,
+    events: mpsc::Sender<UpstreamEvent>,
+    stop: CancellationToken,
+}
+
+impl HttpLink {
+    pub(crate) fn new(
+        server: String,
+        url: String,
+        headers: HeaderMap,
+        era: Era,
+        limit: usize,
+        events: mpsc::Sender<UpstreamEvent>,
+    ) -> HttpLink {
+        let version = match era {
+            Era::Modern => switchboard_protocol::ProtocolVersion::MODERN,
+            Era::Legacy => switchboard_protocol::ProtocolVersion::LEGACY_LATEST,
+        };
+        HttpLink {
+            server,
+            url,
+            headers,
+            era,
+            protocol_version: Mutex::new(version.to_owned()),
+            session_id: Mutex::new(None),
+            next_id: AtomicU64::new(1),
+            alive: AtomicBool::new(true),
+            limit,
+            events,
+            stop: CancellationToken::new(),
+        }
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_session(&self, session: Option<String>) {
+        *self.session_id.lock() = session;
+    }
+
+    fn request_builder(&self, message: &Message, extra: &[(String, String)]) -> reqwest::RequestBuilder {
+        let mut builder = client()
+            .post(&self.url)
+            .headers(self.headers.clone())
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header(headers::PROTOCOL_VERSION, self.protocol_version.lock().as_str());
+        if let Some(session) = self.session_id.lock().as_deref() {
+            builder = builder.header(headers::SESSION_ID, session);
+        }
+        if self.era == Era::Modern {
+            if let Message::Request { method, params, .. } | Message::Notification { method, params } = message {
+                builder = builder.header(headers::METHOD, method.as_str());
+                let name = headers::name_field(method).and_then(|field| params.as_ref()?.get(field)?.as_str());
+                if let Some(name) = name {
+                    builder = builder.header(headers::NAME, headers::encode_value(name));
+                }
+            }
+        }
+        for (name, value) in extra {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
+        builder.body(message.to_bytes())
+    }
+
+    /// Sends one message and reads the HTTP answer to completion (or until our response
+    /// arrives on the stream). `events` receives the request-related messages.
+    pub(crate) async fn exchange(
+        &self,
+        message: &Message,
+        extra: &[(String, String)],
+        events: Option<&StreamRouting>,
+    ) -> Result<(Exchange, Option<String>), CallError> {
+        let response = self
+            .request_builder(message, extra)
+            .send()
+            .await
+            .map_err(|e| CallError::Http(e.to_string()))?;
+        let status = response.status();
+        let session = response
+            .headers()
+            .get(headers::SESSION_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if status == reqwest::StatusCode::ACCEPTED {
+            return Ok((Exchange::Accepted, session));
+        }
+        let is_sse = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !status.is_success() {
+            let body = read_limited(response, self.limit.min(64 * 1024)).await.unwrap_or_default();
+            return Ok((Exchange::Status { status: status.as_u16(), body: String::from_utf8_lossy(&body).into_owned() }, session));
+        }
+        let expected = match message {
+            Message::Request { id, .. } => id.clone(),
+            _ => return Ok((Exchange::Accepted, session)),
+        };
+        if !is_sse {
+            let body = read_limited(response, self.limit).await?;
+            let answer = match Message::parse(&body).map_err(|e| CallError::Protocol(e.to_string()))? {
+                Message::Response { id, result } if id == expected => Ok(result),
+                Message::Error { error, .. } => Err(error),
+                other => return Err(CallError::Protocol(format!("unexpected answer: {:?}", other.method()))),
+            };
+            return Ok((Exchange::Answer(answer), session));
+        }
+        let mut stream = response.bytes_stream();
+        let mut parser = SseParser::new(self.limit);
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| CallError::Http(e.to_string()))?;
+            let parsed = parser.push(&chunk).map_err(|_| CallError::TooLarge { limit: self.limit })?;
+            for event in parsed.into_iter().filter(|e| e.event == "message") {
+                let message = match Message::parse(event.data.as_bytes()) {
+                    Ok(message) => message,
+                    Err(error) => {
+                        tracing::warn!(server = %self.server, %error, "bad message on response stream");
+                        continue;
+                    }
+                };
+                match message {
+                    Message::Response { id, result } if id == expected => {
+                        return Ok((Exchange::Answer(Ok(result)), session));
+                    }
+                    Message::Error { id: Some(id), error } if id == expected => {
+                        return Ok((Exchange::Answer(Err(error)), session));
+                    }
+                    other => self.route_stream_message(other, events).await,
+                }
+            }
+        }
+        Err(CallError::Closed("response stream ended without an answer".into()))
+    }
+
+    async fn route_stream_message(self: &HttpLink, message: Message, routing: Option<&StreamRouting>) {
+        match message {
+            Message::Notification { method, mut params } => {
+                if let Some(routing) = routing {
+                    if let Some(sink) = &routing.events {
+                        if method == "notifications/progress" {
+                            if let (Some(token), Some(object)) =
+                                (&routing.caller_token, params.as_mut().and_then(Value::as_object_mut))
+                            {
+                                object.insert("progressToken".into(), token.clone());
+                            }
+                        }
+                        let _ = sink.try_send(CallEvent::Notification { method, params });
+                        return;
+                    }
+                }
+                let _ = self.events.try_send(UpstreamEvent::Notification { method, params });
+            }
+            Message::Request { id, method, params } => {
+                let (reply_tx, reply_rx) = oneshot::channel();
+                let request = ServerRequest { method: method.clone(), params, reply: reply_tx };
+                let undelivered = match routing.and_then(|r| r.events.as_ref()) {
+                    Some(sink) => sink.send(CallEvent::Request(request)).await.err().map(|e| match e.0 {
+                        CallEvent::Request(request) => request,
+                        CallEvent::Notification { .. } => unreachable!("sent a request"),
+                    }),
+                    None => Some(request),
+                };
+                if let Some(request) = undelivered {
+                    let _ = self.events.send(UpstreamEvent::Request(request)).await;
+                }
+                self.answer_later(id, method, reply_rx);
+            }
+            other => tracing::debug!(server = %self.server, ?other, "unexpected message on a stream"),
+        }
+    }
+
+    /// POSTs the reply to a server→client request once the gateway has it. The task is
+    /// owned by the reply channel and ends with it.
+    fn answer_later(&self, id: RequestId, method: String, reply: oneshot::Receiver<Result<Value, RpcError>>) {
+        let builder_link = LinkSnapshot {
+            url: self.url.clone(),
+            headers: self.headers.clone(),
+            version: self.protocol_version.lock().clone(),
+            session: self.session_id.lock().clone(),
+        };
+        tokio::spawn(async move {
+            let outcome = reply
+                .await
+                .unwrap_or_else(|_| Err(RpcError::internal(format!("no client could answer {method}"))));
+            let body = Message::reply(id, outcome).to_bytes();
+            let mut request = client()
+                .post(&builder_link.url)
+                .headers(builder_link.headers)
+                .header("accept", "application/json, text/event-stream")
+                .header("content-type", "application/json")
+                .header(headers::PROTOCOL_VERSION, builder_link.version);
+            if let Some(session) = builder_link.session {
+                request = request.header(headers::SESSION_ID, session);
+            }
+            let _ = request.body(body).send().await;
+        });
+    }
+
+    pub(crate) async fn request(
+        &self,
+        method: &str,
+        mut params: Option<Value>,
+        options: CallOptions,
+    ) -> Result<Value, CallError> {
+        if !self.is_alive() {
+            return Err(CallError::Closed("session ended".into()));
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if options.progress_token.is_some() {
+            let params = params.get_or_insert_with(|| json!({}));
+            meta::get_mut(params).insert(meta::PROGRESS_TOKEN.into(), Value::String(format!("sb-{id}")));
+        }
+        let message = Message::request(RequestId::from(id), method, params);
+        let routing = StreamRouting { events: options.events.clone(), caller_token: options.progress_token.clone() };
+        let exchange = self.exchange(&message, &options.headers, Some(&routing));
+        let outcome = tokio::select! {
+            result = exchange => result,
+            () = tokio::time::sleep(options.timeout) => Err(CallError::Timeout(options.timeout)),
+            () = options.cancel.cancelled() => Err(CallError::Cancelled),
+        };
+        if matches!(outcome, Err(CallError::Timeout(_) | CallError::Cancelled)) && self.era == Era::Legacy {
+            // Modern: dropping the stream above was the cancellation. Legacy: say it too.
+            let _ = self
+                .notify("notifications/cancelled", Some(json!({ "requestId": id, "reason": "cancelled" })))
+                .await;
+        }
+        match outcome? {
+            (Exchange::Answer(answer), _) => answer.map_err(CallError::Rpc),
+            (Exchange::Accepted, _) => Err(CallError::Protocol("request answered with 202".into())),
+            (Exchange::Status { status, body }, _) => Err(self.status_error(status, &body)),
+        }
+    }
+
+    /// Maps an HTTP error status to a call error; a JSON-RPC error body wins.
+    fn status_error(&self, status: u16, body: &str) -> CallError {
+        if let Ok(Message::Error { error, .. }) = Message::parse(body.as_bytes()) {
+            return CallError::Rpc(error);
+        }
+        if status == 404 && self.era == Era::Legacy && self.session_id.lock().is_some() {
+            self.alive.store(false, Ordering::Release);
+            let _ = self.events.try_send(UpstreamEvent::Closed { reason: "session expired (404)".into() });
+            return CallError::Closed("session expired".into());
+        }
+        CallError::Http(format!("status {status}"))
+    }
+
+    pub(crate) async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), CallError> {
+        let message = Message::notification(method, params);
+        match self.exchange(&message, &[], None).await? {
+            (Exchange::Status { status, body }, _) => Err(self.status_error(status, &body)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Legacy sessions: listens on the standalone GET stream for server-initiated messages
+    /// until the link stops. A 405 means the server offers none.
+    pub(crate) fn spawn_get_stream(self: &Arc<Self>) {
+        let link = Arc::downgrade(self);
+        let stop = self.stop.clone();
+        tokio::spawn(async move {
+            let mut failures = 0u32;
+            loop {
+                let Some(strong) = link.upgrade() else { return };
+                let mut request = client()
+                    .get(&strong.url)
+                    .headers(strong.headers.clone())
+                    .header("accept", "text/event-stream")
+                    .header(headers::PROTOCOL_VERSION, strong.protocol_version.lock().as_str());
+                if let Some(session) = strong.session_id.lock().as_deref() {
+                    request = request.header(headers::SESSION_ID, session);
+                }
+                let limit = strong.limit;
+                drop(strong);
+                let response = tokio::select! {
+                    response = request.send() => response,
+                    () = stop.cancelled() => return,
+                };
+                let response = match response {
+                    Ok(r) if r.status().is_success() => r,
+                    Ok(r) if r.status() == reqwest::StatusCode::METHOD_NOT_ALLOWED => return,
+                    _ => {
+                        failures += 1;
+                        if failures > 5 {
+                            return;
+                        }
+                        tokio::time::sleep(Duration::from_millis(500 * u64::from(failures))).await;
+                        continue;
+                    }
+                };
+                failures = 0;
+                let mut stream = response.bytes_stream();
+                let mut parser = SseParser::new(limit);
+                loop {
+                    let chunk = tokio::select! {
+                        chunk = stream.next() => chunk,
+                        () = stop.cancelled() => return,
+                    };
+                    let Some(Ok(chunk)) = chunk else { break };
+                    let Ok(events) = parser.push(&chunk) else { break };
+                    let Some(strong) = link.upgrade() else { return };
+                    for event in events.into_iter().filter(|e| e.event == "message") {
+                        if let Ok(message) = Message::parse(event.data.as_bytes()) {
+                            strong.route_stream_message(message, None).await;
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        });
+    }
+
+    pub(crate) async fn shutdown(&self) {
+        self.stop.cancel();
+        self.alive.store(false, Ordering::Release);
+        let session = self.session_id.lock().clone();
+        if let Some(session) = session {
+            let _ = client()
+                .delete(&self.url)
+                .headers(self.headers.clone())
+                .header(headers::SESSION_ID, session)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await;
+        }
+    }
+}
+
+impl Drop for HttpLink {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+struct LinkSnapshot {
+    url: String,
+    headers: HeaderMap,
+    version: String,
+    session: Option<String>,
+}
+
+/// Where a call's stream messages go.
+pub(crate) struct StreamRouting {
+    events: Option<mpsc::Sender<CallEvent>>,
+    caller_token: Option<Value>,
+}
+
+async fn read_limited(response: reqwest::Response, limit: usize) -> Result<Vec<u8>, CallError> {
+    if response.content_length().is_some_and(|length| length as usize > limit) {
+        return Err(CallError::TooLarge { limit });
+    }
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| CallError::Http(e.to_string()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(CallError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}

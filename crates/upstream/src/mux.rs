@@ -1,0 +1,275 @@
+//! Request/response multiplexing over one message stream (a child's stdio, or a 2024-11-05
+//! SSE stream): ids and progress tokens are ours upstream and mapped back to the caller's,
+//! replies are routed by id, and a dead stream fails every waiting caller at once.
+//!
+//! # Concurrency note
+//! `MuxState` is behind a `parking_lot::Mutex` held only for map operations, never across
+//! an await. The inbound side is driven by exactly one reader task.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use switchboard_protocol::{Message, RequestId, RpcError, meta};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{CallError, CallEvent, CallOptions, ServerRequest, UpstreamEvent};
+
+struct Pending {
+    reply: oneshot::Sender<Result<Value, CallError>>,
+    events: Option<mpsc::Sender<CallEvent>>,
+    caller_token: Option<Value>,
+}
+
+#[derive(Default)]
+struct MuxState {
+    pending: HashMap<u64, Pending>,
+    /// Our progress token → our request id.
+    progress: HashMap<String, u64>,
+}
+
+pub(crate) struct Mux {
+    pub(crate) server: String,
+    out: mpsc::Sender<Vec<u8>>,
+    state: Mutex<MuxState>,
+    alive: AtomicBool,
+    next_id: AtomicU64,
+    events: mpsc::Sender<UpstreamEvent>,
+}
+
+impl Mux {
+    pub(crate) fn new(server: String, out: mpsc::Sender<Vec<u8>>, events: mpsc::Sender<UpstreamEvent>) -> Mux {
+        Mux {
+            server,
+            out,
+            state: Mutex::new(MuxState::default()),
+            alive: AtomicBool::new(true),
+            next_id: AtomicU64::new(1),
+            events,
+        }
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+
+    async fn send(&self, message: &Message) -> Result<(), CallError> {
+        if !self.is_alive() {
+            return Err(CallError::Closed("connection closed".into()));
+        }
+        self.out
+            .send(message.to_bytes())
+            .await
+            .map_err(|_| CallError::Closed("connection closed".into()))
+    }
+
+    pub(crate) async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), CallError> {
+        self.send(&Message::notification(method, params)).await
+    }
+
+    pub(crate) async fn request(
+        &self,
+        method: &str,
+        mut params: Option<Value>,
+        options: CallOptions,
+    ) -> Result<Value, CallError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let our_token = options.progress_token.as_ref().map(|_| format!("sb-{id}"));
+        if let Some(token) = &our_token {
+            let params = params.get_or_insert_with(|| json!({}));
+            meta::get_mut(params).insert(meta::PROGRESS_TOKEN.into(), Value::String(token.clone()));
+        }
+        let (reply_tx, reply_rx) = oneshot::channel();
+        {
+            let mut state = self.state.lock();
+            if !self.is_alive() {
+                return Err(CallError::Closed("connection closed".into()));
+            }
+            state.pending.insert(
+                id,
+                Pending { reply: reply_tx, events: options.events.clone(), caller_token: options.progress_token.clone() },
+            );
+            if let Some(token) = &our_token {
+                state.progress.insert(token.clone(), id);
+            }
+        }
+        let message = Message::request(RequestId::from(id), method, params);
+        if let Err(error) = self.send(&message).await {
+            self.forget(id, our_token.as_deref());
+            return Err(error);
+        }
+        let outcome = tokio::select! {
+            reply = reply_rx => reply.unwrap_or_else(|_| Err(CallError::Closed("connection closed".into()))),
+            () = tokio::time::sleep(options.timeout) => Err(CallError::Timeout(options.timeout)),
+            () = options.cancel.cancelled() => Err(CallError::Cancelled),
+        };
+        if matches!(outcome, Err(CallError::Timeout(_) | CallError::Cancelled)) {
+            self.forget(id, our_token.as_deref());
+            let reason = match &outcome {
+                Err(CallError::Timeout(_)) => "timeout",
+                _ => "cancelled by client",
+            };
+            let cancel = json!({ "requestId": id, "reason": reason });
+            // Best effort: the upstream may already be gone.
+            let _ = self.notify("notifications/cancelled", Some(cancel)).await;
+        } else if let Some(token) = &our_token {
+            self.state.lock().progress.remove(token);
+        }
+        outcome
+    }
+
+    fn forget(&self, id: u64, token: Option<&str>) {
+        let mut state = self.state.lock();
+        state.pending.remove(&id);
+        if let Some(token) = token {
+            state.progress.remove(token);
+        }
+    }
+
+    /// The events sink of the single call a message without correlation most plausibly
+    /// belongs to: the newest in-flight call that listens for events.
+    fn plausible_owner(&self) -> Option<mpsc::Sender<CallEvent>> {
+        let state = self.state.lock();
+        state
+            .pending
+            .iter()
+            .filter_map(|(id, pending)| pending.events.as_ref().map(|events| (*id, events)))
+            .max_by_key(|(id, _)| *id)
+            .map(|(_, events)| events.clone())
+    }
+
+    /// Dispatches one inbound message.
+    pub(crate) async fn handle(&self, message: Message) {
+        match message {
+            Message::Response { id, result } => self.complete(&id, Ok(result)),
+            Message::Error { id: Some(id), error } => self.complete(&id, Err(CallError::Rpc(error))),
+            Message::Error { id: None, error } => {
+                tracing::warn!(server = %self.server, %error, "upstream sent an error without id");
+            }
+            Message::Notification { method, params } => self.on_notification(method, params).await,
+            Message::Request { id, method, params } => self.on_request(id, method, params).await,
+        }
+    }
+
+    fn complete(&self, id: &RequestId, outcome: Result<Value, CallError>) {
+        let Some(id) = id.as_u64() else {
+            tracing::warn!(server = %self.server, %id, "upstream answered an id we never sent");
+            return;
+        };
+        let pending = self.state.lock().pending.remove(&id);
+        match pending {
+            Some(pending) => {
+                let _ = pending.reply.send(outcome);
+            }
+            None => tracing::debug!(server = %self.server, id, "late or unknown response dropped"),
+        }
+    }
+
+    async fn on_notification(&self, method: String, mut params: Option<Value>) {
+        if method == "notifications/progress" {
+            let token = params.as_ref().and_then(|p| p.get("progressToken")).and_then(Value::as_str);
+            let target = token.and_then(|token| {
+                let state = self.state.lock();
+                let id = state.progress.get(token)?;
+                let pending = state.pending.get(id)?;
+                Some((pending.events.clone()?, pending.caller_token.clone()?))
+            });
+            if let Some((events, caller_token)) = target {
+                if let Some(object) = params.as_mut().and_then(Value::as_object_mut) {
+                    object.insert("progressToken".into(), caller_token);
+                }
+                // Progress is advisory: a slow reader loses some, never blocks the stream.
+                let _ = events.try_send(CallEvent::Notification { method, params });
+            }
+            return;
+        }
+        if method == "notifications/message" {
+            if let Some(events) = self.plausible_owner() {
+                let _ = events.try_send(CallEvent::Notification { method, params });
+                return;
+            }
+        }
+        if method == "notifications/cancelled" {
+            return; // we never leave server requests running long enough to matter
+        }
+        let _ = self.events.try_send(UpstreamEvent::Notification { method, params });
+    }
+
+    async fn on_request(&self, id: RequestId, method: String, params: Option<Value>) {
+        if method == "ping" {
+            let _ = self.out.send(Message::response(id, json!({})).to_bytes()).await;
+            return;
+        }
+        let (reply_tx, reply_rx) = oneshot::channel();
+        let request = ServerRequest { method: method.clone(), params, reply: reply_tx };
+        let delivered = match self.plausible_owner() {
+            Some(events) => events.send(CallEvent::Request(request)).await.map_err(|e| match e.0 {
+                CallEvent::Request(request) => request,
+                CallEvent::Notification { .. } => unreachable!("sent a request"),
+            }),
+            None => Err(request),
+        };
+        if let Err(request) = delivered {
+            if self.events.send(UpstreamEvent::Request(request)).await.is_err() {
+                return;
+            }
+        }
+        let out = self.out.clone();
+        // Owned by the reply channel: ends when the gateway answers or drops the request.
+        tokio::spawn(async move {
+            let outcome = reply_rx
+                .await
+                .unwrap_or_else(|_| Err(RpcError::internal(format!("no client could answer {method}"))));
+            let _ = out.send(Message::reply(id, outcome).to_bytes()).await;
+        });
+    }
+
+    /// A line longer than the bound arrived; fail the call it answered, if we can tell.
+    pub(crate) fn fail_oversized(&self, prefix: &[u8], limit: usize) {
+        tracing::warn!(server = %self.server, limit, "upstream message over the size bound discarded");
+        if let Some(id) = id_from_prefix(prefix) {
+            let pending = self.state.lock().pending.remove(&id);
+            if let Some(pending) = pending {
+                let _ = pending.reply.send(Err(CallError::TooLarge { limit }));
+            }
+        }
+    }
+
+    /// The stream is gone: every waiting caller learns it now.
+    pub(crate) fn close(&self, reason: &str) {
+        if !self.alive.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let pending: Vec<Pending> = {
+            let mut state = self.state.lock();
+            state.progress.clear();
+            state.pending.drain().map(|(_, p)| p).collect()
+        };
+        for call in pending {
+            let _ = call.reply.send(Err(CallError::Closed(reason.to_owned())));
+        }
+        let _ = self.events.try_send(UpstreamEvent::Closed { reason: reason.to_owned() });
+    }
+}
+
+/// Finds a numeric `"id":N` in the first bytes of a message (our ids are numbers).
+fn id_from_prefix(prefix: &[u8]) -> Option<u64> {
+    let text = String::from_utf8_lossy(prefix);
+    let at = text.find("\"id\"")?;
+    let rest = text[at + 4..].trim_start().strip_prefix(':')?.trim_start();
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_ids_in_prefixes() {
+        assert_eq!(id_from_prefix(br#"{"jsonrpc":"2.0","id":42,"result":{"content":"xxxx"#), Some(42));
+        assert_eq!(id_from_prefix(br#"{"id" : 7, "jsonrpc""#), Some(7));
+        assert_eq!(id_from_prefix(br#"{"jsonrpc":"2.0","result":"#), None);
+    }
+}

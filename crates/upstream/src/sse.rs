@@ -1,0 +1,234 @@
+//! Server-Sent Events: an incremental, size-bounded parser used on Streamable HTTP
+//! response streams, and the deprecated 2024-11-05 HTTP+SSE transport (GET opens the
+//! stream, its `endpoint` event names the URL to POST messages to).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use switchboard_protocol::Message;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::mux::Mux;
+use crate::{ConnectError, ConnectOptions, UpstreamEvent};
+
+/// One dispatched SSE event.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct SseEvent {
+    pub(crate) event: String,
+    pub(crate) data: String,
+    pub(crate) id: Option<String>,
+}
+
+/// Incremental SSE parser; `limit` bounds one event's data.
+pub(crate) struct SseParser {
+    line: Vec<u8>,
+    current: SseEvent,
+    has_data: bool,
+    limit: usize,
+}
+
+#[derive(Debug, PartialEq)]
+pub(crate) struct EventTooLarge;
+
+impl SseParser {
+    pub(crate) fn new(limit: usize) -> SseParser {
+        SseParser { line: Vec::new(), current: SseEvent::default(), has_data: false, limit }
+    }
+
+    /// Feeds bytes; returns the events completed by them.
+    pub(crate) fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, EventTooLarge> {
+        let mut events = Vec::new();
+        for &byte in chunk {
+            if byte == b'\n' {
+                if self.line.last() == Some(&b'\r') {
+                    self.line.pop();
+                }
+                let line = std::mem::take(&mut self.line);
+                if let Some(event) = self.take_line(&line) {
+                    events.push(event);
+                }
+            } else {
+                self.line.push(byte);
+                if self.line.len() + self.current.data.len() > self.limit {
+                    return Err(EventTooLarge);
+                }
+            }
+        }
+        Ok(events)
+    }
+
+    fn take_line(&mut self, line: &[u8]) -> Option<SseEvent> {
+        if line.is_empty() {
+            if !self.has_data {
+                self.current = SseEvent::default();
+                return None;
+            }
+            self.has_data = false;
+            let mut event = std::mem::take(&mut self.current);
+            if event.event.is_empty() {
+                event.event = "message".into();
+            }
+            return Some(event);
+        }
+        if line[0] == b':' {
+            return None; // comment / keep-alive
+        }
+        let text = String::from_utf8_lossy(line);
+        let (field, value) = match text.split_once(':') {
+            Some((field, value)) => (field.to_owned(), value.strip_prefix(' ').unwrap_or(value).to_owned()),
+            None => (text.into_owned(), String::new()),
+        };
+        match field.as_str() {
+            "data" => {
+                if self.has_data {
+                    self.current.data.push('\n');
+                }
+                self.current.data.push_str(&value);
+                self.has_data = true;
+            }
+            "event" => self.current.event = value,
+            "id" => self.current.id = Some(value),
+            _ => {}
+        }
+        None
+    }
+}
+
+/// A connection over the 2024-11-05 HTTP+SSE transport.
+pub(crate) struct SseLink {
+    pub(crate) mux: Arc<Mux>,
+    stop: CancellationToken,
+}
+
+impl SseLink {
+    pub(crate) async fn connect(
+        options: &ConnectOptions,
+        url: &str,
+        headers: &BTreeMap<String, String>,
+        events: mpsc::Sender<UpstreamEvent>,
+    ) -> Result<SseLink, ConnectError> {
+        let client = crate::http::client();
+        let header_map = crate::http::header_map(headers).map_err(ConnectError::Http)?;
+        let response = client
+            .get(url)
+            .headers(header_map.clone())
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .map_err(|e| ConnectError::Http(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(ConnectError::Http(format!("GET {url} answered {}", response.status())));
+        }
+        let base = response.url().clone();
+        let mut stream = response.bytes_stream();
+        let mut parser = SseParser::new(options.max_message_bytes);
+        // The first event must name the endpoint to POST to.
+        let endpoint = 'found: loop {
+            let Some(chunk) = stream.next().await else {
+                return Err(ConnectError::Closed("SSE stream ended before the endpoint event".into()));
+            };
+            let chunk = chunk.map_err(|e| ConnectError::Http(e.to_string()))?;
+            let parsed = parser.push(&chunk).map_err(|_| ConnectError::Handshake("oversized SSE event".into()))?;
+            for event in parsed {
+                if event.event == "endpoint" {
+                    break 'found base
+                        .join(event.data.trim())
+                        .map_err(|e| ConnectError::Handshake(format!("bad endpoint URL: {e}")))?;
+                }
+            }
+        };
+        let (out_tx, mut out_rx) = mpsc::channel::<Vec<u8>>(1024);
+        let mux = Arc::new(Mux::new(options.server.clone(), out_tx, events));
+        let stop = CancellationToken::new();
+        // Writer: POSTs messages one at a time, in order.
+        {
+            let mux = mux.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    let body = tokio::select! {
+                        body = out_rx.recv() => body,
+                        () = stop.cancelled() => None,
+                    };
+                    let Some(body) = body else { break };
+                    let sent = client
+                        .post(endpoint.clone())
+                        .headers(header_map.clone())
+                        .header("content-type", "application/json")
+                        .body(body)
+                        .send()
+                        .await;
+                    match sent {
+                        Ok(response) if response.status().is_success() => {}
+                        Ok(response) => tracing::warn!(server = %mux.server, status = %response.status(), "SSE upstream refused a message"),
+                        Err(error) => {
+                            mux.close(&format!("POST failed: {error}"));
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+        // Reader: every `message` event is one JSON-RPC message.
+        {
+            let mux = mux.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let reason = loop {
+                    let chunk = tokio::select! {
+                        chunk = stream.next() => chunk,
+                        () = stop.cancelled() => break "stopped".to_owned(),
+                    };
+                    let chunk = match chunk {
+                        Some(Ok(chunk)) => chunk,
+                        Some(Err(error)) => break format!("SSE stream failed: {error}"),
+                        None => break "SSE stream ended".to_owned(),
+                    };
+                    let Ok(events) = parser.push(&chunk) else {
+                        break "oversized SSE event".to_owned();
+                    };
+                    for event in events.into_iter().filter(|e| e.event == "message") {
+                        match Message::parse(event.data.as_bytes()) {
+                            Ok(message) => mux.handle(message).await,
+                            Err(error) => tracing::warn!(server = %mux.server, %error, "bad message on SSE stream"),
+                        }
+                    }
+                };
+                mux.close(&reason);
+            });
+        }
+        Ok(SseLink { mux, stop })
+    }
+
+    pub(crate) fn shutdown(&self) {
+        self.mux.close("server stopped");
+        self.stop.cancel();
+    }
+}
+
+impl Drop for SseLink {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_events_across_chunks() {
+        let mut parser = SseParser::new(1024);
+        assert!(parser.push(b": keep-alive\n\nevent: endpoint\ndata: /message?s").unwrap().is_empty());
+        let events = parser.push(b"=1\n\ndata: {\"a\":\ndata: 1}\r\n\r\n").unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].event, "endpoint");
+        assert_eq!(events[0].data, "/message?s=1");
+        assert_eq!(events[1].event, "message");
+        assert_eq!(events[1].data, "{\"a\":\n1}");
+        let mut small = SseParser::new(8);
+        assert_eq!(small.push(b"data: 0123456789\n"), Err(EventTooLarge));
+    }
+}

@@ -57,39 +57,63 @@ pub(crate) struct Forward<'a> {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 impl Gateway {
     /// Forwards a call (tools/call, prompts/get, resources/read, or any simple request)
     /// and bridges server→client interaction across eras.
-    pub(crate) async fn forward(&self, ctx: &ClientCtx, mut call: Forward<'_>) -> Result<Value, RpcError> {
+    pub(crate) async fn forward(
+        &self,
+        ctx: &ClientCtx,
+        mut call: Forward<'_>,
+    ) -> Result<Value, RpcError> {
         // A modern client retrying after `input_required`: resume what its state names.
-        let presented = call.params.as_object_mut().and_then(|p| p.remove("requestState"));
+        let presented = call
+            .params
+            .as_object_mut()
+            .and_then(|p| p.remove("requestState"));
         let mut upstream_state = None;
         if let Some(state) = presented {
-            let state = state.as_str().ok_or_else(|| RpcError::invalid_params("requestState must be a string"))?;
+            let state = state
+                .as_str()
+                .ok_or_else(|| RpcError::invalid_params("requestState must be a string"))?;
             let opened = self
                 .inner
                 .sealer
                 .open(state, now_ms())
                 .map_err(|e| RpcError::invalid_params(format!("requestState rejected: {e}")))?;
             if opened.get("p").and_then(Value::as_str) != Some(ctx.principal.as_str()) {
-                return Err(RpcError::invalid_params("requestState rejected: issued to another client"));
+                return Err(RpcError::invalid_params(
+                    "requestState rejected: issued to another client",
+                ));
             }
             match opened.get("k").and_then(Value::as_str) {
                 Some("flight") => {
                     let id = opened.get("id").and_then(Value::as_str).unwrap_or_default();
-                    let responses = call.params.get("inputResponses").cloned().unwrap_or_else(|| json!({}));
+                    let responses = call
+                        .params
+                        .get("inputResponses")
+                        .cloned()
+                        .unwrap_or_else(|| json!({}));
                     return self.resume(ctx, id, responses).await;
                 }
                 Some("wrap") => {
                     if opened.get("s").and_then(Value::as_str) != Some(call.server) {
-                        return Err(RpcError::invalid_params("requestState rejected: issued for another server"));
+                        return Err(RpcError::invalid_params(
+                            "requestState rejected: issued for another server",
+                        ));
                     }
                     upstream_state = opened.get("rs").cloned();
                 }
-                _ => return Err(RpcError::invalid_params("requestState rejected: unknown kind")),
+                _ => {
+                    return Err(RpcError::invalid_params(
+                        "requestState rejected: unknown kind",
+                    ));
+                }
             }
         }
         if let (Some(state), Some(object)) = (upstream_state, call.params.as_object_mut()) {
@@ -101,15 +125,24 @@ impl Gateway {
         let upstream = server.upstream(&self.inner.era_cache).await?;
         meta::strip_protocol_fields(&mut call.params);
         let progress_token = meta::progress_token(Some(&call.params)).cloned();
-        if progress_token.is_some() {
-            if let Some(meta) = call.params.get_mut("_meta").and_then(Value::as_object_mut) {
-                meta.remove(meta::PROGRESS_TOKEN);
-            }
+        if progress_token.is_some()
+            && let Some(meta) = call.params.get_mut("_meta").and_then(Value::as_object_mut)
+        {
+            meta.remove(meta::PROGRESS_TOKEN);
         }
         let timeout = self.request_timeout(&server);
         let mut rounds = 0;
         loop {
-            let flight = launch(&upstream, call.server, call.method, call.params.clone(), ctx, progress_token.clone(), &call.headers, timeout);
+            let flight = launch(
+                &upstream,
+                call.server,
+                call.method,
+                call.params.clone(),
+                ctx,
+                progress_token.clone(),
+                &call.headers,
+                timeout,
+            );
             let result = self.drive(ctx, flight).await?;
             if result.get("resultType").and_then(Value::as_str) != Some("input_required") {
                 return Ok(result);
@@ -120,7 +153,10 @@ impl Gateway {
                 Era::Legacy => {
                     rounds += 1;
                     if rounds > MAX_INPUT_ROUNDS {
-                        return Err(RpcError::new(codes::UPSTREAM_PROTOCOL, "upstream kept asking for input"));
+                        return Err(RpcError::new(
+                            codes::UPSTREAM_PROTOCOL,
+                            "upstream kept asking for input",
+                        ));
                     }
                     let responses = self.fulfil_for_legacy(ctx, &result).await?;
                     let object = call.params.as_object_mut().expect("params are an object");
@@ -140,6 +176,12 @@ impl Gateway {
         loop {
             tokio::select! {
                 outcome = &mut flight.result => {
+                    // Notifications sent before the answer are delivered before it.
+                    while let Ok(CallEvent::Notification { method, params }) = flight.events.try_recv() {
+                        if let Some(notify) = &ctx.notify {
+                            let _ = notify.try_send(Message::notification(method, params));
+                        }
+                    }
                     let outcome = outcome.unwrap_or(Err(CallError::Closed("call task ended".into())));
                     return outcome.map_err(|e| e.to_rpc_error(&flight.server));
                 }
@@ -174,7 +216,14 @@ impl Gateway {
         let input_request = json!({ "method": request.method, "params": request.params.clone().unwrap_or_else(|| json!({})) });
         let mut waiting = HashMap::new();
         waiting.insert(key.clone(), request.reply);
-        self.inner.parked.lock().insert(id.clone(), Parked { flight, principal: ctx.principal.clone(), waiting });
+        self.inner.parked.lock().insert(
+            id.clone(),
+            Parked {
+                flight,
+                principal: ctx.principal.clone(),
+                waiting,
+            },
+        );
         // The deadline owns the parked flight: no retry in time, and it is dropped.
         let gateway = self.clone();
         let expiring = id.clone();
@@ -196,19 +245,21 @@ impl Gateway {
 
     /// Resumes a parked flight with the client's input responses.
     async fn resume(&self, ctx: &ClientCtx, id: &str, responses: Value) -> Result<Value, RpcError> {
-        let parked = self
-            .inner
-            .parked
-            .lock()
-            .remove(id)
-            .ok_or_else(|| RpcError::invalid_params("requestState rejected: the call it resumes has expired"))?;
+        let parked = self.inner.parked.lock().remove(id).ok_or_else(|| {
+            RpcError::invalid_params("requestState rejected: the call it resumes has expired")
+        })?;
         if parked.principal != ctx.principal {
-            return Err(RpcError::invalid_params("requestState rejected: issued to another client"));
+            return Err(RpcError::invalid_params(
+                "requestState rejected: issued to another client",
+            ));
         }
         for (key, reply) in parked.waiting {
             let outcome = match responses.get(&key) {
                 Some(response) => Ok(response.clone()),
-                None => Err(RpcError::new(-32600, format!("client did not provide input `{key}`"))),
+                None => Err(RpcError::new(
+                    -32600,
+                    format!("client did not provide input `{key}`"),
+                )),
             };
             let _ = reply.send(outcome);
         }
@@ -234,7 +285,11 @@ impl Gateway {
             return Ok(Value::Object(responses));
         };
         for (key, request) in requests {
-            let method = request.get("method").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let method = request
+                .get("method")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             let params = request.get("params").cloned();
             let answer = ask_peer(ctx, method, params).await?;
             responses.insert(key.clone(), answer);
@@ -272,7 +327,12 @@ fn launch(
         let outcome = upstream.request(&method, Some(params), options).await;
         let _ = result_tx.send(outcome);
     });
-    Flight { server: server.to_owned(), result: result_rx, events: events_rx, cancel }
+    Flight {
+        server: server.to_owned(),
+        result: result_rx,
+        events: events_rx,
+        cancel,
+    }
 }
 
 /// The client capability a server→client method needs.
@@ -297,7 +357,9 @@ fn check_capability(ctx: &ClientCtx, request: ServerRequest) -> Result<(), Serve
             Ok(())
         }
         None => {
-            let _ = request.reply.send(Err(RpcError::method_not_found(&request.method)));
+            let _ = request
+                .reply
+                .send(Err(RpcError::method_not_found(&request.method)));
             Ok(())
         }
     }
@@ -305,7 +367,9 @@ fn check_capability(ctx: &ClientCtx, request: ServerRequest) -> Result<(), Serve
 
 /// Relays a server→client request to a legacy client without blocking the flight.
 fn relay_to_peer(ctx: &ClientCtx, request: ServerRequest) {
-    let Err(request) = check_capability(ctx, request) else { return };
+    let Err(request) = check_capability(ctx, request) else {
+        return;
+    };
     let ctx = ctx.clone();
     tokio::spawn(async move {
         let outcome = ask_peer(&ctx, request.method, request.params).await;
@@ -313,23 +377,33 @@ fn relay_to_peer(ctx: &ClientCtx, request: ServerRequest) {
     });
 }
 
-async fn ask_peer(ctx: &ClientCtx, method: String, params: Option<Value>) -> Result<Value, RpcError> {
-    if let Some(capability) = required_capability(&method) {
-        if !ctx.has_capability(capability) {
-            return Err(RpcError::new(
-                codes::NOT_BRIDGEABLE,
-                format!("the server needs `{capability}`, which the client did not declare"),
-            ));
-        }
+async fn ask_peer(
+    ctx: &ClientCtx,
+    method: String,
+    params: Option<Value>,
+) -> Result<Value, RpcError> {
+    if let Some(capability) = required_capability(&method)
+        && !ctx.has_capability(capability)
+    {
+        return Err(RpcError::new(
+            codes::NOT_BRIDGEABLE,
+            format!("the server needs `{capability}`, which the client did not declare"),
+        ));
     }
-    let peer = ctx
-        .peer
-        .as_ref()
-        .ok_or_else(|| RpcError::new(codes::NOT_BRIDGEABLE, format!("the client cannot answer {method}")))?;
+    let peer = ctx.peer.as_ref().ok_or_else(|| {
+        RpcError::new(
+            codes::NOT_BRIDGEABLE,
+            format!("the client cannot answer {method}"),
+        )
+    })?;
     let (reply_tx, reply_rx) = oneshot::channel();
-    peer.send(PeerRequest { method, params, reply: reply_tx })
-        .await
-        .map_err(|_| RpcError::new(codes::UPSTREAM_UNAVAILABLE, "client went away"))?;
+    peer.send(PeerRequest {
+        method,
+        params,
+        reply: reply_tx,
+    })
+    .await
+    .map_err(|_| RpcError::new(codes::UPSTREAM_UNAVAILABLE, "client went away"))?;
     tokio::select! {
         reply = reply_rx => reply.unwrap_or_else(|_| Err(RpcError::new(codes::UPSTREAM_UNAVAILABLE, "client went away"))),
         () = ctx.cancel.cancelled() => Err(RpcError::new(codes::UPSTREAM_UNAVAILABLE, "request cancelled")),

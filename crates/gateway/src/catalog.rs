@@ -78,13 +78,20 @@ impl Catalog {
                 .iter()
                 .flat_map(|(server, l)| {
                     pick(l).iter().filter_map(move |entry| {
-                        Some(Qualified { server: server.clone(), name: entry_name(entry, "name")? })
+                        Some(Qualified {
+                            server: server.clone(),
+                            name: entry_name(entry, "name")?,
+                        })
                     })
                 })
                 .collect::<Vec<_>>()
         };
         let table = |entries: Vec<Qualified>| {
-            if passthrough { NameTable::passthrough(entries) } else { NameTable::prefixed(entries) }
+            if passthrough {
+                NameTable::passthrough(entries)
+            } else {
+                NameTable::prefixed(entries)
+            }
         };
         let tool_names = table(qualified(|l| &l.tools));
         let prompt_names = table(qualified(|l| &l.prompts));
@@ -92,13 +99,23 @@ impl Catalog {
             passthrough,
             tool_names,
             prompt_names,
-            single: if passthrough { lists.keys().next().cloned() } else { None },
+            single: if passthrough {
+                lists.keys().next().cloned()
+            } else {
+                None
+            },
             ..Catalog::default()
         };
         for (server, server_lists) in lists {
             for tool in &server_lists.tools {
-                let Some(name) = entry_name(tool, "name") else { continue };
-                let exposed = catalog.tool_names.exposed(server, &name).expect("named in the table").to_owned();
+                let Some(name) = entry_name(tool, "name") else {
+                    continue;
+                };
+                let exposed = catalog
+                    .tool_names
+                    .exposed(server, &name)
+                    .expect("named in the table")
+                    .to_owned();
                 match tool.get("inputSchema").map(headers::param_headers) {
                     Some(Err(error)) => {
                         // The spec makes HTTP clients drop such tools; so do we, loudly.
@@ -113,19 +130,31 @@ impl Catalog {
                 catalog.tools.push(renamed(tool, "name", exposed));
             }
             for prompt in &server_lists.prompts {
-                let Some(name) = entry_name(prompt, "name") else { continue };
-                let exposed = catalog.prompt_names.exposed(server, &name).expect("named in the table").to_owned();
+                let Some(name) = entry_name(prompt, "name") else {
+                    continue;
+                };
+                let exposed = catalog
+                    .prompt_names
+                    .exposed(server, &name)
+                    .expect("named in the table")
+                    .to_owned();
                 catalog.prompts.push(renamed(prompt, "name", exposed));
             }
             for resource in &server_lists.resources {
-                let Some(original) = entry_name(resource, "uri") else { continue };
+                let Some(original) = entry_name(resource, "uri") else {
+                    continue;
+                };
                 let exposed = catalog.expose_uri(server, &original);
                 catalog.resources.push(renamed(resource, "uri", exposed));
             }
             for template in &server_lists.templates {
-                let Some(original) = entry_name(template, "uriTemplate") else { continue };
+                let Some(original) = entry_name(template, "uriTemplate") else {
+                    continue;
+                };
                 let exposed = catalog.expose_uri(server, &original);
-                catalog.templates.push(renamed(template, "uriTemplate", exposed));
+                catalog
+                    .templates
+                    .push(renamed(template, "uriTemplate", exposed));
             }
         }
         catalog
@@ -145,7 +174,11 @@ impl Catalog {
 
     /// The exposed form of a server's URI.
     pub fn expose_uri(&self, server: &str, original: &str) -> String {
-        if self.passthrough { original.to_owned() } else { uri::expose(server, original) }
+        if self.passthrough {
+            original.to_owned()
+        } else {
+            uri::expose(server, original)
+        }
     }
 
     /// The (server, upstream URI) behind an exposed URI.
@@ -180,7 +213,10 @@ mod tests {
 
     fn lists(tools: &[&str]) -> Arc<ServerLists> {
         Arc::new(ServerLists {
-            tools: tools.iter().map(|t| json!({"name": t, "inputSchema": {"type": "object"}, "x-extra": 1})).collect(),
+            tools: tools
+                .iter()
+                .map(|t| json!({"name": t, "inputSchema": {"type": "object"}, "x-extra": 1}))
+                .collect(),
             resources: vec![json!({"uri": "test://a", "name": "a"})],
             ..ServerLists::default()
         })
@@ -192,12 +228,19 @@ mod tests {
         all.insert("b".to_owned(), lists(&["x"]));
         all.insert("a".to_owned(), lists(&["y", "x"]));
         let catalog = Catalog::build(&all, false);
-        let names: Vec<&str> = catalog.tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
+        let names: Vec<&str> = catalog
+            .tools
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
         assert_eq!(names, ["a__y", "a__x", "b__x"]);
         assert_eq!(catalog.tools[0]["x-extra"], 1);
         assert_eq!(catalog.resolve_tool("b__x").unwrap().server, "b");
         assert_eq!(catalog.resources[0]["uri"], "switchboard://a/test://a");
-        assert_eq!(catalog.resolve_uri("switchboard://b/test://a"), Some(("b".to_owned(), "test://a")));
+        assert_eq!(
+            catalog.resolve_uri("switchboard://b/test://a"),
+            Some(("b".to_owned(), "test://a"))
+        );
     }
 
     #[test]
@@ -207,7 +250,10 @@ mod tests {
         let catalog = Catalog::build(&all, true);
         assert_eq!(catalog.tools[0]["name"], "x");
         assert_eq!(catalog.resolve_tool("x").unwrap().server, "only");
-        assert_eq!(catalog.resolve_uri("test://a"), Some(("only".to_owned(), "test://a")));
+        assert_eq!(
+            catalog.resolve_uri("test://a"),
+            Some(("only".to_owned(), "test://a"))
+        );
     }
 
     #[test]

@@ -16,7 +16,12 @@ pub(crate) const PAGE_SIZE: usize = 1000;
 impl Gateway {
     /// Handles one client request. Faces call this for every method except the legacy
     /// `initialize` handshake, which belongs to the session.
-    pub async fn handle(&self, ctx: &ClientCtx, method: &str, params: Option<Value>) -> Result<Value, RpcError> {
+    pub async fn handle(
+        &self,
+        ctx: &ClientCtx,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Value, RpcError> {
         let params = match params {
             None | Some(Value::Null) => json!({}),
             Some(object @ Value::Object(_)) => object,
@@ -28,13 +33,17 @@ impl Gateway {
             "tools/list" => self.list_page(&params, "tools", |c| &c.tools),
             "prompts/list" => self.list_page(&params, "prompts", |c| &c.prompts),
             "resources/list" => self.list_page(&params, "resources", |c| &c.resources),
-            "resources/templates/list" => self.list_page(&params, "resourceTemplates", |c| &c.templates),
+            "resources/templates/list" => {
+                self.list_page(&params, "resourceTemplates", |c| &c.templates)
+            }
             "tools/call" => self.call_tool(ctx, params).await,
             "prompts/get" => self.get_prompt(ctx, params).await,
             "resources/read" => self.read_resource(ctx, params).await,
             "completion/complete" => self.complete(ctx, params).await,
             "logging/setLevel" => self.set_level(ctx, params).await,
-            "resources/subscribe" | "resources/unsubscribe" => self.subscribe_resource(ctx, method, params).await,
+            "resources/subscribe" | "resources/unsubscribe" => {
+                self.subscribe_resource(ctx, method, params).await
+            }
             _ => Err(RpcError::method_not_found(method)),
         }?;
         Ok(self.finish_result(ctx, result))
@@ -43,11 +52,17 @@ impl Gateway {
     /// Era-specific decoration of a result: modern results carry `resultType` and our
     /// `serverInfo`; legacy results carry neither.
     fn finish_result(&self, ctx: &ClientCtx, mut result: Value) -> Value {
-        let Some(object) = result.as_object_mut() else { return result };
+        let Some(object) = result.as_object_mut() else {
+            return result;
+        };
         match ctx.era {
             Era::Modern => {
-                object.entry("resultType").or_insert_with(|| Value::String("complete".into()));
-                let meta = object.entry("_meta").or_insert_with(|| Value::Object(Map::new()));
+                object
+                    .entry("resultType")
+                    .or_insert_with(|| Value::String("complete".into()));
+                let meta = object
+                    .entry("_meta")
+                    .or_insert_with(|| Value::Object(Map::new()));
                 if let Some(meta) = meta.as_object_mut() {
                     meta.insert(meta::SERVER_INFO.into(), self.server_info());
                 }
@@ -61,15 +76,25 @@ impl Gateway {
         result
     }
 
-    fn list_page(&self, params: &Value, field: &str, pick: fn(&Catalog) -> &Vec<Value>) -> Result<Value, RpcError> {
+    fn list_page(
+        &self,
+        params: &Value,
+        field: &str,
+        pick: fn(&Catalog) -> &Vec<Value>,
+    ) -> Result<Value, RpcError> {
         let catalog = self.catalog();
         let entries = pick(&catalog);
         let start = match params.get("cursor").and_then(Value::as_str) {
             None => 0,
-            Some(cursor) => decode_cursor(cursor).ok_or_else(|| RpcError::invalid_params("invalid cursor"))?,
+            Some(cursor) => {
+                decode_cursor(cursor).ok_or_else(|| RpcError::invalid_params("invalid cursor"))?
+            }
         };
         let end = (start + PAGE_SIZE).min(entries.len());
-        let page: Vec<Value> = entries.get(start..end).map(<[Value]>::to_vec).unwrap_or_default();
+        let page: Vec<Value> = entries
+            .get(start..end)
+            .map(<[Value]>::to_vec)
+            .unwrap_or_default();
         let mut result = Map::new();
         result.insert(field.to_owned(), Value::Array(page));
         if end < entries.len() {
@@ -79,57 +104,101 @@ impl Gateway {
     }
 
     async fn call_tool(&self, ctx: &ClientCtx, mut params: Value) -> Result<Value, RpcError> {
-        let exposed = params.get("name").and_then(Value::as_str).ok_or_else(|| RpcError::invalid_params("missing tool name"))?;
+        let exposed = params
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::invalid_params("missing tool name"))?;
         let catalog = self.catalog();
         let target = catalog
             .resolve_tool(exposed)
             .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {exposed}")))?
             .clone();
-        let param_headers = headers::param_header_values(catalog.tool_param_headers(exposed), params.get("arguments"));
+        let param_headers = headers::param_header_values(
+            catalog.tool_param_headers(exposed),
+            params.get("arguments"),
+        );
         params["name"] = Value::String(target.name.clone());
-        let call = Forward { server: &target.server, method: "tools/call", params, headers: param_headers };
+        let call = Forward {
+            server: &target.server,
+            method: "tools/call",
+            params,
+            headers: param_headers,
+        };
         self.forward(ctx, call).await
     }
 
     async fn get_prompt(&self, ctx: &ClientCtx, mut params: Value) -> Result<Value, RpcError> {
-        let exposed = params.get("name").and_then(Value::as_str).ok_or_else(|| RpcError::invalid_params("missing prompt name"))?;
+        let exposed = params
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::invalid_params("missing prompt name"))?;
         let target = self
             .catalog()
             .resolve_prompt(exposed)
             .ok_or_else(|| RpcError::invalid_params(format!("Unknown prompt: {exposed}")))?
             .clone();
         params["name"] = Value::String(target.name.clone());
-        self.forward(ctx, Forward { server: &target.server, method: "prompts/get", params, headers: Vec::new() }).await
+        self.forward(
+            ctx,
+            Forward {
+                server: &target.server,
+                method: "prompts/get",
+                params,
+                headers: Vec::new(),
+            },
+        )
+        .await
     }
 
     /// Resolves an exposed URI to its server and upstream URI.
     fn route_uri(&self, exposed: &str) -> Result<(String, String), RpcError> {
         let catalog = self.catalog();
-        if let Some((server, original)) = catalog.resolve_uri(exposed) {
-            if self.server(&server).is_some() {
-                return Ok((server, original.to_owned()));
-            }
+        if let Some((server, original)) = catalog.resolve_uri(exposed)
+            && self.server(&server).is_some()
+        {
+            return Ok((server, original.to_owned()));
         }
         // A URI a client saw in a tool result (never rewritten): the one server that lists
         // it, or the only server offering resources.
         let servers = self.servers();
         let owners: Vec<_> = servers
             .iter()
-            .filter(|s| s.lists().resources.iter().any(|r| r.get("uri").and_then(Value::as_str) == Some(exposed)))
+            .filter(|s| {
+                s.lists()
+                    .resources
+                    .iter()
+                    .any(|r| r.get("uri").and_then(Value::as_str) == Some(exposed))
+            })
             .collect();
         if let [owner] = owners.as_slice() {
             return Ok((owner.name.clone(), exposed.to_owned()));
         }
-        Err(RpcError::new(switchboard_protocol::error::RESOURCE_NOT_FOUND, "Resource not found")
-            .with_data(json!({ "uri": exposed })))
+        Err(RpcError::new(
+            switchboard_protocol::error::RESOURCE_NOT_FOUND,
+            "Resource not found",
+        )
+        .with_data(json!({ "uri": exposed })))
     }
 
     async fn read_resource(&self, ctx: &ClientCtx, mut params: Value) -> Result<Value, RpcError> {
-        let exposed = params.get("uri").and_then(Value::as_str).ok_or_else(|| RpcError::invalid_params("missing uri"))?.to_owned();
+        let exposed = params
+            .get("uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::invalid_params("missing uri"))?
+            .to_owned();
         let (server, original) = self.route_uri(&exposed)?;
         params["uri"] = Value::String(original.clone());
-        let mut result =
-            self.forward(ctx, Forward { server: &server, method: "resources/read", params, headers: Vec::new() }).await?;
+        let mut result = self
+            .forward(
+                ctx,
+                Forward {
+                    server: &server,
+                    method: "resources/read",
+                    params,
+                    headers: Vec::new(),
+                },
+            )
+            .await?;
         let catalog = self.catalog();
         if let Some(contents) = result.get_mut("contents").and_then(Value::as_array_mut) {
             for content in contents {
@@ -145,7 +214,10 @@ impl Gateway {
         let reference = params.get("ref").cloned().unwrap_or_default();
         let server = match reference.get("type").and_then(Value::as_str) {
             Some("ref/prompt") => {
-                let exposed = reference.get("name").and_then(Value::as_str).unwrap_or_default();
+                let exposed = reference
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let target = self
                     .catalog()
                     .resolve_prompt(exposed)
@@ -155,26 +227,54 @@ impl Gateway {
                 target.server
             }
             Some("ref/resource") => {
-                let exposed = reference.get("uri").and_then(Value::as_str).unwrap_or_default();
+                let exposed = reference
+                    .get("uri")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default();
                 let catalog = self.catalog();
-                let (server, original) = catalog
-                    .resolve_uri(exposed)
-                    .ok_or_else(|| RpcError::invalid_params(format!("Unknown resource template: {exposed}")))?;
+                let (server, original) = catalog.resolve_uri(exposed).ok_or_else(|| {
+                    RpcError::invalid_params(format!("Unknown resource template: {exposed}"))
+                })?;
                 params["ref"]["uri"] = Value::String(original.to_owned());
                 server
             }
-            _ => return Err(RpcError::invalid_params("ref must be ref/prompt or ref/resource")),
+            _ => {
+                return Err(RpcError::invalid_params(
+                    "ref must be ref/prompt or ref/resource",
+                ));
+            }
         };
-        self.forward(ctx, Forward { server: &server, method: "completion/complete", params, headers: Vec::new() }).await
+        self.forward(
+            ctx,
+            Forward {
+                server: &server,
+                method: "completion/complete",
+                params,
+                headers: Vec::new(),
+            },
+        )
+        .await
     }
 
     /// Legacy `logging/setLevel`: applies to every legacy upstream that offers logging.
     async fn set_level(&self, ctx: &ClientCtx, params: Value) -> Result<Value, RpcError> {
-        let level = params.get("level").and_then(Value::as_str).ok_or_else(|| RpcError::invalid_params("missing level"))?;
+        let level = params
+            .get("level")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::invalid_params("missing level"))?;
         for server in self.servers() {
-            let Ok(upstream) = server.upstream(&self.inner.era_cache).await else { continue };
-            if upstream.era() == Era::Legacy && upstream.handshake().capabilities.get("logging").is_some() {
-                let call = Forward { server: &server.name, method: "logging/setLevel", params: json!({ "level": level }), headers: Vec::new() };
+            let Ok(upstream) = server.upstream(&self.inner.era_cache).await else {
+                continue;
+            };
+            if upstream.era() == Era::Legacy
+                && upstream.handshake().capabilities.get("logging").is_some()
+            {
+                let call = Forward {
+                    server: &server.name,
+                    method: "logging/setLevel",
+                    params: json!({ "level": level }),
+                    headers: Vec::new(),
+                };
                 if let Err(error) = self.forward(ctx, call).await {
                     tracing::debug!(server = %server.name, %error, "setLevel not applied");
                 }
@@ -185,17 +285,37 @@ impl Gateway {
 
     /// Legacy `resources/subscribe`: forwarded to a legacy owner; a modern owner already
     /// reports updates on our listen stream for it.
-    async fn subscribe_resource(&self, ctx: &ClientCtx, method: &str, mut params: Value) -> Result<Value, RpcError> {
-        let exposed = params.get("uri").and_then(Value::as_str).ok_or_else(|| RpcError::invalid_params("missing uri"))?.to_owned();
+    async fn subscribe_resource(
+        &self,
+        ctx: &ClientCtx,
+        method: &str,
+        mut params: Value,
+    ) -> Result<Value, RpcError> {
+        let exposed = params
+            .get("uri")
+            .and_then(Value::as_str)
+            .ok_or_else(|| RpcError::invalid_params("missing uri"))?
+            .to_owned();
         let (server_name, original) = self.route_uri(&exposed)?;
-        let server = self.server(&server_name).ok_or_else(|| RpcError::invalid_params("unknown server"))?;
+        let server = self
+            .server(&server_name)
+            .ok_or_else(|| RpcError::invalid_params("unknown server"))?;
         let upstream = server.upstream(&self.inner.era_cache).await?;
         if upstream.era() == Era::Modern {
             server.watch_resource(&original, method == "resources/subscribe");
             return Ok(json!({}));
         }
         params["uri"] = Value::String(original);
-        self.forward(ctx, Forward { server: &server_name, method, params, headers: Vec::new() }).await
+        self.forward(
+            ctx,
+            Forward {
+                server: &server_name,
+                method,
+                params,
+                headers: Vec::new(),
+            },
+        )
+        .await
     }
 }
 
@@ -205,7 +325,11 @@ fn encode_cursor(offset: usize) -> String {
 
 fn decode_cursor(cursor: &str) -> Option<usize> {
     let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    std::str::from_utf8(&bytes).ok()?.strip_prefix("sb:")?.parse().ok()
+    std::str::from_utf8(&bytes)
+        .ok()?
+        .strip_prefix("sb:")?
+        .parse()
+        .ok()
 }
 
 #[cfg(test)]

@@ -24,7 +24,10 @@ use crate::server::{Server, ServerSignal};
 pub enum Change {
     ListChanged(ListKind),
     /// A subscribed resource changed; `params` carry the exposed URI.
-    ResourceUpdated { uri: String, params: Value },
+    ResourceUpdated {
+        uri: String,
+        params: Value,
+    },
     /// An upstream log message not tied to a call (`notifications/message` params).
     Log(Value),
 }
@@ -118,12 +121,25 @@ impl Gateway {
             };
             let timeout = spec.effective_request_timeout(&config.gateway);
             let server = Arc::new(Server::new(options, timeout, gateway.inner.signals.clone()));
-            gateway.inner.servers.write().insert(name.to_string(), server);
+            gateway
+                .inner
+                .servers
+                .write()
+                .insert(name.to_string(), server);
         }
-        tokio::spawn(signal_loop(Arc::downgrade(&gateway.inner), signals_rx, gateway.inner.shutdown.clone()));
+        tokio::spawn(signal_loop(
+            Arc::downgrade(&gateway.inner),
+            signals_rx,
+            gateway.inner.shutdown.clone(),
+        ));
         let servers: Vec<Arc<Server>> = gateway.inner.servers.read().values().cloned().collect();
-        let connects = servers.iter().map(|server| server.upstream(&gateway.inner.era_cache));
-        for (server, outcome) in servers.iter().zip(futures::future::join_all(connects).await) {
+        let connects = servers
+            .iter()
+            .map(|server| server.upstream(&gateway.inner.era_cache));
+        for (server, outcome) in servers
+            .iter()
+            .zip(futures::future::join_all(connects).await)
+        {
             if let Err(error) = outcome {
                 tracing::error!(server = %server.name, %error, "server did not start");
             }
@@ -155,7 +171,13 @@ impl Gateway {
 
     /// Rebuilds the catalog snapshot from every server's last known lists.
     pub(crate) fn rebuild_catalog(&self) -> Arc<Catalog> {
-        let lists = self.inner.servers.read().iter().map(|(name, server)| (name.clone(), server.lists())).collect();
+        let lists = self
+            .inner
+            .servers
+            .read()
+            .iter()
+            .map(|(name, server)| (name.clone(), server.lists()))
+            .collect();
         let catalog = Arc::new(Catalog::build(&lists, self.inner.settings.passthrough));
         self.inner.catalog.store(catalog.clone());
         catalog
@@ -243,7 +265,9 @@ async fn signal_loop(
                 }
             }
             ServerSignal::ListChanged(server, kind) => {
-                let Some(server) = gateway.server(&server) else { continue };
+                let Some(server) = gateway.server(&server) else {
+                    continue;
+                };
                 // Refresh off the loop: a slow upstream must not delay other signals.
                 tokio::spawn(async move {
                     match server.refresh(&gateway.inner.era_cache, kind).await {
@@ -251,21 +275,31 @@ async fn signal_loop(
                             gateway.rebuild_catalog();
                             let _ = gateway.inner.changes.send(Change::ListChanged(kind));
                         }
-                        Err(error) => tracing::warn!(server = %server.name, %error, "list refresh failed"),
+                        Err(error) => {
+                            tracing::warn!(server = %server.name, %error, "list refresh failed")
+                        }
                     }
                 });
             }
             ServerSignal::ResourceUpdated(server, mut params) => {
                 let catalog = gateway.catalog();
-                let uri = params.get("uri").and_then(Value::as_str).map(|u| catalog.expose_uri(&server, u));
+                let uri = params
+                    .get("uri")
+                    .and_then(Value::as_str)
+                    .map(|u| catalog.expose_uri(&server, u));
                 if let Some(uri) = uri {
                     params["uri"] = Value::String(uri.clone());
-                    let _ = gateway.inner.changes.send(Change::ResourceUpdated { uri, params });
+                    let _ = gateway
+                        .inner
+                        .changes
+                        .send(Change::ResourceUpdated { uri, params });
                 }
             }
             ServerSignal::Log(server, Some(mut params)) => {
                 if let Some(object) = params.as_object_mut() {
-                    object.entry("logger").or_insert_with(|| Value::String(server));
+                    object
+                        .entry("logger")
+                        .or_insert_with(|| Value::String(server));
                 }
                 let _ = gateway.inner.changes.send(Change::Log(params));
             }
@@ -276,7 +310,11 @@ async fn signal_loop(
                     "roots/list" => Ok(json!({ "roots": [] })),
                     method => Err(RpcError::method_not_found(method)),
                 };
-                tracing::debug!(server, method = request.method, "answered an unowned server request");
+                tracing::debug!(
+                    server,
+                    method = request.method,
+                    "answered an unowned server request"
+                );
                 let _ = request.reply.send(outcome);
             }
             ServerSignal::Closed(server, reason) => {
@@ -301,10 +339,10 @@ impl Gateway {
     pub(crate) fn watch_resources(&self, uris: &[String], on: bool) {
         let catalog = self.catalog();
         for uri in uris {
-            if let Some((server, original)) = catalog.resolve_uri(uri) {
-                if let Some(server) = self.server(&server) {
-                    server.watch_resource(original, on);
-                }
+            if let Some((server, original)) = catalog.resolve_uri(uri)
+                && let Some(server) = self.server(&server)
+            {
+                server.watch_resource(original, on);
             }
         }
     }

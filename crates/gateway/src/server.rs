@@ -89,14 +89,23 @@ pub struct Server {
 const LIST_PAGES_MAX: usize = 100;
 
 impl Server {
-    pub(crate) fn new(options: ConnectOptions, request_timeout: Duration, signals: mpsc::Sender<ServerSignal>) -> Server {
+    pub(crate) fn new(
+        options: ConnectOptions,
+        request_timeout: Duration,
+        signals: mpsc::Sender<ServerSignal>,
+    ) -> Server {
         Server {
             name: options.server.clone(),
             options,
             request_timeout,
             connecting: tokio::sync::Mutex::new(()),
             live: ArcSwapOption::empty(),
-            status: Mutex::new(Status { state: State::Dormant, last_error: None, restarts: 0, since: Instant::now() }),
+            status: Mutex::new(Status {
+                state: State::Dormant,
+                last_error: None,
+                restarts: 0,
+                since: Instant::now(),
+            }),
             lists: ArcSwap::from_pointee(ServerLists::default()),
             signals,
             watched: Arc::default(),
@@ -123,7 +132,13 @@ impl Server {
 
     /// The server's own instructions, from its handshake.
     pub fn instructions(&self) -> Option<String> {
-        self.live.load().as_ref()?.upstream.handshake().instructions.clone()
+        self.live
+            .load()
+            .as_ref()?
+            .upstream
+            .handshake()
+            .instructions
+            .clone()
     }
 
     /// A JSON summary for operators and the admin API.
@@ -147,16 +162,16 @@ impl Server {
 
     /// The live connection, connecting (or reconnecting) first when needed.
     pub async fn upstream(&self, cache: &EraCache) -> Result<Upstream, RpcError> {
-        if let Some(live) = self.live.load().as_ref() {
-            if live.upstream.is_alive() {
-                return Ok(live.upstream.clone());
-            }
+        if let Some(live) = self.live.load().as_ref()
+            && live.upstream.is_alive()
+        {
+            return Ok(live.upstream.clone());
         }
         let _guard = self.connecting.lock().await;
-        if let Some(live) = self.live.load().as_ref() {
-            if live.upstream.is_alive() {
-                return Ok(live.upstream.clone());
-            }
+        if let Some(live) = self.live.load().as_ref()
+            && live.upstream.is_alive()
+        {
+            return Ok(live.upstream.clone());
         }
         let had_connection = self.live.swap(None).is_some();
         if had_connection {
@@ -173,12 +188,26 @@ impl Server {
             }
         };
         let stop = CancellationToken::new();
-        tokio::spawn(pump_events(self.name.clone(), events_rx, self.signals.clone(), stop.clone()));
+        tokio::spawn(pump_events(
+            self.name.clone(),
+            events_rx,
+            self.signals.clone(),
+            stop.clone(),
+        ));
         if upstream.era() == Era::Modern {
             let watch = (self.watched.clone(), self.watch_changed.clone());
-            spawn_listen(self.name.clone(), upstream.clone(), self.signals.clone(), stop.clone(), watch);
+            spawn_listen(
+                self.name.clone(),
+                upstream.clone(),
+                self.signals.clone(),
+                stop.clone(),
+                watch,
+            );
         }
-        self.live.store(Some(Arc::new(Live { upstream: upstream.clone(), stop })));
+        self.live.store(Some(Arc::new(Live {
+            upstream: upstream.clone(),
+            stop,
+        })));
         self.set_state(State::Ready, None);
         tracing::info!(server = %self.name, era = %upstream.era(), "upstream ready");
         if let Err(error) = self.refresh_all(&upstream).await {
@@ -200,7 +229,10 @@ impl Server {
         }
         if capabilities.get("resources").is_some() {
             lists.resources = self.list(upstream, "resources/list", "resources").await?;
-            lists.templates = self.list(upstream, "resources/templates/list", "resourceTemplates").await.unwrap_or_default();
+            lists.templates = self
+                .list(upstream, "resources/templates/list", "resourceTemplates")
+                .await
+                .unwrap_or_default();
         }
         self.lists.store(Arc::new(lists));
         Ok(())
@@ -212,18 +244,27 @@ impl Server {
         let mut lists = (*self.lists.load_full()).clone();
         match kind {
             ListKind::Tools => lists.tools = self.list(&upstream, "tools/list", "tools").await?,
-            ListKind::Prompts => lists.prompts = self.list(&upstream, "prompts/list", "prompts").await?,
+            ListKind::Prompts => {
+                lists.prompts = self.list(&upstream, "prompts/list", "prompts").await?
+            }
             ListKind::Resources => {
                 lists.resources = self.list(&upstream, "resources/list", "resources").await?;
-                lists.templates =
-                    self.list(&upstream, "resources/templates/list", "resourceTemplates").await.unwrap_or_default();
+                lists.templates = self
+                    .list(&upstream, "resources/templates/list", "resourceTemplates")
+                    .await
+                    .unwrap_or_default();
             }
         }
         self.lists.store(Arc::new(lists));
         Ok(())
     }
 
-    async fn list(&self, upstream: &Upstream, method: &str, field: &str) -> Result<Vec<Value>, RpcError> {
+    async fn list(
+        &self,
+        upstream: &Upstream,
+        method: &str,
+        field: &str,
+    ) -> Result<Vec<Value>, RpcError> {
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..LIST_PAGES_MAX {
@@ -235,7 +276,10 @@ impl Server {
             if let Some(page) = result.get(field).and_then(Value::as_array) {
                 items.extend(page.iter().cloned());
             }
-            cursor = result.get("nextCursor").and_then(Value::as_str).map(str::to_owned);
+            cursor = result
+                .get("nextCursor")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             if cursor.is_none() {
                 break;
             }
@@ -245,7 +289,11 @@ impl Server {
 
     /// Adds or removes a resource URI from the updates this (modern) server reports.
     pub(crate) fn watch_resource(&self, uri: &str, on: bool) {
-        let changed = if on { self.watched.lock().insert(uri.to_owned()) } else { self.watched.lock().remove(uri) };
+        let changed = if on {
+            self.watched.lock().insert(uri.to_owned())
+        } else {
+            self.watched.lock().remove(uri)
+        };
         if changed {
             self.watch_changed.notify_waiters();
         }
@@ -286,14 +334,14 @@ async fn pump_events(
         };
         let Some(event) = event else { break };
         let signal = match event {
-            UpstreamEvent::Notification { method, params } => match signal_for(&server, &method, params) {
-                Some(signal) => signal,
-                None => continue,
-            },
-            UpstreamEvent::Request(request) => ServerSignal::Request(server.clone(), request),
-            UpstreamEvent::Closed { reason } => {
-                ServerSignal::Closed(server.clone(), reason)
+            UpstreamEvent::Notification { method, params } => {
+                match signal_for(&server, &method, params) {
+                    Some(signal) => signal,
+                    None => continue,
+                }
             }
+            UpstreamEvent::Request(request) => ServerSignal::Request(server.clone(), request),
+            UpstreamEvent::Closed { reason } => ServerSignal::Closed(server.clone(), reason),
         };
         if signals.send(signal).await.is_err() {
             break;
@@ -301,14 +349,19 @@ async fn pump_events(
     }
 }
 
-pub(crate) fn signal_for(server: &str, method: &str, params: Option<Value>) -> Option<ServerSignal> {
+pub(crate) fn signal_for(
+    server: &str,
+    method: &str,
+    params: Option<Value>,
+) -> Option<ServerSignal> {
     if let Some(kind) = ListKind::from_notification(method) {
         return Some(ServerSignal::ListChanged(server.to_owned(), kind));
     }
     match method {
-        "notifications/resources/updated" => {
-            Some(ServerSignal::ResourceUpdated(server.to_owned(), params.unwrap_or_else(|| json!({}))))
-        }
+        "notifications/resources/updated" => Some(ServerSignal::ResourceUpdated(
+            server.to_owned(),
+            params.unwrap_or_else(|| json!({})),
+        )),
         "notifications/message" => Some(ServerSignal::Log(server.to_owned(), params)),
         _ => None,
     }
@@ -316,7 +369,10 @@ pub(crate) fn signal_for(server: &str, method: &str, params: Option<Value>) -> O
 
 /// Modern upstreams announce list changes on a `subscriptions/listen` stream; hold one
 /// open for the life of the connection.
-type Watch = (Arc<Mutex<std::collections::BTreeSet<String>>>, Arc<tokio::sync::Notify>);
+type Watch = (
+    Arc<Mutex<std::collections::BTreeSet<String>>>,
+    Arc<tokio::sync::Notify>,
+);
 
 fn spawn_listen(
     server: String,
@@ -326,8 +382,18 @@ fn spawn_listen(
     (watched, watch_changed): Watch,
 ) {
     let capabilities = upstream.handshake().capabilities.clone();
-    let wants = |kind: &str| capabilities.get(kind).and_then(|c| c.get("listChanged")).and_then(Value::as_bool) == Some(true);
-    let subscribe = capabilities.get("resources").and_then(|c| c.get("subscribe")).and_then(Value::as_bool) == Some(true);
+    let wants = |kind: &str| {
+        capabilities
+            .get(kind)
+            .and_then(|c| c.get("listChanged"))
+            .and_then(Value::as_bool)
+            == Some(true)
+    };
+    let subscribe = capabilities
+        .get("resources")
+        .and_then(|c| c.get("subscribe"))
+        .and_then(Value::as_bool)
+        == Some(true);
     if !(wants("tools") || wants("prompts") || wants("resources") || subscribe) {
         return;
     }
@@ -348,7 +414,11 @@ fn spawn_listen(
             let this_listen = stop.child_token();
             options.cancel = this_listen.clone();
             options.events = Some(events_tx);
-            let call = upstream.request("subscriptions/listen", Some(json!({ "notifications": filter })), options);
+            let call = upstream.request(
+                "subscriptions/listen",
+                Some(json!({ "notifications": filter })),
+                options,
+            );
             tokio::pin!(call);
             loop {
                 tokio::select! {

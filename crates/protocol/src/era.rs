@@ -66,8 +66,14 @@ mod tests {
 
     #[test]
     fn negotiates_known_or_latest() {
-        assert_eq!(ProtocolVersion::negotiate_legacy(Some("2025-03-26")), "2025-03-26");
-        assert_eq!(ProtocolVersion::negotiate_legacy(Some("1999-01-01")), "2025-11-25");
+        assert_eq!(
+            ProtocolVersion::negotiate_legacy(Some("2025-03-26")),
+            "2025-03-26"
+        );
+        assert_eq!(
+            ProtocolVersion::negotiate_legacy(Some("1999-01-01")),
+            "2025-11-25"
+        );
         assert_eq!(ProtocolVersion::negotiate_legacy(None), "2025-11-25");
         assert!(ProtocolVersion::supported().starts_with(&["2026-07-28", "2025-11-25"]));
     }

@@ -18,13 +18,18 @@ const SENTINEL_END: &str = "?=";
 /// has surrounding whitespace, or looks like the sentinel itself.
 pub fn encode_value(value: &str) -> String {
     let plain = !value.is_empty()
-        && value.bytes().all(|b| (0x20..=0x7e).contains(&b) || b == b'\t')
+        && value
+            .bytes()
+            .all(|b| (0x20..=0x7e).contains(&b) || b == b'\t')
         && value.trim() == value
         && !(value.starts_with(SENTINEL_START) && value.ends_with(SENTINEL_END));
     if plain {
         value.to_owned()
     } else {
-        format!("{SENTINEL_START}{}{SENTINEL_END}", STANDARD.encode(value.as_bytes()))
+        format!(
+            "{SENTINEL_START}{}{SENTINEL_END}",
+            STANDARD.encode(value.as_bytes())
+        )
     }
 }
 
@@ -35,7 +40,10 @@ pub fn decode_value(raw: &[u8]) -> Option<String> {
         return None;
     }
     let text = std::str::from_utf8(raw).ok()?;
-    match text.strip_prefix(SENTINEL_START).and_then(|t| t.strip_suffix(SENTINEL_END)) {
+    match text
+        .strip_prefix(SENTINEL_START)
+        .and_then(|t| t.strip_suffix(SENTINEL_END))
+    {
         Some(encoded) => String::from_utf8(STANDARD.decode(encoded).ok()?).ok(),
         None => Some(text.to_owned()),
     }
@@ -97,7 +105,9 @@ fn collect(
     reachable: bool,
     found: &mut Vec<ParamHeader>,
 ) -> Result<(), ParamHeaderError> {
-    let Some(object) = schema.as_object() else { return Ok(()) };
+    let Some(object) = schema.as_object() else {
+        return Ok(());
+    };
     let here = || format!("/{}", path.join("/"));
     if let Some(annotation) = object.get("x-mcp-header") {
         let name = annotation.as_str().unwrap_or_default();
@@ -114,7 +124,10 @@ fn collect(
         if !primitive {
             return Err(ParamHeaderError::NotPrimitive(here()));
         }
-        found.push(ParamHeader { header: name.to_owned(), path: path.clone() });
+        found.push(ParamHeader {
+            header: name.to_owned(),
+            path: path.clone(),
+        });
     }
     for (key, child) in object {
         match key.as_str() {
@@ -144,7 +157,10 @@ fn collect(
 
 /// The `Mcp-Param-*` headers for a call: (header name, encoded value), omitting absent and
 /// null values.
-pub fn param_header_values(headers: &[ParamHeader], arguments: Option<&Value>) -> Vec<(String, String)> {
+pub fn param_header_values(
+    headers: &[ParamHeader],
+    arguments: Option<&Value>,
+) -> Vec<(String, String)> {
     let mut out = Vec::new();
     for header in headers {
         let mut value = arguments;
@@ -170,10 +186,16 @@ mod tests {
     #[test]
     fn encodes_like_the_spec_table() {
         assert_eq!(encode_value("us-west1"), "us-west1");
-        assert_eq!(encode_value("Hello, 世界"), "=?base64?SGVsbG8sIOS4lueVjA==?=");
+        assert_eq!(
+            encode_value("Hello, 世界"),
+            "=?base64?SGVsbG8sIOS4lueVjA==?="
+        );
         assert_eq!(encode_value(" padded "), "=?base64?IHBhZGRlZCA=?=");
         assert_eq!(encode_value("line1\nline2"), "=?base64?bGluZTEKbGluZTI=?=");
-        assert_eq!(encode_value("=?base64?literal?="), "=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?=");
+        assert_eq!(
+            encode_value("=?base64?literal?="),
+            "=?base64?PT9iYXNlNjQ/bGl0ZXJhbD89?="
+        );
         for v in ["us-west1", "Hello, 世界", " padded ", "=?base64?literal?="] {
             assert_eq!(decode_value(encode_value(v).as_bytes()).as_deref(), Some(v));
         }
@@ -188,20 +210,41 @@ mod tests {
             "query":{"type":"string"}}});
         let headers = param_headers(&schema).unwrap();
         assert_eq!(headers.len(), 2);
-        let values = param_header_values(&headers, Some(&json!({"region":"us-west1","nested":{"n":42}})));
-        assert_eq!(values, vec![("Mcp-Param-Region".into(), "us-west1".into()), ("Mcp-Param-N".into(), "42".into())]);
+        let values = param_header_values(
+            &headers,
+            Some(&json!({"region":"us-west1","nested":{"n":42}})),
+        );
+        assert_eq!(
+            values,
+            vec![
+                ("Mcp-Param-Region".into(), "us-west1".into()),
+                ("Mcp-Param-N".into(), "42".into())
+            ]
+        );
         assert!(param_header_values(&headers, Some(&json!({"region": null}))).is_empty());
     }
 
     #[test]
     fn rejects_invalid_annotations() {
         let array = json!({"properties":{"a":{"type":"array","items":{"type":"string","x-mcp-header":"A"}}}});
-        assert!(matches!(param_headers(&array), Err(ParamHeaderError::Unreachable(_))));
+        assert!(matches!(
+            param_headers(&array),
+            Err(ParamHeaderError::Unreachable(_))
+        ));
         let number = json!({"properties":{"a":{"type":"number","x-mcp-header":"A"}}});
-        assert!(matches!(param_headers(&number), Err(ParamHeaderError::NotPrimitive(_))));
+        assert!(matches!(
+            param_headers(&number),
+            Err(ParamHeaderError::NotPrimitive(_))
+        ));
         let dup = json!({"properties":{"a":{"type":"string","x-mcp-header":"A"},"b":{"type":"string","x-mcp-header":"a"}}});
-        assert!(matches!(param_headers(&dup), Err(ParamHeaderError::Duplicate(_))));
+        assert!(matches!(
+            param_headers(&dup),
+            Err(ParamHeaderError::Duplicate(_))
+        ));
         let bad = json!({"properties":{"a":{"type":"string","x-mcp-header":"A B"}}});
-        assert!(matches!(param_headers(&bad), Err(ParamHeaderError::BadName(_))));
+        assert!(matches!(
+            param_headers(&bad),
+            Err(ParamHeaderError::BadName(_))
+        ));
     }
 }

@@ -56,10 +56,23 @@ impl fmt::Display for RequestId {
 /// One JSON-RPC message.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Message {
-    Request { id: RequestId, method: String, params: Option<Value> },
-    Notification { method: String, params: Option<Value> },
-    Response { id: RequestId, result: Value },
-    Error { id: Option<RequestId>, error: RpcError },
+    Request {
+        id: RequestId,
+        method: String,
+        params: Option<Value>,
+    },
+    Notification {
+        method: String,
+        params: Option<Value>,
+    },
+    Response {
+        id: RequestId,
+        result: Value,
+    },
+    Error {
+        id: Option<RequestId>,
+        error: RpcError,
+    },
 }
 
 /// Why bytes are not a JSON-RPC message. Each maps to the error a peer must see.
@@ -77,7 +90,9 @@ impl ParseError {
     pub fn to_rpc_error(&self) -> RpcError {
         match self {
             ParseError::Json(_) => RpcError::parse(self.to_string()),
-            ParseError::Batch | ParseError::Invalid(_) => RpcError::invalid_request(self.to_string()),
+            ParseError::Batch | ParseError::Invalid(_) => {
+                RpcError::invalid_request(self.to_string())
+            }
         }
     }
 }
@@ -100,20 +115,19 @@ impl Message {
         if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
             return Err(ParseError::Invalid("`jsonrpc` must be \"2.0\"".into()));
         }
-        let id = match object.remove("id") {
-            None => None,
-            Some(Value::Null) => None,
-            Some(value) => Some(
-                RequestId::from_value(&value)
-                    .ok_or_else(|| ParseError::Invalid("`id` must be a string or a number".into()))?,
-            ),
-        };
+        let id =
+            match object.remove("id") {
+                None => None,
+                Some(Value::Null) => None,
+                Some(value) => Some(RequestId::from_value(&value).ok_or_else(|| {
+                    ParseError::Invalid("`id` must be a string or a number".into())
+                })?),
+            };
         let params = object.remove("params");
-        if let Some(params) = &params {
-            if !params.is_object() && !params.is_array() && !params.is_null() {
+        if let Some(params) = &params
+            && !params.is_object() && !params.is_array() && !params.is_null() {
                 return Err(ParseError::Invalid("`params` must be an object".into()));
             }
-        }
         if let Some(method) = object.remove("method") {
             let Value::String(method) = method else {
                 return Err(ParseError::Invalid("`method` must be a string".into()));
@@ -132,15 +146,24 @@ impl Message {
                 .map_err(|e| ParseError::Invalid(format!("bad error object: {e}")))?;
             return Ok(Message::Error { id, error });
         }
-        Err(ParseError::Invalid("neither a request, a notification nor a response".into()))
+        Err(ParseError::Invalid(
+            "neither a request, a notification nor a response".into(),
+        ))
     }
 
     pub fn request(id: RequestId, method: impl Into<String>, params: Option<Value>) -> Message {
-        Message::Request { id, method: method.into(), params }
+        Message::Request {
+            id,
+            method: method.into(),
+            params,
+        }
     }
 
     pub fn notification(method: impl Into<String>, params: Option<Value>) -> Message {
-        Message::Notification { method: method.into(), params }
+        Message::Notification {
+            method: method.into(),
+            params,
+        }
     }
 
     pub fn response(id: RequestId, result: Value) -> Message {
@@ -155,7 +178,10 @@ impl Message {
     pub fn reply(id: RequestId, outcome: Result<Value, RpcError>) -> Message {
         match outcome {
             Ok(result) => Message::Response { id, result },
-            Err(error) => Message::Error { id: Some(id), error },
+            Err(error) => Message::Error {
+                id: Some(id),
+                error,
+            },
         }
     }
 
@@ -188,7 +214,10 @@ impl Message {
                 object.insert("result".into(), result.clone());
             }
             Message::Error { id, error } => {
-                object.insert("id".into(), id.as_ref().map_or(Value::Null, RequestId::to_value));
+                object.insert(
+                    "id".into(),
+                    id.as_ref().map_or(Value::Null, RequestId::to_value),
+                );
                 object.insert("error".into(), error.to_value());
             }
         }
@@ -213,11 +242,14 @@ mod tests {
     fn classifies_messages() {
         let req = Message::parse(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#).unwrap();
         assert!(matches!(req, Message::Request { ref method, .. } if method == "tools/list"));
-        let note = Message::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
+        let note =
+            Message::parse(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#).unwrap();
         assert!(matches!(note, Message::Notification { .. }));
         let resp = Message::parse(br#"{"jsonrpc":"2.0","id":"a","result":{}}"#).unwrap();
         assert!(matches!(resp, Message::Response { .. }));
-        let err = Message::parse(br#"{"jsonrpc":"2.0","id":null,"error":{"code":-1,"message":"x"}}"#).unwrap();
+        let err =
+            Message::parse(br#"{"jsonrpc":"2.0","id":null,"error":{"code":-1,"message":"x"}}"#)
+                .unwrap();
         assert!(matches!(err, Message::Error { id: None, .. }));
     }
 
@@ -225,19 +257,36 @@ mod tests {
     fn rejects_bad_input() {
         assert!(matches!(Message::parse(b"{nope"), Err(ParseError::Json(_))));
         assert_eq!(Message::parse(b"[]"), Err(ParseError::Batch));
-        assert!(matches!(Message::parse(br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#), Err(ParseError::Invalid(_))));
-        assert!(matches!(Message::parse(br#"{"jsonrpc":"2.0","id":{},"method":"x"}"#), Err(ParseError::Invalid(_))));
-        assert_eq!(Message::parse(b"[]").unwrap_err().to_rpc_error().code, -32600);
-        assert_eq!(Message::parse(b"{").unwrap_err().to_rpc_error().code, -32700);
+        assert!(matches!(
+            Message::parse(br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#),
+            Err(ParseError::Invalid(_))
+        ));
+        assert!(matches!(
+            Message::parse(br#"{"jsonrpc":"2.0","id":{},"method":"x"}"#),
+            Err(ParseError::Invalid(_))
+        ));
+        assert_eq!(
+            Message::parse(b"[]").unwrap_err().to_rpc_error().code,
+            -32600
+        );
+        assert_eq!(
+            Message::parse(b"{").unwrap_err().to_rpc_error().code,
+            -32700
+        );
     }
 
     #[test]
     fn keeps_big_ids_and_unknown_fields_in_order() {
         let text = r#"{"jsonrpc":"2.0","id":12345678901234567890,"result":{"z":1,"a":{"x-unknown":1.10}}}"#;
         let message = Message::parse(text.as_bytes()).unwrap();
-        let Message::Response { id, .. } = &message else { panic!() };
+        let Message::Response { id, .. } = &message else {
+            panic!()
+        };
         assert_eq!(id.as_u64(), Some(12345678901234567890));
         let out = String::from_utf8(message.to_bytes()).unwrap();
-        assert_eq!(out, r#"{"jsonrpc":"2.0","id":12345678901234567890,"result":{"z":1,"a":{"x-unknown":1.10}}}"#);
+        assert_eq!(
+            out,
+            r#"{"jsonrpc":"2.0","id":12345678901234567890,"result":{"z":1,"a":{"x-unknown":1.10}}}"#
+        );
     }
 }

@@ -22,7 +22,9 @@ pub const MAX_NAME_LEN: usize = 64;
 pub fn is_client_safe(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= MAX_NAME_LEN
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 /// One upstream-owned name: which server, and the name as that server spells it.
@@ -99,7 +101,10 @@ impl NameTable {
     /// The exposed name of an upstream name.
     pub fn exposed(&self, server: &str, name: &str) -> Option<&str> {
         self.forward
-            .get(&Qualified { server: server.to_owned(), name: name.to_owned() })
+            .get(&Qualified {
+                server: server.to_owned(),
+                name: name.to_owned(),
+            })
             .map(String::as_str)
     }
 
@@ -124,7 +129,13 @@ fn hashed_name(entry: &Qualified, claimed: &HashSet<String>) -> String {
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     let sanitized: String = format!("{}{SEPARATOR}{}", entry.server, entry.name)
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     for hash_len in (8..=hex.len()).step_by(4) {
         let room = MAX_NAME_LEN - 1 - hash_len;
@@ -142,20 +153,27 @@ mod tests {
     use super::*;
 
     fn q(server: &str, name: &str) -> Qualified {
-        Qualified { server: server.into(), name: name.into() }
+        Qualified {
+            server: server.into(),
+            name: name.into(),
+        }
     }
 
     #[test]
     fn readable_names_when_safe() {
         let table = NameTable::prefixed([q("time", "get_current_time"), q("fs", "read_file")]);
-        assert_eq!(table.exposed("time", "get_current_time"), Some("time__get_current_time"));
+        assert_eq!(
+            table.exposed("time", "get_current_time"),
+            Some("time__get_current_time")
+        );
         assert_eq!(table.resolve("fs__read_file"), Some(&q("fs", "read_file")));
     }
 
     #[test]
     fn unsafe_and_long_names_are_hashed_and_reversible() {
         let long = "x".repeat(80);
-        let table = NameTable::prefixed([q("a", "dotted.name"), q("a", "dotted_name"), q("b", &long)]);
+        let table =
+            NameTable::prefixed([q("a", "dotted.name"), q("a", "dotted_name"), q("b", &long)]);
         let dotted = table.exposed("a", "dotted.name").unwrap().to_owned();
         assert!(is_client_safe(&dotted), "{dotted}");
         assert_ne!(dotted, "a__dotted_name");
@@ -168,11 +186,19 @@ mod tests {
 
     #[test]
     fn order_independent() {
-        let entries = vec![q("a", "t.1"), q("b", "t"), q("a", "t_1"), q("c", &"y".repeat(70))];
+        let entries = vec![
+            q("a", "t.1"),
+            q("b", "t"),
+            q("a", "t_1"),
+            q("c", &"y".repeat(70)),
+        ];
         let forward = NameTable::prefixed(entries.clone());
         let backward = NameTable::prefixed(entries.iter().rev().cloned());
         for entry in &entries {
-            assert_eq!(forward.exposed(&entry.server, &entry.name), backward.exposed(&entry.server, &entry.name));
+            assert_eq!(
+                forward.exposed(&entry.server, &entry.name),
+                backward.exposed(&entry.server, &entry.name)
+            );
         }
     }
 
@@ -185,7 +211,10 @@ mod tests {
             entries.push(q("srv", &format!("{}{i}", "z".repeat(70))));
         }
         let table = NameTable::prefixed(entries.clone());
-        let names: HashSet<&str> = entries.iter().map(|e| table.exposed(&e.server, &e.name).unwrap()).collect();
+        let names: HashSet<&str> = entries
+            .iter()
+            .map(|e| table.exposed(&e.server, &e.name).unwrap())
+            .collect();
         assert_eq!(names.len(), entries.len());
         assert!(names.iter().all(|n| is_client_safe(n)));
     }

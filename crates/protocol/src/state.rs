@@ -55,19 +55,31 @@ impl Sealer {
         let mut mac = self.mac();
         mac.update(&body);
         let tag = mac.finalize().into_bytes();
-        format!("{}.{}", URL_SAFE_NO_PAD.encode(&body), URL_SAFE_NO_PAD.encode(tag))
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(&body),
+            URL_SAFE_NO_PAD.encode(tag)
+        )
     }
 
     /// Verifies and opens sealed state at time `now_ms`.
     pub fn open(&self, sealed: &str, now_ms: u64) -> Result<Value, StateError> {
         let (body, tag) = sealed.split_once('.').ok_or(StateError::Malformed)?;
-        let body = URL_SAFE_NO_PAD.decode(body).map_err(|_| StateError::Malformed)?;
-        let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| StateError::Malformed)?;
+        let body = URL_SAFE_NO_PAD
+            .decode(body)
+            .map_err(|_| StateError::Malformed)?;
+        let tag = URL_SAFE_NO_PAD
+            .decode(tag)
+            .map_err(|_| StateError::Malformed)?;
         let mut mac = self.mac();
         mac.update(&body);
-        mac.verify_slice(&tag).map_err(|_| StateError::BadSignature)?;
+        mac.verify_slice(&tag)
+            .map_err(|_| StateError::BadSignature)?;
         let mut value: Value = serde_json::from_slice(&body).map_err(|_| StateError::Malformed)?;
-        let expires = value.get("exp").and_then(Value::as_u64).ok_or(StateError::Malformed)?;
+        let expires = value
+            .get("exp")
+            .and_then(Value::as_u64)
+            .ok_or(StateError::Malformed)?;
         if now_ms > expires {
             return Err(StateError::Expired);
         }
@@ -83,12 +95,18 @@ mod tests {
     fn round_trip_and_tamper() {
         let sealer = Sealer::new(b"secret".to_vec());
         let sealed = sealer.seal(&json!({"server":"a","inner":"xyz"}), 1_000);
-        assert_eq!(sealer.open(&sealed, 999).unwrap(), json!({"server":"a","inner":"xyz"}));
+        assert_eq!(
+            sealer.open(&sealed, 999).unwrap(),
+            json!({"server":"a","inner":"xyz"})
+        );
         assert_eq!(sealer.open(&sealed, 1_001), Err(StateError::Expired));
         let mut forged = sealed.clone();
         forged.replace_range(0..2, "AA");
         assert!(sealer.open(&forged, 0).is_err());
-        assert_eq!(Sealer::new(b"other".to_vec()).open(&sealed, 0), Err(StateError::BadSignature));
+        assert_eq!(
+            Sealer::new(b"other".to_vec()).open(&sealed, 0),
+            Err(StateError::BadSignature)
+        );
         assert_eq!(sealer.open("nope", 0), Err(StateError::Malformed));
     }
 }

@@ -28,7 +28,12 @@ mod tests {
 
     #[test]
     fn round_trips() {
-        for uri in ["test://static-text", "file:///etc/hosts", "test://template/{id}/data", "a/b"] {
+        for uri in [
+            "test://static-text",
+            "file:///etc/hosts",
+            "test://template/{id}/data",
+            "a/b",
+        ] {
             let exposed = expose("srv", uri);
             assert_eq!(resolve(&exposed), Some(("srv", uri)));
         }

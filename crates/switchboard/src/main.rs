@@ -11,7 +11,11 @@ use switchboard_gateway::Gateway;
 use switchboard_gateway::face;
 
 #[derive(Parser)]
-#[command(name = "switchboard", version, about = "One MCP endpoint in front of many MCP servers")]
+#[command(
+    name = "switchboard",
+    version,
+    about = "One MCP endpoint in front of many MCP servers"
+)]
 struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SWITCHBOARD_LOG_FORMAT")]
@@ -48,7 +52,9 @@ enum Command {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -58,7 +64,10 @@ fn init_logging(format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("switchboard: cannot start the runtime: {error}");
@@ -83,7 +92,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 config.display(),
                 loaded.source.format,
                 loaded.servers.len(),
-                loaded.servers.keys().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                loaded
+                    .servers
+                    .keys()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
             Ok(())
         }
@@ -91,7 +105,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let loaded = switchboard_config::load(&config)?;
             let gateway = Gateway::start(&loaded).await;
             let max = loaded.gateway.max_message_bytes;
-            face::stdio::serve(gateway.clone(), tokio::io::stdin(), tokio::io::stdout(), max).await;
+            face::stdio::serve(
+                gateway.clone(),
+                tokio::io::stdin(),
+                tokio::io::stdout(),
+                max,
+            )
+            .await;
             gateway.shutdown().await;
             Ok(())
         }

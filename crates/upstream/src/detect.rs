@@ -16,7 +16,9 @@ use tokio::sync::mpsc;
 use crate::http::{Exchange, HttpLink, header_map};
 use crate::mux::Mux;
 use crate::sse::SseLink;
-use crate::{CallError, CallOptions, ConnectError, ConnectOptions, Handshake, UpstreamEvent, client_info};
+use crate::{
+    CallError, CallOptions, ConnectError, ConnectOptions, Handshake, UpstreamEvent, client_info,
+};
 
 /// Remembered era verdicts, keyed by the transport definition.
 #[derive(Default)]
@@ -82,9 +84,15 @@ fn judge_discover(outcome: Result<Value, RpcError>) -> Verdict {
                 Verdict::Modern(Handshake {
                     era: Era::Modern,
                     protocol_version: ProtocolVersion::MODERN.to_owned(),
-                    capabilities: result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
+                    capabilities: result
+                        .get("capabilities")
+                        .cloned()
+                        .unwrap_or_else(|| json!({})),
                     server_info,
-                    instructions: result.get("instructions").and_then(Value::as_str).map(str::to_owned),
+                    instructions: result
+                        .get("instructions")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
                 })
             } else {
                 Verdict::Legacy
@@ -96,16 +104,30 @@ fn judge_discover(outcome: Result<Value, RpcError>) -> Verdict {
 }
 
 fn legacy_handshake(result: Value) -> Result<Handshake, ConnectError> {
-    let version = result.get("protocolVersion").and_then(Value::as_str).unwrap_or_default();
+    let version = result
+        .get("protocolVersion")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if !ProtocolVersion::is_legacy(version) {
-        return Err(ConnectError::Handshake(format!("server chose unsupported protocol version {version:?}")));
+        return Err(ConnectError::Handshake(format!(
+            "server chose unsupported protocol version {version:?}"
+        )));
     }
     Ok(Handshake {
         era: Era::Legacy,
         protocol_version: version.to_owned(),
-        capabilities: result.get("capabilities").cloned().unwrap_or_else(|| json!({})),
-        server_info: result.get("serverInfo").cloned().unwrap_or_else(|| json!({})),
-        instructions: result.get("instructions").and_then(Value::as_str).map(str::to_owned),
+        capabilities: result
+            .get("capabilities")
+            .cloned()
+            .unwrap_or_else(|| json!({})),
+        server_info: result
+            .get("serverInfo")
+            .cloned()
+            .unwrap_or_else(|| json!({})),
+        instructions: result
+            .get("instructions")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
     })
 }
 
@@ -118,10 +140,24 @@ fn call_to_connect(error: CallError) -> ConnectError {
 }
 
 /// Stdio: probe (unless the era is known), then handshake.
-pub(crate) async fn stdio(mux: &Mux, options: &ConnectOptions, known: Option<Era>) -> Result<Handshake, ConnectError> {
+pub(crate) async fn stdio(
+    mux: &Mux,
+    options: &ConnectOptions,
+    known: Option<Era>,
+) -> Result<Handshake, ConnectError> {
     if known != Some(Era::Legacy) {
-        let timeout = if known == Some(Era::Modern) { options.connect_timeout } else { options.probe_timeout };
-        let outcome = mux.request("server/discover", Some(discover_params()), CallOptions::new(timeout)).await;
+        let timeout = if known == Some(Era::Modern) {
+            options.connect_timeout
+        } else {
+            options.probe_timeout
+        };
+        let outcome = mux
+            .request(
+                "server/discover",
+                Some(discover_params()),
+                CallOptions::new(timeout),
+            )
+            .await;
         let verdict = match outcome {
             Ok(result) => judge_discover(Ok(result)),
             Err(CallError::Rpc(error)) => judge_discover(Err(error)),
@@ -132,7 +168,9 @@ pub(crate) async fn stdio(mux: &Mux, options: &ConnectOptions, known: Option<Era
             Verdict::Modern(handshake) => return Ok(handshake),
             Verdict::Refused(error) => return Err(ConnectError::Refused(error)),
             Verdict::Legacy if known == Some(Era::Modern) => {
-                return Err(ConnectError::Handshake("configured as modern but the server did not answer server/discover".into()));
+                return Err(ConnectError::Handshake(
+                    "configured as modern but the server did not answer server/discover".into(),
+                ));
             }
             Verdict::Legacy => {}
         }
@@ -141,13 +179,22 @@ pub(crate) async fn stdio(mux: &Mux, options: &ConnectOptions, known: Option<Era
 }
 
 /// The legacy handshake over a multiplexed link.
-pub(crate) async fn initialize(mux: &Mux, options: &ConnectOptions) -> Result<Handshake, ConnectError> {
+pub(crate) async fn initialize(
+    mux: &Mux,
+    options: &ConnectOptions,
+) -> Result<Handshake, ConnectError> {
     let result = mux
-        .request("initialize", Some(initialize_params(options)), CallOptions::new(options.connect_timeout))
+        .request(
+            "initialize",
+            Some(initialize_params(options)),
+            CallOptions::new(options.connect_timeout),
+        )
         .await
         .map_err(call_to_connect)?;
     let handshake = legacy_handshake(result)?;
-    mux.notify("notifications/initialized", None).await.map_err(call_to_connect)?;
+    mux.notify("notifications/initialized", None)
+        .await
+        .map_err(call_to_connect)?;
     Ok(handshake)
 }
 
@@ -167,48 +214,82 @@ pub(crate) async fn http(
     };
     let headers_map = header_map(headers).map_err(ConnectError::Http)?;
     let new_link = |era| {
-        HttpLink::new(options.server.clone(), url.clone(), headers_map.clone(), era, options.max_message_bytes, events.clone())
+        HttpLink::new(
+            options.server.clone(),
+            url.clone(),
+            headers_map.clone(),
+            era,
+            options.max_message_bytes,
+            events.clone(),
+        )
     };
     if known != Some(Era::Legacy) {
         let link = new_link(Era::Modern);
-        let probe = Message::request(RequestId::from(0), "server/discover", Some(discover_params()));
-        let exchange = link.exchange(&probe, &[], None).await.map_err(|e| ConnectError::Http(e.to_string()))?;
+        let probe = Message::request(
+            RequestId::from(0),
+            "server/discover",
+            Some(discover_params()),
+        );
+        let exchange = link
+            .exchange(&probe, &[], None)
+            .await
+            .map_err(|e| ConnectError::Http(e.to_string()))?;
         let verdict = match exchange.0 {
             Exchange::Answer(outcome) => judge_discover(outcome),
             Exchange::Status { body, .. } => match Message::parse(body.as_bytes()) {
-                Ok(Message::Error { error, .. }) if error.is_modern_error() => Verdict::Refused(error),
+                Ok(Message::Error { error, .. }) if error.is_modern_error() => {
+                    Verdict::Refused(error)
+                }
                 _ => Verdict::Legacy,
             },
             Exchange::Accepted => Verdict::Legacy,
         };
         match verdict {
-            Verdict::Modern(handshake) => return Ok(HttpOutcome::Streamable(Arc::new(link), handshake)),
+            Verdict::Modern(handshake) => {
+                return Ok(HttpOutcome::Streamable(Arc::new(link), handshake));
+            }
             Verdict::Refused(error) => return Err(ConnectError::Refused(error)),
             Verdict::Legacy if known == Some(Era::Modern) => {
-                return Err(ConnectError::Handshake("configured as modern but the server is not".into()));
+                return Err(ConnectError::Handshake(
+                    "configured as modern but the server is not".into(),
+                ));
             }
             Verdict::Legacy => {}
         }
     }
     let link = Arc::new(new_link(Era::Legacy));
-    let init = Message::request(RequestId::from(0), "initialize", Some(initialize_params(options)));
-    let (exchange, session) = link.exchange(&init, &[], None).await.map_err(|e| ConnectError::Http(e.to_string()))?;
+    let init = Message::request(
+        RequestId::from(0),
+        "initialize",
+        Some(initialize_params(options)),
+    );
+    let (exchange, session) = link
+        .exchange(&init, &[], None)
+        .await
+        .map_err(|e| ConnectError::Http(e.to_string()))?;
     match exchange {
         Exchange::Answer(Ok(result)) => {
             let handshake = legacy_handshake(result)?;
             link.set_session(session);
             *link.protocol_version.lock() = handshake.protocol_version.clone();
-            link.notify("notifications/initialized", None).await.map_err(call_to_connect)?;
+            link.notify("notifications/initialized", None)
+                .await
+                .map_err(call_to_connect)?;
             link.spawn_get_stream();
             Ok(HttpOutcome::Streamable(link, handshake))
         }
         Exchange::Answer(Err(error)) => Err(ConnectError::Refused(error)),
-        Exchange::Status { status: 400 | 404 | 405, .. } => {
+        Exchange::Status {
+            status: 400 | 404 | 405,
+            ..
+        } => {
             let sse = Arc::new(SseLink::connect(options, url, headers, events).await?);
             let handshake = initialize(&sse.mux, options).await?;
             Ok(HttpOutcome::Sse(sse, handshake))
         }
-        Exchange::Status { status, body } => Err(ConnectError::Http(format!("initialize answered {status}: {body}"))),
+        Exchange::Status { status, body } => Err(ConnectError::Http(format!(
+            "initialize answered {status}: {body}"
+        ))),
         Exchange::Accepted => Err(ConnectError::Handshake("initialize answered 202".into())),
     }
 }

@@ -8,7 +8,10 @@ use switchboard_protocol::RpcError;
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
     #[error("failed to start `{command}`: {source}")]
-    Spawn { command: String, source: std::io::Error },
+    Spawn {
+        command: String,
+        source: std::io::Error,
+    },
     #[error("upstream did not finish its handshake within {0:?}")]
     Timeout(Duration),
     #[error("upstream refused the handshake: {0}")]
@@ -47,7 +50,10 @@ impl CallError {
     pub fn is_transport_failure(&self) -> bool {
         matches!(
             self,
-            CallError::Timeout(_) | CallError::Closed(_) | CallError::Protocol(_) | CallError::Http(_)
+            CallError::Timeout(_)
+                | CallError::Closed(_)
+                | CallError::Protocol(_)
+                | CallError::Http(_)
         )
     }
 
@@ -57,13 +63,26 @@ impl CallError {
         use switchboard_protocol::error::gateway;
         match self {
             CallError::Rpc(error) => error.clone(),
-            CallError::Timeout(_) => RpcError::new(gateway::UPSTREAM_TIMEOUT, format!("server `{server}`: {self}")),
-            CallError::Cancelled => RpcError::new(gateway::UPSTREAM_UNAVAILABLE, format!("server `{server}`: {self}")),
-            CallError::Closed(_) | CallError::Http(_) => {
-                RpcError::new(gateway::UPSTREAM_UNAVAILABLE, format!("server `{server}`: {self}"))
-            }
-            CallError::TooLarge { .. } => RpcError::new(gateway::MESSAGE_TOO_LARGE, format!("server `{server}`: {self}")),
-            CallError::Protocol(_) => RpcError::new(gateway::UPSTREAM_PROTOCOL, format!("server `{server}`: {self}")),
+            CallError::Timeout(_) => RpcError::new(
+                gateway::UPSTREAM_TIMEOUT,
+                format!("server `{server}`: {self}"),
+            ),
+            CallError::Cancelled => RpcError::new(
+                gateway::UPSTREAM_UNAVAILABLE,
+                format!("server `{server}`: {self}"),
+            ),
+            CallError::Closed(_) | CallError::Http(_) => RpcError::new(
+                gateway::UPSTREAM_UNAVAILABLE,
+                format!("server `{server}`: {self}"),
+            ),
+            CallError::TooLarge { .. } => RpcError::new(
+                gateway::MESSAGE_TOO_LARGE,
+                format!("server `{server}`: {self}"),
+            ),
+            CallError::Protocol(_) => RpcError::new(
+                gateway::UPSTREAM_PROTOCOL,
+                format!("server `{server}`: {self}"),
+            ),
         }
     }
 }

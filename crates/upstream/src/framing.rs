@@ -13,13 +13,20 @@ pub(crate) enum Frame {
 }
 
 /// Reads the next frame; empty lines are skipped.
-pub(crate) async fn next_frame<R: AsyncBufRead + Unpin>(reader: &mut R, limit: usize) -> std::io::Result<Frame> {
+pub(crate) async fn next_frame<R: AsyncBufRead + Unpin>(
+    reader: &mut R,
+    limit: usize,
+) -> std::io::Result<Frame> {
     let mut line = Vec::new();
     let mut oversized = false;
     loop {
         let available = reader.fill_buf().await?;
         if available.is_empty() {
-            return Ok(if line.is_empty() || oversized { Frame::Eof } else { Frame::Line(line) });
+            return Ok(if line.is_empty() || oversized {
+                Frame::Eof
+            } else {
+                Frame::Line(line)
+            });
         }
         let (chunk, found_newline) = match memchr(available) {
             Some(at) => (&available[..at], true),
@@ -65,9 +72,18 @@ mod tests {
     async fn frames_lines_and_bounds_them() {
         let input = format!("{{\"a\":1}}\r\n\n{}\n{{\"b\":2}}\n", "x".repeat(10_000));
         let mut reader = tokio::io::BufReader::with_capacity(64, input.as_bytes());
-        assert!(matches!(next_frame(&mut reader, 100).await.unwrap(), Frame::Line(l) if l == b"{\"a\":1}"));
-        assert!(matches!(next_frame(&mut reader, 100).await.unwrap(), Frame::Oversized { prefix } if prefix.len() == 100.min(256) || prefix.len() <= 256));
-        assert!(matches!(next_frame(&mut reader, 100).await.unwrap(), Frame::Line(l) if l == b"{\"b\":2}"));
-        assert!(matches!(next_frame(&mut reader, 100).await.unwrap(), Frame::Eof));
+        assert!(
+            matches!(next_frame(&mut reader, 100).await.unwrap(), Frame::Line(l) if l == b"{\"a\":1}")
+        );
+        assert!(
+            matches!(next_frame(&mut reader, 100).await.unwrap(), Frame::Oversized { prefix } if prefix.len() == 100 || prefix.len() <= 256)
+        );
+        assert!(
+            matches!(next_frame(&mut reader, 100).await.unwrap(), Frame::Line(l) if l == b"{\"b\":2}")
+        );
+        assert!(matches!(
+            next_frame(&mut reader, 100).await.unwrap(),
+            Frame::Eof
+        ));
     }
 }

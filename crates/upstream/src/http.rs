@@ -37,7 +37,8 @@ pub(crate) fn client() -> reqwest::Client {
 pub(crate) fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::new();
     for (name, value) in headers {
-        let name = HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header {name}: {e}"))?;
+        let name =
+            HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header {name}: {e}"))?;
         let value = HeaderValue::from_str(value).map_err(|e| format!("header {name}: {e}"))?;
         map.insert(name, value);
     }
@@ -104,25 +105,34 @@ impl HttpLink {
         *self.session_id.lock() = session;
     }
 
-    fn request_builder(&self, message: &Message, extra: &[(String, String)]) -> reqwest::RequestBuilder {
+    fn request_builder(
+        &self,
+        message: &Message,
+        extra: &[(String, String)],
+    ) -> reqwest::RequestBuilder {
         let mut builder = client()
             .post(&self.url)
             .headers(self.headers.clone())
             .header("accept", "application/json, text/event-stream")
             .header("content-type", "application/json")
-            .header(headers::PROTOCOL_VERSION, self.protocol_version.lock().as_str());
+            .header(
+                headers::PROTOCOL_VERSION,
+                self.protocol_version.lock().as_str(),
+            );
         if let Some(session) = self.session_id.lock().as_deref() {
             builder = builder.header(headers::SESSION_ID, session);
         }
-        if self.era == Era::Modern {
-            if let Message::Request { method, params, .. } | Message::Notification { method, params } = message {
+        if self.era == Era::Modern
+            && let Message::Request { method, params, .. }
+            | Message::Notification { method, params } = message
+            {
                 builder = builder.header(headers::METHOD, method.as_str());
-                let name = headers::name_field(method).and_then(|field| params.as_ref()?.get(field)?.as_str());
+                let name = headers::name_field(method)
+                    .and_then(|field| params.as_ref()?.get(field)?.as_str());
                 if let Some(name) = name {
                     builder = builder.header(headers::NAME, headers::encode_value(name));
                 }
             }
-        }
         for (name, value) in extra {
             builder = builder.header(name.as_str(), value.as_str());
         }
@@ -157,8 +167,16 @@ impl HttpLink {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("text/event-stream"));
         if !status.is_success() {
-            let body = read_limited(response, self.limit.min(64 * 1024)).await.unwrap_or_default();
-            return Ok((Exchange::Status { status: status.as_u16(), body: String::from_utf8_lossy(&body).into_owned() }, session));
+            let body = read_limited(response, self.limit.min(64 * 1024))
+                .await
+                .unwrap_or_default();
+            return Ok((
+                Exchange::Status {
+                    status: status.as_u16(),
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                },
+                session,
+            ));
         }
         let expected = match message {
             Message::Request { id, .. } => id.clone(),
@@ -166,18 +184,26 @@ impl HttpLink {
         };
         if !is_sse {
             let body = read_limited(response, self.limit).await?;
-            let answer = match Message::parse(&body).map_err(|e| CallError::Protocol(e.to_string()))? {
-                Message::Response { id, result } if id == expected => Ok(result),
-                Message::Error { error, .. } => Err(error),
-                other => return Err(CallError::Protocol(format!("unexpected answer: {:?}", other.method()))),
-            };
+            let answer =
+                match Message::parse(&body).map_err(|e| CallError::Protocol(e.to_string()))? {
+                    Message::Response { id, result } if id == expected => Ok(result),
+                    Message::Error { error, .. } => Err(error),
+                    other => {
+                        return Err(CallError::Protocol(format!(
+                            "unexpected answer: {:?}",
+                            other.method()
+                        )));
+                    }
+                };
             return Ok((Exchange::Answer(answer), session));
         }
         let mut stream = response.bytes_stream();
         let mut parser = SseParser::new(self.limit);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| CallError::Http(e.to_string()))?;
-            let parsed = parser.push(&chunk).map_err(|_| CallError::TooLarge { limit: self.limit })?;
+            let parsed = parser
+                .push(&chunk)
+                .map_err(|_| CallError::TooLarge { limit: self.limit })?;
             for event in parsed.into_iter().filter(|e| e.event == "message") {
                 let message = match Message::parse(event.data.as_bytes()) {
                     Ok(message) => message,
@@ -190,42 +216,61 @@ impl HttpLink {
                     Message::Response { id, result } if id == expected => {
                         return Ok((Exchange::Answer(Ok(result)), session));
                     }
-                    Message::Error { id: Some(id), error } if id == expected => {
+                    Message::Error {
+                        id: Some(id),
+                        error,
+                    } if id == expected => {
                         return Ok((Exchange::Answer(Err(error)), session));
                     }
                     other => self.route_stream_message(other, events).await,
                 }
             }
         }
-        Err(CallError::Closed("response stream ended without an answer".into()))
+        Err(CallError::Closed(
+            "response stream ended without an answer".into(),
+        ))
     }
 
-    async fn route_stream_message(self: &HttpLink, message: Message, routing: Option<&StreamRouting>) {
+    async fn route_stream_message(
+        self: &HttpLink,
+        message: Message,
+        routing: Option<&StreamRouting>,
+    ) {
         match message {
             Message::Notification { method, mut params } => {
-                if let Some(routing) = routing {
-                    if let Some(sink) = &routing.events {
-                        if method == "notifications/progress" {
-                            if let (Some(token), Some(object)) =
-                                (&routing.caller_token, params.as_mut().and_then(Value::as_object_mut))
-                            {
+                if let Some(routing) = routing
+                    && let Some(sink) = &routing.events {
+                        if method == "notifications/progress"
+                            && let (Some(token), Some(object)) = (
+                                &routing.caller_token,
+                                params.as_mut().and_then(Value::as_object_mut),
+                            ) {
                                 object.insert("progressToken".into(), token.clone());
                             }
-                        }
                         let _ = sink.try_send(CallEvent::Notification { method, params });
                         return;
                     }
-                }
-                let _ = self.events.try_send(UpstreamEvent::Notification { method, params });
+                let _ = self
+                    .events
+                    .try_send(UpstreamEvent::Notification { method, params });
             }
             Message::Request { id, method, params } => {
                 let (reply_tx, reply_rx) = oneshot::channel();
-                let request = ServerRequest { method: method.clone(), params, reply: reply_tx };
+                let request = ServerRequest {
+                    method: method.clone(),
+                    params,
+                    reply: reply_tx,
+                };
                 let undelivered = match routing.and_then(|r| r.events.as_ref()) {
-                    Some(sink) => sink.send(CallEvent::Request(request)).await.err().map(|e| match e.0 {
-                        CallEvent::Request(request) => request,
-                        CallEvent::Notification { .. } => unreachable!("sent a request"),
-                    }),
+                    Some(sink) => {
+                        sink.send(CallEvent::Request(request))
+                            .await
+                            .err()
+                            .map(|e| match e.0 {
+                                CallEvent::Request(request) => request,
+                                CallEvent::Notification { .. } => unreachable!("sent a request"),
+                            })
+                    }
                     None => Some(request),
                 };
                 if let Some(request) = undelivered {
@@ -233,13 +278,20 @@ impl HttpLink {
                 }
                 self.answer_later(id, method, reply_rx);
             }
-            other => tracing::debug!(server = %self.server, ?other, "unexpected message on a stream"),
+            other => {
+                tracing::debug!(server = %self.server, ?other, "unexpected message on a stream")
+            }
         }
     }
 
     /// POSTs the reply to a server→client request once the gateway has it. The task is
     /// owned by the reply channel and ends with it.
-    fn answer_later(&self, id: RequestId, method: String, reply: oneshot::Receiver<Result<Value, RpcError>>) {
+    fn answer_later(
+        &self,
+        id: RequestId,
+        method: String,
+        reply: oneshot::Receiver<Result<Value, RpcError>>,
+    ) {
         let builder_link = LinkSnapshot {
             url: self.url.clone(),
             headers: self.headers.clone(),
@@ -247,9 +299,11 @@ impl HttpLink {
             session: self.session_id.lock().clone(),
         };
         tokio::spawn(async move {
-            let outcome = reply
-                .await
-                .unwrap_or_else(|_| Err(RpcError::internal(format!("no client could answer {method}"))));
+            let outcome = reply.await.unwrap_or_else(|_| {
+                Err(RpcError::internal(format!(
+                    "no client could answer {method}"
+                )))
+            });
             let body = Message::reply(id, outcome).to_bytes();
             let mut request = client()
                 .post(&builder_link.url)
@@ -276,20 +330,31 @@ impl HttpLink {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         if options.progress_token.is_some() {
             let params = params.get_or_insert_with(|| json!({}));
-            meta::get_mut(params).insert(meta::PROGRESS_TOKEN.into(), Value::String(format!("sb-{id}")));
+            meta::get_mut(params).insert(
+                meta::PROGRESS_TOKEN.into(),
+                Value::String(format!("sb-{id}")),
+            );
         }
         let message = Message::request(RequestId::from(id), method, params);
-        let routing = StreamRouting { events: options.events.clone(), caller_token: options.progress_token.clone() };
+        let routing = StreamRouting {
+            events: options.events.clone(),
+            caller_token: options.progress_token.clone(),
+        };
         let exchange = self.exchange(&message, &options.headers, Some(&routing));
         let outcome = tokio::select! {
             result = exchange => result,
             () = tokio::time::sleep(options.timeout) => Err(CallError::Timeout(options.timeout)),
             () = options.cancel.cancelled() => Err(CallError::Cancelled),
         };
-        if matches!(outcome, Err(CallError::Timeout(_) | CallError::Cancelled)) && self.era == Era::Legacy {
+        if matches!(outcome, Err(CallError::Timeout(_) | CallError::Cancelled))
+            && self.era == Era::Legacy
+        {
             // Modern: dropping the stream above was the cancellation. Legacy: say it too.
             let _ = self
-                .notify("notifications/cancelled", Some(json!({ "requestId": id, "reason": "cancelled" })))
+                .notify(
+                    "notifications/cancelled",
+                    Some(json!({ "requestId": id, "reason": "cancelled" })),
+                )
                 .await;
         }
         match outcome? {
@@ -306,13 +371,19 @@ impl HttpLink {
         }
         if status == 404 && self.era == Era::Legacy && self.session_id.lock().is_some() {
             self.alive.store(false, Ordering::Release);
-            let _ = self.events.try_send(UpstreamEvent::Closed { reason: "session expired (404)".into() });
+            let _ = self.events.try_send(UpstreamEvent::Closed {
+                reason: "session expired (404)".into(),
+            });
             return CallError::Closed("session expired".into());
         }
         CallError::Http(format!("status {status}"))
     }
 
-    pub(crate) async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), CallError> {
+    pub(crate) async fn notify(
+        &self,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<(), CallError> {
         let message = Message::notification(method, params);
         match self.exchange(&message, &[], None).await? {
             (Exchange::Status { status, body }, _) => Err(self.status_error(status, &body)),
@@ -333,7 +404,10 @@ impl HttpLink {
                     .get(&strong.url)
                     .headers(strong.headers.clone())
                     .header("accept", "text/event-stream")
-                    .header(headers::PROTOCOL_VERSION, strong.protocol_version.lock().as_str());
+                    .header(
+                        headers::PROTOCOL_VERSION,
+                        strong.protocol_version.lock().as_str(),
+                    );
                 if let Some(session) = strong.session_id.lock().as_deref() {
                     request = request.header(headers::SESSION_ID, session);
                 }
@@ -364,7 +438,9 @@ impl HttpLink {
                         () = stop.cancelled() => return,
                     };
                     let Some(Ok(chunk)) = chunk else { break };
-                    let Ok(events) = parser.push(&chunk) else { break };
+                    let Ok(events) = parser.push(&chunk) else {
+                        break;
+                    };
                     let Some(strong) = link.upgrade() else { return };
                     for event in events.into_iter().filter(|e| e.event == "message") {
                         if let Ok(message) = Message::parse(event.data.as_bytes()) {
@@ -413,7 +489,10 @@ pub(crate) struct StreamRouting {
 }
 
 async fn read_limited(response: reqwest::Response, limit: usize) -> Result<Vec<u8>, CallError> {
-    if response.content_length().is_some_and(|length| length as usize > limit) {
+    if response
+        .content_length()
+        .is_some_and(|length| length as usize > limit)
+    {
         return Err(CallError::TooLarge { limit });
     }
     let mut body = Vec::new();

@@ -63,7 +63,10 @@ pub struct Handshake {
 pub enum CallEvent {
     /// `notifications/progress` (token already rewritten back to the caller's) or
     /// `notifications/message` that belongs to the call.
-    Notification { method: String, params: Option<Value> },
+    Notification {
+        method: String,
+        params: Option<Value>,
+    },
     /// A legacy server→client request (sampling, elicitation, roots) made while the call
     /// was in flight. The reply goes back to the upstream.
     Request(ServerRequest),
@@ -81,7 +84,10 @@ pub struct ServerRequest {
 #[derive(Debug)]
 pub enum UpstreamEvent {
     /// list_changed, resources/updated, unrelated log messages.
-    Notification { method: String, params: Option<Value> },
+    Notification {
+        method: String,
+        params: Option<Value>,
+    },
     /// A server→client request no in-flight call could own.
     Request(ServerRequest),
     /// The connection is gone (process exited, stream closed).
@@ -173,7 +179,9 @@ impl Upstream {
             }
             TransportSpec::Http { .. } => {
                 match detect::http(&options, preference, events.clone()).await? {
-                    detect::HttpOutcome::Streamable(link, handshake) => (Link::Http(link), handshake),
+                    detect::HttpOutcome::Streamable(link, handshake) => {
+                        (Link::Http(link), handshake)
+                    }
                     detect::HttpOutcome::Sse(link, handshake) => (Link::Sse(link), handshake),
                 }
             }
@@ -186,7 +194,10 @@ impl Upstream {
         if options.spec.era == EraPreference::Auto {
             cache.put(cache_key, handshake.era);
         }
-        Ok(Upstream { link, handshake: Arc::new(handshake) })
+        Ok(Upstream {
+            link,
+            handshake: Arc::new(handshake),
+        })
     }
 
     pub fn handshake(&self) -> &Handshake {
@@ -256,10 +267,16 @@ impl Upstream {
         let mut params = params.unwrap_or_else(|| json!({}));
         let protocol_version = self.handshake.protocol_version.clone();
         let meta = meta::get_mut(&mut params);
-        meta.insert(meta::PROTOCOL_VERSION.into(), Value::String(protocol_version));
+        meta.insert(
+            meta::PROTOCOL_VERSION.into(),
+            Value::String(protocol_version),
+        );
         meta.insert(
             meta::CLIENT_CAPABILITIES.into(),
-            options.client_capabilities.clone().unwrap_or_else(|| json!({})),
+            options
+                .client_capabilities
+                .clone()
+                .unwrap_or_else(|| json!({})),
         );
         meta.insert(
             meta::CLIENT_INFO.into(),

@@ -39,7 +39,11 @@ pub(crate) struct Mux {
 }
 
 impl Mux {
-    pub(crate) fn new(server: String, out: mpsc::Sender<Vec<u8>>, events: mpsc::Sender<UpstreamEvent>) -> Mux {
+    pub(crate) fn new(
+        server: String,
+        out: mpsc::Sender<Vec<u8>>,
+        events: mpsc::Sender<UpstreamEvent>,
+    ) -> Mux {
         Mux {
             server,
             out,
@@ -64,7 +68,11 @@ impl Mux {
             .map_err(|_| CallError::Closed("connection closed".into()))
     }
 
-    pub(crate) async fn notify(&self, method: &str, params: Option<Value>) -> Result<(), CallError> {
+    pub(crate) async fn notify(
+        &self,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<(), CallError> {
         self.send(&Message::notification(method, params)).await
     }
 
@@ -88,7 +96,11 @@ impl Mux {
             }
             state.pending.insert(
                 id,
-                Pending { reply: reply_tx, events: options.events.clone(), caller_token: options.progress_token.clone() },
+                Pending {
+                    reply: reply_tx,
+                    events: options.events.clone(),
+                    caller_token: options.progress_token.clone(),
+                },
             );
             if let Some(token) = &our_token {
                 state.progress.insert(token.clone(), id);
@@ -143,7 +155,10 @@ impl Mux {
     pub(crate) async fn handle(&self, message: Message) {
         match message {
             Message::Response { id, result } => self.complete(&id, Ok(result)),
-            Message::Error { id: Some(id), error } => self.complete(&id, Err(CallError::Rpc(error))),
+            Message::Error {
+                id: Some(id),
+                error,
+            } => self.complete(&id, Err(CallError::Rpc(error))),
             Message::Error { id: None, error } => {
                 tracing::warn!(server = %self.server, %error, "upstream sent an error without id");
             }
@@ -168,7 +183,10 @@ impl Mux {
 
     async fn on_notification(&self, method: String, mut params: Option<Value>) {
         if method == "notifications/progress" {
-            let token = params.as_ref().and_then(|p| p.get("progressToken")).and_then(Value::as_str);
+            let token = params
+                .as_ref()
+                .and_then(|p| p.get("progressToken"))
+                .and_then(Value::as_str);
             let target = token.and_then(|token| {
                 let state = self.state.lock();
                 let id = state.progress.get(token)?;
@@ -184,43 +202,60 @@ impl Mux {
             }
             return;
         }
-        if method == "notifications/message" {
-            if let Some(events) = self.plausible_owner() {
+        if method == "notifications/message"
+            && let Some(events) = self.plausible_owner() {
                 let _ = events.try_send(CallEvent::Notification { method, params });
                 return;
             }
-        }
         if method == "notifications/cancelled" {
             return; // we never leave server requests running long enough to matter
         }
-        let _ = self.events.try_send(UpstreamEvent::Notification { method, params });
+        let _ = self
+            .events
+            .try_send(UpstreamEvent::Notification { method, params });
     }
 
     async fn on_request(&self, id: RequestId, method: String, params: Option<Value>) {
         if method == "ping" {
-            let _ = self.out.send(Message::response(id, json!({})).to_bytes()).await;
+            let _ = self
+                .out
+                .send(Message::response(id, json!({})).to_bytes())
+                .await;
             return;
         }
         let (reply_tx, reply_rx) = oneshot::channel();
-        let request = ServerRequest { method: method.clone(), params, reply: reply_tx };
+        let request = ServerRequest {
+            method: method.clone(),
+            params,
+            reply: reply_tx,
+        };
         let delivered = match self.plausible_owner() {
-            Some(events) => events.send(CallEvent::Request(request)).await.map_err(|e| match e.0 {
-                CallEvent::Request(request) => request,
-                CallEvent::Notification { .. } => unreachable!("sent a request"),
-            }),
+            Some(events) => events
+                .send(CallEvent::Request(request))
+                .await
+                .map_err(|e| match e.0 {
+                    CallEvent::Request(request) => request,
+                    CallEvent::Notification { .. } => unreachable!("sent a request"),
+                }),
             None => Err(request),
         };
-        if let Err(request) = delivered {
-            if self.events.send(UpstreamEvent::Request(request)).await.is_err() {
+        if let Err(request) = delivered
+            && self
+                .events
+                .send(UpstreamEvent::Request(request))
+                .await
+                .is_err()
+            {
                 return;
             }
-        }
         let out = self.out.clone();
         // Owned by the reply channel: ends when the gateway answers or drops the request.
         tokio::spawn(async move {
-            let outcome = reply_rx
-                .await
-                .unwrap_or_else(|_| Err(RpcError::internal(format!("no client could answer {method}"))));
+            let outcome = reply_rx.await.unwrap_or_else(|_| {
+                Err(RpcError::internal(format!(
+                    "no client could answer {method}"
+                )))
+            });
             let _ = out.send(Message::reply(id, outcome).to_bytes()).await;
         });
     }
@@ -249,7 +284,9 @@ impl Mux {
         for call in pending {
             let _ = call.reply.send(Err(CallError::Closed(reason.to_owned())));
         }
-        let _ = self.events.try_send(UpstreamEvent::Closed { reason: reason.to_owned() });
+        let _ = self.events.try_send(UpstreamEvent::Closed {
+            reason: reason.to_owned(),
+        });
     }
 }
 
@@ -268,7 +305,10 @@ mod tests {
 
     #[test]
     fn finds_ids_in_prefixes() {
-        assert_eq!(id_from_prefix(br#"{"jsonrpc":"2.0","id":42,"result":{"content":"xxxx"#), Some(42));
+        assert_eq!(
+            id_from_prefix(br#"{"jsonrpc":"2.0","id":42,"result":{"content":"xxxx"#),
+            Some(42)
+        );
         assert_eq!(id_from_prefix(br#"{"id" : 7, "jsonrpc""#), Some(7));
         assert_eq!(id_from_prefix(br#"{"jsonrpc":"2.0","result":"#), None);
     }

@@ -34,7 +34,12 @@ pub(crate) struct EventTooLarge;
 
 impl SseParser {
     pub(crate) fn new(limit: usize) -> SseParser {
-        SseParser { line: Vec::new(), current: SseEvent::default(), has_data: false, limit }
+        SseParser {
+            line: Vec::new(),
+            current: SseEvent::default(),
+            has_data: false,
+            limit,
+        }
     }
 
     /// Feeds bytes; returns the events completed by them.
@@ -77,7 +82,10 @@ impl SseParser {
         }
         let text = String::from_utf8_lossy(line);
         let (field, value) = match text.split_once(':') {
-            Some((field, value)) => (field.to_owned(), value.strip_prefix(' ').unwrap_or(value).to_owned()),
+            Some((field, value)) => (
+                field.to_owned(),
+                value.strip_prefix(' ').unwrap_or(value).to_owned(),
+            ),
             None => (text.into_owned(), String::new()),
         };
         match field.as_str() {
@@ -119,7 +127,10 @@ impl SseLink {
             .await
             .map_err(|e| ConnectError::Http(e.to_string()))?;
         if !response.status().is_success() {
-            return Err(ConnectError::Http(format!("GET {url} answered {}", response.status())));
+            return Err(ConnectError::Http(format!(
+                "GET {url} answered {}",
+                response.status()
+            )));
         }
         let base = response.url().clone();
         let mut stream = response.bytes_stream();
@@ -127,10 +138,14 @@ impl SseLink {
         // The first event must name the endpoint to POST to.
         let endpoint = 'found: loop {
             let Some(chunk) = stream.next().await else {
-                return Err(ConnectError::Closed("SSE stream ended before the endpoint event".into()));
+                return Err(ConnectError::Closed(
+                    "SSE stream ended before the endpoint event".into(),
+                ));
             };
             let chunk = chunk.map_err(|e| ConnectError::Http(e.to_string()))?;
-            let parsed = parser.push(&chunk).map_err(|_| ConnectError::Handshake("oversized SSE event".into()))?;
+            let parsed = parser
+                .push(&chunk)
+                .map_err(|_| ConnectError::Handshake("oversized SSE event".into()))?;
             for event in parsed {
                 if event.event == "endpoint" {
                     break 'found base
@@ -162,7 +177,9 @@ impl SseLink {
                         .await;
                     match sent {
                         Ok(response) if response.status().is_success() => {}
-                        Ok(response) => tracing::warn!(server = %mux.server, status = %response.status(), "SSE upstream refused a message"),
+                        Ok(response) => {
+                            tracing::warn!(server = %mux.server, status = %response.status(), "SSE upstream refused a message")
+                        }
                         Err(error) => {
                             mux.close(&format!("POST failed: {error}"));
                             break;
@@ -192,7 +209,9 @@ impl SseLink {
                     for event in events.into_iter().filter(|e| e.event == "message") {
                         match Message::parse(event.data.as_bytes()) {
                             Ok(message) => mux.handle(message).await,
-                            Err(error) => tracing::warn!(server = %mux.server, %error, "bad message on SSE stream"),
+                            Err(error) => {
+                                tracing::warn!(server = %mux.server, %error, "bad message on SSE stream")
+                            }
                         }
                     }
                 };
@@ -221,8 +240,15 @@ mod tests {
     #[test]
     fn parses_events_across_chunks() {
         let mut parser = SseParser::new(1024);
-        assert!(parser.push(b": keep-alive\n\nevent: endpoint\ndata: /message?s").unwrap().is_empty());
-        let events = parser.push(b"=1\n\ndata: {\"a\":\ndata: 1}\r\n\r\n").unwrap();
+        assert!(
+            parser
+                .push(b": keep-alive\n\nevent: endpoint\ndata: /message?s")
+                .unwrap()
+                .is_empty()
+        );
+        let events = parser
+            .push(b"=1\n\ndata: {\"a\":\ndata: 1}\r\n\r\n")
+            .unwrap();
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].event, "endpoint");
         assert_eq!(events[0].data, "/message?s=1");

@@ -45,8 +45,17 @@ pub(crate) struct StdioLink {
 }
 
 impl StdioLink {
-    pub(crate) fn spawn(options: &ConnectOptions, events: mpsc::Sender<UpstreamEvent>) -> Result<StdioLink, ConnectError> {
-        let TransportSpec::Stdio { command, args, env, cwd } = &options.spec.transport else {
+    pub(crate) fn spawn(
+        options: &ConnectOptions,
+        events: mpsc::Sender<UpstreamEvent>,
+    ) -> Result<StdioLink, ConnectError> {
+        let TransportSpec::Stdio {
+            command,
+            args,
+            env,
+            cwd,
+        } = &options.spec.transport
+        else {
             unreachable!("StdioLink::spawn is only called for stdio specs")
         };
         let program = resolve_program(command);
@@ -68,9 +77,10 @@ impl StdioLink {
             cmd.current_dir(cwd);
         }
         die_with_parent(&mut cmd);
-        let mut child = cmd
-            .spawn()
-            .map_err(|source| ConnectError::Spawn { command: command.clone(), source })?;
+        let mut child = cmd.spawn().map_err(|source| ConnectError::Spawn {
+            command: command.clone(),
+            source,
+        })?;
         let pid = child.id();
         let stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
@@ -84,7 +94,11 @@ impl StdioLink {
 
         tokio::spawn(write_loop(stdin, out_rx, close_stdin.clone()));
         tokio::spawn(read_loop(mux.clone(), stdout, options.max_message_bytes));
-        tokio::spawn(stderr_loop(options.server.clone(), stderr, recent_stderr.clone()));
+        tokio::spawn(stderr_loop(
+            options.server.clone(),
+            stderr,
+            recent_stderr.clone(),
+        ));
         let (stop_tx, stop_rx) = oneshot::channel();
         tokio::spawn(supervise(
             child,
@@ -95,7 +109,12 @@ impl StdioLink {
             recent_stderr,
         ));
         tracing::info!(server = %options.server, pid, command = %program.display(), "started stdio upstream");
-        Ok(StdioLink { mux, pid, stop: Mutex::new(Some(stop_tx)), exited })
+        Ok(StdioLink {
+            mux,
+            pid,
+            stop: Mutex::new(Some(stop_tx)),
+            exited,
+        })
     }
 
     pub(crate) fn pid(&self) -> Option<u32> {
@@ -114,14 +133,17 @@ impl StdioLink {
 /// A bare command name that exists next to our own executable wins over `PATH`, so the
 /// shipped example configs can name `switchboard-fixture` wherever the binaries live.
 fn resolve_program(command: &str) -> PathBuf {
-    if !command.contains('/') {
-        if let Some(dir) = std::env::current_exe().ok().as_deref().and_then(Path::parent) {
+    if !command.contains('/')
+        && let Some(dir) = std::env::current_exe()
+            .ok()
+            .as_deref()
+            .and_then(Path::parent)
+        {
             let beside = dir.join(command);
             if beside.is_file() {
                 return beside;
             }
         }
-    }
     PathBuf::from(command)
 }
 
@@ -139,7 +161,11 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
-async fn write_loop(mut stdin: ChildStdin, mut queue: mpsc::Receiver<Vec<u8>>, close: CancellationToken) {
+async fn write_loop(
+    mut stdin: ChildStdin,
+    mut queue: mpsc::Receiver<Vec<u8>>,
+    close: CancellationToken,
+) {
     loop {
         let line = tokio::select! {
             line = queue.recv() => line,
@@ -173,7 +199,8 @@ async fn read_loop(mux: Arc<Mux>, stdout: tokio::process::ChildStdout, limit: us
                 Ok(message) => mux.handle(message).await,
                 Err(error) => {
                     garbage += 1;
-                    let excerpt: String = String::from_utf8_lossy(&line).chars().take(200).collect();
+                    let excerpt: String =
+                        String::from_utf8_lossy(&line).chars().take(200).collect();
                     tracing::warn!(server = %mux.server, %error, excerpt, garbage, "upstream wrote a non-MCP line to stdout");
                 }
             },
@@ -184,13 +211,20 @@ async fn read_loop(mux: Arc<Mux>, stdout: tokio::process::ChildStdout, limit: us
     mux.close("stdout closed");
 }
 
-async fn stderr_loop(server: String, stderr: tokio::process::ChildStderr, recent: Arc<Mutex<VecDeque<String>>>) {
+async fn stderr_loop(
+    server: String,
+    stderr: tokio::process::ChildStderr,
+    recent: Arc<Mutex<VecDeque<String>>>,
+) {
     let mut reader = BufReader::new(stderr);
     let mut line = Vec::new();
     loop {
         line.clear();
         // Bound each read: a flood without newlines must not grow memory.
-        let read = (&mut reader).take(STDERR_LINE_LIMIT as u64).read_until(b'\n', &mut line).await;
+        let read = (&mut reader)
+            .take(STDERR_LINE_LIMIT as u64)
+            .read_until(b'\n', &mut line)
+            .await;
         match read {
             Ok(0) | Err(_) => break,
             Ok(_) => {
@@ -258,5 +292,9 @@ async fn stop_child(child: &mut Child, close_stdin: &CancellationToken) -> Strin
         let _ = killpg(group, Signal::SIGKILL);
     }
     let _ = child.start_kill();
-    child.wait().await.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string())
+    child
+        .wait()
+        .await
+        .map(|s| s.to_string())
+        .unwrap_or_else(|e| e.to_string())
 }

@@ -88,7 +88,9 @@ pub async fn serve(
         // Without it, small responses wait for delayed ACKs (~40 ms per call).
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 fn spawn_session_reaper(state: &Arc<FaceState>) {
@@ -118,29 +120,37 @@ fn is_local_host(host: &str) -> bool {
     let bare = if host.starts_with('[') {
         host.split_once(']').map(|(h, _)| &h[1..]).unwrap_or(host)
     } else {
-        host.rsplit_once(':').map_or(host, |(h, port)| if port.chars().all(|c| c.is_ascii_digit()) { h } else { host })
+        host.rsplit_once(':').map_or(host, |(h, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                h
+            } else {
+                host
+            }
+        })
     };
     matches!(bare, "localhost" | "127.0.0.1" | "::1")
 }
 
 /// DNS-rebinding protection: Host must be local or allowed; Origin, when present, too.
-fn check_origin(state: &FaceState, request_headers: &HeaderMap) -> Result<(), Response> {
-    let forbidden = |what: String| reject(StatusCode::FORBIDDEN, None, RpcError::invalid_request(what));
-    let host = request_headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+fn check_origin(state: &FaceState, request_headers: &HeaderMap) -> Result<(), String> {
+    let host = request_headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
     let host_ok = is_local_host(host)
         || state.allowed_hosts.iter().any(|allowed| {
             allowed == host || host.rsplit_once(':').is_some_and(|(h, _)| h == allowed)
         });
     if !host_ok {
-        return Err(forbidden(format!("Host `{host}` is not allowed")));
+        return Err(format!("Host `{host}` is not allowed"));
     }
     if let Some(origin) = request_headers.get(header::ORIGIN) {
         let origin = origin.to_str().unwrap_or_default();
-        let local = origin
-            .split_once("://")
-            .is_some_and(|(scheme, rest)| matches!(scheme, "http" | "https") && is_local_host(rest));
+        let local = origin.split_once("://").is_some_and(|(scheme, rest)| {
+            matches!(scheme, "http" | "https") && is_local_host(rest)
+        });
         if !(local || state.allowed_origins.iter().any(|o| o == origin)) {
-            return Err(forbidden(format!("Origin `{origin}` is not allowed")));
+            return Err(format!("Origin `{origin}` is not allowed"));
         }
     }
     Ok(())
@@ -150,9 +160,18 @@ fn header_str<'a>(request_headers: &'a HeaderMap, name: &str) -> Option<&'a str>
     request_headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn mcp(State(state): State<Arc<FaceState>>, method: Method, request_headers: HeaderMap, body: Body) -> Response {
-    if let Err(response) = check_origin(&state, &request_headers) {
-        return response;
+async fn mcp(
+    State(state): State<Arc<FaceState>>,
+    method: Method,
+    request_headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Err(reason) = check_origin(&state, &request_headers) {
+        return reject(
+            StatusCode::FORBIDDEN,
+            None,
+            RpcError::invalid_request(reason),
+        );
     }
     let session_id = header_str(&request_headers, headers::SESSION_ID).map(str::to_owned);
     match method {
@@ -180,7 +199,8 @@ async fn mcp(State(state): State<Arc<FaceState>>, method: Method, request_header
         _ => None,
     };
     let header_version = header_str(&request_headers, headers::PROTOCOL_VERSION);
-    let modern = declared_version(params).is_some() || header_version.is_some_and(ProtocolVersion::is_modern);
+    let modern = declared_version(params).is_some()
+        || header_version.is_some_and(ProtocolVersion::is_modern);
     if modern {
         modern_post(&state, &request_headers, message).await
     } else {
@@ -189,10 +209,27 @@ async fn mcp(State(state): State<Arc<FaceState>>, method: Method, request_header
 }
 
 /// Validates the mirrored headers of a modern request against its body.
-fn validate_mirrors(state: &FaceState, request_headers: &HeaderMap, method: &str, params: Option<&Value>) -> Result<(), RpcError> {
+fn validate_mirrors(
+    state: &FaceState,
+    request_headers: &HeaderMap,
+    method: &str,
+    params: Option<&Value>,
+) -> Result<(), RpcError> {
+    // A repeated mirror header is ambiguous: intermediaries may read either copy.
+    for name in [headers::PROTOCOL_VERSION, headers::METHOD, headers::NAME] {
+        if request_headers.get_all(name).iter().count() > 1 {
+            return Err(RpcError::header_mismatch(format!(
+                "duplicate {name} header"
+            )));
+        }
+    }
     let body_version = declared_version(params).unwrap_or_default();
     match header_str(request_headers, headers::PROTOCOL_VERSION) {
-        None => return Err(RpcError::header_mismatch("missing MCP-Protocol-Version header")),
+        None => {
+            return Err(RpcError::header_mismatch(
+                "missing MCP-Protocol-Version header",
+            ));
+        }
         Some(v) if v != body_version => {
             return Err(RpcError::header_mismatch(format!(
                 "MCP-Protocol-Version header `{v}` does not match body `{body_version}`"
@@ -203,7 +240,9 @@ fn validate_mirrors(state: &FaceState, request_headers: &HeaderMap, method: &str
     match header_str(request_headers, headers::METHOD) {
         None => return Err(RpcError::header_mismatch("missing Mcp-Method header")),
         Some(m) if m != method => {
-            return Err(RpcError::header_mismatch(format!("Mcp-Method header `{m}` does not match body `{method}`")));
+            return Err(RpcError::header_mismatch(format!(
+                "Mcp-Method header `{m}` does not match body `{method}`"
+            )));
         }
         Some(_) => {}
     }
@@ -212,7 +251,8 @@ fn validate_mirrors(state: &FaceState, request_headers: &HeaderMap, method: &str
         let raw = request_headers.get(headers::NAME).map(|v| v.as_bytes());
         let header_name = match raw {
             None => return Err(RpcError::header_mismatch("missing Mcp-Name header")),
-            Some(raw) => headers::decode_value(raw).ok_or_else(|| RpcError::header_mismatch("invalid Mcp-Name header"))?,
+            Some(raw) => headers::decode_value(raw)
+                .ok_or_else(|| RpcError::header_mismatch("invalid Mcp-Name header"))?,
         };
         if Some(header_name.as_str()) != body_name {
             return Err(RpcError::header_mismatch(format!(
@@ -222,17 +262,31 @@ fn validate_mirrors(state: &FaceState, request_headers: &HeaderMap, method: &str
         }
     }
     if method == "tools/call" {
-        let tool = params.and_then(|p| p.get("name")).and_then(Value::as_str).unwrap_or_default();
+        let tool = params
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         let catalog = state.gateway.catalog();
-        let expected = headers::param_header_values(catalog.tool_param_headers(tool), params.and_then(|p| p.get("arguments")));
+        let expected = headers::param_header_values(
+            catalog.tool_param_headers(tool),
+            params.and_then(|p| p.get("arguments")),
+        );
         for (name, encoded) in expected {
             let decoded_expected = headers::decode_value(encoded.as_bytes()).unwrap_or_default();
-            let got = request_headers.get(name.as_str()).map(|v| headers::decode_value(v.as_bytes()));
+            let got = request_headers
+                .get(name.as_str())
+                .map(|v| headers::decode_value(v.as_bytes()));
             match got {
                 None => return Err(RpcError::header_mismatch(format!("missing {name} header"))),
-                Some(None) => return Err(RpcError::header_mismatch(format!("invalid characters in {name} header"))),
+                Some(None) => {
+                    return Err(RpcError::header_mismatch(format!(
+                        "invalid characters in {name} header"
+                    )));
+                }
                 Some(Some(value)) if !values_match(&value, &decoded_expected) => {
-                    return Err(RpcError::header_mismatch(format!("{name} header does not match the body")));
+                    return Err(RpcError::header_mismatch(format!(
+                        "{name} header does not match the body"
+                    )));
                 }
                 Some(Some(_)) => {}
             }
@@ -249,12 +303,20 @@ fn values_match(header_value: &str, body_value: &str) -> bool {
     matches!((header_value.parse::<f64>(), body_value.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
 }
 
-async fn modern_post(state: &Arc<FaceState>, request_headers: &HeaderMap, message: Message) -> Response {
+async fn modern_post(
+    state: &Arc<FaceState>,
+    request_headers: &HeaderMap,
+    message: Message,
+) -> Response {
     let (id, method, params) = match message {
         Message::Request { id, method, params } => (Some(id), method, params),
         Message::Notification { method, params } => (None, method, params),
         _ => {
-            return reject(StatusCode::BAD_REQUEST, None, RpcError::invalid_request("clients must not send responses"));
+            return reject(
+                StatusCode::BAD_REQUEST,
+                None,
+                RpcError::invalid_request("clients must not send responses"),
+            );
         }
     };
     if let Err(error) = validate_mirrors(state, request_headers, &method, params.as_ref()) {
@@ -269,7 +331,11 @@ async fn modern_post(state: &Arc<FaceState>, request_headers: &HeaderMap, messag
         return StatusCode::ACCEPTED.into_response();
     };
     if !is_modern_method(&method) {
-        return reject(StatusCode::NOT_FOUND, Some(id), RpcError::method_not_found(&method));
+        return reject(
+            StatusCode::NOT_FOUND,
+            Some(id),
+            RpcError::method_not_found(&method),
+        );
     }
     let (notify_tx, notify_rx) = mpsc::channel(64);
     let ctx = ClientCtx {
@@ -285,31 +351,59 @@ async fn modern_post(state: &Arc<FaceState>, request_headers: &HeaderMap, messag
     if method == "subscriptions/listen" {
         return listen_stream(state, ctx, id, params);
     }
-    respond(state.gateway.clone(), ctx, id, method, params, notify_rx, None, None).await
+    respond(
+        state.gateway.clone(),
+        ctx,
+        id,
+        method,
+        params,
+        notify_rx,
+        None,
+        None,
+    )
+    .await
 }
 
-async fn legacy_post(state: &Arc<FaceState>, request_headers: &HeaderMap, session_id: Option<String>, message: Message) -> Response {
-    if let Message::Request { id, method, params } = &message {
-        if method == "initialize" {
-            return initialize(state, id.clone(), params.as_ref());
-        }
+async fn legacy_post(
+    state: &Arc<FaceState>,
+    request_headers: &HeaderMap,
+    session_id: Option<String>,
+    message: Message,
+) -> Response {
+    if let Message::Request { id, method, params } = &message
+        && method == "initialize"
+    {
+        return initialize(state, id.clone(), params.as_ref());
     }
     let Some(session_id) = session_id else {
         let id = match &message {
             Message::Request { id, .. } => Some(id.clone()),
             _ => None,
         };
-        return reject(StatusCode::BAD_REQUEST, id, RpcError::invalid_request("missing Mcp-Session-Id header (send initialize first)"));
+        return reject(
+            StatusCode::BAD_REQUEST,
+            id,
+            RpcError::invalid_request("missing Mcp-Session-Id header (send initialize first)"),
+        );
     };
     let Some(session) = state.sessions.lock().get(&session_id).cloned() else {
-        return reject(StatusCode::NOT_FOUND, None, RpcError::invalid_request("unknown or expired session"));
+        return reject(
+            StatusCode::NOT_FOUND,
+            None,
+            RpcError::invalid_request("unknown or expired session"),
+        );
     };
     *session.last_seen.lock() = Instant::now();
-    if let Some(version) = header_str(request_headers, headers::PROTOCOL_VERSION) {
-        if version != session.version && ProtocolVersion::is_legacy(&session.version) && session.version != "2025-03-26" {
-            let error = RpcError::invalid_request(format!("MCP-Protocol-Version `{version}` does not match the session's `{}`", session.version));
-            return reject(StatusCode::BAD_REQUEST, None, error);
-        }
+    if let Some(version) = header_str(request_headers, headers::PROTOCOL_VERSION)
+        && version != session.version
+        && ProtocolVersion::is_legacy(&session.version)
+        && session.version != "2025-03-26"
+    {
+        let error = RpcError::invalid_request(format!(
+            "MCP-Protocol-Version `{version}` does not match the session's `{}`",
+            session.version
+        ));
+        return reject(StatusCode::BAD_REQUEST, None, error);
     }
     match message {
         Message::Request { id, method, params } => {
@@ -325,8 +419,15 @@ async fn legacy_post(state: &Arc<FaceState>, request_headers: &HeaderMap, sessio
                 peer: Some(peer_tx),
                 cancel: CancellationToken::new(),
             };
-            session.inflight.lock().insert(id.clone(), ctx.cancel.clone());
-            let uri = params.as_ref().and_then(|p| p.get("uri")).and_then(Value::as_str).map(str::to_owned);
+            session
+                .inflight
+                .lock()
+                .insert(id.clone(), ctx.cancel.clone());
+            let uri = params
+                .as_ref()
+                .and_then(|p| p.get("uri"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             match (method.as_str(), uri) {
                 ("resources/subscribe", Some(uri)) => {
                     session.subscribed.lock().insert(uri);
@@ -336,11 +437,24 @@ async fn legacy_post(state: &Arc<FaceState>, request_headers: &HeaderMap, sessio
                 }
                 _ => {}
             }
-            respond(state.gateway.clone(), ctx, id, method, params, notify_rx, Some(peer_rx), Some(session)).await
+            respond(
+                state.gateway.clone(),
+                ctx,
+                id,
+                method,
+                params,
+                notify_rx,
+                Some(peer_rx),
+                Some(session),
+            )
+            .await
         }
         Message::Notification { method, params } => {
             if method == "notifications/cancelled" {
-                let id = params.as_ref().and_then(|p| p.get("requestId")).and_then(RequestId::from_value);
+                let id = params
+                    .as_ref()
+                    .and_then(|p| p.get("requestId"))
+                    .and_then(RequestId::from_value);
                 if let Some(token) = id.and_then(|id| session.inflight.lock().get(&id).cloned()) {
                     token.cancel();
                 }
@@ -373,15 +487,26 @@ fn answer_peer(session: &Session, id: &RequestId, outcome: Result<Value, RpcErro
 fn initialize(state: &Arc<FaceState>, id: RequestId, params: Option<&Value>) -> Response {
     let mut sessions = state.sessions.lock();
     if sessions.len() >= MAX_SESSIONS {
-        let error = RpcError::new(switchboard_protocol::error::gateway::OVERLOADED, "too many sessions");
+        let error = RpcError::new(
+            switchboard_protocol::error::gateway::OVERLOADED,
+            "too many sessions",
+        );
         return reject(StatusCode::SERVICE_UNAVAILABLE, Some(id), error);
     }
-    let requested = params.and_then(|p| p.get("protocolVersion")).and_then(Value::as_str);
+    let requested = params
+        .and_then(|p| p.get("protocolVersion"))
+        .and_then(Value::as_str);
     let result = state.gateway.initialize_result(requested);
     let session_id = uuid::Uuid::new_v4().simple().to_string();
     let session = Arc::new(Session {
-        version: result["protocolVersion"].as_str().unwrap_or_default().to_owned(),
-        capabilities: params.and_then(|p| p.get("capabilities")).cloned().unwrap_or_else(|| json!({})),
+        version: result["protocolVersion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        capabilities: params
+            .and_then(|p| p.get("capabilities"))
+            .cloned()
+            .unwrap_or_else(|| json!({})),
         client_info: params.and_then(|p| p.get("clientInfo")).cloned(),
         last_seen: Mutex::new(Instant::now()),
         inflight: Mutex::new(HashMap::new()),
@@ -394,14 +519,22 @@ fn initialize(state: &Arc<FaceState>, id: RequestId, params: Option<&Value>) -> 
     let body = Message::response(id, result).to_bytes();
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/json".to_owned()), (header::HeaderName::from_static(headers::SESSION_ID), session_id)],
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (
+                header::HeaderName::from_static(headers::SESSION_ID),
+                session_id,
+            ),
+        ],
         body,
     )
         .into_response()
 }
 
 fn delete_session(state: &FaceState, session_id: Option<&str>) -> Response {
-    let Some(session_id) = session_id else { return StatusCode::METHOD_NOT_ALLOWED.into_response() };
+    let Some(session_id) = session_id else {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    };
     match state.sessions.lock().remove(session_id) {
         Some(session) => {
             session.ended.cancel();
@@ -410,7 +543,11 @@ fn delete_session(state: &FaceState, session_id: Option<&str>) -> Response {
             }
             StatusCode::OK.into_response()
         }
-        None => reject(StatusCode::NOT_FOUND, None, RpcError::invalid_request("unknown or expired session")),
+        None => reject(
+            StatusCode::NOT_FOUND,
+            None,
+            RpcError::invalid_request("unknown or expired session"),
+        ),
     }
 }
 
@@ -437,9 +574,15 @@ fn sse_response(rx: mpsc::Receiver<Bytes>, guard: Option<tokio_util::sync::DropG
 
 /// Legacy GET: the session's stream of server-initiated notifications.
 fn get_stream(state: &Arc<FaceState>, session_id: Option<&str>) -> Response {
-    let Some(session_id) = session_id else { return StatusCode::METHOD_NOT_ALLOWED.into_response() };
+    let Some(session_id) = session_id else {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    };
     let Some(session) = state.sessions.lock().get(session_id).cloned() else {
-        return reject(StatusCode::NOT_FOUND, None, RpcError::invalid_request("unknown or expired session"));
+        return reject(
+            StatusCode::NOT_FOUND,
+            None,
+            RpcError::invalid_request("unknown or expired session"),
+        );
     };
     let (tx, rx) = mpsc::channel(64);
     let mut changes = state.gateway.subscribe();
@@ -463,10 +606,10 @@ fn get_stream(state: &Arc<FaceState>, session_id: Option<&str>) -> Response {
                 Err(broadcast::error::RecvError::Closed) => break,
             };
             let message = legacy_notification(&change, &session.subscribed.lock());
-            if let Some(message) = message {
-                if tx.send(sse_frame(&message)).await.is_err() {
-                    break;
-                }
+            if let Some(message) = message
+                && tx.send(sse_frame(&message)).await.is_err()
+            {
+                break;
             }
         }
     });
@@ -474,7 +617,12 @@ fn get_stream(state: &Arc<FaceState>, session_id: Option<&str>) -> Response {
 }
 
 /// Modern `subscriptions/listen`: an SSE stream of acknowledged, filtered notifications.
-fn listen_stream(state: &Arc<FaceState>, ctx: ClientCtx, id: RequestId, params: Option<Value>) -> Response {
+fn listen_stream(
+    state: &Arc<FaceState>,
+    ctx: ClientCtx,
+    id: RequestId,
+    params: Option<Value>,
+) -> Response {
     let filter = ListenFilter::parse(params.as_ref());
     let gateway = state.gateway.clone();
     let (tx, rx) = mpsc::channel(64);
@@ -482,7 +630,10 @@ fn listen_stream(state: &Arc<FaceState>, ctx: ClientCtx, id: RequestId, params: 
     tokio::spawn(async move {
         let mut changes = gateway.subscribe();
         gateway.watch_resources(filter.uris(), true);
-        let mut open = tx.send(sse_frame(&filter.acknowledgement(&id))).await.is_ok();
+        let mut open = tx
+            .send(sse_frame(&filter.acknowledgement(&id)))
+            .await
+            .is_ok();
         while open {
             let change = tokio::select! {
                 change = changes.recv() => change,
@@ -545,17 +696,23 @@ async fn respond(
         let mut first_tx = Some(first_tx);
         loop {
             tokio::select! {
+                biased;
+                Some(note) = notify_rx.recv() => {
+                    if let Some(first) = first_tx.take() { let _ = first.send(Err(())); }
+                    if frames_tx.send(sse_frame(&note)).await.is_err() { return }
+                }
                 result = &mut result_rx => {
                     let Ok(result) = result else { return };
+                    // Anything queued before the result goes first, on a stream.
+                    while let Ok(note) = notify_rx.try_recv() {
+                        if let Some(first) = first_tx.take() { let _ = first.send(Err(())); }
+                        let _ = frames_tx.send(sse_frame(&note)).await;
+                    }
                     match first_tx.take() {
                         Some(first) => { let _ = first.send(Ok(result)); }
                         None => { let _ = frames_tx.send(sse_frame(&result)).await; }
                     }
                     return;
-                }
-                Some(note) = notify_rx.recv() => {
-                    if let Some(first) = first_tx.take() { let _ = first.send(Err(())); }
-                    if frames_tx.send(sse_frame(&note)).await.is_err() { return }
                 }
                 Some(request) = recv_peer(&mut peer_rx) => {
                     if let Some(first) = first_tx.take() { let _ = first.send(Err(())); }
@@ -575,7 +732,11 @@ async fn respond(
             json_response(&result)
         }
         Ok(Err(())) => sse_response(frames_rx, Some(guard)),
-        Err(_) => reject(StatusCode::INTERNAL_SERVER_ERROR, None, RpcError::internal("request task ended")),
+        Err(_) => reject(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            None,
+            RpcError::internal("request task ended"),
+        ),
     }
 }
 
@@ -587,5 +748,10 @@ async fn recv_peer(peer_rx: &mut Option<mpsc::Receiver<PeerRequest>>) -> Option<
 }
 
 fn json_response(message: &Message) -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], message.to_bytes()).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        message.to_bytes(),
+    )
+        .into_response()
 }

@@ -24,18 +24,28 @@ pub(crate) fn declared_version(params: Option<&Value>) -> Option<&str> {
 
 /// Validates the required modern `_meta` fields.
 pub(crate) fn modern_meta(params: Option<&Value>) -> Result<ModernMeta, RpcError> {
-    let version = declared_version(params)
-        .ok_or_else(|| RpcError::invalid_params(format!("missing _meta[\"{}\"]", meta::PROTOCOL_VERSION)))?;
+    let version = declared_version(params).ok_or_else(|| {
+        RpcError::invalid_params(format!("missing _meta[\"{}\"]", meta::PROTOCOL_VERSION))
+    })?;
     if !ProtocolVersion::is_modern(version) {
-        return Err(RpcError::unsupported_version(version, &ProtocolVersion::MODERN_ALL));
+        return Err(RpcError::unsupported_version(
+            version,
+            &ProtocolVersion::MODERN_ALL,
+        ));
     }
     let meta = meta::get(params).expect("a declared version implies _meta");
     let capabilities = meta
         .get(meta::CLIENT_CAPABILITIES)
         .filter(|c| c.is_object())
         .cloned()
-        .ok_or_else(|| RpcError::invalid_params(format!("missing _meta[\"{}\"]", meta::CLIENT_CAPABILITIES)))?;
-    Ok(ModernMeta { version: version.to_owned(), capabilities, client_info: meta.get(meta::CLIENT_INFO).cloned() })
+        .ok_or_else(|| {
+            RpcError::invalid_params(format!("missing _meta[\"{}\"]", meta::CLIENT_CAPABILITIES))
+        })?;
+    Ok(ModernMeta {
+        version: version.to_owned(),
+        capabilities,
+        client_info: meta.get(meta::CLIENT_INFO).cloned(),
+    })
 }
 
 /// Methods the modern era defines (for 404 on anything else over HTTP).
@@ -68,7 +78,12 @@ pub(crate) struct ListenFilter {
 impl ListenFilter {
     pub(crate) fn parse(params: Option<&Value>) -> ListenFilter {
         let notifications = params.and_then(|p| p.get("notifications"));
-        let flag = |name: &str| notifications.and_then(|n| n.get(name)).and_then(Value::as_bool) == Some(true);
+        let flag = |name: &str| {
+            notifications
+                .and_then(|n| n.get(name))
+                .and_then(Value::as_bool)
+                == Some(true)
+        };
         ListenFilter {
             tools: flag("toolsListChanged"),
             prompts: flag("promptsListChanged"),
@@ -76,7 +91,12 @@ impl ListenFilter {
             uris: notifications
                 .and_then(|n| n.get("resourceSubscriptions"))
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
                 .unwrap_or_default(),
         }
     }
@@ -88,7 +108,11 @@ impl ListenFilter {
     /// The acknowledgement: what we agreed to send.
     pub(crate) fn acknowledgement(&self, subscription: &RequestId) -> Message {
         let mut agreed = serde_json::Map::new();
-        for (key, on) in [("toolsListChanged", self.tools), ("promptsListChanged", self.prompts), ("resourcesListChanged", self.resources)] {
+        for (key, on) in [
+            ("toolsListChanged", self.tools),
+            ("promptsListChanged", self.prompts),
+            ("resourcesListChanged", self.resources),
+        ] {
             if on {
                 agreed.insert(key.into(), Value::Bool(true));
             }
@@ -98,7 +122,9 @@ impl ListenFilter {
         }
         Message::notification(
             "notifications/subscriptions/acknowledged",
-            Some(json!({ "_meta": { meta::SUBSCRIPTION_ID: subscription.to_value() }, "notifications": agreed })),
+            Some(
+                json!({ "_meta": { meta::SUBSCRIPTION_ID: subscription.to_value() }, "notifications": agreed }),
+            ),
         )
     }
 
@@ -139,13 +165,19 @@ impl ListenFilter {
 
 /// The notification a legacy session gets for a change (resource updates only when the
 /// session subscribed to the URI).
-pub(crate) fn legacy_notification(change: &Change, subscribed: &std::collections::HashSet<String>) -> Option<Message> {
+pub(crate) fn legacy_notification(
+    change: &Change,
+    subscribed: &std::collections::HashSet<String>,
+) -> Option<Message> {
     match change {
         Change::ListChanged(kind) => Some(Message::notification(kind.changed_notification(), None)),
-        Change::ResourceUpdated { uri, params } if subscribed.contains(uri) => {
-            Some(Message::notification("notifications/resources/updated", Some(params.clone())))
-        }
+        Change::ResourceUpdated { uri, params } if subscribed.contains(uri) => Some(
+            Message::notification("notifications/resources/updated", Some(params.clone())),
+        ),
         Change::ResourceUpdated { .. } => None,
-        Change::Log(params) => Some(Message::notification("notifications/message", Some(params.clone()))),
+        Change::Log(params) => Some(Message::notification(
+            "notifications/message",
+            Some(params.clone()),
+        )),
     }
 }

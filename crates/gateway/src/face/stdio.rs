@@ -58,7 +58,10 @@ where
     let mut line = Vec::new();
     loop {
         line.clear();
-        let read = (&mut reader).take(max_message_bytes as u64 + 1).read_until(b'\n', &mut line).await;
+        let read = (&mut reader)
+            .take(max_message_bytes as u64 + 1)
+            .read_until(b'\n', &mut line)
+            .await;
         match read {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
@@ -81,22 +84,40 @@ where
         let message = match Message::parse(trimmed) {
             Ok(message) => message,
             Err(error) => {
-                let _ = shared.out.send(Message::error(None, error.to_rpc_error())).await;
+                let _ = shared
+                    .out
+                    .send(Message::error(None, error.to_rpc_error()))
+                    .await;
                 continue;
             }
         };
         match message {
             Message::Request { id, method, params } => {
                 if method == "initialize" && declared_version(params.as_ref()).is_none() {
-                    let requested = params.as_ref().and_then(|p| p.get("protocolVersion")).and_then(Value::as_str);
+                    let requested = params
+                        .as_ref()
+                        .and_then(|p| p.get("protocolVersion"))
+                        .and_then(Value::as_str);
                     let result = gateway.initialize_result(requested);
                     let opened = Session {
-                        version: result["protocolVersion"].as_str().unwrap_or_default().to_owned(),
-                        capabilities: params.as_ref().and_then(|p| p.get("capabilities")).cloned().unwrap_or_else(|| json!({})),
+                        version: result["protocolVersion"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_owned(),
+                        capabilities: params
+                            .as_ref()
+                            .and_then(|p| p.get("capabilities"))
+                            .cloned()
+                            .unwrap_or_else(|| json!({})),
                         client_info: params.as_ref().and_then(|p| p.get("clientInfo")).cloned(),
                     };
                     if session.is_none() {
-                        spawn_change_pump(&gateway, shared.clone(), subscribed.clone(), session_end.clone());
+                        spawn_change_pump(
+                            &gateway,
+                            shared.clone(),
+                            subscribed.clone(),
+                            session_end.clone(),
+                        );
                     }
                     session = Some(opened);
                     let _ = shared.out.send(Message::response(id, result)).await;
@@ -109,7 +130,10 @@ where
                         continue;
                     }
                 };
-                shared.inflight.lock().insert(id.clone(), ctx.cancel.clone());
+                shared
+                    .inflight
+                    .lock()
+                    .insert(id.clone(), ctx.cancel.clone());
                 let gateway = gateway.clone();
                 let shared = shared.clone();
                 let subscribed = subscribed.clone();
@@ -118,7 +142,10 @@ where
                         listen(&gateway, &shared, &ctx, &id, params.as_ref()).await
                     } else {
                         track_subscription(&method, params.as_ref(), &subscribed);
-                        Some(Message::reply(id.clone(), gateway.handle(&ctx, &method, params).await))
+                        Some(Message::reply(
+                            id.clone(),
+                            gateway.handle(&ctx, &method, params).await,
+                        ))
                     };
                     let cancelled = ctx.cancel.is_cancelled();
                     shared.inflight.lock().remove(&id);
@@ -130,14 +157,21 @@ where
             }
             Message::Notification { method, params } => {
                 if method == "notifications/cancelled" {
-                    let id = params.as_ref().and_then(|p| p.get("requestId")).and_then(RequestId::from_value);
-                    if let Some(token) = id.and_then(|id| shared.inflight.lock().get(&id).cloned()) {
+                    let id = params
+                        .as_ref()
+                        .and_then(|p| p.get("requestId"))
+                        .and_then(RequestId::from_value);
+                    if let Some(token) = id.and_then(|id| shared.inflight.lock().get(&id).cloned())
+                    {
                         token.cancel();
                     }
                 }
             }
             Message::Response { id, result } => answer_peer(&shared, &id, Ok(result)),
-            Message::Error { id: Some(id), error } => answer_peer(&shared, &id, Err(error)),
+            Message::Error {
+                id: Some(id),
+                error,
+            } => answer_peer(&shared, &id, Err(error)),
             Message::Error { id: None, .. } => {}
         }
     }
@@ -158,9 +192,13 @@ fn trim(line: &[u8]) -> &[u8] {
     &line[..end]
 }
 
-fn build_ctx(shared: &Arc<Shared>, session: Option<&Session>, params: Option<&Value>) -> Result<ClientCtx, RpcError> {
-    let (notify_tx, notify_rx) = mpsc::channel(64);
-    spawn_forward(notify_rx, shared.out.clone());
+fn build_ctx(
+    shared: &Arc<Shared>,
+    session: Option<&Session>,
+    params: Option<&Value>,
+) -> Result<ClientCtx, RpcError> {
+    // Related notifications share the output queue with the reply, so they stay ahead of it.
+    let notify_tx = shared.out.clone();
     if declared_version(params).is_some() {
         let meta = modern_meta(params)?;
         return Ok(ClientCtx {
@@ -191,24 +229,17 @@ fn build_ctx(shared: &Arc<Shared>, session: Option<&Session>, params: Option<&Va
     })
 }
 
-/// Related notifications go straight to the output, in order.
-fn spawn_forward(mut notify: mpsc::Receiver<Message>, out: mpsc::Sender<Message>) {
-    tokio::spawn(async move {
-        while let Some(message) = notify.recv().await {
-            if out.send(message).await.is_err() {
-                break;
-            }
-        }
-    });
-}
-
 /// Server→client requests: our own ids, answered through `answer_peer`.
 fn spawn_peer(mut requests: mpsc::Receiver<PeerRequest>, shared: Arc<Shared>) {
     tokio::spawn(async move {
         while let Some(request) = requests.recv().await {
             let id = shared.next_peer_id.fetch_add(1, Ordering::Relaxed);
             shared.peer_pending.lock().insert(id, request.reply);
-            let message = Message::request(RequestId::String(format!("sb-{id}")), request.method, request.params);
+            let message = Message::request(
+                RequestId::String(format!("sb-{id}")),
+                request.method,
+                request.params,
+            );
             if shared.out.send(message).await.is_err() {
                 break;
             }
@@ -240,7 +271,12 @@ fn track_subscription(method: &str, params: Option<&Value>, subscribed: &Mutex<H
 }
 
 /// Pushes catalog changes to the legacy session.
-fn spawn_change_pump(gateway: &Gateway, shared: Arc<Shared>, subscribed: Arc<Mutex<HashSet<String>>>, end: CancellationToken) {
+fn spawn_change_pump(
+    gateway: &Gateway,
+    shared: Arc<Shared>,
+    subscribed: Arc<Mutex<HashSet<String>>>,
+    end: CancellationToken,
+) {
     let mut changes = gateway.subscribe();
     tokio::spawn(async move {
         loop {
@@ -254,10 +290,10 @@ fn spawn_change_pump(gateway: &Gateway, shared: Arc<Shared>, subscribed: Arc<Mut
                 Err(broadcast::error::RecvError::Closed) => break,
             };
             let message = legacy_notification(&change, &subscribed.lock());
-            if let Some(message) = message {
-                if shared.out.send(message).await.is_err() {
-                    break;
-                }
+            if let Some(message) = message
+                && shared.out.send(message).await.is_err()
+            {
+                break;
             }
         }
     });
@@ -265,7 +301,13 @@ fn spawn_change_pump(gateway: &Gateway, shared: Arc<Shared>, subscribed: Arc<Mut
 
 /// A modern `subscriptions/listen` on stdio: acknowledgement, then matching changes, each
 /// tagged with the subscription id, until cancelled.
-async fn listen(gateway: &Gateway, shared: &Shared, ctx: &ClientCtx, id: &RequestId, params: Option<&Value>) -> Option<Message> {
+async fn listen(
+    gateway: &Gateway,
+    shared: &Shared,
+    ctx: &ClientCtx,
+    id: &RequestId,
+    params: Option<&Value>,
+) -> Option<Message> {
     let filter = ListenFilter::parse(params);
     let mut changes = gateway.subscribe();
     gateway.watch_resources(filter.uris(), true);

@@ -1,0 +1,115 @@
+//! Spawning the gateway and fixture binaries, with kill-on-drop guards.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// A child process killed (with its whole process group) when dropped.
+pub struct Proc {
+    pub child: Child,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            // The group first (children of the child), then the child itself.
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &format!("-{pid}")])
+                .status();
+        }
+        let _ = self.child.start_kill();
+    }
+}
+
+/// A binary built into the same directory as `anchor` (e.g. the fixture beside the gateway).
+pub fn binary_beside(anchor: &str, name: &str) -> PathBuf {
+    Path::new(anchor)
+        .parent()
+        .expect("binary has a directory")
+        .join(name)
+}
+
+/// Writes `text` as `switchboard.toml` in a fresh temporary directory.
+pub fn write_config(text: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("switchboard.toml");
+    std::fs::write(&path, text).expect("config written");
+    (dir, path)
+}
+
+async fn spawn_announcing(
+    mut command: Command,
+    marker: &str,
+    dir: Option<tempfile::TempDir>,
+) -> anyhow::Result<Proc> {
+    command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .stdin(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = command.spawn().context("spawn")?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let url = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(at) = line.find(marker) {
+                return Ok(line[at + marker.len()..].trim().to_owned());
+            }
+        }
+        bail!("process exited before announcing its address")
+    })
+    .await
+    .context("process did not announce its address in time")??;
+    // Keep draining stdout so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Proc {
+        child,
+        url,
+        _dir: dir,
+    })
+}
+
+/// Starts `switchboard serve` on a free loopback port with the given config text.
+pub async fn spawn_gateway_http(gateway_bin: &str, config: &str) -> anyhow::Result<Proc> {
+    let (dir, path) = write_config(config);
+    let mut command = Command::new(gateway_bin);
+    command
+        .arg("serve")
+        .arg("--config")
+        .arg(&path)
+        .arg("--listen")
+        .arg("127.0.0.1:0");
+    command.env(
+        "SWITCHBOARD_LOG",
+        std::env::var("SWITCHBOARD_LOG").unwrap_or_else(|_| "warn".into()),
+    );
+    spawn_announcing(command, "listening on ", Some(dir)).await
+}
+
+/// Starts the fixture server over HTTP (`transport` = "http" or "sse") with extra args.
+pub async fn spawn_fixture_http(
+    fixture_bin: &Path,
+    transport: &str,
+    args: &[&str],
+) -> anyhow::Result<Proc> {
+    let mut command = Command::new(fixture_bin);
+    command
+        .arg(transport)
+        .arg("--listen")
+        .arg("127.0.0.1:0")
+        .args(args);
+    spawn_announcing(command, "listening on ", None).await
+}

@@ -41,6 +41,14 @@ impl Drop for Flight {
     }
 }
 
+/// How driving a flight ended.
+enum Driven {
+    /// The upstream's answer (which may itself be a modern `input_required`).
+    Answer(Value),
+    /// The flight was parked for a modern client: our own `input_required`.
+    Parked(Value),
+}
+
 /// A flight waiting for a modern client to supply input.
 pub(crate) struct Parked {
     flight: Flight,
@@ -107,7 +115,7 @@ impl Gateway {
                             "requestState rejected: issued for another server",
                         ));
                     }
-                    upstream_state = opened.get("rs").cloned();
+                    upstream_state = opened.get("rs").filter(|s| s.is_string()).cloned();
                 }
                 _ => {
                     return Err(RpcError::invalid_params(
@@ -143,7 +151,10 @@ impl Gateway {
                 &call.headers,
                 timeout,
             );
-            let result = self.drive(ctx, flight).await?;
+            let result = match self.drive(ctx, flight).await? {
+                Driven::Answer(result) => result,
+                Driven::Parked(input_required) => return Ok(input_required),
+            };
             if result.get("resultType").and_then(Value::as_str) != Some("input_required") {
                 return Ok(result);
             }
@@ -172,7 +183,7 @@ impl Gateway {
 
     /// Waits for a flight's answer, relaying its notifications, bridging its server→client
     /// requests, and propagating the client's cancellation.
-    async fn drive(&self, ctx: &ClientCtx, mut flight: Flight) -> Result<Value, RpcError> {
+    async fn drive(&self, ctx: &ClientCtx, mut flight: Flight) -> Result<Driven, RpcError> {
         loop {
             tokio::select! {
                 outcome = &mut flight.result => {
@@ -183,7 +194,7 @@ impl Gateway {
                         }
                     }
                     let outcome = outcome.unwrap_or(Err(CallError::Closed("call task ended".into())));
-                    return outcome.map_err(|e| e.to_rpc_error(&flight.server));
+                    return outcome.map(Driven::Answer).map_err(|e| e.to_rpc_error(&flight.server));
                 }
                 event = flight.events.recv() => match event {
                     Some(CallEvent::Notification { method, params }) => {
@@ -195,7 +206,7 @@ impl Gateway {
                         Era::Legacy => relay_to_peer(ctx, request),
                         Era::Modern => {
                             if let Err(request) = check_capability(ctx, request) {
-                                return Ok(self.park(ctx, flight, request));
+                                return Ok(Driven::Parked(self.park(ctx, flight, request)));
                             }
                         }
                     },
@@ -263,7 +274,9 @@ impl Gateway {
             };
             let _ = reply.send(outcome);
         }
-        self.drive(ctx, parked.flight).await
+        match self.drive(ctx, parked.flight).await? {
+            Driven::Answer(result) | Driven::Parked(result) => Ok(result),
+        }
     }
 
     /// Rewrites a modern upstream's `input_required` for a modern client: the upstream's

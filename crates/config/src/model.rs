@@ -42,6 +42,18 @@ pub struct GatewaySettings {
     pub connect_timeout: Duration,
     /// HMAC key for MRTR `requestState`; `None` means a random key per process.
     pub state_secret: Option<String>,
+    /// Bearer token of the `/admin` API; `None` disables the API.
+    pub admin_token: Option<String>,
+    /// Directory of the embedded store (servers registered at runtime, last known
+    /// catalogs); `None` keeps that state in memory only.
+    pub state_dir: Option<PathBuf>,
+    /// How long a replaced server instance may finish its calls before it is stopped.
+    pub drain_timeout: Duration,
+    /// Meta-tools offered to agents (`list_servers`, `load_server`, `reload_server`,
+    /// `unload_server`, `call`, `install_server`); empty means none.
+    pub meta_tools: Vec<String>,
+    /// Whether `install_server` may install packages.
+    pub allow_install: bool,
 }
 
 impl GatewaySettings {
@@ -55,6 +67,17 @@ impl GatewaySettings {
     pub const DEFAULT_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
     /// Default for [`GatewaySettings::connect_timeout`].
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Default for [`GatewaySettings::drain_timeout`].
+    pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+    /// The meta-tools that exist.
+    pub const META_TOOLS: [&'static str; 6] = [
+        "list_servers",
+        "load_server",
+        "reload_server",
+        "unload_server",
+        "call",
+        "install_server",
+    ];
     /// Shortest accepted `state_secret`, in bytes.
     pub const MIN_STATE_SECRET_BYTES: usize = 16;
 }
@@ -69,6 +92,11 @@ impl Default for GatewaySettings {
             probe_timeout: Self::DEFAULT_PROBE_TIMEOUT,
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             state_secret: None,
+            admin_token: None,
+            state_dir: None,
+            drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
+            meta_tools: Vec::new(),
+            allow_install: false,
         }
     }
 }
@@ -136,6 +164,10 @@ pub struct ServerSpec {
     pub request_timeout: Option<Duration>,
     /// Disabled servers stay in the config (so reload sees them) but are not started.
     pub enabled: bool,
+    /// Dormant until first called: listed from the last known catalog, started on demand.
+    pub lazy: bool,
+    /// Stop the server after this long without calls (the next call starts it again).
+    pub idle_timeout: Option<Duration>,
 }
 
 impl ServerSpec {
@@ -307,6 +339,8 @@ mod tests {
             era: EraPreference::Auto,
             request_timeout: None,
             enabled: true,
+            lazy: false,
+            idle_timeout: None,
         }
     }
 

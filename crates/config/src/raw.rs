@@ -36,6 +36,11 @@ pub(crate) struct RawGateway {
     pub(crate) probe_timeout_ms: Option<u64>,
     pub(crate) connect_timeout_ms: Option<u64>,
     pub(crate) state_secret: Option<String>,
+    pub(crate) admin_token: Option<String>,
+    pub(crate) state_dir: Option<String>,
+    pub(crate) drain_timeout_ms: Option<u64>,
+    pub(crate) meta_tools: Option<Vec<String>>,
+    pub(crate) allow_install: Option<bool>,
 }
 
 /// `[listen]`; also `"switchboard": { "listen": ... }` in `.mcp.json`.
@@ -113,6 +118,8 @@ pub(crate) struct RawNativeServer {
     pub(crate) era: Option<RawEra>,
     pub(crate) request_timeout_ms: Option<u64>,
     pub(crate) enabled: Option<bool>,
+    pub(crate) lazy: Option<bool>,
+    pub(crate) idle_timeout_ms: Option<u64>,
 }
 
 /// `transport = "..."` in the native format.

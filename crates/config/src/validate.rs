@@ -50,6 +50,8 @@ struct ServerFields {
     era: EraPreference,
     request_timeout_ms: Option<u64>,
     enabled: bool,
+    lazy: bool,
+    idle_timeout_ms: Option<u64>,
 }
 
 /// The keys that decide and describe the transport.
@@ -82,6 +84,8 @@ impl From<RawNativeServer> for ServerFields {
             },
             request_timeout_ms: raw.request_timeout_ms,
             enabled: raw.enabled.unwrap_or(true),
+            lazy: raw.lazy.unwrap_or(false),
+            idle_timeout_ms: raw.idle_timeout_ms,
         }
     }
 }
@@ -101,6 +105,8 @@ impl From<RawMcpServer> for ServerFields {
             era: EraPreference::Auto,
             request_timeout_ms: raw.timeout,
             enabled: !raw.disabled.unwrap_or(false),
+            lazy: false,
+            idle_timeout_ms: None,
         }
     }
 }
@@ -227,6 +233,42 @@ fn gateway(
             &path.key("connect_timeout_ms"),
         )?,
         state_secret,
+        admin_token: match raw.admin_token {
+            None => None,
+            Some(token) => {
+                let token_path = path.key("admin_token");
+                let token = expanded(&token, &token_path, env)?;
+                if token.len() < 16 {
+                    return Err(Problem::new(token_path, "must be at least 16 bytes long"));
+                }
+                Some(token)
+            }
+        },
+        state_dir: match raw.state_dir {
+            None => None,
+            Some(dir) => Some(expanded(&dir, &path.key("state_dir"), env)?.into()),
+        },
+        drain_timeout: timeout(
+            raw.drain_timeout_ms,
+            defaults.drain_timeout,
+            &path.key("drain_timeout_ms"),
+        )?,
+        meta_tools: {
+            let tools = raw.meta_tools.unwrap_or_default();
+            for (index, tool) in tools.iter().enumerate() {
+                if !GatewaySettings::META_TOOLS.contains(&tool.as_str()) {
+                    return Err(Problem::new(
+                        path.key("meta_tools").index(index),
+                        format!(
+                            "unknown meta-tool `{tool}`, expected one of {}",
+                            GatewaySettings::META_TOOLS.join(", ")
+                        ),
+                    ));
+                }
+            }
+            tools
+        },
+        allow_install: raw.allow_install.unwrap_or(false),
     })
 }
 
@@ -283,11 +325,17 @@ fn server(
         None => None,
         Some(millis) => Some(positive_millis(millis, &path.key(dialect.timeout_key))?),
     };
+    let idle_timeout = match fields.idle_timeout_ms {
+        None => None,
+        Some(millis) => Some(positive_millis(millis, &path.key("idle_timeout_ms"))?),
+    };
     Ok(ServerSpec {
         transport: transport(fields.transport, path, dialect, env)?,
         era: fields.era,
         request_timeout,
         enabled: fields.enabled,
+        lazy: fields.lazy,
+        idle_timeout,
     })
 }
 

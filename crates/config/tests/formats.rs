@@ -108,6 +108,7 @@ fn full_native_file_parses_to_expected_values() {
             probe_timeout: Duration::from_millis(1500),
             connect_timeout: Duration::from_secs(10),
             state_secret: Some("0123456789abcdef0123".to_owned()),
+            ..GatewaySettings::default()
         }
     );
     assert_eq!(
@@ -143,6 +144,8 @@ fn full_native_file_parses_to_expected_values() {
             era: EraPreference::Legacy,
             request_timeout: Some(Duration::from_secs(30)),
             enabled: true,
+            lazy: false,
+            idle_timeout: None,
         }
     );
     assert_eq!(
@@ -155,6 +158,8 @@ fn full_native_file_parses_to_expected_values() {
             era: EraPreference::Modern,
             request_timeout: None,
             enabled: true,
+            lazy: false,
+            idle_timeout: None,
         }
     );
     assert_eq!(

@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::gateway::{ClientCtx, Gateway, PeerRequest};
+use crate::server::CallGuard;
 
 /// How long a client has to answer an `input_required` result.
 const PARK_TTL: Duration = Duration::from_secs(300);
@@ -32,6 +33,8 @@ pub(crate) struct Flight {
     result: oneshot::Receiver<Result<Value, CallError>>,
     events: mpsc::Receiver<CallEvent>,
     cancel: CancellationToken,
+    /// A parked flight still counts as a call in flight on its server.
+    _guard: CallGuard,
 }
 
 impl Drop for Flight {
@@ -127,8 +130,10 @@ impl Gateway {
         if let (Some(state), Some(object)) = (upstream_state, call.params.as_object_mut()) {
             object.insert("requestState".into(), state);
         }
-        let server = self
-            .server(call.server)
+        // The guard counts this call against the server until it ends, so a reload or a
+        // removal drains it instead of cutting it off.
+        let (server, _guard) = self
+            .server_for_call(call.server)
             .ok_or_else(|| RpcError::invalid_params(format!("unknown server `{}`", call.server)))?;
         let upstream = server.upstream(&self.inner.era_cache).await?;
         meta::strip_protocol_fields(&mut call.params);
@@ -143,6 +148,7 @@ impl Gateway {
         loop {
             let flight = launch(
                 &upstream,
+                server.call_guard(),
                 call.server,
                 call.method,
                 call.params.clone(),
@@ -316,6 +322,7 @@ impl Gateway {
 #[allow(clippy::too_many_arguments)]
 fn launch(
     upstream: &Upstream,
+    guard: CallGuard,
     server: &str,
     method: &str,
     params: Value,
@@ -345,6 +352,7 @@ fn launch(
         result: result_rx,
         events: events_rx,
         cancel,
+        _guard: guard,
     }
 }
 

@@ -15,7 +15,7 @@ use switchboard_protocol::naming::{NameTable, Qualified};
 use switchboard_protocol::uri;
 
 /// What one server offers, as it listed it.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct ServerLists {
     pub tools: Vec<Value>,
     pub prompts: Vec<Value>,

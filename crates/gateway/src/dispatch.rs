@@ -30,7 +30,7 @@ impl Gateway {
         let result = match method {
             "ping" => Ok(json!({})),
             "server/discover" => Ok(self.discover_result()),
-            "tools/list" => self.list_page(&params, "tools", |c| &c.tools),
+            "tools/list" => self.list_tools(&params),
             "prompts/list" => self.list_page(&params, "prompts", |c| &c.prompts),
             "resources/list" => self.list_page(&params, "resources", |c| &c.resources),
             "resources/templates/list" => {
@@ -103,11 +103,29 @@ impl Gateway {
         Ok(Value::Object(result))
     }
 
+    /// `tools/list`: the gateway's own meta-tools (when enabled) first, then the catalog.
+    fn list_tools(&self, params: &Value) -> Result<Value, RpcError> {
+        let meta_tools = self.meta_tool_definitions();
+        if meta_tools.is_empty() {
+            return self.list_page(params, "tools", |c| &c.tools);
+        }
+        let mut result = self.list_page(params, "tools", |c| &c.tools)?;
+        if params.get("cursor").is_none()
+            && let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut)
+        {
+            tools.splice(0..0, meta_tools);
+        }
+        Ok(result)
+    }
+
     async fn call_tool(&self, ctx: &ClientCtx, mut params: Value) -> Result<Value, RpcError> {
         let exposed = params
             .get("name")
             .and_then(Value::as_str)
             .ok_or_else(|| RpcError::invalid_params("missing tool name"))?;
+        if let Some(outcome) = self.call_meta_tool(ctx, exposed, &params).await {
+            return outcome;
+        }
         let catalog = self.catalog();
         let target = catalog
             .resolve_tool(exposed)

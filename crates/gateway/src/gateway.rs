@@ -11,13 +11,15 @@ use serde_json::{Value, json};
 use switchboard_config::{Config, GatewaySettings};
 use switchboard_protocol::state::Sealer;
 use switchboard_protocol::{Era, Message, ProtocolVersion, RpcError, meta};
-use switchboard_upstream::{ConnectOptions, EraCache};
+use switchboard_upstream::EraCache;
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::bridge::Parked;
 use crate::catalog::{Catalog, ListKind};
+use crate::roster::ConfigStatus;
 use crate::server::{Server, ServerSignal};
+use crate::store::Store;
 
 /// What changed, for every connected client session.
 #[derive(Clone, Debug)]
@@ -72,8 +74,10 @@ pub(crate) struct Inner {
     pub(crate) era_cache: EraCache,
     pub(crate) sealer: Sealer,
     pub(crate) parked: Mutex<HashMap<String, Parked>>,
-    signals: mpsc::Sender<ServerSignal>,
+    pub(crate) signals: mpsc::Sender<ServerSignal>,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) store: Store,
+    pub(crate) config_status: Mutex<ConfigStatus>,
 }
 
 /// The gateway. Cheap to clone; all clones share one state.
@@ -84,7 +88,7 @@ pub struct Gateway {
 
 /// Capabilities declared to legacy upstreams, so that their server→client requests can be
 /// bridged to clients that have them (clients without them get a clear error instead).
-fn upstream_client_capabilities() -> Value {
+pub(crate) fn upstream_client_capabilities() -> Value {
     json!({ "roots": { "listChanged": true }, "sampling": {}, "elicitation": { "form": {}, "url": {} } })
 }
 
@@ -108,42 +112,17 @@ impl Gateway {
             parked: Mutex::new(HashMap::new()),
             signals: signals_tx,
             shutdown: CancellationToken::new(),
+            store: Store::open(config.gateway.state_dir.as_deref()),
+            config_status: Mutex::new(ConfigStatus::loaded(config)),
         });
         let gateway = Gateway { inner };
-        for (name, spec) in config.enabled_servers() {
-            let options = ConnectOptions {
-                server: name.to_string(),
-                spec: spec.clone(),
-                max_message_bytes: config.gateway.max_message_bytes,
-                probe_timeout: config.gateway.probe_timeout,
-                connect_timeout: config.gateway.connect_timeout,
-                legacy_client_capabilities: upstream_client_capabilities(),
-            };
-            let timeout = spec.effective_request_timeout(&config.gateway);
-            let server = Arc::new(Server::new(options, timeout, gateway.inner.signals.clone()));
-            gateway
-                .inner
-                .servers
-                .write()
-                .insert(name.to_string(), server);
-        }
         tokio::spawn(signal_loop(
             Arc::downgrade(&gateway.inner),
             signals_rx,
             gateway.inner.shutdown.clone(),
         ));
-        let servers: Vec<Arc<Server>> = gateway.inner.servers.read().values().cloned().collect();
-        let connects = servers
-            .iter()
-            .map(|server| server.upstream(&gateway.inner.era_cache));
-        for (server, outcome) in servers
-            .iter()
-            .zip(futures::future::join_all(connects).await)
-        {
-            if let Err(error) = outcome {
-                tracing::error!(server = %server.name, %error, "server did not start");
-            }
-        }
+        gateway.start_servers(config).await;
+        gateway.spawn_idle_reaper();
         gateway.rebuild_catalog();
         gateway
     }
@@ -163,6 +142,18 @@ impl Gateway {
 
     pub fn servers(&self) -> Vec<Arc<Server>> {
         self.inner.servers.read().values().cloned().collect()
+    }
+
+    /// The server for a call, counted as in flight from this moment (under the roster
+    /// lock, so a reload's drain cannot miss it).
+    pub(crate) fn server_for_call(
+        &self,
+        name: &str,
+    ) -> Option<(Arc<Server>, crate::server::CallGuard)> {
+        let roster = self.inner.servers.read();
+        let server = roster.get(name)?.clone();
+        let guard = server.call_guard();
+        Some((server, guard))
     }
 
     pub(crate) fn server(&self, name: &str) -> Option<Arc<Server>> {
@@ -258,7 +249,17 @@ async fn signal_loop(
         let Some(inner) = inner.upgrade() else { break };
         let gateway = Gateway { inner };
         match signal {
-            ServerSignal::Connected => {
+            ServerSignal::Connected(server, instance) => {
+                // Only an instance in the roster changes what clients see; a reload's
+                // replacement is announced when it is swapped in.
+                let Some(server) = gateway.server(&server).filter(|s| s.instance == instance)
+                else {
+                    continue;
+                };
+                gateway
+                    .inner
+                    .store
+                    .put_catalog(&server.name, &server.lists());
                 gateway.rebuild_catalog();
                 for kind in [ListKind::Tools, ListKind::Prompts, ListKind::Resources] {
                     let _ = gateway.inner.changes.send(Change::ListChanged(kind));
@@ -272,6 +273,10 @@ async fn signal_loop(
                 tokio::spawn(async move {
                     match server.refresh(&gateway.inner.era_cache, kind).await {
                         Ok(()) => {
+                            gateway
+                                .inner
+                                .store
+                                .put_catalog(&server.name, &server.lists());
                             gateway.rebuild_catalog();
                             let _ = gateway.inner.changes.send(Change::ListChanged(kind));
                         }

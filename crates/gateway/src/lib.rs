@@ -15,6 +15,10 @@ pub mod catalog;
 mod dispatch;
 pub mod face;
 mod gateway;
+mod meta;
+pub mod roster;
 pub mod server;
+pub mod store;
+pub mod watch;
 
 pub use gateway::{Change, ClientCtx, Gateway, PeerRequest};

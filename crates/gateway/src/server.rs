@@ -7,6 +7,7 @@
 //! `ArcSwapOption` on the hot path.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, ArcSwapOption};
@@ -68,14 +69,52 @@ pub(crate) enum ServerSignal {
     ResourceUpdated(String, Value),
     Log(String, Option<Value>),
     Request(String, switchboard_upstream::ServerRequest),
-    Connected,
+    /// A connection came up: the server's name and its instance id.
+    Connected(String, u64),
     Closed(String, String),
 }
 
+/// Where a server's definition came from: the config file (the file owns it) or the admin
+/// API / a meta-tool (persisted in the store, untouched by file reloads).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Config,
+    Runtime,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Config => "config",
+            Origin::Runtime => "runtime",
+        }
+    }
+}
+
+/// Counts one call against a server while it lives (see [`Server::drain`]).
+pub(crate) struct CallGuard(Arc<Server>);
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
+        *self.0.last_used.lock() = Instant::now();
+        self.0.idle.notify_waiters();
+    }
+}
+
+static NEXT_INSTANCE: AtomicU64 = AtomicU64::new(1);
+
 pub struct Server {
     pub name: String,
+    /// Distinguishes a reload's new instance from the old one under the same name.
+    pub instance: u64,
+    pub origin: Origin,
     options: ConnectOptions,
     pub request_timeout: Duration,
+    inflight: AtomicUsize,
+    last_used: Mutex<Instant>,
+    idle: tokio::sync::Notify,
+    retired: AtomicBool,
     connecting: tokio::sync::Mutex<()>,
     live: ArcSwapOption<Live>,
     status: Mutex<Status>,
@@ -91,13 +130,20 @@ const LIST_PAGES_MAX: usize = 100;
 impl Server {
     pub(crate) fn new(
         options: ConnectOptions,
+        origin: Origin,
         request_timeout: Duration,
         signals: mpsc::Sender<ServerSignal>,
     ) -> Server {
         Server {
             name: options.server.clone(),
+            instance: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
+            origin,
             options,
             request_timeout,
+            inflight: AtomicUsize::new(0),
+            last_used: Mutex::new(Instant::now()),
+            idle: tokio::sync::Notify::new(),
+            retired: AtomicBool::new(false),
             connecting: tokio::sync::Mutex::new(()),
             live: ArcSwapOption::empty(),
             status: Mutex::new(Status {
@@ -115,6 +161,58 @@ impl Server {
 
     pub fn lists(&self) -> Arc<ServerLists> {
         self.lists.load_full()
+    }
+
+    pub fn spec(&self) -> &switchboard_config::ServerSpec {
+        &self.options.spec
+    }
+
+    /// Seeds the lists of a dormant server from the last known catalog.
+    pub(crate) fn seed_lists(&self, lists: ServerLists) {
+        self.lists.store(Arc::new(lists));
+    }
+
+    /// Counts a call; taken while the roster lock is held, so a drain cannot miss it.
+    pub(crate) fn call_guard(self: &Arc<Self>) -> CallGuard {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        CallGuard(self.clone())
+    }
+
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Acquire)
+    }
+
+    pub fn idle_for(&self) -> Duration {
+        self.last_used.lock().elapsed()
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.live
+            .load()
+            .as_ref()
+            .is_some_and(|live| live.upstream.is_alive())
+    }
+
+    /// Takes the server out of service: calls already running finish (up to `deadline`),
+    /// new ones are refused, then the connection is stopped.
+    pub(crate) async fn retire(&self, deadline: Duration) {
+        self.retired.store(true, Ordering::Release);
+        let _ = tokio::time::timeout(deadline, self.drained()).await;
+        if self.inflight() > 0 {
+            tracing::warn!(server = %self.name, inflight = self.inflight(), "drain deadline passed; stopping with calls in flight");
+        }
+        self.stop().await;
+    }
+
+    /// Resolves once no call is in flight.
+    pub(crate) async fn drained(&self) {
+        loop {
+            let idle = self.idle.notified();
+            if self.inflight() == 0 {
+                return;
+            }
+            idle.await;
+        }
     }
 
     pub fn state(&self) -> State {
@@ -157,6 +255,10 @@ impl Server {
             "pid": live.as_ref().and_then(|l| l.upstream.pid()),
             "transport": self.options.spec.transport.kind(),
             "tools": self.lists.load().tools.len(),
+            "origin": self.origin.as_str(),
+            "lazy": self.options.spec.lazy,
+            "inflight": self.inflight(),
+            "idle_ms": self.idle_for().as_millis() as u64,
         })
     }
 
@@ -172,6 +274,11 @@ impl Server {
             && live.upstream.is_alive()
         {
             return Ok(live.upstream.clone());
+        }
+        // A retired instance finishes what it has but never starts again.
+        if self.retired.load(Ordering::Acquire) {
+            let message = format!("server `{}` was removed or replaced", self.name);
+            return Err(RpcError::new(gateway::UPSTREAM_UNAVAILABLE, message));
         }
         let had_connection = self.live.swap(None).is_some();
         if had_connection {
@@ -213,7 +320,10 @@ impl Server {
         if let Err(error) = self.refresh_all(&upstream).await {
             tracing::warn!(server = %self.name, %error, "listing capabilities failed");
         }
-        let _ = self.signals.send(ServerSignal::Connected).await;
+        let _ = self
+            .signals
+            .send(ServerSignal::Connected(self.name.clone(), self.instance))
+            .await;
         Ok(upstream)
     }
 
@@ -303,9 +413,22 @@ impl Server {
     pub async fn stop(&self) {
         let _guard = self.connecting.lock().await;
         if let Some(live) = self.live.swap(None) {
+            // Deliberate: its event pump stops first, so the close is not reported as a failure.
+            live.stop.cancel();
             live.upstream.shutdown().await;
         }
         self.set_state(State::Stopped, None);
+    }
+
+    /// Stops the connection but stays in service: dormant until the next call.
+    pub(crate) async fn sleep(&self) {
+        let _guard = self.connecting.lock().await;
+        if let Some(live) = self.live.swap(None) {
+            // Deliberate: its event pump stops first, so the close is not reported as a failure.
+            live.stop.cancel();
+            live.upstream.shutdown().await;
+        }
+        self.set_state(State::Dormant, None);
     }
 
     /// Marks the server failed after its connection died (the next call restarts it).
@@ -329,8 +452,9 @@ async fn pump_events(
 ) {
     loop {
         let event = tokio::select! {
-            event = events.recv() => event,
+            biased;
             () = stop.cancelled() => None,
+            event = events.recv() => event,
         };
         let Some(event) = event else { break };
         let signal = match event {

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use switchboard_gateway::Gateway;
 use switchboard_gateway::face;
@@ -104,6 +105,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Stdio { config } => {
             let loaded = switchboard_config::load(&config)?;
             let gateway = Gateway::start(&loaded).await;
+            watch(&gateway, &config);
             let max = loaded.gateway.max_message_bytes;
             face::stdio::serve(
                 gateway.clone(),
@@ -128,11 +130,31 @@ async fn run(command: Command) -> anyhow::Result<()> {
             // Tests and scripts read this line to learn the port.
             println!("switchboard listening on http://{bound}/mcp");
             tracing::info!(%bound, "serving Streamable HTTP on /mcp");
-            let shutdown = shutdown_signal();
-            face::http::serve(gateway.clone(), listener, &loaded.listen, shutdown).await?;
+            watch(&gateway, &config);
+            let mut app = face::http::router(gateway.clone(), &loaded.listen);
+            if let Some(admin) = face::admin::router(gateway.clone()) {
+                app = app.merge(admin);
+                tracing::info!("admin API on /admin");
+            }
+            let listener = listener.tap_io(|tcp| {
+                // Without it, small responses wait for delayed ACKs (~40 ms per call).
+                let _ = tcp.set_nodelay(true);
+            });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await?;
             gateway.shutdown().await;
             Ok(())
         }
+    }
+}
+
+/// Hot-loading: the config file is watched for the life of the process.
+fn watch(gateway: &Gateway, config: &std::path::Path) {
+    if let Err(error) =
+        switchboard_gateway::watch::watch_config(gateway.clone(), config.to_path_buf())
+    {
+        tracing::warn!(%error, path = %config.display(), "config file not watched; changes need a restart");
     }
 }
 

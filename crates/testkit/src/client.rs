@@ -601,6 +601,22 @@ impl ModernHttp {
         builder.body(serde_json::to_vec(&body).unwrap())
     }
 
+    /// Opens a `subscriptions/listen` stream with `filter` and returns its messages.
+    pub async fn listen(&self, filter: Value) -> anyhow::Result<mpsc::UnboundedReceiver<Value>> {
+        let params = with_modern_meta(json!({ "notifications": filter }));
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let response = self
+            .builder(Some(id), "subscriptions/listen", &params)
+            .send()
+            .await?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "listen answered {}",
+            response.status()
+        );
+        Ok(sse_messages(response))
+    }
+
     pub async fn raw_request(&self, method: &str, params: Value) -> Exchange {
         let params = with_modern_meta(params);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);

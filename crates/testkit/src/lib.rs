@@ -8,4 +8,7 @@ pub mod client;
 pub mod process;
 
 pub use client::{Client, Exchange, Face, LegacyHttp, ModernHttp, Stdio};
-pub use process::{Proc, binary_beside, spawn_fixture_http, spawn_gateway_http, write_config};
+pub use process::{
+    Proc, binary_beside, children_of, replace_file, spawn_fixture_http, spawn_gateway_http,
+    write_config, zombies_of,
+};

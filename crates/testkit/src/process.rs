@@ -12,6 +12,8 @@ use tokio::process::{Child, Command};
 pub struct Proc {
     pub child: Child,
     pub url: String,
+    /// The config file the process was started with (gateways started by this module).
+    pub config: Option<PathBuf>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -31,6 +33,54 @@ impl Drop for Proc {
         }
         let _ = self.child.start_kill();
     }
+}
+
+/// Replaces a file the way editors do: write a temporary file beside it, then rename.
+pub fn replace_file(path: &Path, text: &str) {
+    let temporary = path.with_extension("swp");
+    std::fs::write(&temporary, text).expect("temporary written");
+    std::fs::rename(&temporary, path).expect("renamed over");
+}
+
+fn stat_fields(pid: u32) -> Option<(String, u32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the parenthesised command: state, ppid, ...
+    let after = &stat[stat.rfind(')')? + 1..];
+    let mut fields = after.split_whitespace();
+    let state = fields.next()?.to_owned();
+    let parent = fields.next()?.parse().ok()?;
+    Some((state, parent))
+}
+
+fn processes() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The live (non-zombie) direct children of a process, for process-count assertions.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    processes()
+        .into_iter()
+        .filter(|candidate| {
+            stat_fields(*candidate).is_some_and(|(state, parent)| parent == pid && state != "Z")
+        })
+        .collect()
+}
+
+/// Zombie children of a process (exited but never reaped).
+pub fn zombies_of(pid: u32) -> usize {
+    processes()
+        .into_iter()
+        .filter(|candidate| {
+            stat_fields(*candidate).is_some_and(|(state, parent)| parent == pid && state == "Z")
+        })
+        .count()
 }
 
 /// A binary built into the same directory as `anchor` (e.g. the fixture beside the gateway).
@@ -75,9 +125,11 @@ async fn spawn_announcing(
     .context("process did not announce its address in time")??;
     // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let config = dir.as_ref().map(|d| d.path().join("switchboard.toml"));
     Ok(Proc {
         child,
         url,
+        config,
         _dir: dir,
     })
 }

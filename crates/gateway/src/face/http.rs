@@ -48,6 +48,8 @@ struct Session {
     peer_pending: Mutex<HashMap<u64, oneshot::Sender<Result<Value, RpcError>>>>,
     next_peer_id: AtomicU64,
     subscribed: Mutex<HashSet<String>>,
+    /// The level of the session's last `logging/setLevel`, carried to modern upstreams.
+    log_level: Mutex<Option<String>>,
     ended: CancellationToken,
 }
 
@@ -319,6 +321,14 @@ async fn modern_post(
             );
         }
     };
+    // A request whose body names no version is malformed (-32602) whatever its headers
+    // say; only then can the header be compared with the body (-32020).
+    if id.is_some() && declared_version(params.as_ref()).is_none() {
+        let error = modern_meta(params.as_ref())
+            .err()
+            .unwrap_or_else(|| RpcError::invalid_params("missing _meta"));
+        return reject(StatusCode::BAD_REQUEST, id, error);
+    }
     if let Err(error) = validate_mirrors(state, request_headers, &method, params.as_ref()) {
         return reject(StatusCode::BAD_REQUEST, id, error);
     }
@@ -406,7 +416,12 @@ async fn legacy_post(
         return reject(StatusCode::BAD_REQUEST, None, error);
     }
     match message {
-        Message::Request { id, method, params } => {
+        Message::Request {
+            id,
+            method,
+            mut params,
+        } => {
+            super::apply_log_level(&session.log_level, &method, &mut params);
             let (notify_tx, notify_rx) = mpsc::channel(64);
             let (peer_tx, peer_rx) = mpsc::channel(8);
             let ctx = ClientCtx {
@@ -513,6 +528,7 @@ fn initialize(state: &Arc<FaceState>, id: RequestId, params: Option<&Value>) -> 
         peer_pending: Mutex::new(HashMap::new()),
         next_peer_id: AtomicU64::new(1),
         subscribed: Mutex::new(HashSet::new()),
+        log_level: Mutex::new(None),
         ended: CancellationToken::new(),
     });
     sessions.insert(session_id.clone(), session);
@@ -675,6 +691,7 @@ async fn respond(
     session: Option<Arc<Session>>,
 ) -> Response {
     let cancel = ctx.cancel.clone();
+    let era = ctx.era;
     let (result_tx, mut result_rx) = oneshot::channel();
     {
         let id = id.clone();
@@ -729,7 +746,7 @@ async fn respond(
     match first_rx.await {
         Ok(Ok(result)) => {
             let _disarmed = guard.disarm();
-            json_response(&result)
+            json_response(status_for(era, &result), &result)
         }
         Ok(Err(())) => sse_response(frames_rx, Some(guard)),
         Err(_) => reject(
@@ -747,9 +764,30 @@ async fn recv_peer(peer_rx: &mut Option<mpsc::Receiver<PeerRequest>>) -> Option<
     }
 }
 
-fn json_response(message: &Message) -> Response {
+/// The HTTP status of a JSON answer. Legacy errors travel in 200 responses; the modern
+/// transport gives some errors their own status (2026-07-28 streamable-http "Request
+/// Metadata" and basic "_meta"): unknown methods 404, header mismatch, missing client
+/// capability and unsupported version 400 — also when the error came from upstream.
+fn status_for(era: Era, message: &Message) -> StatusCode {
+    use switchboard_protocol::error::{
+        HEADER_MISMATCH, METHOD_NOT_FOUND, MISSING_REQUIRED_CLIENT_CAPABILITY,
+        UNSUPPORTED_PROTOCOL_VERSION,
+    };
+    match (era, message) {
+        (Era::Modern, Message::Error { error, .. }) => match error.code {
+            METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+            HEADER_MISMATCH | MISSING_REQUIRED_CLIENT_CAPABILITY | UNSUPPORTED_PROTOCOL_VERSION => {
+                StatusCode::BAD_REQUEST
+            }
+            _ => StatusCode::OK,
+        },
+        _ => StatusCode::OK,
+    }
+}
+
+fn json_response(status: StatusCode, message: &Message) -> Response {
     (
-        StatusCode::OK,
+        status,
         [(header::CONTENT_TYPE, "application/json")],
         message.to_bytes(),
     )

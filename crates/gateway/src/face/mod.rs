@@ -1,6 +1,7 @@
 //! Downstream faces: how clients reach the gateway. Both faces serve legacy sessions and
 //! modern stateless requests side by side and share the era rules below.
 
+pub mod admin;
 pub mod http;
 pub mod stdio;
 
@@ -48,12 +49,12 @@ pub(crate) fn modern_meta(params: Option<&Value>) -> Result<ModernMeta, RpcError
     })
 }
 
-/// Methods the modern era defines (for 404 on anything else over HTTP).
+/// Methods the modern era defines: anything else (including the removed `initialize`,
+/// `ping`, `logging/setLevel` and `resources/(un)subscribe`) is -32601, and 404 over HTTP.
 pub(crate) fn is_modern_method(method: &str) -> bool {
     matches!(
         method,
         "server/discover"
-            | "ping"
             | "tools/list"
             | "tools/call"
             | "prompts/list"
@@ -64,6 +65,36 @@ pub(crate) fn is_modern_method(method: &str) -> bool {
             | "completion/complete"
             | "subscriptions/listen"
     )
+}
+
+/// Legacy sessions set their log level once (`logging/setLevel`); modern servers take it
+/// per request (`_meta["io.modelcontextprotocol/logLevel"]`) and MUST NOT log without it.
+/// Records the level of a `logging/setLevel`, and stamps it on every other request of the
+/// session that does not carry one, so modern upstreams log to legacy clients too.
+pub(crate) fn apply_log_level(
+    level: &parking_lot::Mutex<Option<String>>,
+    method: &str,
+    params: &mut Option<Value>,
+) {
+    if method == "logging/setLevel" {
+        let requested = params
+            .as_ref()
+            .and_then(|p| p.get("level"))
+            .and_then(Value::as_str);
+        if let Some(requested) = requested {
+            *level.lock() = Some(requested.to_owned());
+        }
+        return;
+    }
+    let Some(current) = level.lock().clone() else {
+        return;
+    };
+    let params = params.get_or_insert_with(|| json!({}));
+    if params.is_object() {
+        meta::get_mut(params)
+            .entry(meta::LOG_LEVEL)
+            .or_insert(Value::String(current));
+    }
 }
 
 /// A modern `subscriptions/listen` filter.

@@ -16,7 +16,10 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWrite
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{ListenFilter, declared_version, legacy_notification, modern_meta};
+use super::{
+    ListenFilter, apply_log_level, declared_version, is_modern_method, legacy_notification,
+    modern_meta,
+};
 use crate::gateway::{ClientCtx, Gateway, PeerRequest};
 
 const OUT_QUEUE: usize = 1024;
@@ -53,6 +56,7 @@ where
     });
     let session_end = CancellationToken::new();
     let mut session: Option<Session> = None;
+    let log_level = Mutex::new(None);
     let subscribed: Arc<Mutex<HashSet<String>>> = Arc::default();
     let mut reader = BufReader::with_capacity(64 * 1024, input);
     let mut line = Vec::new();
@@ -92,7 +96,11 @@ where
             }
         };
         match message {
-            Message::Request { id, method, params } => {
+            Message::Request {
+                id,
+                method,
+                mut params,
+            } => {
                 if method == "initialize" && declared_version(params.as_ref()).is_none() {
                     let requested = params
                         .as_ref()
@@ -130,6 +138,15 @@ where
                         continue;
                     }
                 };
+                match ctx.era {
+                    Era::Legacy => apply_log_level(&log_level, &method, &mut params),
+                    Era::Modern if !is_modern_method(&method) => {
+                        let error = RpcError::method_not_found(&method);
+                        let _ = shared.out.send(Message::error(Some(id), error)).await;
+                        continue;
+                    }
+                    Era::Modern => {}
+                }
                 shared
                     .inflight
                     .lock()

@@ -1,0 +1,168 @@
+//! The admin REST API under `/admin`, on the serve listener, behind its own bearer token
+//! (`[gateway] admin_token`; without one the API is not mounted). JSON in and out.
+//!
+//! - `GET /admin/servers` — every server with state, era, last error, in-flight calls
+//! - `POST /admin/servers` — `{"name", "server": {.mcp.json entry}}`: register (persisted)
+//! - `DELETE /admin/servers/{name}` — remove (calls in flight finish first)
+//! - `POST /admin/servers/{name}/reload` — restart without losing calls
+//! - `GET /admin/tools` — the merged catalog (exposed name → server, tool)
+//! - `GET /admin/config` — the watched file's status (valid, last error, reloads)
+
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::gateway::Gateway;
+use crate::roster::parse_definition;
+use crate::server::Origin;
+
+#[derive(Clone)]
+struct AdminState {
+    gateway: Gateway,
+    token_digest: [u8; 32],
+}
+
+fn json_reply(status: StatusCode, body: Value) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn problem(status: StatusCode, message: impl Into<String>) -> Response {
+    json_reply(status, json!({ "error": message.into() }))
+}
+
+/// The `/admin` routes, or `None` when no admin token is configured.
+pub fn router(gateway: Gateway) -> Option<Router> {
+    let token = gateway.settings().admin_token.clone()?;
+    let state = AdminState {
+        gateway,
+        token_digest: Sha256::digest(token.as_bytes()).into(),
+    };
+    let routes = Router::new()
+        .route("/admin/servers", get(list_servers).post(register_server))
+        .route(
+            "/admin/servers/{name}",
+            axum::routing::delete(remove_server),
+        )
+        .route("/admin/servers/{name}/reload", post(reload_server))
+        .route("/admin/tools", get(list_tools))
+        .route("/admin/config", get(config_status))
+        .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .with_state(state);
+    Some(routes)
+}
+
+/// Bearer token check; digests compared so timing does not leak the token.
+async fn authorize(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|token| -> [u8; 32] { Sha256::digest(token.as_bytes()).into() });
+    let authorized = presented.is_some_and(|digest| {
+        digest
+            .iter()
+            .zip(state.token_digest.iter())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+    });
+    if !authorized {
+        return problem(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
+    }
+    next.run(request).await
+}
+
+async fn list_servers(State(state): State<AdminState>) -> Response {
+    json_reply(
+        StatusCode::OK,
+        json!({ "servers": state.gateway.describe_servers() }),
+    )
+}
+
+async fn register_server(State(state): State<AdminState>, body: axum::body::Bytes) -> Response {
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return problem(
+            StatusCode::BAD_REQUEST,
+            "body must be JSON: {\"name\": ..., \"server\": {...}}",
+        );
+    };
+    let (Some(name), Some(definition)) =
+        (body.get("name").and_then(Value::as_str), body.get("server"))
+    else {
+        return problem(StatusCode::BAD_REQUEST, "body needs `name` and `server`");
+    };
+    let spec = match parse_definition(name, definition) {
+        Ok(spec) => spec,
+        Err(error) => return problem(StatusCode::BAD_REQUEST, error.message),
+    };
+    if state.gateway.server_state(name).is_some() {
+        return problem(
+            StatusCode::CONFLICT,
+            format!("server `{name}` already exists"),
+        );
+    }
+    match state.gateway.add_server(name, spec, Origin::Runtime).await {
+        Ok(()) => {
+            state
+                .gateway
+                .inner
+                .store
+                .put_registered(name, definition.clone());
+            let server = state
+                .gateway
+                .describe_servers()
+                .into_iter()
+                .find(|s| s["name"] == name);
+            json_reply(
+                StatusCode::CREATED,
+                json!({ "server": server, "persisted": state.gateway.inner.store.is_persistent() }),
+            )
+        }
+        Err(error) => problem(StatusCode::BAD_GATEWAY, error.message),
+    }
+}
+
+async fn remove_server(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    match state.gateway.remove_server(&name).await {
+        Ok(()) => json_reply(StatusCode::OK, json!({ "removed": name })),
+        Err(error) => problem(StatusCode::NOT_FOUND, error.message),
+    }
+}
+
+async fn reload_server(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    if state.gateway.server_state(&name).is_none() {
+        return problem(StatusCode::NOT_FOUND, format!("unknown server `{name}`"));
+    }
+    match state.gateway.reload_server(&name, None).await {
+        Ok(()) => json_reply(StatusCode::OK, json!({ "reloaded": name })),
+        Err(error) => problem(StatusCode::BAD_GATEWAY, error.message),
+    }
+}
+
+async fn list_tools(State(state): State<AdminState>) -> Response {
+    let catalog = state.gateway.catalog();
+    let tools: Vec<Value> = catalog
+        .tools
+        .iter()
+        .filter_map(|tool| {
+            let exposed = tool.get("name")?.as_str()?;
+            let target = catalog.resolve_tool(exposed)?;
+            Some(json!({ "name": exposed, "server": target.server, "tool": target.name, "description": tool.get("description") }))
+        })
+        .collect();
+    json_reply(StatusCode::OK, json!({ "tools": tools }))
+}
+
+async fn config_status(State(state): State<AdminState>) -> Response {
+    json_reply(StatusCode::OK, state.gateway.config_status().to_json())
+}

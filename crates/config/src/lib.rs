@@ -13,6 +13,7 @@ mod error;
 mod expand;
 mod model;
 mod name;
+mod policy;
 mod raw;
 mod validate;
 
@@ -24,6 +25,7 @@ pub use model::{
     ServerChanges, ServerSpec, TransportSpec,
 };
 pub use name::{InvalidServerName, ServerName};
+pub use policy::{BreakerPolicy, HealthPolicy, LimitPolicy, PoolPolicy, ServerPolicy, Sharing, ToolPolicy};
 
 /// Reads `path`, detects its format, parses and validates it.
 ///

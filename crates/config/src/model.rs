@@ -168,6 +168,8 @@ pub struct ServerSpec {
     pub lazy: bool,
     /// Stop the server after this long without calls (the next call starts it again).
     pub idle_timeout: Option<Duration>,
+    /// Sharing, pools, health, breaker, limits, timeouts and retries.
+    pub policy: crate::policy::ServerPolicy,
 }
 
 impl ServerSpec {
@@ -341,6 +343,7 @@ mod tests {
             enabled: true,
             lazy: false,
             idle_timeout: None,
+            policy: crate::policy::ServerPolicy::default(),
         }
     }
 

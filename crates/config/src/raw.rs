@@ -120,6 +120,18 @@ pub(crate) struct RawNativeServer {
     pub(crate) enabled: Option<bool>,
     pub(crate) lazy: Option<bool>,
     pub(crate) idle_timeout_ms: Option<u64>,
+    pub(crate) sharing: Option<crate::policy::RawSharing>,
+    pub(crate) pool: Option<Table<crate::policy::RawPool>>,
+    pub(crate) health: Option<Table<crate::policy::RawHealth>>,
+    pub(crate) breaker: Option<Table<crate::policy::RawBreaker>>,
+    pub(crate) limits: Option<Table<crate::policy::RawLimits>>,
+    pub(crate) restart_backoff_ms: Option<u64>,
+    pub(crate) restart_backoff_max_ms: Option<u64>,
+    pub(crate) timeout_reset_on_progress: Option<bool>,
+    pub(crate) max_total_timeout_ms: Option<u64>,
+    pub(crate) read_only_retries: Option<u32>,
+    pub(crate) trust_annotations: Option<bool>,
+    pub(crate) tools: Option<UniqueMap<Table<crate::policy::RawTool>>>,
 }
 
 /// `transport = "..."` in the native format.

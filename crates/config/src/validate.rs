@@ -52,6 +52,7 @@ struct ServerFields {
     enabled: bool,
     lazy: bool,
     idle_timeout_ms: Option<u64>,
+    policy: crate::policy::RawPolicy,
 }
 
 /// The keys that decide and describe the transport.
@@ -86,6 +87,20 @@ impl From<RawNativeServer> for ServerFields {
             enabled: raw.enabled.unwrap_or(true),
             lazy: raw.lazy.unwrap_or(false),
             idle_timeout_ms: raw.idle_timeout_ms,
+            policy: crate::policy::RawPolicy {
+                sharing: raw.sharing,
+                pool: raw.pool,
+                health: raw.health,
+                breaker: raw.breaker,
+                limits: raw.limits,
+                restart_backoff_ms: raw.restart_backoff_ms,
+                restart_backoff_max_ms: raw.restart_backoff_max_ms,
+                timeout_reset_on_progress: raw.timeout_reset_on_progress,
+                max_total_timeout_ms: raw.max_total_timeout_ms,
+                read_only_retries: raw.read_only_retries,
+                trust_annotations: raw.trust_annotations,
+                tools: raw.tools,
+            },
         }
     }
 }
@@ -107,6 +122,7 @@ impl From<RawMcpServer> for ServerFields {
             enabled: !raw.disabled.unwrap_or(false),
             lazy: false,
             idle_timeout_ms: None,
+            policy: crate::policy::RawPolicy::default(),
         }
     }
 }
@@ -336,6 +352,7 @@ fn server(
         enabled: fields.enabled,
         lazy: fields.lazy,
         idle_timeout,
+        policy: crate::policy::validate(fields.policy, path)?,
     })
 }
 

@@ -146,6 +146,7 @@ fn full_native_file_parses_to_expected_values() {
             enabled: true,
             lazy: false,
             idle_timeout: None,
+            policy: Default::default(),
         }
     );
     assert_eq!(
@@ -160,6 +161,7 @@ fn full_native_file_parses_to_expected_values() {
             enabled: true,
             lazy: false,
             idle_timeout: None,
+            policy: Default::default(),
         }
     );
     assert_eq!(
@@ -375,7 +377,7 @@ fn load_reads_detects_and_records_the_source() {
         error.to_string(),
         format!(
             "{}:2:1: servers.time.comand: unknown field `comand`, expected one of `transport`, \
-             `command`, `args`, `env`, `cwd`, `url`, `headers`, `era`, `request_timeout_ms`, `enabled`",
+             `command`, `args`, `env`, `cwd`, `url`, `headers`, `era`, `request_timeout_ms`, `enabled`, `lazy`, `idle_timeout_ms`, `sharing`, `pool`, `health`, `breaker`, `limits`, `restart_backoff_ms`, `restart_backoff_max_ms`, `timeout_reset_on_progress`, `max_total_timeout_ms`, `read_only_retries`, `trust_annotations`, `tools`",
             bad_path.display()
         )
     );

@@ -15,12 +15,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{Map, Value, json};
 use switchboard_protocol::error::gateway as codes;
 use switchboard_protocol::{Era, Message, RpcError, meta};
-use switchboard_upstream::{CallError, CallEvent, CallOptions, ServerRequest, Upstream};
+use switchboard_upstream::{CallError, CallEvent, CallOptions, ServerRequest};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::gateway::{ClientCtx, Gateway, PeerRequest};
-use crate::server::CallGuard;
+use crate::server::Lease;
 
 /// How long a client has to answer an `input_required` result.
 const PARK_TTL: Duration = Duration::from_secs(300);
@@ -33,14 +33,50 @@ pub(crate) struct Flight {
     result: oneshot::Receiver<Result<Value, CallError>>,
     events: mpsc::Receiver<CallEvent>,
     cancel: CancellationToken,
-    /// A parked flight still counts as a call in flight on its server.
-    _guard: CallGuard,
 }
 
 impl Drop for Flight {
     fn drop(&mut self) {
         // Nobody will read the answer any more: stop the upstream work.
         self.cancel.cancel();
+    }
+}
+
+/// Time and attempts a call may use.
+pub(crate) struct Budget {
+    timeout: Duration,
+    reset_on_progress: bool,
+    max_total: Option<Duration>,
+    attempts: u32,
+}
+
+impl Gateway {
+    /// The timeout and retry budget of one call: the tool's own settings, else the
+    /// server's; retries only for what is safe to repeat (configured per tool, or a
+    /// read-only hint from a server trusted with `trust_annotations`).
+    fn call_budget(&self, server: &crate::server::Server, method: &str, tool: &str) -> Budget {
+        let policy = server.policy();
+        let tool_policy = (method == "tools/call").then(|| policy.tools.get(tool)).flatten();
+        let read_only = match method {
+            "tools/call" => {
+                policy.trust_annotations
+                    && server.lists().tools.iter().any(|t| {
+                        t.get("name").and_then(Value::as_str) == Some(tool)
+                            && t.pointer("/annotations/readOnlyHint") == Some(&Value::Bool(true))
+                    })
+            }
+            "resources/read" | "prompts/get" | "completion/complete" => true,
+            _ => false,
+        };
+        let attempts = tool_policy
+            .and_then(|p| p.retries)
+            .unwrap_or(if read_only { policy.read_only_retries } else { 1 });
+        Budget {
+            timeout: tool_policy.and_then(|p| p.timeout).unwrap_or(server.request_timeout),
+            reset_on_progress: policy.timeout_reset_on_progress,
+            max_total: policy.max_total_timeout,
+            attempts,
+        }
     }
 }
 
@@ -135,7 +171,6 @@ impl Gateway {
         let (server, _guard) = self
             .server_for_call(call.server)
             .ok_or_else(|| RpcError::invalid_params(format!("unknown server `{}`", call.server)))?;
-        let upstream = server.upstream(&self.inner.era_cache).await?;
         meta::strip_protocol_fields(&mut call.params);
         let progress_token = meta::progress_token(Some(&call.params)).cloned();
         if progress_token.is_some()
@@ -143,21 +178,29 @@ impl Gateway {
         {
             meta.remove(meta::PROGRESS_TOKEN);
         }
-        let timeout = self.request_timeout(&server);
+        let tool = match call.method {
+            "tools/call" => call.params.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            other => other.to_owned(),
+        };
+        let budget = self.call_budget(&server, call.method, &tool);
         let mut rounds = 0;
+        let mut attempt = 1;
         loop {
-            let flight = launch(
-                &upstream,
-                server.call_guard(),
-                call.server,
-                call.method,
-                call.params.clone(),
-                ctx,
-                progress_token.clone(),
-                &call.headers,
-                timeout,
-            );
-            let result = match self.drive(ctx, flight).await? {
+            let lease = server.acquire(&self.inner.era_cache, &ctx.principal).await?;
+            let flight = launch(lease, &tool, call.server, call.method, call.params.clone(), ctx, progress_token.clone(), &call.headers, &budget);
+            let driven = match self.drive(ctx, flight).await {
+                Err(error) if error.is_retryable() && attempt < budget.attempts && !ctx.cancel.is_cancelled() => {
+                    // Safe to repeat (configured, or a trusted read-only hint): back off, retry.
+                    let policy = server.policy();
+                    let delay = crate::server::backoff_delay(policy.restart_backoff, policy.restart_backoff_max, attempt);
+                    tracing::info!(server = %server.name, tool, attempt, delay_ms = delay.as_millis() as u64, %error, "retrying");
+                    attempt += 1;
+                    tokio::time::sleep(delay).await;
+                    continue;
+                }
+                other => other.map_err(|error| error_for_client(ctx, call.method, error))?,
+            };
+            let result = match driven {
                 Driven::Answer(result) => result,
                 Driven::Parked(input_required) => return Ok(input_required),
             };
@@ -317,34 +360,52 @@ impl Gateway {
     }
 }
 
+/// An upstream error in the client's era. 2026-07-28 server/resources: "Resource not
+/// found" is -32602 where earlier revisions (and so legacy upstreams) used -32002.
+fn error_for_client(ctx: &ClientCtx, method: &str, mut error: RpcError) -> RpcError {
+    if ctx.era == Era::Modern
+        && method == "resources/read"
+        && error.code == switchboard_protocol::error::RESOURCE_NOT_FOUND
+    {
+        error.code = switchboard_protocol::error::INVALID_PARAMS;
+    }
+    error
+}
+
 /// Starts the upstream call in its own task, so it can outlive the client request that
 /// started it (a parked flight) while staying owned by the returned [`Flight`].
 #[allow(clippy::too_many_arguments)]
 fn launch(
-    upstream: &Upstream,
-    guard: CallGuard,
+    lease: Lease,
+    tool: &str,
     server: &str,
     method: &str,
     params: Value,
     ctx: &ClientCtx,
     progress_token: Option<Value>,
     headers: &[(String, String)],
-    timeout: Duration,
+    budget: &Budget,
 ) -> Flight {
     let (events_tx, events_rx) = mpsc::channel(64);
     let (result_tx, result_rx) = oneshot::channel();
     let cancel = CancellationToken::new();
-    let mut options = CallOptions::new(timeout);
+    let mut options = CallOptions::new(budget.timeout);
+    options.reset_timeout_on_progress = budget.reset_on_progress;
+    options.max_total_timeout = budget.max_total;
     options.cancel = cancel.clone();
     options.events = Some(events_tx);
     options.progress_token = progress_token;
     options.headers = headers.to_vec();
     options.client_capabilities = Some(ctx.capabilities.clone());
     options.client_info = ctx.client_info.clone();
-    let upstream = upstream.clone();
     let method = method.to_owned();
+    let tool = tool.to_owned();
+    // The task owns the lease: a parked flight still holds its instance, permit and
+    // in-flight count until the upstream answers or the flight is dropped.
     tokio::spawn(async move {
-        let outcome = upstream.request(&method, Some(params), options).await;
+        let started = std::time::Instant::now();
+        let outcome = lease.upstream.request(&method, Some(params), options).await;
+        lease.finish(&tool, &outcome, started.elapsed());
         let _ = result_tx.send(outcome);
     });
     Flight {
@@ -352,7 +413,6 @@ fn launch(
         result: result_rx,
         events: events_rx,
         cancel,
-        _guard: guard,
     }
 }
 

@@ -10,6 +10,10 @@ use crate::bridge::Forward;
 use crate::catalog::Catalog;
 use crate::gateway::{ClientCtx, Gateway};
 
+/// Methods whose complete results carry `ttlMs` and `cacheScope` (2026-07-28 caching).
+const CACHEABLE: [&str; 6] =
+    ["server/discover", "tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"];
+
 /// Entries per page of a merged list.
 pub(crate) const PAGE_SIZE: usize = 1000;
 
@@ -46,12 +50,12 @@ impl Gateway {
             }
             _ => Err(RpcError::method_not_found(method)),
         }?;
-        Ok(self.finish_result(ctx, result))
+        Ok(self.finish_result(ctx, method, result))
     }
 
     /// Era-specific decoration of a result: modern results carry `resultType` and our
     /// `serverInfo`; legacy results carry neither.
-    fn finish_result(&self, ctx: &ClientCtx, mut result: Value) -> Value {
+    fn finish_result(&self, ctx: &ClientCtx, method: &str, mut result: Value) -> Value {
         let Some(object) = result.as_object_mut() else {
             return result;
         };
@@ -66,11 +70,22 @@ impl Gateway {
                 if let Some(meta) = meta.as_object_mut() {
                     meta.insert(meta::SERVER_INFO.into(), self.server_info());
                 }
+                // Cacheable results carry caching hints. Lists are the gateway's own and
+                // change with the roster (hot-loading, allow-lists): immediately stale and
+                // private. A read keeps a modern upstream's hints.
+                let complete = object.get("resultType").and_then(Value::as_str) == Some("complete");
+                if complete && CACHEABLE.contains(&method) {
+                    object.entry("ttlMs").or_insert_with(|| Value::from(0));
+                    object.entry("cacheScope").or_insert_with(|| Value::String("private".into()));
+                }
             }
             Era::Legacy => {
                 if object.get("resultType").and_then(Value::as_str) == Some("complete") {
                     object.remove("resultType");
                 }
+                // Modern-only caching hints mean nothing to a legacy client.
+                object.remove("ttlMs");
+                object.remove("cacheScope");
             }
         }
         result

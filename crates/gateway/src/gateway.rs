@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
@@ -215,6 +214,8 @@ impl Gateway {
     pub fn discover_result(&self) -> Value {
         let mut result = json!({
             "resultType": "complete",
+            "ttlMs": 60_000,
+            "cacheScope": "public",
             "supportedVersions": ProtocolVersion::supported(),
             "capabilities": self.capabilities(),
             "_meta": { meta::SERVER_INFO: self.server_info() },
@@ -333,8 +334,17 @@ async fn signal_loop(
 }
 
 impl Gateway {
-    pub(crate) fn request_timeout(&self, server: &Server) -> Duration {
-        server.request_timeout
+    /// Waits until no call is in flight on any server, or `deadline` passes; says which.
+    pub async fn drain(&self, deadline: std::time::Duration) -> bool {
+        let servers = self.servers();
+        let all = futures::future::join_all(servers.iter().map(|server| server.drained()));
+        tokio::time::timeout(deadline, all).await.is_ok()
+    }
+
+    /// A client session ended: instances it owned (per-session sharing) are stopped.
+    pub async fn session_ended(&self, session: &str) {
+        let servers = self.servers();
+        futures::future::join_all(servers.iter().map(|server| server.session_ended(session))).await;
     }
 }
 

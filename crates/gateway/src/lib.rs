@@ -16,6 +16,7 @@ mod dispatch;
 pub mod face;
 mod gateway;
 mod meta;
+pub mod metrics;
 pub mod roster;
 pub mod server;
 pub mod store;

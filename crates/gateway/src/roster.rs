@@ -97,12 +97,12 @@ impl Gateway {
             legacy_client_capabilities: upstream_client_capabilities(),
         };
         let timeout = spec.effective_request_timeout(settings);
-        Arc::new(Server::new(
+        Server::new(
             options,
             origin,
             timeout,
             self.inner.signals.clone(),
-        ))
+        )
     }
 
     /// Makes a server ready to serve: connected, or — when lazy — dormant with its last
@@ -117,6 +117,9 @@ impl Gateway {
             self.inner.store.put_catalog(&server.name, &server.lists());
             server.sleep().await;
             return Ok(());
+        }
+        if server.policy().pool.prewarm {
+            return server.prewarm(&self.inner.era_cache).await;
         }
         server.upstream(&self.inner.era_cache).await.map(|_| ())
     }

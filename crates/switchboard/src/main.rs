@@ -3,7 +3,9 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::future::IntoFuture as _;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::serve::ListenerExt as _;
@@ -107,13 +109,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let gateway = Gateway::start(&loaded).await;
             watch(&gateway, &config);
             let max = loaded.gateway.max_message_bytes;
-            face::stdio::serve(
-                gateway.clone(),
-                tokio::io::stdin(),
-                tokio::io::stdout(),
-                max,
-            )
-            .await;
+            let serving = face::stdio::serve(gateway.clone(), tokio::io::stdin(), tokio::io::stdout(), max);
+            tokio::select! {
+                () = serving => {}
+                () = shutdown_signal() => {
+                    gateway.drain(loaded.gateway.drain_timeout).await;
+                }
+            }
             gateway.shutdown().await;
             Ok(())
         }
@@ -131,7 +133,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             println!("switchboard listening on http://{bound}/mcp");
             tracing::info!(%bound, "serving Streamable HTTP on /mcp");
             watch(&gateway, &config);
-            let mut app = face::http::router(gateway.clone(), &loaded.listen);
+            let metrics_gateway = gateway.clone();
+            let mut app = face::http::router(gateway.clone(), &loaded.listen).route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let gateway = metrics_gateway.clone();
+                    async move { ([("content-type", "text/plain; version=0.0.4")], gateway.render_metrics()) }
+                }),
+            );
             if let Some(admin) = face::admin::router(gateway.clone()) {
                 app = app.merge(admin);
                 tracing::info!("admin API on /admin");
@@ -140,9 +149,21 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 // Without it, small responses wait for delayed ACKs (~40 ms per call).
                 let _ = tcp.set_nodelay(true);
             });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await?;
+            // SIGTERM: stop accepting, let calls in flight finish (up to the drain
+            // deadline), give open streams a moment to close, then stop the upstreams.
+            let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
+            let serving = tokio::spawn(
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = stopped.await;
+                    })
+                    .into_future(),
+            );
+            shutdown_signal().await;
+            let _ = stop_accepting.send(());
+            let drained = gateway.drain(loaded.gateway.drain_timeout).await;
+            tracing::info!(drained, "calls in flight finished; closing");
+            let _ = tokio::time::timeout(Duration::from_secs(2), serving).await;
             gateway.shutdown().await;
             Ok(())
         }

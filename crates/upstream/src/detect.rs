@@ -64,7 +64,32 @@ fn initialize_params(options: &ConnectOptions) -> Value {
 enum Verdict {
     Modern(Handshake),
     Legacy,
+    /// `UnsupportedProtocolVersionError` listing our modern version: ask again with it.
+    Retry,
     Refused(RpcError),
+}
+
+/// Probes after an `UnsupportedProtocolVersionError` that named our version.
+const DISCOVER_RETRIES: usize = 1;
+
+/// The answer to `UnsupportedProtocolVersionError` (2026-07-28 versioning: "retry using
+/// the advertised `supported` versions"): our modern version again, else the legacy
+/// handshake when a legacy version is supported, else give up.
+fn judge_unsupported(error: RpcError) -> Verdict {
+    let supported: Vec<String> = error
+        .data
+        .as_ref()
+        .and_then(|d| d.get("supported"))
+        .and_then(Value::as_array)
+        .map(|v| v.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .unwrap_or_default();
+    if supported.iter().any(|v| v == ProtocolVersion::MODERN) {
+        Verdict::Retry
+    } else if supported.iter().any(|v| ProtocolVersion::is_legacy(v)) {
+        Verdict::Legacy
+    } else {
+        Verdict::Refused(error)
+    }
 }
 
 fn judge_discover(outcome: Result<Value, RpcError>) -> Verdict {
@@ -97,6 +122,9 @@ fn judge_discover(outcome: Result<Value, RpcError>) -> Verdict {
             } else {
                 Verdict::Legacy
             }
+        }
+        Err(error) if error.code == switchboard_protocol::error::UNSUPPORTED_PROTOCOL_VERSION => {
+            judge_unsupported(error)
         }
         Err(error) if error.is_modern_error() => Verdict::Refused(error),
         Err(_) => Verdict::Legacy,
@@ -151,22 +179,33 @@ pub(crate) async fn stdio(
         } else {
             options.probe_timeout
         };
-        let outcome = mux
-            .request(
-                "server/discover",
-                Some(discover_params()),
-                CallOptions::new(timeout),
-            )
-            .await;
-        let verdict = match outcome {
-            Ok(result) => judge_discover(Ok(result)),
-            Err(CallError::Rpc(error)) => judge_discover(Err(error)),
-            Err(CallError::Closed(reason)) => return Err(ConnectError::Closed(reason)),
-            Err(_) => Verdict::Legacy, // silence: a legacy server ignoring pre-initialize requests
-        };
+        let mut verdict = Verdict::Retry;
+        for _ in 0..=DISCOVER_RETRIES {
+            let outcome = mux
+                .request(
+                    "server/discover",
+                    Some(discover_params()),
+                    CallOptions::new(timeout),
+                )
+                .await;
+            verdict = match outcome {
+                Ok(result) => judge_discover(Ok(result)),
+                Err(CallError::Rpc(error)) => judge_discover(Err(error)),
+                Err(CallError::Closed(reason)) => return Err(ConnectError::Closed(reason)),
+                Err(_) => Verdict::Legacy, // silence: a legacy server ignoring pre-initialize requests
+            };
+            if !matches!(verdict, Verdict::Retry) {
+                break;
+            }
+        }
         match verdict {
             Verdict::Modern(handshake) => return Ok(handshake),
             Verdict::Refused(error) => return Err(ConnectError::Refused(error)),
+            Verdict::Retry => {
+                return Err(ConnectError::Handshake(
+                    "server/discover kept answering UnsupportedProtocolVersionError".into(),
+                ));
+            }
             Verdict::Legacy if known == Some(Era::Modern) => {
                 return Err(ConnectError::Handshake(
                     "configured as modern but the server did not answer server/discover".into(),
@@ -175,7 +214,27 @@ pub(crate) async fn stdio(
             Verdict::Legacy => {}
         }
     }
-    initialize(mux, options).await
+    match initialize(mux, options).await {
+        // A slow dual-era server answered our (timed-out) probe after all and now speaks
+        // the modern era on this connection: it refuses `initialize` with a modern error.
+        // It is modern: discover again, patiently.
+        Err(ConnectError::Refused(error)) if error.is_modern_error() && known.is_none() => {
+            let outcome = mux
+                .request("server/discover", Some(discover_params()), CallOptions::new(options.connect_timeout))
+                .await;
+            match outcome.map_err(|e| match e {
+                CallError::Rpc(error) => error,
+                other => RpcError::internal(other.to_string()),
+            }) {
+                Ok(result) => match judge_discover(Ok(result)) {
+                    Verdict::Modern(handshake) => Ok(handshake),
+                    _ => Err(ConnectError::Refused(error)),
+                },
+                Err(_) => Err(ConnectError::Refused(error)),
+            }
+        }
+        other => other,
+    }
 }
 
 /// The legacy handshake over a multiplexed link.
@@ -225,30 +284,46 @@ pub(crate) async fn http(
     };
     if known != Some(Era::Legacy) {
         let link = new_link(Era::Modern);
-        let probe = Message::request(
-            RequestId::from(0),
-            "server/discover",
-            Some(discover_params()),
-        );
-        let exchange = link
-            .exchange(&probe, &[], None)
-            .await
-            .map_err(|e| ConnectError::Http(e.to_string()))?;
-        let verdict = match exchange.0 {
-            Exchange::Answer(outcome) => judge_discover(outcome),
-            Exchange::Status { body, .. } => match Message::parse(body.as_bytes()) {
-                Ok(Message::Error { error, .. }) if error.is_modern_error() => {
-                    Verdict::Refused(error)
-                }
-                _ => Verdict::Legacy,
-            },
-            Exchange::Accepted => Verdict::Legacy,
-        };
+        let mut verdict = Verdict::Retry;
+        for attempt in 0..=DISCOVER_RETRIES {
+            // A retry is a new request: a new id.
+            let id = match attempt {
+                0 => RequestId::from(0),
+                n => RequestId::String(format!("discover-retry-{n}")),
+            };
+            let probe = Message::request(
+                id,
+                "server/discover",
+                Some(discover_params()),
+            );
+            let exchange = link
+                .exchange(&probe, &[], None)
+                .await
+                .map_err(|e| ConnectError::Http(e.to_string()))?;
+            verdict = match exchange.0 {
+                Exchange::Answer(outcome) => judge_discover(outcome),
+                Exchange::Status { body, .. } => match Message::parse(body.as_bytes()) {
+                    Ok(Message::Error { error, .. }) if error.is_modern_error() => {
+                        judge_discover(Err(error))
+                    }
+                    _ => Verdict::Legacy,
+                },
+                Exchange::Accepted => Verdict::Legacy,
+            };
+            if !matches!(verdict, Verdict::Retry) {
+                break;
+            }
+        }
         match verdict {
             Verdict::Modern(handshake) => {
                 return Ok(HttpOutcome::Streamable(Arc::new(link), handshake));
             }
             Verdict::Refused(error) => return Err(ConnectError::Refused(error)),
+            Verdict::Retry => {
+                return Err(ConnectError::Handshake(
+                    "server/discover kept answering UnsupportedProtocolVersionError".into(),
+                ));
+            }
             Verdict::Legacy if known == Some(Era::Modern) => {
                 return Err(ConnectError::Handshake(
                     "configured as modern but the server is not".into(),

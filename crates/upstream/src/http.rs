@@ -45,6 +45,28 @@ pub(crate) fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap
     Ok(map)
 }
 
+/// Authorization challenges answered for one request before its refusal stands.
+const MAX_CHALLENGES: usize = 3;
+
+fn with_bearer(builder: reqwest::RequestBuilder, bearer: Option<&str>) -> reqwest::RequestBuilder {
+    match bearer {
+        Some(token) => builder.bearer_auth(token),
+        None => builder,
+    }
+}
+
+/// Reconnections of one legacy response stream before the call is given up.
+const MAX_RESUMPTIONS: usize = 32;
+/// Reconnection delay when the server sent no `retry` field.
+const DEFAULT_RETRY: Duration = Duration::from_secs(1);
+
+/// How reading one response stream ended.
+enum StreamEnd {
+    Answer(Result<Value, RpcError>),
+    /// The stream ended (or broke) before the answer; the reason.
+    Ended(String),
+}
+
 /// How an HTTP exchange ended, before it is mapped to a call outcome.
 pub(crate) enum Exchange {
     /// A JSON-RPC response or error for our request.
@@ -53,6 +75,19 @@ pub(crate) enum Exchange {
     Status { status: u16, body: String },
     /// 202: a notification was accepted.
     Accepted,
+}
+
+/// Registers a call's event sink for messages that arrive outside its own stream, and
+/// unregisters it when the call ends (also when its future is dropped).
+struct CallRegistration<'a> {
+    calls: &'a Mutex<BTreeMap<u64, mpsc::Sender<CallEvent>>>,
+    id: u64,
+}
+
+impl Drop for CallRegistration<'_> {
+    fn drop(&mut self) {
+        self.calls.lock().remove(&self.id);
+    }
 }
 
 pub(crate) struct HttpLink {
@@ -67,6 +102,10 @@ pub(crate) struct HttpLink {
     limit: usize,
     events: mpsc::Sender<UpstreamEvent>,
     stop: CancellationToken,
+    /// Event sinks of the calls in flight, by our request id.
+    calls: Mutex<BTreeMap<u64, mpsc::Sender<CallEvent>>>,
+    /// OAuth, unless the server is configured with its own `Authorization` header.
+    auth: Option<Arc<crate::oauth::Authorizer>>,
 }
 
 impl HttpLink {
@@ -82,6 +121,7 @@ impl HttpLink {
             Era::Modern => switchboard_protocol::ProtocolVersion::MODERN,
             Era::Legacy => switchboard_protocol::ProtocolVersion::LEGACY_LATEST,
         };
+        let auth = crate::oauth::for_server(&server, &url, &headers);
         HttpLink {
             server,
             url,
@@ -94,7 +134,19 @@ impl HttpLink {
             limit,
             events,
             stop: CancellationToken::new(),
+            calls: Mutex::new(BTreeMap::new()),
+            auth,
         }
+    }
+
+    /// The OAuth access token to present, if there is one.
+    fn bearer(&self) -> Option<String> {
+        self.auth.as_ref().and_then(|auth| auth.bearer())
+    }
+
+    /// The latest call in flight that takes events.
+    fn plausible_owner(&self) -> Option<mpsc::Sender<CallEvent>> {
+        self.calls.lock().values().next_back().cloned()
     }
 
     pub(crate) fn is_alive(&self) -> bool {
@@ -109,9 +161,9 @@ impl HttpLink {
         &self,
         message: &Message,
         extra: &[(String, String)],
+        bearer: Option<&str>,
     ) -> reqwest::RequestBuilder {
-        let mut builder = client()
-            .post(&self.url)
+        let mut builder = with_bearer(client().post(&self.url), bearer)
             .headers(self.headers.clone())
             .header("accept", "application/json, text/event-stream")
             .header("content-type", "application/json")
@@ -147,11 +199,45 @@ impl HttpLink {
         extra: &[(String, String)],
         events: Option<&StreamRouting>,
     ) -> Result<(Exchange, Option<String>), CallError> {
-        let response = self
-            .request_builder(message, extra)
-            .send()
-            .await
-            .map_err(|e| CallError::Http(e.to_string()))?;
+        // Authorization challenges are answered, then the request is sent again.
+        let mut challenges = 0;
+        let response = loop {
+            let bearer = self.bearer();
+            let response = self
+                .request_builder(message, extra, bearer.as_deref())
+                .send()
+                .await
+                .map_err(|e| CallError::Http(e.to_string()))?;
+            let status = response.status().as_u16();
+            let Some(auth) = self.auth.as_ref().filter(|_| matches!(status, 401 | 403)) else {
+                break response;
+            };
+            let challenge = response
+                .headers()
+                .get(reqwest::header::WWW_AUTHENTICATE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            if challenges == MAX_CHALLENGES || (status == 403 && challenge.is_none()) {
+                break response;
+            }
+            challenges += 1;
+            match auth
+                .on_challenge(status, challenge.as_deref(), bearer.as_deref())
+                .await
+            {
+                Ok(()) => continue,
+                // A refused step-up leaves the refusal as the answer.
+                Err(error) if status == 403 => {
+                    tracing::warn!(server = %self.server, %error, "scope step-up refused");
+                    break response;
+                }
+                Err(error) => {
+                    return Err(CallError::Http(format!(
+                        "status 401, authorization failed: {error}"
+                    )));
+                }
+            }
+        };
         let status = response.status();
         let session = response
             .headers()
@@ -197,14 +283,53 @@ impl HttpLink {
                 };
             return Ok((Exchange::Answer(answer), session));
         }
-        let mut stream = response.bytes_stream();
         let mut parser = SseParser::new(self.limit);
+        let mut response = response;
+        let mut resumptions = 0;
+        loop {
+            let ended = match self
+                .read_answer(response, &mut parser, &expected, events)
+                .await?
+            {
+                StreamEnd::Answer(answer) => return Ok((Exchange::Answer(answer), session)),
+                StreamEnd::Ended(reason) => reason,
+            };
+            // Legacy servers may close a response stream before answering and expect the
+            // client to resume it: GET with `Last-Event-ID` after the `retry` delay
+            // (2025-11-25 transports, "Resumability and Redelivery"). Modern streams are
+            // not resumable: the answer is lost with the stream.
+            let last_event_id = match (self.era, parser.last_event_id()) {
+                (Era::Legacy, Some(id)) if resumptions < MAX_RESUMPTIONS => id.to_owned(),
+                _ => return Err(CallError::Closed(ended)),
+            };
+            resumptions += 1;
+            tokio::time::sleep(parser.retry().unwrap_or(DEFAULT_RETRY)).await;
+            response = self.resume(&last_event_id).await?;
+            parser = SseParser::resumed(&parser);
+        }
+    }
+
+    /// Reads one SSE stream until our answer or its end, routing everything else.
+    async fn read_answer(
+        &self,
+        response: reqwest::Response,
+        parser: &mut SseParser,
+        expected: &RequestId,
+        events: Option<&StreamRouting>,
+    ) -> Result<StreamEnd, CallError> {
+        let mut stream = response.bytes_stream();
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| CallError::Http(e.to_string()))?;
+            let chunk = match chunk {
+                Ok(chunk) => chunk,
+                Err(error) => return Ok(StreamEnd::Ended(format!("response stream broke: {error}"))),
+            };
             let parsed = parser
                 .push(&chunk)
                 .map_err(|_| CallError::TooLarge { limit: self.limit })?;
             for event in parsed.into_iter().filter(|e| e.event == "message") {
+                if event.data.trim().is_empty() {
+                    continue; // a priming event: only its id matters
+                }
                 let message = match Message::parse(event.data.as_bytes()) {
                     Ok(message) => message,
                     Err(error) => {
@@ -213,22 +338,53 @@ impl HttpLink {
                     }
                 };
                 match message {
-                    Message::Response { id, result } if id == expected => {
-                        return Ok((Exchange::Answer(Ok(result)), session));
+                    Message::Response { id, result } if id == *expected => {
+                        return Ok(StreamEnd::Answer(Ok(result)));
                     }
                     Message::Error {
                         id: Some(id),
                         error,
-                    } if id == expected => {
-                        return Ok((Exchange::Answer(Err(error)), session));
+                    } if id == *expected => {
+                        return Ok(StreamEnd::Answer(Err(error)));
                     }
                     other => self.route_stream_message(other, events).await,
                 }
             }
         }
-        Err(CallError::Closed(
+        Ok(StreamEnd::Ended(
             "response stream ended without an answer".into(),
         ))
+    }
+
+    /// Resumes a legacy stream: GET with `Last-Event-ID`.
+    async fn resume(&self, last_event_id: &str) -> Result<reqwest::Response, CallError> {
+        let mut request = with_bearer(client().get(&self.url), self.bearer().as_deref())
+            .headers(self.headers.clone())
+            .header("accept", "text/event-stream")
+            .header(
+                headers::PROTOCOL_VERSION,
+                self.protocol_version.lock().as_str(),
+            )
+            .header("last-event-id", last_event_id);
+        if let Some(session) = self.session_id.lock().as_deref() {
+            request = request.header(headers::SESSION_ID, session);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| CallError::Http(e.to_string()))?;
+        let is_sse = response
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !response.status().is_success() || !is_sse {
+            return Err(CallError::Closed(format!(
+                "response stream ended and could not be resumed (GET answered {})",
+                response.status()
+            )));
+        }
+        Ok(response)
     }
 
     async fn route_stream_message(
@@ -238,6 +394,11 @@ impl HttpLink {
     ) {
         match message {
             Message::Notification { method, mut params } => {
+                if method == "notifications/progress"
+                    && let Some(progress) = routing.and_then(|r| r.progress.as_ref())
+                {
+                    progress.notify_one();
+                }
                 if let Some(routing) = routing
                     && let Some(sink) = &routing.events {
                         if method == "notifications/progress"
@@ -261,7 +422,13 @@ impl HttpLink {
                     params,
                     reply: reply_tx,
                 };
-                let undelivered = match routing.and_then(|r| r.events.as_ref()) {
+                // A request on the standalone GET stream belongs to no call; like the stdio
+                // mux, hand it to the latest call in flight that can take one, so the
+                // client whose call is waiting is asked (servers commonly elicit this way).
+                let sink = routing
+                    .and_then(|r| r.events.clone())
+                    .or_else(|| self.plausible_owner());
+                let undelivered = match sink {
                     Some(sink) => {
                         sink.send(CallEvent::Request(request))
                             .await
@@ -293,6 +460,7 @@ impl HttpLink {
         reply: oneshot::Receiver<Result<Value, RpcError>>,
     ) {
         let builder_link = LinkSnapshot {
+            bearer: self.bearer(),
             url: self.url.clone(),
             headers: self.headers.clone(),
             version: self.protocol_version.lock().clone(),
@@ -305,8 +473,7 @@ impl HttpLink {
                 )))
             });
             let body = Message::reply(id, outcome).to_bytes();
-            let mut request = client()
-                .post(&builder_link.url)
+            let mut request = with_bearer(client().post(&builder_link.url), builder_link.bearer.as_deref())
                 .headers(builder_link.headers)
                 .header("accept", "application/json, text/event-stream")
                 .header("content-type", "application/json")
@@ -336,14 +503,23 @@ impl HttpLink {
             );
         }
         let message = Message::request(RequestId::from(id), method, params);
+        let _registration = options.events.clone().map(|events| {
+            self.calls.lock().insert(id, events);
+            CallRegistration {
+                calls: &self.calls,
+                id,
+            }
+        });
+        let deadline = crate::deadline::Deadline::new(&options);
         let routing = StreamRouting {
+            progress: Some(deadline.progress.clone()),
             events: options.events.clone(),
             caller_token: options.progress_token.clone(),
         };
         let exchange = self.exchange(&message, &options.headers, Some(&routing));
         let outcome = tokio::select! {
             result = exchange => result,
-            () = tokio::time::sleep(options.timeout) => Err(CallError::Timeout(options.timeout)),
+            error = deadline.expired() => Err(error),
             () = options.cancel.cancelled() => Err(CallError::Cancelled),
         };
         if matches!(outcome, Err(CallError::Timeout(_) | CallError::Cancelled))
@@ -396,12 +572,14 @@ impl HttpLink {
     pub(crate) fn spawn_get_stream(self: &Arc<Self>) {
         let link = Arc::downgrade(self);
         let stop = self.stop.clone();
+        let limit = self.limit;
         tokio::spawn(async move {
             let mut failures = 0u32;
+            // Carried across reconnections: the last event id and the server's `retry`.
+            let mut parser = SseParser::new(limit);
             loop {
                 let Some(strong) = link.upgrade() else { return };
-                let mut request = client()
-                    .get(&strong.url)
+                let mut request = with_bearer(client().get(&strong.url), strong.bearer().as_deref())
                     .headers(strong.headers.clone())
                     .header("accept", "text/event-stream")
                     .header(
@@ -411,7 +589,9 @@ impl HttpLink {
                 if let Some(session) = strong.session_id.lock().as_deref() {
                     request = request.header(headers::SESSION_ID, session);
                 }
-                let limit = strong.limit;
+                if let Some(last_event_id) = parser.last_event_id() {
+                    request = request.header("last-event-id", last_event_id);
+                }
                 drop(strong);
                 let response = tokio::select! {
                     response = request.send() => response,
@@ -431,7 +611,7 @@ impl HttpLink {
                 };
                 failures = 0;
                 let mut stream = response.bytes_stream();
-                let mut parser = SseParser::new(limit);
+                parser = SseParser::resumed(&parser);
                 loop {
                     let chunk = tokio::select! {
                         chunk = stream.next() => chunk,
@@ -448,7 +628,11 @@ impl HttpLink {
                         }
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                let delay = parser.retry().unwrap_or(Duration::from_millis(200));
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    () = stop.cancelled() => return,
+                }
             }
         });
     }
@@ -458,8 +642,7 @@ impl HttpLink {
         self.alive.store(false, Ordering::Release);
         let session = self.session_id.lock().clone();
         if let Some(session) = session {
-            let _ = client()
-                .delete(&self.url)
+            let _ = with_bearer(client().delete(&self.url), self.bearer().as_deref())
                 .headers(self.headers.clone())
                 .header(headers::SESSION_ID, session)
                 .timeout(Duration::from_secs(2))
@@ -476,6 +659,7 @@ impl Drop for HttpLink {
 }
 
 struct LinkSnapshot {
+    bearer: Option<String>,
     url: String,
     headers: HeaderMap,
     version: String,
@@ -484,6 +668,7 @@ struct LinkSnapshot {
 
 /// Where a call's stream messages go.
 pub(crate) struct StreamRouting {
+    progress: Option<std::sync::Arc<tokio::sync::Notify>>,
     events: Option<mpsc::Sender<CallEvent>>,
     caller_token: Option<Value>,
 }

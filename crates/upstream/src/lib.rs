@@ -11,11 +11,13 @@
 //! - Queues are bounded: writes to a child wait for room, per-call event sinks drop
 //!   notifications when their reader is slower than the upstream (never the final answer).
 
+mod deadline;
 mod detect;
 mod error;
 mod framing;
 mod http;
 mod mux;
+mod oauth;
 mod sse;
 mod stdio;
 
@@ -109,6 +111,10 @@ pub struct CallOptions {
     pub client_capabilities: Option<Value>,
     /// Client info to declare on a modern request.
     pub client_info: Option<Value>,
+    /// Restart the timeout on each progress notification of the call…
+    pub reset_timeout_on_progress: bool,
+    /// …but never run longer than this.
+    pub max_total_timeout: Option<Duration>,
 }
 
 impl CallOptions {
@@ -121,6 +127,8 @@ impl CallOptions {
             headers: Vec::new(),
             client_capabilities: None,
             client_info: None,
+            reset_timeout_on_progress: false,
+            max_total_timeout: None,
         }
     }
 }
@@ -262,7 +270,16 @@ impl Upstream {
     /// Adds the modern per-request `_meta` fields; legacy requests travel as given.
     fn prepare_params(&self, params: Option<Value>, options: &CallOptions) -> Option<Value> {
         if self.handshake.era != Era::Modern {
-            return params;
+            // The per-request log level is modern; legacy servers get `logging/setLevel`.
+            return params.map(|mut params| {
+                if let Some(meta) = params.get_mut("_meta").and_then(Value::as_object_mut) {
+                    meta.remove(meta::LOG_LEVEL);
+                    if meta.is_empty() {
+                        params.as_object_mut().map(|o| o.remove("_meta"));
+                    }
+                }
+                params
+            });
         }
         let mut params = params.unwrap_or_else(|| json!({}));
         let protocol_version = self.handshake.protocol_version.clone();

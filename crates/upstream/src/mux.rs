@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::{CallError, CallEvent, CallOptions, ServerRequest, UpstreamEvent};
 
 struct Pending {
+    progress: std::sync::Arc<tokio::sync::Notify>,
     reply: oneshot::Sender<Result<Value, CallError>>,
     events: Option<mpsc::Sender<CallEvent>>,
     caller_token: Option<Value>,
@@ -88,6 +89,7 @@ impl Mux {
             let params = params.get_or_insert_with(|| json!({}));
             meta::get_mut(params).insert(meta::PROGRESS_TOKEN.into(), Value::String(token.clone()));
         }
+        let deadline = crate::deadline::Deadline::new(&options);
         let (reply_tx, reply_rx) = oneshot::channel();
         {
             let mut state = self.state.lock();
@@ -97,6 +99,7 @@ impl Mux {
             state.pending.insert(
                 id,
                 Pending {
+                    progress: deadline.progress.clone(),
                     reply: reply_tx,
                     events: options.events.clone(),
                     caller_token: options.progress_token.clone(),
@@ -113,7 +116,7 @@ impl Mux {
         }
         let outcome = tokio::select! {
             reply = reply_rx => reply.unwrap_or_else(|_| Err(CallError::Closed("connection closed".into()))),
-            () = tokio::time::sleep(options.timeout) => Err(CallError::Timeout(options.timeout)),
+            error = deadline.expired() => Err(error),
             () = options.cancel.cancelled() => Err(CallError::Cancelled),
         };
         if matches!(outcome, Err(CallError::Timeout(_) | CallError::Cancelled)) {
@@ -191,6 +194,7 @@ impl Mux {
                 let state = self.state.lock();
                 let id = state.progress.get(token)?;
                 let pending = state.pending.get(id)?;
+                pending.progress.notify_one();
                 Some((pending.events.clone()?, pending.caller_token.clone()?))
             });
             if let Some((events, caller_token)) = target {

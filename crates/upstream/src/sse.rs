@@ -27,6 +27,11 @@ pub(crate) struct SseParser {
     current: SseEvent,
     has_data: bool,
     limit: usize,
+    /// The stream's last event id (the SSE "last event ID buffer"): what a reconnection
+    /// names in `Last-Event-ID`. Set by any `id` field, also on events without data.
+    last_event_id: Option<String>,
+    /// The reconnection delay the server asked for with a `retry` field.
+    retry: Option<std::time::Duration>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -39,7 +44,25 @@ impl SseParser {
             current: SseEvent::default(),
             has_data: false,
             limit,
+            last_event_id: None,
+            retry: None,
         }
+    }
+
+    /// A parser for a resumed stream, remembering what the previous one saw.
+    pub(crate) fn resumed(previous: &SseParser) -> SseParser {
+        let mut parser = SseParser::new(previous.limit);
+        parser.last_event_id = previous.last_event_id.clone();
+        parser.retry = previous.retry;
+        parser
+    }
+
+    pub(crate) fn last_event_id(&self) -> Option<&str> {
+        self.last_event_id.as_deref()
+    }
+
+    pub(crate) fn retry(&self) -> Option<std::time::Duration> {
+        self.retry
     }
 
     /// Feeds bytes; returns the events completed by them.
@@ -97,7 +120,15 @@ impl SseParser {
                 self.has_data = true;
             }
             "event" => self.current.event = value,
-            "id" => self.current.id = Some(value),
+            "id" if !value.contains('\0') => {
+                self.last_event_id = Some(value.clone());
+                self.current.id = Some(value);
+            }
+            "retry" if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+                if let Ok(ms) = value.parse::<u64>() {
+                    self.retry = Some(std::time::Duration::from_millis(ms));
+                }
+            }
             _ => {}
         }
         None
@@ -256,5 +287,20 @@ mod tests {
         assert_eq!(events[1].data, "{\"a\":\n1}");
         let mut small = SseParser::new(8);
         assert_eq!(small.push(b"data: 0123456789\n"), Err(EventTooLarge));
+    }
+
+    #[test]
+    fn remembers_last_event_id_and_retry() {
+        let mut parser = SseParser::new(1024);
+        let events = parser.push(b"id: e-1\nretry: 500\ndata: \n\n").unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data, "");
+        assert_eq!(parser.last_event_id(), Some("e-1"));
+        assert_eq!(parser.retry(), Some(std::time::Duration::from_millis(500)));
+        parser.push(b"retry: soon\nid: e-2\n\n").unwrap();
+        assert_eq!(parser.last_event_id(), Some("e-2"));
+        assert_eq!(parser.retry(), Some(std::time::Duration::from_millis(500)));
+        let resumed = SseParser::resumed(&parser);
+        assert_eq!(resumed.last_event_id(), Some("e-2"));
     }
 }

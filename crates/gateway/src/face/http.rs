@@ -101,15 +101,24 @@ fn spawn_session_reaper(state: &Arc<FaceState>) {
         loop {
             tokio::time::sleep(Duration::from_secs(60)).await;
             let Some(state) = weak.upgrade() else { return };
-            state.sessions.lock().retain(|_, session| {
+            state.sessions.lock().retain(|id, session| {
                 let keep = session.last_seen.lock().elapsed() < SESSION_IDLE;
                 if !keep {
                     session.ended.cancel();
+                    end_session(&state.gateway, id);
                 }
                 keep
             });
         }
     });
+}
+
+/// Releases what the gateway holds for a session (its per-session upstream instances).
+/// The task is owned by the gateway's drain of those instances and ends with it.
+fn end_session(gateway: &Gateway, session_id: &str) {
+    let gateway = gateway.clone();
+    let session_id = session_id.to_owned();
+    tokio::spawn(async move { gateway.session_ended(&session_id).await });
 }
 
 /// The one place face-level failures become HTTP responses.
@@ -557,6 +566,7 @@ fn delete_session(state: &FaceState, session_id: Option<&str>) -> Response {
             for token in session.inflight.lock().values() {
                 token.cancel();
             }
+            end_session(&state.gateway, session_id);
             StatusCode::OK.into_response()
         }
         None => reject(

@@ -1,0 +1,292 @@
+//! Lifecycle and resilience policy of one server: sharing (shared, per session, pool),
+//! warm pool and recycling, health probes, circuit breaker, restart backoff, bulkhead,
+//! timeouts and retries (per server and per tool). Raw shapes, validation and defaults
+//! live together here so `validate.rs` stays about the document.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{KeyPath, Problem};
+use crate::raw::{Table, UniqueMap};
+
+/// How client sessions share a server's upstream instances.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Sharing {
+    /// One instance multiplexed across all sessions (ids and tokens rewritten).
+    #[default]
+    Shared,
+    /// One instance per client session, for stateful legacy servers.
+    PerSession,
+    /// Up to `pool.size` instances, least-loaded first.
+    Pool,
+}
+
+impl Sharing {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Sharing::Shared => "shared",
+            Sharing::PerSession => "per_session",
+            Sharing::Pool => "pool",
+        }
+    }
+}
+
+/// Warm pool and recycling.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolPolicy {
+    /// Most instances (pool mode; per-session mode: most sessions with an instance).
+    pub size: usize,
+    /// Instances kept started even without calls (pool mode).
+    pub min_idle: usize,
+    /// Start `min_idle` instances (at least one) when the gateway starts.
+    pub prewarm: bool,
+    /// Replace an instance after this many calls (drained, not killed mid-call).
+    pub recycle_after_calls: Option<u64>,
+    /// Replace an instance after it has lived this long.
+    pub recycle_after: Option<Duration>,
+}
+
+/// Health probes (`ping` / `server/discover`, then a cheap `tools/list`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthPolicy {
+    /// Probe interval; `None` disables probing.
+    pub interval: Option<Duration>,
+    /// Consecutive failures before an instance is marked failed and recycled.
+    pub failures: u32,
+    /// Consecutive successes before a degraded instance is ready again.
+    pub successes: u32,
+}
+
+/// Circuit breaker over transport failures and timeouts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BreakerPolicy {
+    /// Consecutive failures that open the circuit; 0 disables the breaker.
+    pub failures: u32,
+    /// How long the circuit stays open before one half-open trial call.
+    pub open_for: Duration,
+}
+
+/// Bulkhead: concurrency limit and bounded queue.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LimitPolicy {
+    pub max_concurrency: usize,
+    pub max_queue: usize,
+}
+
+/// Per-tool overrides.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct ToolPolicy {
+    pub timeout: Option<Duration>,
+    /// Attempts for calls safe to repeat (1 = no retry).
+    pub retries: Option<u32>,
+}
+
+/// Everything about keeping one server healthy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServerPolicy {
+    pub sharing: Sharing,
+    pub pool: PoolPolicy,
+    pub health: HealthPolicy,
+    pub breaker: BreakerPolicy,
+    pub limits: LimitPolicy,
+    /// First restart delay after the server exits or fails to start; doubles up to
+    /// `restart_backoff_max`.
+    pub restart_backoff: Duration,
+    pub restart_backoff_max: Duration,
+    /// Restart the timeout clock when the call reports progress…
+    pub timeout_reset_on_progress: bool,
+    /// …but never let a call run longer than this.
+    pub max_total_timeout: Option<Duration>,
+    /// Attempts for calls to tools the server marks `readOnlyHint` (1 = no retry); only
+    /// for servers trusted with `trust_annotations`.
+    pub read_only_retries: u32,
+    pub trust_annotations: bool,
+    pub tools: BTreeMap<String, ToolPolicy>,
+}
+
+impl Default for ServerPolicy {
+    fn default() -> Self {
+        ServerPolicy {
+            sharing: Sharing::Shared,
+            pool: PoolPolicy { size: 4, min_idle: 0, prewarm: false, recycle_after_calls: None, recycle_after: None },
+            health: HealthPolicy { interval: None, failures: 3, successes: 1 },
+            breaker: BreakerPolicy { failures: 5, open_for: Duration::from_secs(10) },
+            limits: LimitPolicy { max_concurrency: 64, max_queue: 256 },
+            restart_backoff: Duration::from_millis(250),
+            restart_backoff_max: Duration::from_secs(30),
+            timeout_reset_on_progress: false,
+            max_total_timeout: None,
+            read_only_retries: 1,
+            trust_annotations: false,
+            tools: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawSharing {
+    Shared,
+    PerSession,
+    Pool,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPool {
+    size: Option<u64>,
+    min_idle: Option<u64>,
+    prewarm: Option<bool>,
+    recycle_after_calls: Option<u64>,
+    recycle_after_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHealth {
+    interval_ms: Option<u64>,
+    failures: Option<u32>,
+    successes: Option<u32>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBreaker {
+    failures: Option<u32>,
+    open_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimits {
+    max_concurrency: Option<u64>,
+    max_queue: Option<u64>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawTool {
+    timeout_ms: Option<u64>,
+    retries: Option<u32>,
+}
+
+/// The policy keys of `[servers.NAME]` (flattened into the server table by the caller).
+#[derive(Debug, Default)]
+pub(crate) struct RawPolicy {
+    pub(crate) sharing: Option<RawSharing>,
+    pub(crate) pool: Option<Table<RawPool>>,
+    pub(crate) health: Option<Table<RawHealth>>,
+    pub(crate) breaker: Option<Table<RawBreaker>>,
+    pub(crate) limits: Option<Table<RawLimits>>,
+    pub(crate) restart_backoff_ms: Option<u64>,
+    pub(crate) restart_backoff_max_ms: Option<u64>,
+    pub(crate) timeout_reset_on_progress: Option<bool>,
+    pub(crate) max_total_timeout_ms: Option<u64>,
+    pub(crate) read_only_retries: Option<u32>,
+    pub(crate) trust_annotations: Option<bool>,
+    pub(crate) tools: Option<UniqueMap<Table<RawTool>>>,
+}
+
+fn millis(value: Option<u64>, path: &KeyPath) -> Result<Option<Duration>, Problem> {
+    match value {
+        None => Ok(None),
+        Some(0) => Err(Problem::new(path.clone(), "must be a positive number of milliseconds")),
+        Some(ms) => Ok(Some(Duration::from_millis(ms))),
+    }
+}
+
+fn count(value: Option<u64>, default: usize, path: &KeyPath) -> Result<usize, Problem> {
+    match value {
+        None => Ok(default),
+        Some(0) => Err(Problem::new(path.clone(), "must be at least 1")),
+        Some(n) => usize::try_from(n).map_err(|_| Problem::new(path.clone(), "too large")),
+    }
+}
+
+pub(crate) fn validate(raw: RawPolicy, path: &KeyPath) -> Result<ServerPolicy, Problem> {
+    let defaults = ServerPolicy::default();
+    let sharing = match raw.sharing {
+        None => defaults.sharing,
+        Some(RawSharing::Shared) => Sharing::Shared,
+        Some(RawSharing::PerSession) => Sharing::PerSession,
+        Some(RawSharing::Pool) => Sharing::Pool,
+    };
+    let pool = {
+        let raw = raw.pool.map(|t| t.0).unwrap_or_default();
+        let path = path.key("pool");
+        let size = count(raw.size, defaults.pool.size, &path.key("size"))?;
+        let min_idle = raw.min_idle.unwrap_or(0) as usize;
+        if min_idle > size {
+            return Err(Problem::new(path.key("min_idle"), format!("must not exceed pool.size ({size})")));
+        }
+        PoolPolicy {
+            size,
+            min_idle,
+            prewarm: raw.prewarm.unwrap_or(false),
+            recycle_after_calls: match raw.recycle_after_calls {
+                Some(0) => return Err(Problem::new(path.key("recycle_after_calls"), "must be at least 1")),
+                other => other,
+            },
+            recycle_after: millis(raw.recycle_after_ms, &path.key("recycle_after_ms"))?,
+        }
+    };
+    let health = {
+        let raw = raw.health.map(|t| t.0).unwrap_or_default();
+        let path = path.key("health");
+        HealthPolicy {
+            interval: millis(raw.interval_ms, &path.key("interval_ms"))?,
+            failures: raw.failures.unwrap_or(defaults.health.failures).max(1),
+            successes: raw.successes.unwrap_or(defaults.health.successes).max(1),
+        }
+    };
+    let breaker = {
+        let raw = raw.breaker.map(|t| t.0).unwrap_or_default();
+        BreakerPolicy {
+            failures: raw.failures.unwrap_or(defaults.breaker.failures),
+            open_for: millis(raw.open_ms, &path.key("breaker").key("open_ms"))?.unwrap_or(defaults.breaker.open_for),
+        }
+    };
+    let limits = {
+        let raw = raw.limits.map(|t| t.0).unwrap_or_default();
+        let path = path.key("limits");
+        LimitPolicy {
+            max_concurrency: count(raw.max_concurrency, defaults.limits.max_concurrency, &path.key("max_concurrency"))?,
+            max_queue: raw.max_queue.map_or(defaults.limits.max_queue, |q| q as usize),
+        }
+    };
+    let restart_backoff =
+        millis(raw.restart_backoff_ms, &path.key("restart_backoff_ms"))?.unwrap_or(defaults.restart_backoff);
+    let restart_backoff_max =
+        millis(raw.restart_backoff_max_ms, &path.key("restart_backoff_max_ms"))?.unwrap_or(defaults.restart_backoff_max);
+    if restart_backoff_max < restart_backoff {
+        return Err(Problem::new(path.key("restart_backoff_max_ms"), "must not be below restart_backoff_ms"));
+    }
+    let mut tools = BTreeMap::new();
+    for (name, tool) in raw.tools.map(|m| m.0).unwrap_or_default() {
+        let tool_path = path.key("tools").key(&name);
+        let policy = ToolPolicy {
+            timeout: millis(tool.0.timeout_ms, &tool_path.key("timeout_ms"))?,
+            retries: match tool.0.retries {
+                Some(0) => return Err(Problem::new(tool_path.key("retries"), "must be at least 1 (1 = no retry)")),
+                other => other,
+            },
+        };
+        tools.insert(name, policy);
+    }
+    Ok(ServerPolicy {
+        sharing,
+        pool,
+        health,
+        breaker,
+        limits,
+        restart_backoff,
+        restart_backoff_max,
+        timeout_reset_on_progress: raw.timeout_reset_on_progress.unwrap_or(false),
+        max_total_timeout: millis(raw.max_total_timeout_ms, &path.key("max_total_timeout_ms"))?,
+        read_only_retries: raw.read_only_retries.unwrap_or(1).max(1),
+        trust_annotations: raw.trust_annotations.unwrap_or(false),
+        tools,
+    })
+}

@@ -1,0 +1,263 @@
+//! One upstream instance: a live connection (a child process for stdio) with its own
+//! counters, and the tasks that serve its unsolicited traffic. A server has one instance
+//! (shared), one per client session, or a pool of them.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use switchboard_upstream::{CallOptions, Upstream, UpstreamEvent};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::{ServerSignal, Watch};
+use crate::catalog::ListKind;
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) struct Instance {
+    pub(crate) id: u64,
+    pub(crate) upstream: Upstream,
+    /// The client session that owns it (per-session sharing); an unowned instance (the
+    /// one the gateway started to list capabilities) is claimed by the first session.
+    owner: parking_lot::Mutex<Option<String>>,
+    /// Stops the event pump and the listen stream.
+    stop: CancellationToken,
+    inflight: AtomicUsize,
+    calls: AtomicU64,
+    pub(crate) started: Instant,
+    last_used: parking_lot::Mutex<Instant>,
+    idle: Notify,
+    /// Consecutive failed health probes or timeouts.
+    pub(crate) strikes: AtomicU32,
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+/// Counts one call against an instance while it runs.
+pub(crate) struct InstanceGuard(Arc<Instance>);
+
+impl Drop for InstanceGuard {
+    fn drop(&mut self) {
+        let instance = &self.0;
+        instance.inflight.fetch_sub(1, Ordering::AcqRel);
+        *instance.last_used.lock() = Instant::now();
+        instance.idle.notify_waiters();
+    }
+}
+
+impl Instance {
+    pub(crate) fn new(
+        server: &str,
+        upstream: Upstream,
+        owner: Option<String>,
+        events: mpsc::Receiver<UpstreamEvent>,
+        signals: mpsc::Sender<ServerSignal>,
+        watch: Watch,
+    ) -> Arc<Instance> {
+        let stop = CancellationToken::new();
+        tokio::spawn(pump_events(server.to_owned(), events, signals.clone(), stop.clone()));
+        if upstream.era() == switchboard_protocol::Era::Modern {
+            spawn_listen(server.to_owned(), upstream.clone(), signals, stop.clone(), watch);
+        }
+        Arc::new(Instance {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            upstream,
+            owner: parking_lot::Mutex::new(owner),
+            stop,
+            inflight: AtomicUsize::new(0),
+            calls: AtomicU64::new(0),
+            started: Instant::now(),
+            last_used: parking_lot::Mutex::new(Instant::now()),
+            idle: Notify::new(),
+            strikes: AtomicU32::new(0),
+        })
+    }
+
+    pub(crate) fn guard(self: &Arc<Self>) -> InstanceGuard {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        InstanceGuard(self.clone())
+    }
+
+    pub(crate) fn is_owned_by(&self, session: &str) -> bool {
+        self.owner.lock().as_deref() == Some(session)
+    }
+
+    pub(crate) fn is_unowned(&self) -> bool {
+        self.owner.lock().is_none()
+    }
+
+    /// Claims an unowned instance for a session; false if someone owns it already.
+    pub(crate) fn claim(&self, session: &str) -> bool {
+        let mut owner = self.owner.lock();
+        if owner.is_some() {
+            return false;
+        }
+        *owner = Some(session.to_owned());
+        true
+    }
+
+    pub(crate) fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn idle_for(&self) -> Duration {
+        self.last_used.lock().elapsed()
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        self.upstream.is_alive()
+    }
+
+    /// Deliberate stop: the pump stops first (so the close is not reported as a failure),
+    /// then the stop sequence runs.
+    pub(crate) async fn shutdown(&self) {
+        self.stop.cancel();
+        self.upstream.shutdown().await;
+    }
+
+    /// Lets calls in flight finish (up to `deadline`), then stops.
+    pub(crate) async fn drain_and_shutdown(&self, deadline: Duration) {
+        let drained = async {
+            loop {
+                let idle = self.idle.notified();
+                if self.inflight() == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(deadline, drained).await;
+        self.shutdown().await;
+    }
+}
+
+/// Forwards one connection's unsolicited traffic to the gateway until the connection is
+/// replaced or stopped.
+async fn pump_events(
+    server: String,
+    mut events: mpsc::Receiver<UpstreamEvent>,
+    signals: mpsc::Sender<ServerSignal>,
+    stop: CancellationToken,
+) {
+    loop {
+        let event = tokio::select! {
+            biased;
+            () = stop.cancelled() => None,
+            event = events.recv() => event,
+        };
+        let Some(event) = event else { break };
+        let signal = match event {
+            UpstreamEvent::Notification { method, params } => {
+                match signal_for(&server, &method, params) {
+                    Some(signal) => signal,
+                    None => continue,
+                }
+            }
+            UpstreamEvent::Request(request) => ServerSignal::Request(server.clone(), request),
+            UpstreamEvent::Closed { reason } => ServerSignal::Closed(server.clone(), reason),
+        };
+        if signals.send(signal).await.is_err() {
+            break;
+        }
+    }
+}
+
+pub(crate) fn signal_for(
+    server: &str,
+    method: &str,
+    params: Option<Value>,
+) -> Option<ServerSignal> {
+    if let Some(kind) = ListKind::from_notification(method) {
+        return Some(ServerSignal::ListChanged(server.to_owned(), kind));
+    }
+    match method {
+        "notifications/resources/updated" => Some(ServerSignal::ResourceUpdated(
+            server.to_owned(),
+            params.unwrap_or_else(|| json!({})),
+        )),
+        "notifications/message" => Some(ServerSignal::Log(server.to_owned(), params)),
+        _ => None,
+    }
+}
+
+/// Modern upstreams announce list changes on a `subscriptions/listen` stream; hold one
+/// open for the life of the connection.
+fn spawn_listen(
+    server: String,
+    upstream: Upstream,
+    signals: mpsc::Sender<ServerSignal>,
+    stop: CancellationToken,
+    (watched, watch_changed): Watch,
+) {
+    let capabilities = upstream.handshake().capabilities.clone();
+    let wants = |kind: &str| {
+        capabilities
+            .get(kind)
+            .and_then(|c| c.get("listChanged"))
+            .and_then(Value::as_bool)
+            == Some(true)
+    };
+    let subscribe = capabilities
+        .get("resources")
+        .and_then(|c| c.get("subscribe"))
+        .and_then(Value::as_bool)
+        == Some(true);
+    if !(wants("tools") || wants("prompts") || wants("resources") || subscribe) {
+        return;
+    }
+    let mut filter = json!({
+        "toolsListChanged": wants("tools"),
+        "promptsListChanged": wants("prompts"),
+        "resourcesListChanged": wants("resources"),
+    });
+    tokio::spawn(async move {
+        let mut attempt = 0u32;
+        while !stop.is_cancelled() && upstream.is_alive() {
+            if subscribe {
+                let uris: Vec<String> = watched.lock().iter().cloned().collect();
+                filter["resourceSubscriptions"] = json!(uris);
+            }
+            let (events_tx, mut events_rx) = mpsc::channel(64);
+            let mut options = CallOptions::new(Duration::from_secs(365 * 24 * 3600));
+            let this_listen = stop.child_token();
+            options.cancel = this_listen.clone();
+            options.events = Some(events_tx);
+            let call = upstream.request(
+                "subscriptions/listen",
+                Some(json!({ "notifications": filter })),
+                options,
+            );
+            tokio::pin!(call);
+            loop {
+                tokio::select! {
+                    _ = &mut call => break,
+                    () = watch_changed.notified() => {
+                        // Re-open with the new resource set; the old stream is cancelled.
+                        this_listen.cancel();
+                        attempt = 0;
+                        break;
+                    }
+                    event = events_rx.recv() => {
+                        let Some(switchboard_upstream::CallEvent::Notification { method, params }) = event else { continue };
+                        if let Some(signal) = signal_for(&server, &method, params) {
+                            let _ = signals.send(signal).await;
+                        }
+                    }
+                }
+            }
+            attempt += 1;
+            tokio::time::sleep(Duration::from_millis(200 * u64::from(attempt.min(25)))).await;
+        }
+    });
+}

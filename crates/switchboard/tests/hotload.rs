@@ -557,3 +557,79 @@ async fn lazy_servers_start_on_demand_and_idle_ones_stop() {
             .contains(&"sleepy__echo".to_owned())
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_list_changes_are_forwarded_to_every_session() {
+    let gateway = spawn_gateway_http(GATEWAY, &config("", &[server_block("a", "")]))
+        .await
+        .unwrap();
+    let modern = ModernHttp::new(&gateway.url);
+    let mut listen = modern
+        .listen(json!({ "toolsListChanged": true, "promptsListChanged": true }))
+        .await
+        .unwrap();
+    assert!(
+        wait_for(
+            &mut listen,
+            "notifications/subscriptions/acknowledged",
+            Duration::from_secs(5)
+        )
+        .await
+        .is_some()
+    );
+    let legacy = LegacyHttp::connect(&gateway.url).await.unwrap();
+    let mut stream = legacy.open_stream().await.unwrap();
+    assert!(
+        !tool_names(&modern)
+            .await
+            .contains(&"a__dynamic_tool".to_owned())
+    );
+    // The upstream itself adds a tool and says so.
+    let toggled = legacy
+        .request(
+            "tools/call",
+            json!({ "name": "a__emit_list_changed", "arguments": { "kind": "tools" } }),
+        )
+        .await;
+    toggled.result();
+    assert!(
+        wait_for(
+            &mut listen,
+            "notifications/tools/list_changed",
+            Duration::from_secs(10)
+        )
+        .await
+        .is_some()
+    );
+    assert!(
+        wait_for(
+            &mut stream,
+            "notifications/tools/list_changed",
+            Duration::from_secs(10)
+        )
+        .await
+        .is_some()
+    );
+    assert!(
+        tool_names(&modern)
+            .await
+            .contains(&"a__dynamic_tool".to_owned()),
+        "the catalog was refreshed"
+    );
+    let prompts = legacy
+        .request(
+            "tools/call",
+            json!({ "name": "a__emit_list_changed", "arguments": { "kind": "prompts" } }),
+        )
+        .await;
+    prompts.result();
+    assert!(
+        wait_for(
+            &mut listen,
+            "notifications/prompts/list_changed",
+            Duration::from_secs(10)
+        )
+        .await
+        .is_some()
+    );
+}

@@ -151,9 +151,7 @@ pub struct Stdio {
 impl Drop for Stdio {
     fn drop(&mut self) {
         if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &format!("-{pid}")])
-                .status();
+            crate::process::kill_group(pid);
         }
         let _ = self.child.start_kill();
     }

@@ -27,11 +27,21 @@ impl Drop for Proc {
     fn drop(&mut self) {
         if let Some(pid) = self.child.id() {
             // The group first (children of the child), then the child itself.
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &format!("-{pid}")])
-                .status();
+            kill_group(pid);
         }
         let _ = self.child.start_kill();
+    }
+}
+
+/// SIGKILLs the process group led by `pid` (every test child is a group leader). Never
+/// for pids 0 and 1: `killpg(1)` would be `kill(-1)`, every process on the machine.
+pub fn kill_group(pid: u32) {
+    let Ok(pid) = i32::try_from(pid) else { return };
+    if pid > 1 {
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
 }
 

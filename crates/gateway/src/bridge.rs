@@ -56,7 +56,9 @@ impl Gateway {
     /// read-only hint from a server trusted with `trust_annotations`).
     fn call_budget(&self, server: &crate::server::Server, method: &str, tool: &str) -> Budget {
         let policy = server.policy();
-        let tool_policy = (method == "tools/call").then(|| policy.tools.get(tool)).flatten();
+        let tool_policy = (method == "tools/call")
+            .then(|| policy.tools.get(tool))
+            .flatten();
         let read_only = match method {
             "tools/call" => {
                 policy.trust_annotations
@@ -68,11 +70,15 @@ impl Gateway {
             "resources/read" | "prompts/get" | "completion/complete" => true,
             _ => false,
         };
-        let attempts = tool_policy
-            .and_then(|p| p.retries)
-            .unwrap_or(if read_only { policy.read_only_retries } else { 1 });
+        let attempts = tool_policy.and_then(|p| p.retries).unwrap_or(if read_only {
+            policy.read_only_retries
+        } else {
+            1
+        });
         Budget {
-            timeout: tool_policy.and_then(|p| p.timeout).unwrap_or(server.request_timeout),
+            timeout: tool_policy
+                .and_then(|p| p.timeout)
+                .unwrap_or(server.request_timeout),
             reset_on_progress: policy.timeout_reset_on_progress,
             max_total: policy.max_total_timeout,
             attempts,
@@ -179,20 +185,45 @@ impl Gateway {
             meta.remove(meta::PROGRESS_TOKEN);
         }
         let tool = match call.method {
-            "tools/call" => call.params.get("name").and_then(Value::as_str).unwrap_or_default().to_owned(),
+            "tools/call" => call
+                .params
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             other => other.to_owned(),
         };
         let budget = self.call_budget(&server, call.method, &tool);
         let mut rounds = 0;
         let mut attempt = 1;
         loop {
-            let lease = server.acquire(&self.inner.era_cache, &ctx.principal).await?;
-            let flight = launch(lease, &tool, call.server, call.method, call.params.clone(), ctx, progress_token.clone(), &call.headers, &budget);
+            let lease = server
+                .acquire(&self.inner.era_cache, &ctx.principal)
+                .await?;
+            let flight = launch(
+                lease,
+                &tool,
+                call.server,
+                call.method,
+                call.params.clone(),
+                ctx,
+                progress_token.clone(),
+                &call.headers,
+                &budget,
+            );
             let driven = match self.drive(ctx, flight).await {
-                Err(error) if error.is_retryable() && attempt < budget.attempts && !ctx.cancel.is_cancelled() => {
+                Err(error)
+                    if error.is_retryable()
+                        && attempt < budget.attempts
+                        && !ctx.cancel.is_cancelled() =>
+                {
                     // Safe to repeat (configured, or a trusted read-only hint): back off, retry.
                     let policy = server.policy();
-                    let delay = crate::server::backoff_delay(policy.restart_backoff, policy.restart_backoff_max, attempt);
+                    let delay = crate::server::backoff_delay(
+                        policy.restart_backoff,
+                        policy.restart_backoff_max,
+                        attempt,
+                    );
                     tracing::info!(server = %server.name, tool, attempt, delay_ms = delay.as_millis() as u64, %error, "retrying");
                     attempt += 1;
                     tokio::time::sleep(delay).await;
@@ -362,7 +393,7 @@ impl Gateway {
 
 /// An upstream error in the client's era. 2026-07-28 server/resources: "Resource not
 /// found" is -32602 where earlier revisions (and so legacy upstreams) used -32002.
-fn error_for_client(ctx: &ClientCtx, method: &str, mut error: RpcError) -> RpcError {
+pub(crate) fn error_for_client(ctx: &ClientCtx, method: &str, mut error: RpcError) -> RpcError {
     if ctx.era == Era::Modern
         && method == "resources/read"
         && error.code == switchboard_protocol::error::RESOURCE_NOT_FOUND

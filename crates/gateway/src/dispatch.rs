@@ -11,8 +11,14 @@ use crate::catalog::Catalog;
 use crate::gateway::{ClientCtx, Gateway};
 
 /// Methods whose complete results carry `ttlMs` and `cacheScope` (2026-07-28 caching).
-const CACHEABLE: [&str; 6] =
-    ["server/discover", "tools/list", "prompts/list", "resources/list", "resources/templates/list", "resources/read"];
+const CACHEABLE: [&str; 6] = [
+    "server/discover",
+    "tools/list",
+    "prompts/list",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+];
 
 /// Entries per page of a merged list.
 pub(crate) const PAGE_SIZE: usize = 1000;
@@ -76,7 +82,9 @@ impl Gateway {
                 let complete = object.get("resultType").and_then(Value::as_str) == Some("complete");
                 if complete && CACHEABLE.contains(&method) {
                     object.entry("ttlMs").or_insert_with(|| Value::from(0));
-                    object.entry("cacheScope").or_insert_with(|| Value::String("private".into()));
+                    object
+                        .entry("cacheScope")
+                        .or_insert_with(|| Value::String("private".into()));
                 }
             }
             Era::Legacy => {
@@ -219,7 +227,9 @@ impl Gateway {
             .and_then(Value::as_str)
             .ok_or_else(|| RpcError::invalid_params("missing uri"))?
             .to_owned();
-        let (server, original) = self.route_uri(&exposed)?;
+        let (server, original) = self
+            .route_uri(&exposed)
+            .map_err(|e| crate::bridge::error_for_client(ctx, "resources/read", e))?;
         params["uri"] = Value::String(original.clone());
         let mut result = self
             .forward(

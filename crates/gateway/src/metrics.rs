@@ -10,7 +10,9 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 /// Latency bucket bounds, in seconds.
-const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+];
 
 /// A fixed-bucket histogram.
 #[derive(Default)]
@@ -27,7 +29,8 @@ impl Histogram {
             Some(index) => self.counts[index].fetch_add(1, Ordering::Relaxed),
             None => self.overflow.fetch_add(1, Ordering::Relaxed),
         };
-        self.sum_micros.fetch_add(value.as_micros() as u64, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(value.as_micros() as u64, Ordering::Relaxed);
     }
 
     fn render(&self, out: &mut String, name: &str, labels: &str) {
@@ -81,17 +84,28 @@ pub struct ServerStats {
 
 impl ServerStats {
     pub fn count(&self, tool: &str, outcome: Outcome) {
-        *self.calls.lock().entry((tool.to_owned(), outcome)).or_default() += 1;
+        *self
+            .calls
+            .lock()
+            .entry((tool.to_owned(), outcome))
+            .or_default() += 1;
     }
 
     pub fn calls(&self) -> Vec<((String, Outcome), u64)> {
-        self.calls.lock().iter().map(|(k, v)| (k.clone(), *v)).collect()
+        self.calls
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect()
     }
 }
 
 /// Escapes a label value.
 pub fn label(value: &str) -> String {
-    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// Renders every family; `servers` supplies per-server gauges and stats.
@@ -102,7 +116,10 @@ pub struct Exposition {
 
 impl Exposition {
     pub fn new() -> Exposition {
-        Exposition { out: String::new(), declared: Default::default() }
+        Exposition {
+            out: String::new(),
+            declared: Default::default(),
+        }
     }
 
     fn declare(&mut self, name: &'static str, kind: &str, help: &str) {
@@ -122,7 +139,13 @@ impl Exposition {
         let _ = writeln!(self.out, "{name}{{{labels}}} {value}");
     }
 
-    pub fn histogram(&mut self, name: &'static str, help: &str, labels: &str, histogram: &Histogram) {
+    pub fn histogram(
+        &mut self,
+        name: &'static str,
+        help: &str,
+        labels: &str,
+        histogram: &Histogram,
+    ) {
         self.declare(name, "histogram", help);
         histogram.render(&mut self.out, name, labels);
     }
@@ -146,25 +169,98 @@ impl crate::Gateway {
             let labels = format!("server=\"{}\"", label(&server.name));
             let stats = &server.stats;
             for ((tool, outcome), count) in stats.calls() {
-                let labels = format!("{labels},tool=\"{}\",outcome=\"{}\"", label(&tool), outcome.as_str());
-                out.counter("switchboard_calls_total", "Calls by server, tool and outcome.", &labels, count);
+                let labels = format!(
+                    "{labels},tool=\"{}\",outcome=\"{}\"",
+                    label(&tool),
+                    outcome.as_str()
+                );
+                out.counter(
+                    "switchboard_calls_total",
+                    "Calls by server, tool and outcome.",
+                    &labels,
+                    count,
+                );
             }
-            out.histogram("switchboard_call_duration_seconds", "Upstream call latency.", &labels, &stats.latency);
-            out.histogram("switchboard_queue_wait_seconds", "Time calls waited for a concurrency slot.", &labels, &stats.queue_wait);
-            out.gauge("switchboard_inflight_calls", "Calls in flight.", &labels, server.inflight() as f64);
-            out.gauge("switchboard_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open.", &labels, f64::from(server.breaker_state().as_gauge()));
-            out.gauge("switchboard_server_state", "0 dormant/stopped, 1 starting, 2 ready, 3 degraded, 4 failed.", &labels, f64::from(server.state().as_gauge()));
-            out.counter("switchboard_restarts_total", "Upstream instances replaced after exiting, failing or being recycled.", &labels, server.restarts());
+            out.histogram(
+                "switchboard_call_duration_seconds",
+                "Upstream call latency.",
+                &labels,
+                &stats.latency,
+            );
+            out.histogram(
+                "switchboard_queue_wait_seconds",
+                "Time calls waited for a concurrency slot.",
+                &labels,
+                &stats.queue_wait,
+            );
+            out.gauge(
+                "switchboard_inflight_calls",
+                "Calls in flight.",
+                &labels,
+                server.inflight() as f64,
+            );
+            out.gauge(
+                "switchboard_breaker_state",
+                "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+                &labels,
+                f64::from(server.breaker_state().as_gauge()),
+            );
+            out.gauge(
+                "switchboard_server_state",
+                "0 dormant/stopped, 1 starting, 2 ready, 3 degraded, 4 failed.",
+                &labels,
+                f64::from(server.state().as_gauge()),
+            );
+            out.counter(
+                "switchboard_restarts_total",
+                "Upstream instances replaced after exiting, failing or being recycled.",
+                &labels,
+                server.restarts(),
+            );
             let instances = server.instance_count() as f64;
-            out.gauge("switchboard_upstream_instances", "Live upstream instances (pool size).", &labels, instances);
-            let processes = if server.spec().transport.kind() == "stdio" { instances } else { 0.0 };
-            out.gauge("switchboard_upstream_processes", "Live upstream child processes.", &labels, processes);
+            out.gauge(
+                "switchboard_upstream_instances",
+                "Live upstream instances (pool size).",
+                &labels,
+                instances,
+            );
+            let processes = if server.spec().transport.kind() == "stdio" {
+                instances
+            } else {
+                0.0
+            };
+            out.gauge(
+                "switchboard_upstream_processes",
+                "Live upstream child processes.",
+                &labels,
+                processes,
+            );
         }
         let status = self.config_status();
-        out.gauge("switchboard_config_valid", "1 if the last config file read was valid.", "", if status.valid { 1.0 } else { 0.0 });
-        out.counter("switchboard_config_reloads_total", "Config changes applied.", "", status.reloads);
-        out.counter("switchboard_config_rejected_total", "Config files rejected (the last good config kept running).", "", status.rejected);
-        out.gauge("switchboard_catalog_tools", "Tools in the merged catalog.", "", self.catalog().tools.len() as f64);
+        out.gauge(
+            "switchboard_config_valid",
+            "1 if the last config file read was valid.",
+            "",
+            if status.valid { 1.0 } else { 0.0 },
+        );
+        out.counter(
+            "switchboard_config_reloads_total",
+            "Config changes applied.",
+            "",
+            status.reloads,
+        );
+        out.counter(
+            "switchboard_config_rejected_total",
+            "Config files rejected (the last good config kept running).",
+            "",
+            status.rejected,
+        );
+        out.gauge(
+            "switchboard_catalog_tools",
+            "Tools in the merged catalog.",
+            "",
+            self.catalog().tools.len() as f64,
+        );
         out.finish()
     }
 }

@@ -97,12 +97,7 @@ impl Gateway {
             legacy_client_capabilities: upstream_client_capabilities(),
         };
         let timeout = spec.effective_request_timeout(settings);
-        Server::new(
-            options,
-            origin,
-            timeout,
-            self.inner.signals.clone(),
-        )
+        Server::new(options, origin, timeout, self.inner.signals.clone())
     }
 
     /// Makes a server ready to serve: connected, or — when lazy — dormant with its last

@@ -55,7 +55,13 @@ pub(crate) struct Breaker {
 
 impl Breaker {
     pub(crate) fn new(policy: BreakerPolicy) -> Breaker {
-        Breaker { policy, state: BreakerState::Closed, consecutive_failures: 0, opened_at: None, trial_running: false }
+        Breaker {
+            policy,
+            state: BreakerState::Closed,
+            consecutive_failures: 0,
+            opened_at: None,
+            trial_running: false,
+        }
     }
 
     pub(crate) fn state(&self) -> BreakerState {
@@ -95,7 +101,8 @@ impl Breaker {
         }
         if failure {
             self.consecutive_failures = self.consecutive_failures.saturating_add(1);
-            let trips = self.state == BreakerState::HalfOpen || self.consecutive_failures >= self.policy.failures;
+            let trips = self.state == BreakerState::HalfOpen
+                || self.consecutive_failures >= self.policy.failures;
             if trips && self.state != BreakerState::Open {
                 self.state = BreakerState::Open;
                 self.opened_at = Some(now);
@@ -124,7 +131,10 @@ mod tests {
     use super::*;
 
     fn breaker() -> Breaker {
-        Breaker::new(BreakerPolicy { failures: 3, open_for: Duration::from_secs(10) })
+        Breaker::new(BreakerPolicy {
+            failures: 3,
+            open_for: Duration::from_secs(10),
+        })
     }
 
     #[test]
@@ -139,10 +149,16 @@ mod tests {
         let admission = breaker.admit(start).unwrap();
         breaker.record(admission, true, start);
         assert_eq!(breaker.state(), BreakerState::Open);
-        assert_eq!(breaker.admit(start + Duration::from_secs(3)), Err(Duration::from_secs(7)));
+        assert_eq!(
+            breaker.admit(start + Duration::from_secs(3)),
+            Err(Duration::from_secs(7))
+        );
         let trial = breaker.admit(start + Duration::from_secs(10)).unwrap();
         assert_eq!(trial, Admission::Trial);
-        assert!(breaker.admit(start + Duration::from_secs(10)).is_err(), "one trial at a time");
+        assert!(
+            breaker.admit(start + Duration::from_secs(10)).is_err(),
+            "one trial at a time"
+        );
         breaker.record(trial, false, start + Duration::from_secs(11));
         assert_eq!(breaker.state(), BreakerState::Closed);
     }
@@ -155,7 +171,11 @@ mod tests {
             let admission = breaker.admit(start).unwrap();
             breaker.record(admission, failure, start);
         }
-        assert_eq!(breaker.state(), BreakerState::Closed, "a success in between resets");
+        assert_eq!(
+            breaker.state(),
+            BreakerState::Closed,
+            "a success in between resets"
+        );
         let admission = breaker.admit(start).unwrap();
         breaker.record(admission, true, start);
         assert_eq!(breaker.state(), BreakerState::Open);
@@ -168,7 +188,10 @@ mod tests {
     #[test]
     fn disabled_breaker_never_opens() {
         let start = Instant::now();
-        let mut breaker = Breaker::new(BreakerPolicy { failures: 0, open_for: Duration::from_secs(1) });
+        let mut breaker = Breaker::new(BreakerPolicy {
+            failures: 0,
+            open_for: Duration::from_secs(1),
+        });
         for _ in 0..100 {
             let admission = breaker.admit(start).unwrap();
             breaker.record(admission, true, start);

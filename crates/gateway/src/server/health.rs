@@ -17,11 +17,17 @@ pub(crate) async fn probe(upstream: &Upstream, timeout: Duration) -> Result<(), 
         Era::Legacy => "ping",
         Era::Modern => "server/discover",
     };
-    match upstream.request(method, None, CallOptions::new(timeout)).await {
+    match upstream
+        .request(method, None, CallOptions::new(timeout))
+        .await
+    {
         Ok(_) | Err(switchboard_upstream::CallError::Rpc(_)) => {}
         Err(error) => return Err(format!("{method}: {error}")),
     }
-    match upstream.request("tools/list", None, CallOptions::new(timeout)).await {
+    match upstream
+        .request("tools/list", None, CallOptions::new(timeout))
+        .await
+    {
         Ok(_) | Err(switchboard_upstream::CallError::Rpc(_)) => Ok(()),
         Err(error) => Err(format!("tools/list: {error}")),
     }
@@ -36,23 +42,35 @@ pub(crate) fn spawn(server: Weak<Server>, interval: Duration, stop: Cancellation
                 () = tokio::time::sleep(interval) => {}
                 () = stop.cancelled() => return,
             }
-            let Some(server) = server.upgrade() else { return };
+            let Some(server) = server.upgrade() else {
+                return;
+            };
             let policy = server.policy().health.clone();
             let timeout = interval.min(Duration::from_secs(5));
             let mut all_healthy = true;
             for instance in server.instances_snapshot() {
                 match probe(&instance.upstream, timeout).await {
                     Ok(()) => {
-                        instance.strikes.store(0, std::sync::atomic::Ordering::Relaxed);
+                        instance
+                            .strikes
+                            .store(0, std::sync::atomic::Ordering::Relaxed);
                     }
                     Err(reason) => {
                         all_healthy = false;
-                        let strikes = instance.strikes.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                        let strikes = instance
+                            .strikes
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                            + 1;
                         tracing::warn!(server = %server.name, instance = instance.id, strikes, %reason, "health probe failed");
                         server.set_health(false, Some(reason.clone()));
                         if strikes >= policy.failures {
                             let server: Arc<Server> = server.clone();
-                            server.remove_instance(&instance, &format!("health probe failed {strikes} times: {reason}")).await;
+                            server
+                                .remove_instance(
+                                    &instance,
+                                    &format!("health probe failed {strikes} times: {reason}"),
+                                )
+                                .await;
                         }
                     }
                 }

@@ -61,9 +61,20 @@ impl Instance {
         watch: Watch,
     ) -> Arc<Instance> {
         let stop = CancellationToken::new();
-        tokio::spawn(pump_events(server.to_owned(), events, signals.clone(), stop.clone()));
+        tokio::spawn(pump_events(
+            server.to_owned(),
+            events,
+            signals.clone(),
+            stop.clone(),
+        ));
         if upstream.era() == switchboard_protocol::Era::Modern {
-            spawn_listen(server.to_owned(), upstream.clone(), signals, stop.clone(), watch);
+            spawn_listen(
+                server.to_owned(),
+                upstream.clone(),
+                signals,
+                stop.clone(),
+                watch,
+            );
         }
         Arc::new(Instance {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),

@@ -9,8 +9,8 @@
 //! server starts exactly one process; callers wait on it (bounded by the bulkhead queue
 //! and the connect timeout) instead of failing while a reload or restart is under way.
 
-mod breaker;
 mod backoff;
+mod breaker;
 mod health;
 mod instance;
 
@@ -138,7 +138,12 @@ pub(crate) struct Lease {
 
 impl Lease {
     /// Records how the call ended (breaker, metrics, wedged-instance strikes).
-    pub(crate) fn finish(self, tool: &str, outcome: &Result<Value, switchboard_upstream::CallError>, elapsed: Duration) {
+    pub(crate) fn finish(
+        self,
+        tool: &str,
+        outcome: &Result<Value, switchboard_upstream::CallError>,
+        elapsed: Duration,
+    ) {
         use switchboard_upstream::CallError;
         let label = match outcome {
             Ok(result) if result.get("isError") == Some(&Value::Bool(true)) => Outcome::ToolError,
@@ -149,7 +154,10 @@ impl Lease {
             Err(_) => Outcome::Unavailable,
         };
         let failure = outcome.as_ref().is_err_and(CallError::is_transport_failure);
-        self.server.breaker.lock().record(self.admission, failure, Instant::now());
+        self.server
+            .breaker
+            .lock()
+            .record(self.admission, failure, Instant::now());
         self.server.stats.count(tool, label);
         self.server.stats.latency.observe(elapsed);
         if matches!(outcome, Err(CallError::Timeout(_))) {
@@ -278,7 +286,11 @@ impl Server {
 
     /// Live instances (for stdio: child processes).
     pub fn instance_count(&self) -> usize {
-        self.instances.lock().iter().filter(|i| i.is_alive()).count()
+        self.instances
+            .lock()
+            .iter()
+            .filter(|i| i.is_alive())
+            .count()
     }
 
     pub fn breaker_state(&self) -> BreakerState {
@@ -304,7 +316,13 @@ impl Server {
 
     /// The server's own instructions, from its handshake.
     pub fn instructions(&self) -> Option<String> {
-        self.instances.lock().first()?.upstream.handshake().instructions.clone()
+        self.instances
+            .lock()
+            .first()?
+            .upstream
+            .handshake()
+            .instructions
+            .clone()
     }
 
     /// A JSON summary for operators and the admin API.
@@ -337,16 +355,26 @@ impl Server {
 
     /// Admits one call for `session`: breaker, bulkhead (concurrency limit with a bounded
     /// queue), then an instance — started, restarted or recycled as needed.
-    pub(crate) async fn acquire(self: &Arc<Self>, cache: &EraCache, session: &str) -> Result<Lease, RpcError> {
+    pub(crate) async fn acquire(
+        self: &Arc<Self>,
+        cache: &EraCache,
+        session: &str,
+    ) -> Result<Lease, RpcError> {
         let admission = match self.breaker.lock().admit(Instant::now()) {
             Ok(admission) => admission,
             Err(retry_after) => {
                 self.stats.count("*", Outcome::Rejected);
                 return Err(RpcError::new(
                     gateway::UPSTREAM_UNAVAILABLE,
-                    format!("server `{}` is failing: circuit open, next trial in {} ms", self.name, retry_after.as_millis()),
+                    format!(
+                        "server `{}` is failing: circuit open, next trial in {} ms",
+                        self.name,
+                        retry_after.as_millis()
+                    ),
                 )
-                .with_data(json!({ "retryable": true, "retryAfterMs": retry_after.as_millis() as u64 })));
+                .with_data(
+                    json!({ "retryable": true, "retryAfterMs": retry_after.as_millis() as u64 }),
+                ));
             }
         };
         let permit = match self.bulkhead.clone().try_acquire_owned() {
@@ -358,20 +386,30 @@ impl Server {
                     self.stats.count("*", Outcome::Rejected);
                     return Err(RpcError::new(
                         gateway::OVERLOADED,
-                        format!("server `{}` is at its concurrency limit and its queue is full", self.name),
+                        format!(
+                            "server `{}` is at its concurrency limit and its queue is full",
+                            self.name
+                        ),
                     )
                     .with_data(json!({ "retryable": true })));
                 }
                 let waited = Instant::now();
-                let permit = tokio::time::timeout(self.request_timeout, self.bulkhead.clone().acquire_owned()).await;
+                let permit = tokio::time::timeout(
+                    self.request_timeout,
+                    self.bulkhead.clone().acquire_owned(),
+                )
+                .await;
                 self.queued.fetch_sub(1, Ordering::AcqRel);
                 self.stats.queue_wait.observe(waited.elapsed());
                 match permit {
                     Ok(Ok(permit)) => permit,
                     _ => {
                         self.breaker.lock().abandon(admission);
-                        return Err(RpcError::new(gateway::OVERLOADED, format!("server `{}`: queued too long", self.name))
-                            .with_data(json!({ "retryable": true })));
+                        return Err(RpcError::new(
+                            gateway::OVERLOADED,
+                            format!("server `{}`: queued too long", self.name),
+                        )
+                        .with_data(json!({ "retryable": true })));
                     }
                 }
             }
@@ -398,7 +436,9 @@ impl Server {
 
     /// A live upstream for the gateway's own requests (lists, subscriptions, probes).
     pub async fn upstream(self: &Arc<Self>, cache: &EraCache) -> Result<Upstream, RpcError> {
-        self.instance_for(cache, None).await.map(|i| i.upstream.clone())
+        self.instance_for(cache, None)
+            .await
+            .map(|i| i.upstream.clone())
     }
 
     /// Picks an instance without starting one, pruning dead and recycling due ones.
@@ -408,11 +448,19 @@ impl Server {
         let before = instances.len();
         instances.retain(|i| i.is_alive());
         if instances.len() < before {
-            self.stats.restarts.fetch_add((before - instances.len()) as u64, Ordering::Relaxed);
+            self.stats
+                .restarts
+                .fetch_add((before - instances.len()) as u64, Ordering::Relaxed);
         }
         let due = |i: &Instance| {
-            policy.pool.recycle_after_calls.is_some_and(|n| i.calls() >= n)
-                || policy.pool.recycle_after.is_some_and(|age| i.started.elapsed() >= age)
+            policy
+                .pool
+                .recycle_after_calls
+                .is_some_and(|n| i.calls() >= n)
+                || policy
+                    .pool
+                    .recycle_after
+                    .is_some_and(|age| i.started.elapsed() >= age)
         };
         let mut recycled = Vec::new();
         instances.retain(|i| {
@@ -440,11 +488,19 @@ impl Server {
                 }
                 Some(least.clone())
             }
-            _ => instances.iter().find(|i| i.is_unowned()).or_else(|| instances.first()).cloned(),
+            _ => instances
+                .iter()
+                .find(|i| i.is_unowned())
+                .or_else(|| instances.first())
+                .cloned(),
         }
     }
 
-    async fn instance_for(self: &Arc<Self>, cache: &EraCache, owner: Option<String>) -> Result<Arc<Instance>, RpcError> {
+    async fn instance_for(
+        self: &Arc<Self>,
+        cache: &EraCache,
+        owner: Option<String>,
+    ) -> Result<Arc<Instance>, RpcError> {
         if let Some(instance) = self.pick(owner.as_deref()) {
             return Ok(instance);
         }
@@ -463,7 +519,11 @@ impl Server {
                 let wait = next - now;
                 return Err(RpcError::new(
                     gateway::UPSTREAM_UNAVAILABLE,
-                    format!("server `{}` is restarting (backoff): next start in {} ms", self.name, wait.as_millis()),
+                    format!(
+                        "server `{}` is restarting (backoff): next start in {} ms",
+                        self.name,
+                        wait.as_millis()
+                    ),
                 )
                 .with_data(json!({ "retryable": true, "retryAfterMs": wait.as_millis() as u64 })));
             }
@@ -484,7 +544,11 @@ impl Server {
         if instances.len() < limit {
             return Ok(());
         }
-        let idle = instances.iter().enumerate().filter(|(_, i)| i.inflight() == 0).max_by_key(|(_, i)| i.idle_for());
+        let idle = instances
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.inflight() == 0)
+            .max_by_key(|(_, i)| i.idle_for());
         match idle.map(|(index, _)| index) {
             Some(index) => {
                 let evicted = instances.remove(index);
@@ -493,13 +557,20 @@ impl Server {
             }
             None => Err(RpcError::new(
                 gateway::OVERLOADED,
-                format!("server `{}`: all {limit} per-session instances are busy", self.name),
+                format!(
+                    "server `{}`: all {limit} per-session instances are busy",
+                    self.name
+                ),
             )
             .with_data(json!({ "retryable": true }))),
         }
     }
 
-    async fn start_instance(self: &Arc<Self>, cache: &EraCache, owner: Option<String>) -> Result<Arc<Instance>, RpcError> {
+    async fn start_instance(
+        self: &Arc<Self>,
+        cache: &EraCache,
+        owner: Option<String>,
+    ) -> Result<Arc<Instance>, RpcError> {
         let first = self.instances.lock().is_empty();
         if first {
             self.set_state(State::Starting, None);
@@ -511,15 +582,20 @@ impl Server {
                 let mut status = self.status.lock();
                 status.start_failures += 1;
                 let policy = self.policy();
-                let delay =
-                    backoff::delay(policy.restart_backoff, policy.restart_backoff_max, status.start_failures, backoff::jitter());
+                let delay = backoff::delay(
+                    policy.restart_backoff,
+                    policy.restart_backoff_max,
+                    status.start_failures,
+                    backoff::jitter(),
+                );
                 status.next_start = Some(Instant::now() + delay);
                 status.state = State::Failed;
                 status.last_error = Some(error.to_string());
                 status.since = Instant::now();
                 drop(status);
                 let message = format!("server `{}` failed to start: {error}", self.name);
-                return Err(RpcError::new(gateway::UPSTREAM_UNAVAILABLE, message).with_data(json!({ "retryable": true })));
+                return Err(RpcError::new(gateway::UPSTREAM_UNAVAILABLE, message)
+                    .with_data(json!({ "retryable": true })));
             }
         };
         {
@@ -527,14 +603,24 @@ impl Server {
             status.start_failures = 0;
             status.next_start = None;
         }
-        let instance = Instance::new(&self.name, upstream.clone(), owner, events_rx, self.signals.clone(), self.watch.clone());
+        let instance = Instance::new(
+            &self.name,
+            upstream.clone(),
+            owner,
+            events_rx,
+            self.signals.clone(),
+            self.watch.clone(),
+        );
         self.set_state(State::Ready, None);
         tracing::info!(server = %self.name, era = %upstream.era(), instance = instance.id, pid = upstream.pid(), "upstream ready");
         if first {
             if let Err(error) = self.refresh_all(&upstream).await {
                 tracing::warn!(server = %self.name, %error, "listing capabilities failed");
             }
-            let _ = self.signals.send(ServerSignal::Connected(self.name.clone(), self.instance)).await;
+            let _ = self
+                .signals
+                .send(ServerSignal::Connected(self.name.clone(), self.instance))
+                .await;
         }
         Ok(instance)
     }
@@ -553,11 +639,15 @@ impl Server {
     /// A timed-out call may have wedged its instance: one quick ping decides; a silent
     /// instance is taken out of service and stopped.
     async fn check_wedged(self: Arc<Self>, instance: Arc<Instance>) {
-        if health::probe(&instance.upstream, Duration::from_secs(2)).await.is_ok() {
+        if health::probe(&instance.upstream, Duration::from_secs(2))
+            .await
+            .is_ok()
+        {
             return;
         }
         tracing::warn!(server = %self.name, instance = instance.id, "instance wedged after a timeout: recycling");
-        self.remove_instance(&instance, "wedged: no answer to a probe after a timeout").await;
+        self.remove_instance(&instance, "wedged: no answer to a probe after a timeout")
+            .await;
     }
 
     async fn remove_instance(&self, instance: &Arc<Instance>, reason: &str) {
@@ -591,31 +681,46 @@ impl Server {
         }
         if capabilities.get("resources").is_some() {
             lists.resources = self.list(upstream, "resources/list", "resources").await?;
-            lists.templates =
-                self.list(upstream, "resources/templates/list", "resourceTemplates").await.unwrap_or_default();
+            lists.templates = self
+                .list(upstream, "resources/templates/list", "resourceTemplates")
+                .await
+                .unwrap_or_default();
         }
         self.lists.store(Arc::new(lists));
         Ok(())
     }
 
     /// Re-reads one kind of list after the server said it changed.
-    pub(crate) async fn refresh(self: &Arc<Self>, cache: &EraCache, kind: ListKind) -> Result<(), RpcError> {
+    pub(crate) async fn refresh(
+        self: &Arc<Self>,
+        cache: &EraCache,
+        kind: ListKind,
+    ) -> Result<(), RpcError> {
         let upstream = self.upstream(cache).await?;
         let mut lists = (*self.lists.load_full()).clone();
         match kind {
             ListKind::Tools => lists.tools = self.list(&upstream, "tools/list", "tools").await?,
-            ListKind::Prompts => lists.prompts = self.list(&upstream, "prompts/list", "prompts").await?,
+            ListKind::Prompts => {
+                lists.prompts = self.list(&upstream, "prompts/list", "prompts").await?
+            }
             ListKind::Resources => {
                 lists.resources = self.list(&upstream, "resources/list", "resources").await?;
-                lists.templates =
-                    self.list(&upstream, "resources/templates/list", "resourceTemplates").await.unwrap_or_default();
+                lists.templates = self
+                    .list(&upstream, "resources/templates/list", "resourceTemplates")
+                    .await
+                    .unwrap_or_default();
             }
         }
         self.lists.store(Arc::new(lists));
         Ok(())
     }
 
-    async fn list(&self, upstream: &Upstream, method: &str, field: &str) -> Result<Vec<Value>, RpcError> {
+    async fn list(
+        &self,
+        upstream: &Upstream,
+        method: &str,
+        field: &str,
+    ) -> Result<Vec<Value>, RpcError> {
         let mut items = Vec::new();
         let mut cursor: Option<String> = None;
         for _ in 0..LIST_PAGES_MAX {
@@ -627,7 +732,10 @@ impl Server {
             if let Some(page) = result.get(field).and_then(Value::as_array) {
                 items.extend(page.iter().cloned());
             }
-            cursor = result.get("nextCursor").and_then(Value::as_str).map(str::to_owned);
+            cursor = result
+                .get("nextCursor")
+                .and_then(Value::as_str)
+                .map(str::to_owned);
             if cursor.is_none() {
                 break;
             }
@@ -637,7 +745,11 @@ impl Server {
 
     /// Adds or removes a resource URI from the updates this (modern) server reports.
     pub(crate) fn watch_resource(&self, uri: &str, on: bool) {
-        let changed = if on { self.watch.0.lock().insert(uri.to_owned()) } else { self.watch.0.lock().remove(uri) };
+        let changed = if on {
+            self.watch.0.lock().insert(uri.to_owned())
+        } else {
+            self.watch.0.lock().remove(uri)
+        };
         if changed {
             self.watch.1.notify_waiters();
         }

@@ -1,0 +1,205 @@
+//! `switchboard-conformance-driver`: the client program the MCP conformance suite runs
+//! for its client scenarios (`conformance client --command "switchboard-conformance-driver"`).
+//!
+//! The suite starts a scenario server and runs this program with the server's URL as
+//! the last argument, naming the scenario in `MCP_CONFORMANCE_SCENARIO` (its protocol
+//! revision in `MCP_CONFORMANCE_PROTOCOL_VERSION`, extra input in
+//! `MCP_CONFORMANCE_CONTEXT`). The driver starts `switchboard serve` with that URL as
+//! its only upstream (passthrough, so names are unchanged), connects to the gateway as
+//! a client of the same revision, and performs the scenario's calls through it. The
+//! suite therefore judges switchboard's upstream side, end to end.
+//!
+//! ```text
+//! switchboard-conformance-driver [--gateway PATH] URL
+//! ```
+//! The gateway binary defaults to `$SWITCHBOARD_BIN`, else `switchboard` beside this
+//! program.
+
+mod answers;
+mod client;
+mod scenarios;
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::client::{Client, MODERN};
+
+struct Args {
+    gateway: PathBuf,
+    url: String,
+    scenario: String,
+    version: String,
+    context: Value,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut gateway = std::env::var_os("SWITCHBOARD_BIN").map(PathBuf::from);
+    let mut url = None;
+    let mut argv = std::env::args().skip(1);
+    while let Some(arg) = argv.next() {
+        match arg.as_str() {
+            "--gateway" => gateway = Some(argv.next().context("--gateway needs a path")?.into()),
+            "-h" | "--help" => {
+                println!("usage: switchboard-conformance-driver [--gateway PATH] URL");
+                std::process::exit(0);
+            }
+            _ => url = Some(arg),
+        }
+    }
+    let gateway = match gateway {
+        Some(path) => path,
+        None => std::env::current_exe()?
+            .parent()
+            .context("the driver has no directory")?
+            .join("switchboard"),
+    };
+    let context = match std::env::var("MCP_CONFORMANCE_CONTEXT") {
+        Ok(text) => serde_json::from_str(&text).context("MCP_CONFORMANCE_CONTEXT is not JSON")?,
+        Err(_) => Value::Null,
+    };
+    Ok(Args {
+        gateway,
+        url: url.context("usage: switchboard-conformance-driver [--gateway PATH] URL")?,
+        scenario: std::env::var("MCP_CONFORMANCE_SCENARIO").unwrap_or_default(),
+        version: std::env::var("MCP_CONFORMANCE_PROTOCOL_VERSION")
+            .unwrap_or_else(|_| "2025-11-25".into()),
+        context,
+    })
+}
+
+/// The gateway's configuration: the scenario server as its only, unprefixed upstream.
+fn gateway_config(upstream: &str) -> String {
+    let url = Value::String(upstream.to_owned()); // a JSON string is a valid TOML string
+    format!(
+        "[gateway]\nname = \"switchboard-conformance\"\npassthrough = true\n\
+         request_timeout_ms = 25000\n\n[servers.upstream]\nurl = {url}\n"
+    )
+}
+
+/// The OAuth client information a deployment would give the gateway for this upstream
+/// (server name `upstream`): the scenario's pre-registered credentials, and the URL of
+/// the client metadata document the suite expects a client to publish.
+fn oauth_environment(context: &Value) -> Vec<(&'static str, String)> {
+    let mut env = vec![(
+        "SWITCHBOARD_OAUTH_UPSTREAM_CLIENT_METADATA_URL",
+        "https://conformance-test.local/client-metadata.json".to_owned(),
+    )];
+    if let Some(id) = context["client_id"].as_str() {
+        env.push(("SWITCHBOARD_OAUTH_UPSTREAM_CLIENT_ID", id.to_owned()));
+    }
+    if let Some(secret) = context["client_secret"].as_str() {
+        env.push((
+            "SWITCHBOARD_OAUTH_UPSTREAM_CLIENT_SECRET",
+            secret.to_owned(),
+        ));
+    }
+    env
+}
+
+/// `switchboard serve` on a free loopback port; returns the child and its `/mcp` URL.
+async fn start_gateway(
+    binary: &Path,
+    config: &Path,
+    env: Vec<(&'static str, String)>,
+) -> anyhow::Result<(Child, String)> {
+    let mut child = Command::new(binary)
+        .args(["serve", "--config"])
+        .arg(config)
+        .args(["--listen", "127.0.0.1:0"])
+        .env(
+            "SWITCHBOARD_LOG",
+            std::env::var("SWITCHBOARD_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))?;
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let marker = "listening on ";
+    let url = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(at) = line.find(marker) {
+                return Ok(line[at + marker.len()..].trim().to_owned());
+            }
+        }
+        bail!("the gateway exited before listening")
+    })
+    .await
+    .context("the gateway did not start listening within 60 s")??;
+    // Keep draining stdout so the gateway never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, url))
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    eprintln!(
+        "driver: scenario {} at {} against {}",
+        args.scenario, args.version, args.url
+    );
+    let dir = std::env::temp_dir().join(format!("switchboard-conformance-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let config = dir.join("switchboard.toml");
+    std::fs::write(&config, gateway_config(&args.url))?;
+    let started = start_gateway(&args.gateway, &config, oauth_environment(&args.context)).await;
+    let (mut gateway, url) = match started {
+        Ok(started) => started,
+        Err(error) => {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(error);
+        }
+    };
+    eprintln!("driver: gateway at {url}");
+    let outcome = async {
+        let client = if args.version == MODERN {
+            Client::modern(&url)
+        } else {
+            Client::legacy(&url, &args.version).await?
+        };
+        scenarios::run(&client, &args.scenario, &args.context).await
+    }
+    .await;
+    // A graceful stop, so the gateway ends its upstream session (DELETE) like a client.
+    if let Some(pid) = gateway.id() {
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    }
+    if tokio::time::timeout(Duration::from_secs(5), gateway.wait())
+        .await
+        .is_err()
+    {
+        let _ = gateway.kill().await;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
+}
+
+fn main() -> ExitCode {
+    let args = match args() {
+        Ok(args) => args,
+        Err(error) => {
+            eprintln!("driver: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("driver: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,9 +1,9 @@
 //! `switchboard`: the MCP gateway binary. Subcommands run the HTTP face (`serve`), the
 //! stdio face (`stdio`) or validate a configuration (`check-config`).
 
+use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::future::IntoFuture as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -109,7 +109,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let gateway = Gateway::start(&loaded).await;
             watch(&gateway, &config);
             let max = loaded.gateway.max_message_bytes;
-            let serving = face::stdio::serve(gateway.clone(), tokio::io::stdin(), tokio::io::stdout(), max);
+            let serving = face::stdio::serve(
+                gateway.clone(),
+                tokio::io::stdin(),
+                tokio::io::stdout(),
+                max,
+            );
             tokio::select! {
                 () = serving => {}
                 () = shutdown_signal() => {
@@ -138,7 +143,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 "/metrics",
                 axum::routing::get(move || {
                     let gateway = metrics_gateway.clone();
-                    async move { ([("content-type", "text/plain; version=0.0.4")], gateway.render_metrics()) }
+                    async move {
+                        (
+                            [("content-type", "text/plain; version=0.0.4")],
+                            gateway.render_metrics(),
+                        )
+                    }
                 }),
             );
             if let Some(admin) = face::admin::router(gateway.clone()) {

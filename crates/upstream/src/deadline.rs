@@ -65,7 +65,11 @@ mod tests {
         let error = deadline.expired().await;
         ticker.abort();
         assert!(matches!(error, CallError::Timeout(_)));
-        assert_eq!(started.elapsed().as_secs(), 3, "hard limit wins over steady progress");
+        assert_eq!(
+            started.elapsed().as_secs(),
+            3,
+            "hard limit wins over steady progress"
+        );
 
         let plain = Deadline::new(&CallOptions::new(Duration::from_secs(1)));
         let started = Instant::now();

@@ -81,7 +81,12 @@ fn judge_unsupported(error: RpcError) -> Verdict {
         .as_ref()
         .and_then(|d| d.get("supported"))
         .and_then(Value::as_array)
-        .map(|v| v.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|v| {
+            v.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     if supported.iter().any(|v| v == ProtocolVersion::MODERN) {
         Verdict::Retry
@@ -220,7 +225,11 @@ pub(crate) async fn stdio(
         // It is modern: discover again, patiently.
         Err(ConnectError::Refused(error)) if error.is_modern_error() && known.is_none() => {
             let outcome = mux
-                .request("server/discover", Some(discover_params()), CallOptions::new(options.connect_timeout))
+                .request(
+                    "server/discover",
+                    Some(discover_params()),
+                    CallOptions::new(options.connect_timeout),
+                )
                 .await;
             match outcome.map_err(|e| match e {
                 CallError::Rpc(error) => error,
@@ -291,11 +300,7 @@ pub(crate) async fn http(
                 0 => RequestId::from(0),
                 n => RequestId::String(format!("discover-retry-{n}")),
             };
-            let probe = Message::request(
-                id,
-                "server/discover",
-                Some(discover_params()),
-            );
+            let probe = Message::request(id, "server/discover", Some(discover_params()));
             let exchange = link
                 .exchange(&probe, &[], None)
                 .await

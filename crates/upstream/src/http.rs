@@ -177,14 +177,14 @@ impl HttpLink {
         if self.era == Era::Modern
             && let Message::Request { method, params, .. }
             | Message::Notification { method, params } = message
-            {
-                builder = builder.header(headers::METHOD, method.as_str());
-                let name = headers::name_field(method)
-                    .and_then(|field| params.as_ref()?.get(field)?.as_str());
-                if let Some(name) = name {
-                    builder = builder.header(headers::NAME, headers::encode_value(name));
-                }
+        {
+            builder = builder.header(headers::METHOD, method.as_str());
+            let name =
+                headers::name_field(method).and_then(|field| params.as_ref()?.get(field)?.as_str());
+            if let Some(name) = name {
+                builder = builder.header(headers::NAME, headers::encode_value(name));
             }
+        }
         for (name, value) in extra {
             builder = builder.header(name.as_str(), value.as_str());
         }
@@ -321,7 +321,9 @@ impl HttpLink {
         while let Some(chunk) = stream.next().await {
             let chunk = match chunk {
                 Ok(chunk) => chunk,
-                Err(error) => return Ok(StreamEnd::Ended(format!("response stream broke: {error}"))),
+                Err(error) => {
+                    return Ok(StreamEnd::Ended(format!("response stream broke: {error}")));
+                }
             };
             let parsed = parser
                 .push(&chunk)
@@ -400,17 +402,19 @@ impl HttpLink {
                     progress.notify_one();
                 }
                 if let Some(routing) = routing
-                    && let Some(sink) = &routing.events {
-                        if method == "notifications/progress"
-                            && let (Some(token), Some(object)) = (
-                                &routing.caller_token,
-                                params.as_mut().and_then(Value::as_object_mut),
-                            ) {
-                                object.insert("progressToken".into(), token.clone());
-                            }
-                        let _ = sink.try_send(CallEvent::Notification { method, params });
-                        return;
+                    && let Some(sink) = &routing.events
+                {
+                    if method == "notifications/progress"
+                        && let (Some(token), Some(object)) = (
+                            &routing.caller_token,
+                            params.as_mut().and_then(Value::as_object_mut),
+                        )
+                    {
+                        object.insert("progressToken".into(), token.clone());
                     }
+                    let _ = sink.try_send(CallEvent::Notification { method, params });
+                    return;
+                }
                 let _ = self
                     .events
                     .try_send(UpstreamEvent::Notification { method, params });
@@ -473,11 +477,14 @@ impl HttpLink {
                 )))
             });
             let body = Message::reply(id, outcome).to_bytes();
-            let mut request = with_bearer(client().post(&builder_link.url), builder_link.bearer.as_deref())
-                .headers(builder_link.headers)
-                .header("accept", "application/json, text/event-stream")
-                .header("content-type", "application/json")
-                .header(headers::PROTOCOL_VERSION, builder_link.version);
+            let mut request = with_bearer(
+                client().post(&builder_link.url),
+                builder_link.bearer.as_deref(),
+            )
+            .headers(builder_link.headers)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json")
+            .header(headers::PROTOCOL_VERSION, builder_link.version);
             if let Some(session) = builder_link.session {
                 request = request.header(headers::SESSION_ID, session);
             }
@@ -579,13 +586,14 @@ impl HttpLink {
             let mut parser = SseParser::new(limit);
             loop {
                 let Some(strong) = link.upgrade() else { return };
-                let mut request = with_bearer(client().get(&strong.url), strong.bearer().as_deref())
-                    .headers(strong.headers.clone())
-                    .header("accept", "text/event-stream")
-                    .header(
-                        headers::PROTOCOL_VERSION,
-                        strong.protocol_version.lock().as_str(),
-                    );
+                let mut request =
+                    with_bearer(client().get(&strong.url), strong.bearer().as_deref())
+                        .headers(strong.headers.clone())
+                        .header("accept", "text/event-stream")
+                        .header(
+                            headers::PROTOCOL_VERSION,
+                            strong.protocol_version.lock().as_str(),
+                        );
                 if let Some(session) = strong.session_id.lock().as_deref() {
                     request = request.header(headers::SESSION_ID, session);
                 }

@@ -207,10 +207,11 @@ impl Mux {
             return;
         }
         if method == "notifications/message"
-            && let Some(events) = self.plausible_owner() {
-                let _ = events.try_send(CallEvent::Notification { method, params });
-                return;
-            }
+            && let Some(events) = self.plausible_owner()
+        {
+            let _ = events.try_send(CallEvent::Notification { method, params });
+            return;
+        }
         if method == "notifications/cancelled" {
             return; // we never leave server requests running long enough to matter
         }
@@ -249,9 +250,9 @@ impl Mux {
                 .send(UpstreamEvent::Request(request))
                 .await
                 .is_err()
-            {
-                return;
-            }
+        {
+            return;
+        }
         let out = self.out.clone();
         // Owned by the reply channel: ends when the gateway answers or drops the request.
         tokio::spawn(async move {

@@ -198,7 +198,10 @@ impl Authorizer {
         let challenged = scope_set(challenge.scope.as_deref());
         if status == 403 {
             if challenge.error.as_deref() != Some("insufficient_scope") {
-                return fail(format!("server `{}` refused the request (403)", self.server));
+                return fail(format!(
+                    "server `{}` refused the request (403)",
+                    self.server
+                ));
             }
             // Step-up: the scopes held plus the challenged ones, once per scope set.
             if challenged.is_subset(&flow.requested) {
@@ -293,7 +296,9 @@ impl Authorizer {
             .as_array()
             .and_then(|servers| servers.first())
             .and_then(Value::as_str)
-            .ok_or_else(|| AuthError("protected resource metadata names no authorization server".into()))?
+            .ok_or_else(|| {
+                AuthError("protected resource metadata names no authorization server".into())
+            })?
             .to_owned();
         let metadata = self.authorization_server_metadata(&issuer).await?;
         Ok(Discovery {
@@ -307,8 +312,8 @@ impl Authorizer {
     /// RFC 8414 and OpenID discovery, in the order the MCP specification gives; a
     /// document whose `issuer` is not the issuer it was derived from is never used.
     async fn authorization_server_metadata(&self, issuer: &str) -> Result<Value, AuthError> {
-        let parsed =
-            Url::parse(issuer).map_err(|e| AuthError(format!("authorization server `{issuer}`: {e}")))?;
+        let parsed = Url::parse(issuer)
+            .map_err(|e| AuthError(format!("authorization server `{issuer}`: {e}")))?;
         let origin = parsed.origin().ascii_serialization();
         let path = parsed.path().trim_end_matches('/');
         let candidates = if path.is_empty() {
@@ -397,8 +402,13 @@ impl Authorizer {
             .map_err(|e| AuthError(format!("client registration at {endpoint}: {e}")))?;
         let status = response.status();
         let registered = read_json(response).await;
-        let Some(client_id) = registered["client_id"].as_str().filter(|_| status.is_success()) else {
-            return fail(format!("client registration at {endpoint} failed ({status}): {registered}"));
+        let Some(client_id) = registered["client_id"]
+            .as_str()
+            .filter(|_| status.is_success())
+        else {
+            return fail(format!(
+                "client registration at {endpoint} failed ({status}): {registered}"
+            ));
         };
         let client_secret = registered["client_secret"].as_str().map(str::to_owned);
         let auth_method = registered["token_endpoint_auth_method"]
@@ -429,9 +439,9 @@ impl Authorizer {
         mut scopes: BTreeSet<String>,
     ) -> Result<(), AuthError> {
         let metadata = &discovery.metadata;
-        let endpoint = metadata["authorization_endpoint"]
-            .as_str()
-            .ok_or_else(|| AuthError("authorization server metadata without authorization_endpoint".into()))?;
+        let endpoint = metadata["authorization_endpoint"].as_str().ok_or_else(|| {
+            AuthError("authorization server metadata without authorization_endpoint".into())
+        })?;
         let client = self.client(flow, discovery).await?;
         // A refresh token is worth asking for where the server says it grants one.
         if strings(&metadata["scopes_supported"])
@@ -528,7 +538,9 @@ impl Authorizer {
         let expected = discovery.metadata["issuer"].as_str().unwrap_or_default();
         match (advertised, values("iss").as_slice()) {
             (true, []) => {
-                return fail("the authorization response has no `iss` although the authorization server advertises it");
+                return fail(
+                    "the authorization response has no `iss` although the authorization server advertises it",
+                );
             }
             (_, []) => {}
             // Simple string comparison: no normalization of any kind.
@@ -578,9 +590,9 @@ impl Authorizer {
         client: &ClientCredentials,
         form: &mut Vec<(&'static str, String)>,
     ) -> Result<Granted, AuthError> {
-        let endpoint = metadata["token_endpoint"]
-            .as_str()
-            .ok_or_else(|| AuthError("authorization server metadata without token_endpoint".into()))?;
+        let endpoint = metadata["token_endpoint"].as_str().ok_or_else(|| {
+            AuthError("authorization server metadata without token_endpoint".into())
+        })?;
         let mut request = self
             .http
             .post(endpoint)
@@ -594,7 +606,8 @@ impl Authorizer {
                     form_encode(&[("", client.client_id.as_str())])[1..].to_owned(),
                     form_encode(&[("", secret.as_str())])[1..].to_owned()
                 );
-                request = request.header("authorization", format!("Basic {}", STANDARD.encode(pair)));
+                request =
+                    request.header("authorization", format!("Basic {}", STANDARD.encode(pair)));
             }
             ("client_secret_post", Some(secret)) => {
                 form.push(("client_id", client.client_id.clone()));
@@ -650,7 +663,12 @@ fn random_token() -> String {
 fn strings(value: &Value) -> Vec<String> {
     value
         .as_array()
-        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_owned).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -663,7 +681,11 @@ fn scope_set(scope: Option<&str>) -> BTreeSet<String> {
 }
 
 fn join(scopes: &BTreeSet<String>) -> String {
-    scopes.iter().map(String::as_str).collect::<Vec<_>>().join(" ")
+    scopes
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Whether a published resource identifier covers the server's URL: same origin, and
@@ -744,7 +766,9 @@ mod tests {
         assert_eq!(
             parsed,
             Challenge {
-                resource_metadata: Some("https://x/.well-known/oauth-protected-resource/mcp".into()),
+                resource_metadata: Some(
+                    "https://x/.well-known/oauth-protected-resource/mcp".into()
+                ),
                 scope: Some("a b".into()),
                 error: Some("insufficient_scope".into()),
             }
@@ -752,7 +776,10 @@ mod tests {
         assert_eq!(parse_challenge("Bearer").unwrap(), Challenge::default());
         assert_eq!(parse_challenge("Basic realm=\"x\""), None);
         assert_eq!(
-            parse_challenge("bearer error=invalid_token").unwrap().error.as_deref(),
+            parse_challenge("bearer error=invalid_token")
+                .unwrap()
+                .error
+                .as_deref(),
             Some("invalid_token")
         );
     }
@@ -773,6 +800,9 @@ mod tests {
     fn form_encoding_and_env_names() {
         assert_eq!(form_encode(&[("a", "x y"), ("b", "1&2")]), "a=x+y&b=1%262");
         assert_eq!(&form_encode(&[("", "id:1")])[1..], "id%3A1");
-        assert_eq!(env_key("my-server.1", "CLIENT_ID"), "SWITCHBOARD_OAUTH_MY_SERVER_1_CLIENT_ID");
+        assert_eq!(
+            env_key("my-server.1", "CLIENT_ID"),
+            "SWITCHBOARD_OAUTH_MY_SERVER_1_CLIENT_ID"
+        );
     }
 }

@@ -138,12 +138,12 @@ fn resolve_program(command: &str) -> PathBuf {
             .ok()
             .as_deref()
             .and_then(Path::parent)
-        {
-            let beside = dir.join(command);
-            if beside.is_file() {
-                return beside;
-            }
+    {
+        let beside = dir.join(command);
+        if beside.is_file() {
+            return beside;
         }
+    }
     PathBuf::from(command)
 }
 

@@ -356,43 +356,27 @@ async fn read_http(
             status,
         };
     }
-    let mut stream = response.bytes_stream();
-    let mut buffer = String::new();
-    while let Some(Ok(chunk)) = stream.next().await {
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let event: String = buffer.drain(..end + 2).collect();
-            let data: Vec<&str> = event
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(str::trim_start)
-                .collect();
-            if data.is_empty() {
-                continue;
-            }
-            let Ok(message) = serde_json::from_str::<Value>(&data.join("\n")) else {
-                continue;
-            };
-            let has_id = message.get("id").is_some_and(|v| !v.is_null());
-            let is_request = message.get("method").is_some();
-            if has_id && is_request {
-                answer(message);
-                continue;
-            }
-            if !has_id {
-                notifications.push(message);
-                continue;
-            }
-            let outcome = match message.get("error") {
-                Some(error) => Err(error.clone()),
-                None => Ok(message.get("result").cloned().unwrap_or_default()),
-            };
-            return Exchange {
-                outcome,
-                notifications,
-                status,
-            };
+    let mut messages = sse_messages(response);
+    while let Some(message) = messages.recv().await {
+        let has_id = message.get("id").is_some_and(|v| !v.is_null());
+        let is_request = message.get("method").is_some();
+        if has_id && is_request {
+            answer(message);
+            continue;
         }
+        if !has_id {
+            notifications.push(message);
+            continue;
+        }
+        let outcome = match message.get("error") {
+            Some(error) => Err(error.clone()),
+            None => Ok(message.get("result").cloned().unwrap_or_default()),
+        };
+        return Exchange {
+            outcome,
+            notifications,
+            status,
+        };
     }
     Exchange {
         outcome: Err(json!({ "message": "stream ended without an answer" })),
@@ -525,13 +509,19 @@ impl LegacyHttp {
     }
 }
 
-/// Spawns a reader that turns an SSE response into a channel of JSON messages.
+/// Spawns a reader that turns an SSE response into a channel of JSON messages. Dropping
+/// the receiver closes the stream (which is how a modern client cancels a request).
 pub fn sse_messages(response: reqwest::Response) -> mpsc::UnboundedReceiver<Value> {
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut stream = response.bytes_stream();
         let mut buffer = String::new();
-        while let Some(Ok(chunk)) = stream.next().await {
+        loop {
+            let chunk = tokio::select! {
+                chunk = stream.next() => chunk,
+                () = tx.closed() => return,
+            };
+            let Some(Ok(chunk)) = chunk else { return };
             buffer.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = buffer.find("\n\n") {
                 let event: String = buffer.drain(..end + 2).collect();

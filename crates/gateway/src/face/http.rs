@@ -10,7 +10,6 @@
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -28,7 +27,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
-use super::{ListenFilter, declared_version, is_modern_method, legacy_notification, modern_meta};
+use super::{
+    ListenFilter, PeerTable, declared_version, is_modern_method, legacy_notification, modern_meta,
+};
 use crate::gateway::{ClientCtx, Gateway, PeerRequest};
 
 /// Legacy sessions idle longer than this are forgotten.
@@ -45,8 +46,7 @@ struct Session {
     client_info: Option<Value>,
     last_seen: Mutex<Instant>,
     inflight: Mutex<HashMap<RequestId, CancellationToken>>,
-    peer_pending: Mutex<HashMap<u64, oneshot::Sender<Result<Value, RpcError>>>>,
-    next_peer_id: AtomicU64,
+    peers: PeerTable,
     subscribed: Mutex<HashSet<String>>,
     /// The level of the session's last `logging/setLevel`, carried to modern upstreams.
     log_level: Mutex<Option<String>>,
@@ -486,25 +486,15 @@ async fn legacy_post(
             StatusCode::ACCEPTED.into_response()
         }
         Message::Response { id, result } => {
-            answer_peer(&session, &id, Ok(result));
+            session.peers.answer(&id, Ok(result));
             StatusCode::ACCEPTED.into_response()
         }
         Message::Error { id, error } => {
             if let Some(id) = id {
-                answer_peer(&session, &id, Err(error));
+                session.peers.answer(&id, Err(error));
             }
             StatusCode::ACCEPTED.into_response()
         }
-    }
-}
-
-fn answer_peer(session: &Session, id: &RequestId, outcome: Result<Value, RpcError>) {
-    let key = match id {
-        RequestId::String(s) => s.strip_prefix("sb-").and_then(|n| n.parse::<u64>().ok()),
-        RequestId::Number(_) => None,
-    };
-    if let Some(reply) = key.and_then(|k| session.peer_pending.lock().remove(&k)) {
-        let _ = reply.send(outcome);
     }
 }
 
@@ -534,8 +524,7 @@ fn initialize(state: &Arc<FaceState>, id: RequestId, params: Option<&Value>) -> 
         client_info: params.and_then(|p| p.get("clientInfo")).cloned(),
         last_seen: Mutex::new(Instant::now()),
         inflight: Mutex::new(HashMap::new()),
-        peer_pending: Mutex::new(HashMap::new()),
-        next_peer_id: AtomicU64::new(1),
+        peers: PeerTable::default(),
         subscribed: Mutex::new(HashSet::new()),
         log_level: Mutex::new(None),
         ended: CancellationToken::new(),
@@ -744,9 +733,7 @@ async fn respond(
                 Some(request) = recv_peer(&mut peer_rx) => {
                     if let Some(first) = first_tx.take() { let _ = first.send(Err(())); }
                     let Some(session) = &session else { continue };
-                    let peer_id = session.next_peer_id.fetch_add(1, Ordering::Relaxed);
-                    session.peer_pending.lock().insert(peer_id, request.reply);
-                    let message = Message::request(RequestId::String(format!("sb-{peer_id}")), request.method, request.params);
+                    let message = session.peers.request(request);
                     if frames_tx.send(sse_frame(&message)).await.is_err() { return }
                 }
             }

@@ -212,3 +212,37 @@ pub(crate) fn legacy_notification(
         )),
     }
 }
+
+/// Server→client requests sent to one legacy client, awaiting its answers: ids are ours
+/// (`sb-N`), so they never collide with the client's own request ids.
+#[derive(Default)]
+pub(crate) struct PeerTable {
+    pending: parking_lot::Mutex<
+        std::collections::HashMap<u64, tokio::sync::oneshot::Sender<Result<Value, RpcError>>>,
+    >,
+    next: std::sync::atomic::AtomicU64,
+}
+
+impl PeerTable {
+    /// Registers a request and returns the message to send the client.
+    pub(crate) fn request(&self, request: crate::gateway::PeerRequest) -> Message {
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        self.pending.lock().insert(id, request.reply);
+        Message::request(
+            RequestId::String(format!("sb-{id}")),
+            request.method,
+            request.params,
+        )
+    }
+
+    /// Routes the client's answer to the request it answers (unknown ids are ignored).
+    pub(crate) fn answer(&self, id: &RequestId, outcome: Result<Value, RpcError>) {
+        let key = match id {
+            RequestId::String(s) => s.strip_prefix("sb-").and_then(|n| n.parse::<u64>().ok()),
+            RequestId::Number(_) => None,
+        };
+        if let Some(reply) = key.and_then(|k| self.pending.lock().remove(&k)) {
+            let _ = reply.send(outcome);
+        }
+    }
+}

@@ -7,18 +7,17 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use switchboard_protocol::{Era, Message, RequestId, RpcError};
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    ListenFilter, apply_log_level, declared_version, is_modern_method, legacy_notification,
-    modern_meta,
+    ListenFilter, PeerTable, apply_log_level, declared_version, is_modern_method,
+    legacy_notification, modern_meta,
 };
 use crate::gateway::{ClientCtx, Gateway, PeerRequest};
 
@@ -28,8 +27,7 @@ const OUT_QUEUE: usize = 1024;
 struct Shared {
     out: mpsc::Sender<Message>,
     inflight: Mutex<HashMap<RequestId, CancellationToken>>,
-    peer_pending: Mutex<HashMap<u64, oneshot::Sender<Result<Value, RpcError>>>>,
-    next_peer_id: AtomicU64,
+    peers: PeerTable,
 }
 
 /// The legacy session, once `initialize` arrived.
@@ -51,8 +49,7 @@ where
     let shared = Arc::new(Shared {
         out: out_tx,
         inflight: Mutex::new(HashMap::new()),
-        peer_pending: Mutex::new(HashMap::new()),
-        next_peer_id: AtomicU64::new(1),
+        peers: PeerTable::default(),
     });
     let session_end = CancellationToken::new();
     let mut session: Option<Session> = None;
@@ -184,11 +181,11 @@ where
                     }
                 }
             }
-            Message::Response { id, result } => answer_peer(&shared, &id, Ok(result)),
+            Message::Response { id, result } => shared.peers.answer(&id, Ok(result)),
             Message::Error {
                 id: Some(id),
                 error,
-            } => answer_peer(&shared, &id, Err(error)),
+            } => shared.peers.answer(&id, Err(error)),
             Message::Error { id: None, .. } => {}
         }
     }
@@ -246,32 +243,16 @@ fn build_ctx(
     })
 }
 
-/// Server→client requests: our own ids, answered through `answer_peer`.
+/// Server→client requests: our own ids, answered through `PeerTable::answer`.
 fn spawn_peer(mut requests: mpsc::Receiver<PeerRequest>, shared: Arc<Shared>) {
     tokio::spawn(async move {
         while let Some(request) = requests.recv().await {
-            let id = shared.next_peer_id.fetch_add(1, Ordering::Relaxed);
-            shared.peer_pending.lock().insert(id, request.reply);
-            let message = Message::request(
-                RequestId::String(format!("sb-{id}")),
-                request.method,
-                request.params,
-            );
+            let message = shared.peers.request(request);
             if shared.out.send(message).await.is_err() {
                 break;
             }
         }
     });
-}
-
-fn answer_peer(shared: &Shared, id: &RequestId, outcome: Result<Value, RpcError>) {
-    let key = match id {
-        RequestId::String(s) => s.strip_prefix("sb-").and_then(|n| n.parse::<u64>().ok()),
-        RequestId::Number(_) => None,
-    };
-    if let Some(reply) = key.and_then(|k| shared.peer_pending.lock().remove(&k)) {
-        let _ = reply.send(outcome);
-    }
 }
 
 fn track_subscription(method: &str, params: Option<&Value>, subscribed: &Mutex<HashSet<String>>) {

@@ -25,7 +25,9 @@ pub use model::{
     ServerChanges, ServerSpec, TransportSpec,
 };
 pub use name::{InvalidServerName, ServerName};
-pub use policy::{BreakerPolicy, HealthPolicy, LimitPolicy, PoolPolicy, ServerPolicy, Sharing, ToolPolicy};
+pub use policy::{
+    BreakerPolicy, HealthPolicy, LimitPolicy, PoolPolicy, ServerPolicy, Sharing, ToolPolicy,
+};
 
 /// Reads `path`, detects its format, parses and validates it.
 ///

@@ -110,10 +110,26 @@ impl Default for ServerPolicy {
     fn default() -> Self {
         ServerPolicy {
             sharing: Sharing::Shared,
-            pool: PoolPolicy { size: 4, min_idle: 0, prewarm: false, recycle_after_calls: None, recycle_after: None },
-            health: HealthPolicy { interval: None, failures: 3, successes: 1 },
-            breaker: BreakerPolicy { failures: 5, open_for: Duration::from_secs(10) },
-            limits: LimitPolicy { max_concurrency: 64, max_queue: 256 },
+            pool: PoolPolicy {
+                size: 4,
+                min_idle: 0,
+                prewarm: false,
+                recycle_after_calls: None,
+                recycle_after: None,
+            },
+            health: HealthPolicy {
+                interval: None,
+                failures: 3,
+                successes: 1,
+            },
+            breaker: BreakerPolicy {
+                failures: 5,
+                open_for: Duration::from_secs(10),
+            },
+            limits: LimitPolicy {
+                max_concurrency: 64,
+                max_queue: 256,
+            },
             restart_backoff: Duration::from_millis(250),
             restart_backoff_max: Duration::from_secs(30),
             timeout_reset_on_progress: false,
@@ -192,7 +208,10 @@ pub(crate) struct RawPolicy {
 fn millis(value: Option<u64>, path: &KeyPath) -> Result<Option<Duration>, Problem> {
     match value {
         None => Ok(None),
-        Some(0) => Err(Problem::new(path.clone(), "must be a positive number of milliseconds")),
+        Some(0) => Err(Problem::new(
+            path.clone(),
+            "must be a positive number of milliseconds",
+        )),
         Some(ms) => Ok(Some(Duration::from_millis(ms))),
     }
 }
@@ -219,14 +238,22 @@ pub(crate) fn validate(raw: RawPolicy, path: &KeyPath) -> Result<ServerPolicy, P
         let size = count(raw.size, defaults.pool.size, &path.key("size"))?;
         let min_idle = raw.min_idle.unwrap_or(0) as usize;
         if min_idle > size {
-            return Err(Problem::new(path.key("min_idle"), format!("must not exceed pool.size ({size})")));
+            return Err(Problem::new(
+                path.key("min_idle"),
+                format!("must not exceed pool.size ({size})"),
+            ));
         }
         PoolPolicy {
             size,
             min_idle,
             prewarm: raw.prewarm.unwrap_or(false),
             recycle_after_calls: match raw.recycle_after_calls {
-                Some(0) => return Err(Problem::new(path.key("recycle_after_calls"), "must be at least 1")),
+                Some(0) => {
+                    return Err(Problem::new(
+                        path.key("recycle_after_calls"),
+                        "must be at least 1",
+                    ));
+                }
                 other => other,
             },
             recycle_after: millis(raw.recycle_after_ms, &path.key("recycle_after_ms"))?,
@@ -245,23 +272,36 @@ pub(crate) fn validate(raw: RawPolicy, path: &KeyPath) -> Result<ServerPolicy, P
         let raw = raw.breaker.map(|t| t.0).unwrap_or_default();
         BreakerPolicy {
             failures: raw.failures.unwrap_or(defaults.breaker.failures),
-            open_for: millis(raw.open_ms, &path.key("breaker").key("open_ms"))?.unwrap_or(defaults.breaker.open_for),
+            open_for: millis(raw.open_ms, &path.key("breaker").key("open_ms"))?
+                .unwrap_or(defaults.breaker.open_for),
         }
     };
     let limits = {
         let raw = raw.limits.map(|t| t.0).unwrap_or_default();
         let path = path.key("limits");
         LimitPolicy {
-            max_concurrency: count(raw.max_concurrency, defaults.limits.max_concurrency, &path.key("max_concurrency"))?,
-            max_queue: raw.max_queue.map_or(defaults.limits.max_queue, |q| q as usize),
+            max_concurrency: count(
+                raw.max_concurrency,
+                defaults.limits.max_concurrency,
+                &path.key("max_concurrency"),
+            )?,
+            max_queue: raw
+                .max_queue
+                .map_or(defaults.limits.max_queue, |q| q as usize),
         }
     };
-    let restart_backoff =
-        millis(raw.restart_backoff_ms, &path.key("restart_backoff_ms"))?.unwrap_or(defaults.restart_backoff);
-    let restart_backoff_max =
-        millis(raw.restart_backoff_max_ms, &path.key("restart_backoff_max_ms"))?.unwrap_or(defaults.restart_backoff_max);
+    let restart_backoff = millis(raw.restart_backoff_ms, &path.key("restart_backoff_ms"))?
+        .unwrap_or(defaults.restart_backoff);
+    let restart_backoff_max = millis(
+        raw.restart_backoff_max_ms,
+        &path.key("restart_backoff_max_ms"),
+    )?
+    .unwrap_or(defaults.restart_backoff_max);
     if restart_backoff_max < restart_backoff {
-        return Err(Problem::new(path.key("restart_backoff_max_ms"), "must not be below restart_backoff_ms"));
+        return Err(Problem::new(
+            path.key("restart_backoff_max_ms"),
+            "must not be below restart_backoff_ms",
+        ));
     }
     let mut tools = BTreeMap::new();
     for (name, tool) in raw.tools.map(|m| m.0).unwrap_or_default() {
@@ -269,7 +309,12 @@ pub(crate) fn validate(raw: RawPolicy, path: &KeyPath) -> Result<ServerPolicy, P
         let policy = ToolPolicy {
             timeout: millis(tool.0.timeout_ms, &tool_path.key("timeout_ms"))?,
             retries: match tool.0.retries {
-                Some(0) => return Err(Problem::new(tool_path.key("retries"), "must be at least 1 (1 = no retry)")),
+                Some(0) => {
+                    return Err(Problem::new(
+                        tool_path.key("retries"),
+                        "must be at least 1 (1 = no retry)",
+                    ));
+                }
                 other => other,
             },
         };

@@ -94,6 +94,12 @@ impl Gateway {
                 // Modern-only caching hints mean nothing to a legacy client.
                 object.remove("ttlMs");
                 object.remove("cacheScope");
+                // A modern upstream's identity stays behind the gateway on both faces.
+                if let Some(meta) = object.get_mut("_meta").and_then(Value::as_object_mut)
+                    && meta.contains_key(meta::SERVER_INFO)
+                {
+                    meta.insert(meta::SERVER_INFO.into(), self.server_info());
+                }
             }
         }
         result
@@ -165,7 +171,32 @@ impl Gateway {
             params,
             headers: param_headers,
         };
-        self.forward(ctx, call).await
+        let mut result = self.forward(ctx, call).await?;
+        if let Some(content) = result.get_mut("content").and_then(Value::as_array_mut) {
+            for block in content {
+                self.expose_content_uri(&target.server, block);
+            }
+        }
+        Ok(result)
+    }
+
+    /// Rewrites the URI of a `resource_link` or embedded `resource` content block to its
+    /// exposed form, so a client can read it back through the gateway.
+    fn expose_content_uri(&self, server: &str, block: &mut Value) {
+        let catalog = self.catalog();
+        if catalog.passthrough {
+            return;
+        }
+        let slot = match block.get("type").and_then(Value::as_str) {
+            Some("resource_link") => block.get_mut("uri"),
+            Some("resource") => block.get_mut("resource").and_then(|r| r.get_mut("uri")),
+            _ => None,
+        };
+        if let Some(uri) = slot
+            && let Some(original) = uri.as_str()
+        {
+            *uri = Value::String(catalog.expose_uri(server, original));
+        }
     }
 
     async fn get_prompt(&self, ctx: &ClientCtx, mut params: Value) -> Result<Value, RpcError> {
@@ -179,16 +210,25 @@ impl Gateway {
             .ok_or_else(|| RpcError::invalid_params(format!("Unknown prompt: {exposed}")))?
             .clone();
         params["name"] = Value::String(target.name.clone());
-        self.forward(
-            ctx,
-            Forward {
-                server: &target.server,
-                method: "prompts/get",
-                params,
-                headers: Vec::new(),
-            },
-        )
-        .await
+        let mut result = self
+            .forward(
+                ctx,
+                Forward {
+                    server: &target.server,
+                    method: "prompts/get",
+                    params,
+                    headers: Vec::new(),
+                },
+            )
+            .await?;
+        if let Some(messages) = result.get_mut("messages").and_then(Value::as_array_mut) {
+            for message in messages {
+                if let Some(block) = message.get_mut("content") {
+                    self.expose_content_uri(&target.server, block);
+                }
+            }
+        }
+        Ok(result)
     }
 
     /// Resolves an exposed URI to its server and upstream URI.
@@ -199,20 +239,35 @@ impl Gateway {
         {
             return Ok((server, original.to_owned()));
         }
-        // A URI a client saw in a tool result (never rewritten): the one server that lists
-        // it, or the only server offering resources.
+        // A raw upstream URI (from a client that kept one, or a server that put one in a
+        // text): the one server that lists it, else the one whose template matches it,
+        // else the only server offering resources.
         let servers = self.servers();
-        let owners: Vec<_> = servers
-            .iter()
-            .filter(|s| {
-                s.lists()
-                    .resources
-                    .iter()
-                    .any(|r| r.get("uri").and_then(Value::as_str) == Some(exposed))
+        let lists: Vec<_> = servers.iter().map(|s| (s, s.lists())).collect();
+        let pick = |matches: &dyn Fn(&crate::catalog::ServerLists) -> bool| {
+            let owners: Vec<_> = lists.iter().filter(|(_, l)| matches(l)).collect();
+            match owners.as_slice() {
+                [(owner, _)] => Some(owner.name.clone()),
+                _ => None,
+            }
+        };
+        let owner = pick(&|l| {
+            l.resources
+                .iter()
+                .any(|r| r.get("uri").and_then(Value::as_str) == Some(exposed))
+        })
+        .or_else(|| {
+            pick(&|l| {
+                l.templates.iter().any(|t| {
+                    t.get("uriTemplate")
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| template_matches(t, exposed))
+                })
             })
-            .collect();
-        if let [owner] = owners.as_slice() {
-            return Ok((owner.name.clone(), exposed.to_owned()));
+        })
+        .or_else(|| pick(&|l| !l.resources.is_empty() || !l.templates.is_empty()));
+        if let Some(owner) = owner {
+            return Ok((owner, exposed.to_owned()));
         }
         Err(RpcError::new(
             switchboard_protocol::error::RESOURCE_NOT_FOUND,
@@ -362,6 +417,41 @@ impl Gateway {
     }
 }
 
+/// Whether `uri` fits an RFC 6570 template (literal parts in order; `{var}` matches a
+/// non-empty run without `/`, `{+var}` / `{#var}` any non-empty run).
+fn template_matches(template: &str, uri: &str) -> bool {
+    let mut rest = uri;
+    let mut parts = template.split('{').peekable();
+    let Some(first) = parts.next() else {
+        return false;
+    };
+    let Some(after) = rest.strip_prefix(first) else {
+        return false;
+    };
+    rest = after;
+    while let Some(part) = parts.next() {
+        let Some((expression, literal)) = part.split_once('}') else {
+            return false;
+        };
+        let reserved = expression.starts_with('+') || expression.starts_with('#');
+        let is_last = parts.peek().is_none();
+        let end = if literal.is_empty() {
+            if is_last { rest.len() } else { return false }
+        } else {
+            match rest.find(literal) {
+                Some(at) => at,
+                None => return false,
+            }
+        };
+        let value = &rest[..end];
+        if value.is_empty() || (!reserved && value.contains('/')) {
+            return false;
+        }
+        rest = &rest[end + literal.len()..];
+    }
+    rest.is_empty()
+}
+
 fn encode_cursor(offset: usize) -> String {
     URL_SAFE_NO_PAD.encode(format!("sb:{offset}"))
 }
@@ -378,6 +468,25 @@ fn decode_cursor(cursor: &str) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn matches_uri_templates() {
+        assert!(template_matches(
+            "test://template/{id}/data",
+            "test://template/42/data"
+        ));
+        assert!(!template_matches(
+            "test://template/{id}/data",
+            "test://template/4/2/data"
+        ));
+        assert!(template_matches(
+            "demo://resource/dynamic/text/{id}",
+            "demo://resource/dynamic/text/1"
+        ));
+        assert!(template_matches("file:///{+path}", "file:///a/b/c"));
+        assert!(!template_matches("file:///{path}", "file:///a/b"));
+        assert!(!template_matches("test://{id}", "other://x"));
+    }
 
     #[test]
     fn cursors_round_trip() {

@@ -125,9 +125,12 @@ impl Message {
             };
         let params = object.remove("params");
         if let Some(params) = &params
-            && !params.is_object() && !params.is_array() && !params.is_null() {
-                return Err(ParseError::Invalid("`params` must be an object".into()));
-            }
+            && !params.is_object()
+            && !params.is_array()
+            && !params.is_null()
+        {
+            return Err(ParseError::Invalid("`params` must be an object".into()));
+        }
         if let Some(method) = object.remove("method") {
             let Value::String(method) = method else {
                 return Err(ParseError::Invalid("`method` must be a string".into()));

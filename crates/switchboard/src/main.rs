@@ -55,8 +55,12 @@ enum Command {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SWITCHBOARD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colour only for a person at a terminal, never into pipes and files.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -109,6 +113,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let gateway = Gateway::start(&loaded).await;
             watch(&gateway, &config);
             let max = loaded.gateway.max_message_bytes;
+            let stop = shutdown_signal();
             let serving = face::stdio::serve(
                 gateway.clone(),
                 tokio::io::stdin(),
@@ -117,7 +122,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             tokio::select! {
                 () = serving => {}
-                () = shutdown_signal() => {
+                () = stop => {
                     gateway.drain(loaded.gateway.drain_timeout).await;
                 }
             }
@@ -133,6 +138,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let listener = tokio::net::TcpListener::bind(address)
                 .await
                 .with_context(|| format!("cannot listen on {address}"))?;
+            let stop = shutdown_signal();
             let bound = listener.local_addr()?;
             // Tests and scripts read this line to learn the port.
             println!("switchboard listening on http://{bound}/mcp");
@@ -169,7 +175,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
                     })
                     .into_future(),
             );
-            shutdown_signal().await;
+            stop.await;
             let _ = stop_accepting.send(());
             let drained = gateway.drain(loaded.gateway.drain_timeout).await;
             tracing::info!(drained, "calls in flight finished; closing");
@@ -189,12 +195,20 @@ fn watch(gateway: &Gateway, config: &std::path::Path) {
     }
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("SIGTERM handler installs");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+/// SIGTERM / Ctrl-C. The handlers are installed when this is called (not when the future
+/// is first polled), so call it before announcing readiness: a SIGTERM right after the
+/// announcement must drain, not kill.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    async move {
+        let (Ok(mut term), Ok(mut interrupt)) = (term, interrupt) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("shutting down: draining requests");
     }
-    tracing::info!("shutting down: draining requests");
 }

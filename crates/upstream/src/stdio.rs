@@ -23,7 +23,7 @@ use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::framing::{Frame, next_frame};
+use crate::framing::{Frame, Framer};
 use crate::mux::Mux;
 use crate::{ConnectError, ConnectOptions, UpstreamEvent};
 
@@ -192,9 +192,10 @@ async fn write_loop(
 
 async fn read_loop(mux: Arc<Mux>, stdout: tokio::process::ChildStdout, limit: usize) {
     let mut reader = BufReader::with_capacity(64 * 1024, stdout);
+    let mut framer = Framer::new(limit);
     let mut garbage = 0u64;
     loop {
-        match next_frame(&mut reader, limit).await {
+        match framer.next(&mut reader).await {
             Ok(Frame::Line(line)) => match Message::parse(&line) {
                 Ok(message) => mux.handle(message).await,
                 Err(error) => {

@@ -697,21 +697,32 @@ impl Server {
         kind: ListKind,
     ) -> Result<(), RpcError> {
         let upstream = self.upstream(cache).await?;
-        let mut lists = (*self.lists.load_full()).clone();
-        match kind {
-            ListKind::Tools => lists.tools = self.list(&upstream, "tools/list", "tools").await?,
-            ListKind::Prompts => {
-                lists.prompts = self.list(&upstream, "prompts/list", "prompts").await?
+        let (first, second) = match kind {
+            ListKind::Tools => (self.list(&upstream, "tools/list", "tools").await?, None),
+            ListKind::Prompts => (self.list(&upstream, "prompts/list", "prompts").await?, None),
+            ListKind::Resources => (
+                self.list(&upstream, "resources/list", "resources").await?,
+                Some(
+                    self.list(&upstream, "resources/templates/list", "resourceTemplates")
+                        .await
+                        .unwrap_or_default(),
+                ),
+            ),
+        };
+        // Read-modify-write on the current lists (not a copy taken before the awaits), so a
+        // concurrent refresh of another kind is never undone.
+        self.lists.rcu(|current| {
+            let mut lists = (**current).clone();
+            match kind {
+                ListKind::Tools => lists.tools = first.clone(),
+                ListKind::Prompts => lists.prompts = first.clone(),
+                ListKind::Resources => {
+                    lists.resources = first.clone();
+                    lists.templates = second.clone().unwrap_or_default();
+                }
             }
-            ListKind::Resources => {
-                lists.resources = self.list(&upstream, "resources/list", "resources").await?;
-                lists.templates = self
-                    .list(&upstream, "resources/templates/list", "resourceTemplates")
-                    .await
-                    .unwrap_or_default();
-            }
-        }
-        self.lists.store(Arc::new(lists));
+            lists
+        });
         Ok(())
     }
 

@@ -11,6 +11,7 @@ Usage: server_request.py MODE FEATURE TARGET...
 (The tools are looked up as `everything__<tool>`.)
 """
 
+import anyio
 import mcp.types as types
 
 from _client import connect_kwargs, dump, run
@@ -63,7 +64,14 @@ async def body(client, args):
     tool, arguments = CALLS[args[0]]
     options = {"progress_callback": on_progress} if args[0] == "progress" else {}
     result = await client.call_tool(f"everything__{tool}", arguments, **options)
-    return {"result": dump(result), "callbacks": callbacks}
+    # A server learns roots asynchronously (roots/list_changed, then its own roots/list):
+    # give it a moment within the same session, as a client would.
+    attempts = 1
+    while args[0] == "roots" and ROOT_URI not in str(dump(result)) and attempts < 20:
+        await anyio.sleep(0.1)
+        result = await client.call_tool(f"everything__{tool}", arguments, **options)
+        attempts += 1
+    return {"result": dump(result), "callbacks": callbacks, "attempts": attempts}
 
 
 run("FEATURE", 1, body)

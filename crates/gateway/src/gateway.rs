@@ -76,6 +76,7 @@ pub(crate) struct Inner {
     pub(crate) signals: mpsc::Sender<ServerSignal>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) store: Store,
+    pub(crate) roots_peers: Mutex<HashMap<String, crate::roots::RootsPeer>>,
     pub(crate) config_status: Mutex<ConfigStatus>,
 }
 
@@ -112,6 +113,7 @@ impl Gateway {
             signals: signals_tx,
             shutdown: CancellationToken::new(),
             store: Store::open(config.gateway.state_dir.as_deref()),
+            roots_peers: Mutex::new(HashMap::new()),
             config_status: Mutex::new(ConfigStatus::loaded(config)),
         });
         let gateway = Gateway { inner };
@@ -310,12 +312,18 @@ async fn signal_loop(
                 let _ = gateway.inner.changes.send(Change::Log(params));
             }
             ServerSignal::Log(_, None) => {}
+            ServerSignal::Request(server, request) if request.method == "roots/list" => {
+                // No call owns it: the union of the roots of the clients we can ask.
+                let gateway = gateway.clone();
+                tokio::spawn(async move {
+                    let outcome = gateway.union_of_roots().await;
+                    tracing::debug!(server, "answered an upstream's roots/list");
+                    let _ = request.reply.send(outcome);
+                });
+            }
             ServerSignal::Request(server, request) => {
-                // No call owns it: answer what the gateway can answer itself.
-                let outcome = match request.method.as_str() {
-                    "roots/list" => Ok(json!({ "roots": [] })),
-                    method => Err(RpcError::method_not_found(method)),
-                };
+                // No call owns it and the gateway cannot answer it itself.
+                let outcome = Err(RpcError::method_not_found(&request.method));
                 tracing::debug!(
                     server,
                     method = request.method,

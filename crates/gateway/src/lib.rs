@@ -17,6 +17,7 @@ pub mod face;
 mod gateway;
 mod meta;
 pub mod metrics;
+mod roots;
 pub mod roster;
 pub mod server;
 pub mod store;

@@ -473,6 +473,10 @@ async fn legacy_post(
             )
             .await
         }
+        Message::Notification { method, .. } if method == "notifications/roots/list_changed" => {
+            state.gateway.roots_changed();
+            StatusCode::ACCEPTED.into_response()
+        }
         Message::Notification { method, params } => {
             if method == "notifications/cancelled" {
                 let id = params
@@ -603,10 +607,26 @@ fn get_stream(state: &Arc<FaceState>, session_id: Option<&str>) -> Response {
     let mut changes = state.gateway.subscribe();
     let closed = CancellationToken::new();
     let guard = closed.clone().drop_guard();
+    // While this stream is open the client can be asked for its roots at any time.
+    let wants_roots = session
+        .capabilities
+        .get("roots")
+        .is_some_and(|r| !r.is_null());
+    let (roots_tx, mut roots_rx) = mpsc::channel::<PeerRequest>(8);
+    let gateway = state.gateway.clone();
+    let session_id = session_id.to_owned();
+    if wants_roots {
+        gateway.roots_peer_joined(&session_id, roots_tx);
+    }
     tokio::spawn(async move {
         let _ = tx.send(Bytes::from_static(b": stream open\n\n")).await;
         loop {
             let change = tokio::select! {
+                Some(request) = roots_rx.recv() => {
+                    let message = session.peers.request(request);
+                    if tx.send(sse_frame(&message)).await.is_err() { break }
+                    continue;
+                }
                 change = changes.recv() => change,
                 () = tokio::time::sleep(KEEP_ALIVE) => {
                     if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() { break }
@@ -626,6 +646,9 @@ fn get_stream(state: &Arc<FaceState>, session_id: Option<&str>) -> Response {
             {
                 break;
             }
+        }
+        if wants_roots {
+            gateway.roots_peer_left(&session_id);
         }
     });
     sse_response(rx, Some(guard))

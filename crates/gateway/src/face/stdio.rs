@@ -22,6 +22,8 @@ use super::{
 use crate::gateway::{ClientCtx, Gateway, PeerRequest};
 
 const OUT_QUEUE: usize = 1024;
+/// The principal of the one client a stdio face serves.
+const STDIO_SESSION: &str = "stdio";
 
 /// State shared by the reader and the request tasks.
 struct Shared {
@@ -169,6 +171,22 @@ where
                     }
                 });
             }
+            Message::Notification { method, .. }
+                if method == "notifications/initialized"
+                    && session.as_ref().is_some_and(|s| {
+                        s.capabilities.get("roots").is_some_and(|r| !r.is_null())
+                    }) =>
+            {
+                // A client with roots can be asked at any time on this pipe.
+                let (roots_tx, roots_rx) = mpsc::channel(8);
+                spawn_peer(roots_rx, shared.clone());
+                gateway.roots_peer_joined(STDIO_SESSION, roots_tx);
+            }
+            Message::Notification { method, .. }
+                if method == "notifications/roots/list_changed" =>
+            {
+                gateway.roots_changed();
+            }
             Message::Notification { method, params } => {
                 if method == "notifications/cancelled" {
                     let id = params
@@ -190,6 +208,7 @@ where
         }
     }
     // Input closed: cancel everything still running, let the writer drain, stop.
+    gateway.roots_peer_left(STDIO_SESSION);
     session_end.cancel();
     for token in shared.inflight.lock().values() {
         token.cancel();
@@ -220,7 +239,7 @@ fn build_ctx(
             protocol_version: meta.version,
             capabilities: meta.capabilities,
             client_info: meta.client_info,
-            principal: "stdio".into(),
+            principal: STDIO_SESSION.into(),
             notify: Some(notify_tx),
             peer: None,
             cancel: CancellationToken::new(),
@@ -236,7 +255,7 @@ fn build_ctx(
         protocol_version: session.version.clone(),
         capabilities: session.capabilities.clone(),
         client_info: session.client_info.clone(),
-        principal: "stdio".into(),
+        principal: STDIO_SESSION.into(),
         notify: Some(notify_tx),
         peer: Some(peer_tx),
         cancel: CancellationToken::new(),

@@ -151,11 +151,11 @@ async fn timeouts_cancel_upstream_and_wedged_instances_are_recycled() {
     let mut replaced = false;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        if let Ok(result) = call(&client, "fx__whoami", json!({})).await {
-            if result["structuredContent"]["pid"].as_u64() != Some(pid) {
-                replaced = true;
-                break;
-            }
+        if let Ok(result) = call(&client, "fx__whoami", json!({})).await
+            && result["structuredContent"]["pid"].as_u64() != Some(pid)
+        {
+            replaced = true;
+            break;
         }
     }
     assert!(replaced, "the wedged instance was recycled");

@@ -614,13 +614,18 @@ impl Server {
         self.set_state(State::Ready, None);
         tracing::info!(server = %self.name, era = %upstream.era(), instance = instance.id, pid = upstream.pid(), "upstream ready");
         if first {
-            if let Err(error) = self.refresh_all(&upstream).await {
-                tracing::warn!(server = %self.name, %error, "listing capabilities failed");
+            let known = self.lists.load();
+            let seeded =
+                !(known.tools.is_empty() && known.prompts.is_empty() && known.resources.is_empty());
+            if seeded {
+                // A dormant server woken by a call: its last known catalog already routes
+                // the call, so re-listing happens beside it, not before it.
+                let server = self.clone();
+                let upstream = upstream.clone();
+                tokio::spawn(async move { server.relist(&upstream).await });
+            } else {
+                self.relist(&upstream).await;
             }
-            let _ = self
-                .signals
-                .send(ServerSignal::Connected(self.name.clone(), self.instance))
-                .await;
         }
         Ok(instance)
     }
@@ -667,6 +672,17 @@ impl Server {
             }
         }
         instance.shutdown().await;
+    }
+
+    /// Lists everything after a (re)start and tells the gateway, which rebuilds the catalog.
+    async fn relist(&self, upstream: &Upstream) {
+        if let Err(error) = self.refresh_all(upstream).await {
+            tracing::warn!(server = %self.name, %error, "listing capabilities failed");
+        }
+        let _ = self
+            .signals
+            .send(ServerSignal::Connected(self.name.clone(), self.instance))
+            .await;
     }
 
     /// Re-reads every list the server offers.

@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
@@ -122,6 +123,7 @@ impl Gateway {
             signals_rx,
             gateway.inner.shutdown.clone(),
         ));
+        spawn_store_flusher(&gateway);
         gateway.start_servers(config).await;
         gateway.spawn_idle_reaper();
         gateway.rebuild_catalog();
@@ -231,6 +233,7 @@ impl Gateway {
     /// Stops every server (graceful stop sequence) and ends background tasks.
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
+        self.inner.store.flush();
         self.inner.parked.lock().clear();
         let servers = self.servers();
         futures::future::join_all(servers.iter().map(|s| s.stop())).await;
@@ -251,91 +254,129 @@ async fn signal_loop(
         let Some(signal) = signal else { break };
         let Some(inner) = inner.upgrade() else { break };
         let gateway = Gateway { inner };
-        match signal {
-            ServerSignal::Connected(server, instance) => {
-                // Only an instance in the roster changes what clients see; a reload's
-                // replacement is announced when it is swapped in.
-                let Some(server) = gateway.server(&server).filter(|s| s.instance == instance)
-                else {
-                    continue;
-                };
-                gateway
-                    .inner
-                    .store
-                    .put_catalog(&server.name, &server.lists());
-                gateway.rebuild_catalog();
-                for kind in [ListKind::Tools, ListKind::Prompts, ListKind::Resources] {
-                    let _ = gateway.inner.changes.send(Change::ListChanged(kind));
-                }
+        // Signals that arrive together (hundreds of servers starting at once) cost one
+        // catalog rebuild, not one each.
+        let mut connected = false;
+        let mut next = Some(signal);
+        while let Some(signal) = next.take() {
+            handle_signal(&gateway, signal, &mut connected);
+            next = signals.try_recv().ok();
+        }
+        if connected {
+            gateway.rebuild_catalog();
+            for kind in [ListKind::Tools, ListKind::Prompts, ListKind::Resources] {
+                let _ = gateway.inner.changes.send(Change::ListChanged(kind));
             }
-            ServerSignal::ListChanged(server, kind) => {
-                let Some(server) = gateway.server(&server) else {
-                    continue;
-                };
-                // Refresh off the loop: a slow upstream must not delay other signals.
-                tokio::spawn(async move {
-                    match server.refresh(&gateway.inner.era_cache, kind).await {
-                        Ok(()) => {
-                            gateway
-                                .inner
-                                .store
-                                .put_catalog(&server.name, &server.lists());
-                            gateway.rebuild_catalog();
-                            let _ = gateway.inner.changes.send(Change::ListChanged(kind));
-                        }
-                        Err(error) => {
-                            tracing::warn!(server = %server.name, %error, "list refresh failed")
-                        }
+        }
+    }
+}
+
+/// Writes the store's pending catalog updates a few times a second at most, off the
+/// async threads; owned by the gateway's shutdown token (shutdown flushes what is left).
+fn spawn_store_flusher(gateway: &Gateway) {
+    let inner = Arc::downgrade(&gateway.inner);
+    let shutdown = gateway.inner.shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
+            tokio::select! {
+                () = strong.store.wake.notified() => {}
+                () = shutdown.cancelled() => return,
+            }
+            drop(strong);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+            let Some(strong) = inner.upgrade() else {
+                return;
+            };
+            let _ = tokio::task::spawn_blocking(move || strong.store.flush()).await;
+        }
+    });
+}
+
+fn handle_signal(gateway: &Gateway, signal: ServerSignal, connected: &mut bool) {
+    match signal {
+        ServerSignal::Connected(server, instance) => {
+            // Only an instance in the roster changes what clients see; a reload's
+            // replacement is announced when it is swapped in.
+            let Some(server) = gateway.server(&server).filter(|s| s.instance == instance) else {
+                return;
+            };
+            gateway
+                .inner
+                .store
+                .put_catalog(&server.name, &server.lists());
+            *connected = true;
+        }
+        ServerSignal::ListChanged(server, kind) => {
+            let Some(server) = gateway.server(&server) else {
+                return;
+            };
+            // Refresh off the loop: a slow upstream must not delay other signals.
+            let gateway = gateway.clone();
+            tokio::spawn(async move {
+                match server.refresh(&gateway.inner.era_cache, kind).await {
+                    Ok(()) => {
+                        gateway
+                            .inner
+                            .store
+                            .put_catalog(&server.name, &server.lists());
+                        gateway.rebuild_catalog();
+                        let _ = gateway.inner.changes.send(Change::ListChanged(kind));
                     }
-                });
-            }
-            ServerSignal::ResourceUpdated(server, mut params) => {
-                let catalog = gateway.catalog();
-                let uri = params
-                    .get("uri")
-                    .and_then(Value::as_str)
-                    .map(|u| catalog.expose_uri(&server, u));
-                if let Some(uri) = uri {
-                    params["uri"] = Value::String(uri.clone());
-                    let _ = gateway
-                        .inner
-                        .changes
-                        .send(Change::ResourceUpdated { uri, params });
+                    Err(error) => {
+                        tracing::warn!(server = %server.name, %error, "list refresh failed")
+                    }
                 }
+            });
+        }
+        ServerSignal::ResourceUpdated(server, mut params) => {
+            let catalog = gateway.catalog();
+            let uri = params
+                .get("uri")
+                .and_then(Value::as_str)
+                .map(|u| catalog.expose_uri(&server, u));
+            if let Some(uri) = uri {
+                params["uri"] = Value::String(uri.clone());
+                let _ = gateway
+                    .inner
+                    .changes
+                    .send(Change::ResourceUpdated { uri, params });
             }
-            ServerSignal::Log(server, Some(mut params)) => {
-                if let Some(object) = params.as_object_mut() {
-                    object
-                        .entry("logger")
-                        .or_insert_with(|| Value::String(server));
-                }
-                let _ = gateway.inner.changes.send(Change::Log(params));
+        }
+        ServerSignal::Log(server, Some(mut params)) => {
+            if let Some(object) = params.as_object_mut() {
+                object
+                    .entry("logger")
+                    .or_insert_with(|| Value::String(server));
             }
-            ServerSignal::Log(_, None) => {}
-            ServerSignal::Request(server, request) if request.method == "roots/list" => {
-                // No call owns it: the union of the roots of the clients we can ask.
-                let gateway = gateway.clone();
-                tokio::spawn(async move {
-                    let outcome = gateway.union_of_roots().await;
-                    tracing::debug!(server, "answered an upstream's roots/list");
-                    let _ = request.reply.send(outcome);
-                });
-            }
-            ServerSignal::Request(server, request) => {
-                // No call owns it and the gateway cannot answer it itself.
-                let outcome = Err(RpcError::method_not_found(&request.method));
-                tracing::debug!(
-                    server,
-                    method = request.method,
-                    "answered an unowned server request"
-                );
+            let _ = gateway.inner.changes.send(Change::Log(params));
+        }
+        ServerSignal::Log(_, None) => {}
+        ServerSignal::Request(server, request) if request.method == "roots/list" => {
+            // No call owns it: the union of the roots of the clients we can ask.
+            let gateway = gateway.clone();
+            tokio::spawn(async move {
+                let outcome = gateway.union_of_roots().await;
+                tracing::debug!(server, "answered an upstream's roots/list");
                 let _ = request.reply.send(outcome);
-            }
-            ServerSignal::Closed(server, reason) => {
-                tracing::warn!(server, reason, "upstream connection closed");
-                if let Some(server) = gateway.server(&server) {
-                    server.connection_lost(&reason);
-                }
+            });
+        }
+        ServerSignal::Request(server, request) => {
+            // No call owns it and the gateway cannot answer it itself.
+            let outcome = Err(RpcError::method_not_found(&request.method));
+            tracing::debug!(
+                server,
+                method = request.method,
+                "answered an unowned server request"
+            );
+            let _ = request.reply.send(outcome);
+        }
+        ServerSignal::Closed(server, reason) => {
+            tracing::warn!(server, reason, "upstream connection closed");
+            if let Some(server) = gateway.server(&server) {
+                server.connection_lost(&reason);
             }
         }
     }

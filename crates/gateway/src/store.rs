@@ -30,6 +30,10 @@ pub struct Store {
     state: Mutex<StoreState>,
     /// Serializes writers: one snapshot is renamed into place at a time.
     writing: Mutex<()>,
+    /// Catalog updates are frequent (hundreds of servers starting at once): they mark the
+    /// store dirty and a flusher writes at most a few times a second.
+    dirty: std::sync::atomic::AtomicBool,
+    pub(crate) wake: tokio::sync::Notify,
 }
 
 impl Store {
@@ -37,19 +41,11 @@ impl Store {
     /// moved aside and the store starts empty, loudly.
     pub fn open(dir: Option<&Path>) -> Store {
         let Some(dir) = dir else {
-            return Store {
-                path: None,
-                state: Mutex::new(StoreState::default()),
-                writing: Mutex::new(()),
-            };
+            return Store::with(None, StoreState::default());
         };
         if let Err(error) = std::fs::create_dir_all(dir) {
             tracing::error!(dir = %dir.display(), %error, "state directory unusable; keeping state in memory");
-            return Store {
-                path: None,
-                state: Mutex::new(StoreState::default()),
-                writing: Mutex::new(()),
-            };
+            return Store::with(None, StoreState::default());
         }
         let path = dir.join(FILE_NAME);
         let state = match std::fs::read(&path) {
@@ -64,10 +60,16 @@ impl Store {
             },
             Err(_) => StoreState::default(),
         };
+        Store::with(Some(path), state)
+    }
+
+    fn with(path: Option<PathBuf>, state: StoreState) -> Store {
         Store {
-            path: Some(path),
+            path,
             state: Mutex::new(state),
             writing: Mutex::new(()),
+            dirty: Default::default(),
+            wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -104,11 +106,23 @@ impl Store {
             .lock()
             .catalogs
             .insert(name.to_owned(), lists.clone());
-        self.persist();
+        if self.path.is_some() {
+            self.dirty.store(true, std::sync::atomic::Ordering::Release);
+            self.wake.notify_one();
+        }
+    }
+
+    /// Writes pending catalog updates, if any (the flusher, and shutdown).
+    pub fn flush(&self) {
+        if self.dirty.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            self.persist();
+        }
     }
 
     fn persist(&self) {
         let Some(path) = &self.path else { return };
+        self.dirty
+            .store(false, std::sync::atomic::Ordering::Release);
         let _writing = self.writing.lock();
         let bytes = {
             let state = self.state.lock();
@@ -148,6 +162,7 @@ mod tests {
                 ..ServerLists::default()
             },
         );
+        store.flush();
         let reopened = Store::open(Some(dir.path()));
         assert_eq!(reopened.registered()["time"]["command"], "uvx");
         assert_eq!(reopened.catalog("time").unwrap().tools[0]["name"], "now");

@@ -33,10 +33,13 @@ pub fn watch_config(gateway: Gateway, path: PathBuf) -> Result<(), notify::Error
         .to_path_buf();
     let (events_tx, mut events_rx) = mpsc::channel::<()>(16);
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
-            // A full queue already holds a wake-up; dropping this one loses nothing.
-            let _ = events_tx.try_send(());
+        // Reading the file ourselves raises access events: only changes wake the reloader.
+        let Ok(event) = event else { return };
+        if matches!(event.kind, notify::EventKind::Access(_)) {
+            return;
         }
+        // A full queue already holds a wake-up; dropping this one loses nothing.
+        let _ = events_tx.try_send(());
     })?;
     watcher.watch(&directory, RecursiveMode::NonRecursive)?;
     let shutdown = gateway.inner.shutdown.clone();

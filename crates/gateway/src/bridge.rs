@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::gateway::{ClientCtx, Gateway, PeerRequest};
-use crate::server::Lease;
+use crate::server::{CallGuard, Lease};
 
 /// How long a client has to answer an `input_required` result.
 const PARK_TTL: Duration = Duration::from_secs(300);
@@ -174,7 +174,7 @@ impl Gateway {
         }
         // The guard counts this call against the server until it ends, so a reload or a
         // removal drains it instead of cutting it off.
-        let (server, _guard) = self
+        let (server, guard) = self
             .server_for_call(call.server)
             .ok_or_else(|| RpcError::invalid_params(format!("unknown server `{}`", call.server)))?;
         meta::strip_protocol_fields(&mut call.params);
@@ -202,6 +202,7 @@ impl Gateway {
                 .await?;
             let flight = launch(
                 lease,
+                guard.clone(),
                 &tool,
                 call.server,
                 call.method,
@@ -408,6 +409,7 @@ pub(crate) fn error_for_client(ctx: &ClientCtx, method: &str, mut error: RpcErro
 #[allow(clippy::too_many_arguments)]
 fn launch(
     lease: Lease,
+    guard: std::sync::Arc<CallGuard>,
     tool: &str,
     server: &str,
     method: &str,
@@ -434,6 +436,7 @@ fn launch(
     // The task owns the lease: a parked flight still holds its instance, permit and
     // in-flight count until the upstream answers or the flight is dropped.
     tokio::spawn(async move {
+        let _counted = guard; // one logical call, however many flights it takes
         let started = std::time::Instant::now();
         let outcome = lease.upstream.request(&method, Some(params), options).await;
         lease.finish(&tool, &outcome, started.elapsed());

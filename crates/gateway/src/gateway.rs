@@ -152,10 +152,10 @@ impl Gateway {
     pub(crate) fn server_for_call(
         &self,
         name: &str,
-    ) -> Option<(Arc<Server>, crate::server::CallGuard)> {
+    ) -> Option<(Arc<Server>, Arc<crate::server::CallGuard>)> {
         let roster = self.inner.servers.read();
         let server = roster.get(name)?.clone();
-        let guard = server.call_guard();
+        let guard = Arc::new(server.call_guard());
         Some((server, guard))
     }
 

@@ -129,7 +129,6 @@ pub(crate) type Watch = (Arc<Mutex<BTreeSet<String>>>, Arc<Notify>);
 pub(crate) struct Lease {
     pub(crate) upstream: Upstream,
     server: Arc<Server>,
-    _call: CallGuard,
     admission: Admission,
     _instance: InstanceGuard,
     _permit: OwnedSemaphorePermit,
@@ -426,7 +425,6 @@ impl Server {
         Ok(Lease {
             upstream: instance.upstream.clone(),
             server: self.clone(),
-            _call: self.call_guard(),
             admission,
             _instance: instance.guard(),
             _permit: permit,

@@ -10,7 +10,7 @@
 //! upstream) when its deadline passes without a retry.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 use switchboard_protocol::error::gateway as codes;
@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::gateway::{ClientCtx, Gateway, PeerRequest};
+use crate::roster::now_ms;
 use crate::server::{CallGuard, Lease};
 
 /// How long a client has to answer an `input_required` result.
@@ -107,13 +108,6 @@ pub(crate) struct Forward<'a> {
     pub(crate) method: &'a str,
     pub(crate) params: Value,
     pub(crate) headers: Vec<(String, String)>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 impl Gateway {

@@ -188,14 +188,6 @@ impl Catalog {
         }
         uri::resolve(exposed).map(|(server, original)| (server.to_owned(), original))
     }
-
-    pub fn exposed_tool(&self, server: &str, name: &str) -> Option<&str> {
-        self.tool_names.exposed(server, name)
-    }
-
-    pub fn exposed_prompt(&self, server: &str, name: &str) -> Option<&str> {
-        self.prompt_names.exposed(server, name)
-    }
 }
 
 fn renamed(entry: &Value, field: &str, exposed: String) -> Value {

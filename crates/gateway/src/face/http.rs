@@ -77,24 +77,6 @@ pub fn router(gateway: Gateway, listen: &ListenSettings) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then drains open connections.
-pub async fn serve(
-    gateway: Gateway,
-    listener: tokio::net::TcpListener,
-    listen: &ListenSettings,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    use axum::serve::ListenerExt as _;
-    let app = router(gateway, listen);
-    let listener = listener.tap_io(|tcp| {
-        // Without it, small responses wait for delayed ACKs (~40 ms per call).
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-}
-
 fn spawn_session_reaper(state: &Arc<FaceState>) {
     let weak = Arc::downgrade(state);
     tokio::spawn(async move {

@@ -278,7 +278,7 @@ impl Gateway {
                         }
                     }
                     Some(CallEvent::Request(request)) => match ctx.era {
-                        Era::Legacy => relay_to_peer(ctx, request),
+                        Era::Legacy => self.relay_to_peer(ctx, request),
                         Era::Modern => {
                             if let Err(request) = check_capability(ctx, request) {
                                 return Ok(Driven::Parked(self.park(ctx, flight, request)));
@@ -475,15 +475,26 @@ fn check_capability(ctx: &ClientCtx, request: ServerRequest) -> Result<(), Serve
 }
 
 /// Relays a server→client request to a legacy client without blocking the flight.
-fn relay_to_peer(ctx: &ClientCtx, request: ServerRequest) {
-    let Err(request) = check_capability(ctx, request) else {
-        return;
-    };
-    let ctx = ctx.clone();
-    tokio::spawn(async move {
-        let outcome = ask_peer(&ctx, request.method, request.params).await;
-        let _ = request.reply.send(outcome);
-    });
+impl Gateway {
+    /// Hands a server→client request to the calling legacy client. A `roots/list` that
+    /// outlives its call (a legacy server asks on its own schedule, and the gateway can only
+    /// guess the call it belongs to) is answered with the roots of every reachable client,
+    /// as an unowned one would be.
+    fn relay_to_peer(&self, ctx: &ClientCtx, request: ServerRequest) {
+        let Err(request) = check_capability(ctx, request) else {
+            return;
+        };
+        let ctx = ctx.clone();
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            let roots = request.method == "roots/list";
+            let outcome = match ask_peer(&ctx, request.method, request.params).await {
+                Err(_) if roots && ctx.cancel.is_cancelled() => gateway.union_of_roots().await,
+                outcome => outcome,
+            };
+            let _ = request.reply.send(outcome);
+        });
+    }
 }
 
 async fn ask_peer(

@@ -1,6 +1,7 @@
 //! JSON-RPC 2.0 envelopes. Payloads stay `serde_json::Value` built with `preserve_order`,
 //! so every field we do not touch (unknown ones included) is forwarded unchanged.
 
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
 use std::fmt;
 
@@ -73,6 +74,46 @@ pub enum Message {
         id: Option<RequestId>,
         error: RpcError,
     },
+}
+
+impl Serialize for RequestId {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            RequestId::Number(n) => n.serialize(serializer),
+            RequestId::String(s) => serializer.serialize_str(s),
+        }
+    }
+}
+
+impl Serialize for Message {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("jsonrpc", "2.0")?;
+        match self {
+            Message::Request { id, method, params } => {
+                map.serialize_entry("id", id)?;
+                map.serialize_entry("method", method)?;
+                if let Some(params) = params {
+                    map.serialize_entry("params", params)?;
+                }
+            }
+            Message::Notification { method, params } => {
+                map.serialize_entry("method", method)?;
+                if let Some(params) = params {
+                    map.serialize_entry("params", params)?;
+                }
+            }
+            Message::Response { id, result } => {
+                map.serialize_entry("id", id)?;
+                map.serialize_entry("result", result)?;
+            }
+            Message::Error { id, error } => {
+                map.serialize_entry("id", id)?;
+                map.serialize_entry("error", error)?;
+            }
+        }
+        map.end()
+    }
 }
 
 /// Why bytes are not a JSON-RPC message. Each maps to the error a peer must see.
@@ -228,8 +269,10 @@ impl Message {
     }
 
     /// Serializes to compact JSON (never contains a raw newline, as stdio framing needs).
+    /// The wire form, written straight from the borrowed payload (no intermediate
+    /// `Value`), with the members in the order `to_value` gives them.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(&self.to_value()).expect("message serializes")
+        serde_json::to_vec(self).expect("message serializes")
     }
 
     pub fn into_bytes(self) -> Vec<u8> {
@@ -240,6 +283,22 @@ impl Message {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_match_the_value_form() {
+        let messages = [
+            Message::parse(br#"{"jsonrpc":"2.0","id":18446744073709551616,"method":"m","params":{"z":1,"a":[1.50,{"u":null}]}}"#).unwrap(),
+            Message::parse(br#"{"jsonrpc":"2.0","method":"n"}"#).unwrap(),
+            Message::parse(br#"{"jsonrpc":"2.0","id":"s\"1","result":{"b":2,"a":1}}"#).unwrap(),
+            Message::Error { id: None, error: RpcError::invalid_request("no") },
+            Message::Error { id: Some(RequestId::from(7)), error: RpcError::parse("bad").with_data(json!({"k": 1})) },
+        ];
+        for message in messages {
+            let direct = String::from_utf8(message.to_bytes()).unwrap();
+            let via_value = serde_json::to_string(&message.to_value()).unwrap();
+            assert_eq!(direct, via_value);
+        }
+    }
 
     #[test]
     fn classifies_messages() {

@@ -36,6 +36,8 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 const STDERR_LINE_LIMIT: usize = 4096;
 /// Bound of the queue of messages waiting to be written to the child.
 const WRITE_QUEUE: usize = 1024;
+/// Bytes gathered into one write before it is issued.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
 
 pub(crate) struct StdioLink {
     pub(crate) mux: Arc<Mux>,
@@ -166,25 +168,29 @@ async fn write_loop(
     mut queue: mpsc::Receiver<Vec<u8>>,
     close: CancellationToken,
 ) {
+    // Everything queued when the writer wakes goes out in one write: one syscall (and one
+    // wake-up of the server) for a burst of calls.
+    let mut batch = Vec::with_capacity(16 * 1024);
     loop {
         let line = tokio::select! {
             line = queue.recv() => line,
             () = close.cancelled() => None,
         };
-        let Some(mut line) = line else { break };
-        line.push(b'\n');
-        if stdin.write_all(&line).await.is_err() {
+        let Some(line) = line else { break };
+        batch.clear();
+        batch.extend_from_slice(&line);
+        batch.push(b'\n');
+        while batch.len() < MAX_BATCH_BYTES
+            && let Ok(more) = queue.try_recv()
+        {
+            batch.extend_from_slice(&more);
+            batch.push(b'\n');
+        }
+        if stdin.write_all(&batch).await.is_err() || stdin.flush().await.is_err() {
             break;
         }
-        // Write whatever else is queued before flushing: one syscall for a burst.
-        while let Ok(mut more) = queue.try_recv() {
-            more.push(b'\n');
-            if stdin.write_all(&more).await.is_err() {
-                return;
-            }
-        }
-        if stdin.flush().await.is_err() {
-            break;
+        if batch.capacity() > 4 * MAX_BATCH_BYTES {
+            batch = Vec::with_capacity(16 * 1024); // one huge message does not pin its buffer
         }
     }
     // Dropping stdin closes it: the polite stop signal for MCP servers.

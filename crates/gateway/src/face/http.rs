@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use serde_json::{Value, json};
 use switchboard_config::ListenSettings;
 use switchboard_protocol::{Era, Message, ProtocolVersion, RequestId, RpcError, headers};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
@@ -683,6 +683,9 @@ fn listen_stream(
 
 /// Runs a request and answers with JSON, or with SSE once something must precede the
 /// result (a notification, or a server→client request for a legacy client).
+///
+/// The request runs inside this handler until it answers (the common case: no task is
+/// spawned); only when a stream is needed does the rest move to a task that feeds it.
 #[allow(clippy::too_many_arguments)]
 async fn respond(
     gateway: Gateway,
@@ -691,71 +694,89 @@ async fn respond(
     method: String,
     params: Option<Value>,
     mut notify_rx: mpsc::Receiver<Message>,
-    peer_rx: Option<mpsc::Receiver<PeerRequest>>,
+    mut peer_rx: Option<mpsc::Receiver<PeerRequest>>,
     session: Option<Arc<Session>>,
 ) -> Response {
-    let cancel = ctx.cancel.clone();
     let era = ctx.era;
-    let (result_tx, mut result_rx) = oneshot::channel();
-    {
-        let id = id.clone();
-        let session = session.clone();
-        tokio::spawn(async move {
-            let outcome = gateway.handle(&ctx, &method, params).await;
-            if let Some(session) = &session {
-                session.inflight.lock().remove(&id);
+    // Dropped with this future (or later, with the stream): the client going away cancels
+    // the work.
+    let guard = ctx.cancel.clone().drop_guard();
+    let entry = InflightEntry {
+        session: session.clone(),
+        id: id.clone(),
+    };
+    let mut work = Box::pin(async move {
+        let _entry = entry; // however the work ends
+        let outcome = gateway.handle(&ctx, &method, params).await;
+        Message::reply(id, outcome)
+    });
+    // Until the result, or the first thing that forces a stream.
+    let mut frames = Vec::new();
+    let mut finished = false;
+    tokio::select! {
+        biased;
+        Some(note) = notify_rx.recv() => frames.push(sse_frame(&note)),
+        result = &mut work => {
+            // Anything queued before the result goes first, on a stream.
+            while let Ok(note) = notify_rx.try_recv() {
+                frames.push(sse_frame(&note));
             }
-            let _ = result_tx.send(Message::reply(id, outcome));
-        });
+            if frames.is_empty() {
+                let _disarmed = guard.disarm();
+                return json_response(status_for(era, &result), &result);
+            }
+            frames.push(sse_frame(&result));
+            finished = true;
+        }
+        Some(request) = recv_peer(&mut peer_rx) => match &session {
+            Some(session) => frames.push(sse_frame(&session.peers.request(request))),
+            None => drop(request),
+        },
     }
-    let mut peer_rx = peer_rx;
     let (frames_tx, frames_rx) = mpsc::channel::<Bytes>(64);
-    let (first_tx, first_rx) = oneshot::channel::<Result<Message, ()>>();
-    let guard = cancel.clone().drop_guard();
+    // Owned by the stream: ends with the result or when the client goes away.
     tokio::spawn(async move {
-        // Phase 1: wait for the result or the first thing that forces a stream.
-        let mut first_tx = Some(first_tx);
-        loop {
-            tokio::select! {
+        for frame in frames {
+            if frames_tx.send(frame).await.is_err() {
+                return;
+            }
+        }
+        while !finished {
+            let frame = tokio::select! {
                 biased;
-                Some(note) = notify_rx.recv() => {
-                    if let Some(first) = first_tx.take() { let _ = first.send(Err(())); }
-                    if frames_tx.send(sse_frame(&note)).await.is_err() { return }
-                }
-                result = &mut result_rx => {
-                    let Ok(result) = result else { return };
-                    // Anything queued before the result goes first, on a stream.
+                Some(note) = notify_rx.recv() => sse_frame(&note),
+                result = &mut work => {
                     while let Ok(note) = notify_rx.try_recv() {
-                        if let Some(first) = first_tx.take() { let _ = first.send(Err(())); }
                         let _ = frames_tx.send(sse_frame(&note)).await;
                     }
-                    match first_tx.take() {
-                        Some(first) => { let _ = first.send(Ok(result)); }
-                        None => { let _ = frames_tx.send(sse_frame(&result)).await; }
-                    }
-                    return;
+                    finished = true;
+                    sse_frame(&result)
                 }
                 Some(request) = recv_peer(&mut peer_rx) => {
-                    if let Some(first) = first_tx.take() { let _ = first.send(Err(())); }
                     let Some(session) = &session else { continue };
-                    let message = session.peers.request(request);
-                    if frames_tx.send(sse_frame(&message)).await.is_err() { return }
+                    sse_frame(&session.peers.request(request))
                 }
+            };
+            if frames_tx.send(frame).await.is_err() {
+                return;
             }
         }
     });
-    // The body (or this future) owns the guard: a vanished client cancels the request.
-    match first_rx.await {
-        Ok(Ok(result)) => {
-            let _disarmed = guard.disarm();
-            json_response(status_for(era, &result), &result)
+    sse_response(frames_rx, Some(guard))
+}
+
+/// A legacy session's record of one request in flight (for `notifications/cancelled`),
+/// removed when the request ends however it ends.
+struct InflightEntry {
+    session: Option<Arc<Session>>,
+    id: RequestId,
+}
+
+impl Drop for InflightEntry {
+    fn drop(&mut self) {
+        if let Some(session) = &self.session {
+            session.inflight.lock().remove(&self.id);
         }
-        Ok(Err(())) => sse_response(frames_rx, Some(guard)),
-        Err(_) => reject(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            None,
-            RpcError::internal("request task ended"),
-        ),
     }
 }
 

@@ -15,7 +15,7 @@ use switchboard_loadgen::driver::{self, Plan};
 use switchboard_loadgen::mcp::{Era, Template};
 use switchboard_loadgen::report::Figures;
 use switchboard_loadgen::session::{Caller, Pool, Workload};
-use switchboard_loadgen::{scenarios, smoke};
+use switchboard_loadgen::{relay, scenarios, smoke};
 
 #[derive(Parser)]
 #[command(
@@ -40,6 +40,8 @@ enum Command {
     Scenarios(scenarios::ScenarioArgs),
     /// A 2-second mini scenario through switchboard; exits non-zero on any error.
     Smoke(smoke::SmokeArgs),
+    /// Relay TCP bytes to one loopback server, untouched (the benchmark's floor path).
+    Relay(relay::RelayArgs),
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -184,6 +186,7 @@ fn main() -> ExitCode {
             Some(Command::Run(args)) => run(args).await,
             Some(Command::Scenarios(args)) => scenarios::main(args).await,
             Some(Command::Smoke(args)) => smoke::main(args).await,
+            Some(Command::Relay(args)) => relay::main(args).await,
         }
     };
     let outcome = runtime.block_on(async {

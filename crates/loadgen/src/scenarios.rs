@@ -17,6 +17,7 @@ use serde_json::json;
 
 use crate::client::Target;
 use crate::driver::{self, Plan, Tally};
+use crate::hotload::{self, HotLoadFigures};
 use crate::mcp::{Era, Template};
 use crate::procs;
 use crate::report::{Figures, markdown_table, us};
@@ -34,11 +35,11 @@ pub struct ScenarioArgs {
     /// Where the markdown report goes (rows as JSON next to it, `.json`).
     #[arg(long, default_value = "target/bench-report.md")]
     out: PathBuf,
-    /// Scenarios to run, comma-separated: latency, throughput, fanin, catalog, peers.
+    /// Scenarios to run, comma-separated: latency, throughput, fanin, catalog, hotload, peers.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "latency,throughput,fanin,catalog,peers"
+        default_value = "latency,throughput,fanin,catalog,hotload,peers"
     )]
     only: Vec<String>,
     /// Client eras for latency and throughput.
@@ -81,6 +82,9 @@ pub struct ScenarioArgs {
     /// Catalog scale: seconds the gateway may take to start all servers.
     #[arg(long, default_value_t = 300.0)]
     catalog_start_timeout: f64,
+    /// Hot-load: rounds of config write → list_changed, and of dormant first calls.
+    #[arg(long, default_value_t = 20)]
+    hotload_rounds: usize,
     /// A peer gateway in front of the fixture over stdio: `NAME=COMMAND ARGS...`, split on
     /// whitespace (single quotes group), with `{port}` and `{fixture}` substituted; it must serve Streamable HTTP
     /// at http://127.0.0.1:{port}/mcp. Repeatable.
@@ -438,6 +442,9 @@ fn echo(era: Era, tool: &str) -> anyhow::Result<Workload> {
     )?]))
 }
 
+/// The byte relay in front of the direct path's fixture: what any extra process costs.
+const RELAY_PATH: &str = "tcp relay → http (floor)";
+
 /// A path to benchmark: its endpoint, the echo tool's name there, the front process.
 struct BenchPath<'a> {
     name: &'static str,
@@ -451,6 +458,7 @@ struct BenchPath<'a> {
 #[derive(Default, Serialize)]
 struct Extras {
     fanin: Option<FanIn>,
+    hotload: Option<HotLoadFigures>,
     catalogs: Vec<CatalogFigures>,
     peers: Vec<String>,
     notes: Vec<String>,
@@ -519,6 +527,11 @@ pub async fn main(args: ScenarioArgs) -> anyhow::Result<bool> {
             catalog(&args, shape, &logs, &mut rows, &mut extras).await?;
         }
     }
+    if args.wants("hotload") {
+        let figures =
+            hotload::run(&args.gateway, &args.fixture, &logs, args.hotload_rounds).await?;
+        extras.hotload = Some(figures);
+    }
     extras.load_end = load_average();
     let markdown = render(&args, &rows, &extras);
     if let Some(parent) = args.out.parent() {
@@ -569,7 +582,10 @@ async fn paths_scenarios(
         spawn::gateway(&args.gateway, &stdio_config, logs, "gateway-stdio", ready).await?;
     let gateway_http =
         spawn::gateway(&args.gateway, &http_config, logs, "gateway-http", ready).await?;
-    for process in [&fixture, &gateway_stdio, &gateway_http] {
+    let this = std::env::current_exe().context("cannot find this program for the relay")?;
+    let relay_args = ["relay".to_owned(), "--to".to_owned(), fixture.url.clone()];
+    let relay = spawn::announced("relay", &this, &relay_args, logs, ready).await?;
+    for process in [&fixture, &gateway_stdio, &gateway_http, &relay] {
         process.settle(Duration::from_secs(30)).await;
     }
     let paths = [
@@ -578,6 +594,12 @@ async fn paths_scenarios(
             process: &fixture,
             tool: "echo",
             remote_upstream: None,
+        },
+        BenchPath {
+            name: RELAY_PATH,
+            process: &relay,
+            tool: "echo",
+            remote_upstream: Some(fixture.pid),
         },
         BenchPath {
             name: "switchboard → stdio",
@@ -637,6 +659,7 @@ async fn paths_scenarios(
     let grace = Duration::from_secs(10);
     gateway_stdio.stop(grace).await;
     gateway_http.stop(grace).await;
+    relay.stop(grace).await;
     fixture.stop(grace).await;
     if args.wants("peers") {
         extras.notes.extend(args.peer_note.iter().cloned());
@@ -1028,8 +1051,8 @@ fn render(args: &ScenarioArgs, rows: &[Row], extras: &Extras) -> String {
          run: a max (or p99) near it is the machine pausing everyone, not the path.\n\n",
     );
     out.push_str(&format!(
-        "Latency and throughput rows of the direct and switchboard paths are {} interleaved \
-         rounds per path (direct, stdio, http, direct, …), each with its share of the calls \
+        "Latency and throughput rows of the direct, relay and switchboard paths are {} \
+         interleaved rounds per path (direct, relay, stdio, http, direct, …), each with its share of the calls \
          or time, merged: background work on the machine falls on every path alike.\n\n",
         args.rounds.max(1)
     ));
@@ -1050,13 +1073,13 @@ fn render(args: &ScenarioArgs, rows: &[Row], extras: &Extras) -> String {
     }
     let mut targets: Vec<Vec<String>> = Vec::new();
 
-    let gateway_paths = ["switchboard → stdio", "switchboard → http"];
+    let compared_paths = [RELAY_PATH, "switchboard → stdio", "switchboard → http"];
     let mut added = Vec::new();
     for &era in &args.eras {
         let Some(direct) = find(rows, "latency c1", "direct", era) else {
             continue;
         };
-        for path in gateway_paths {
+        for path in compared_paths {
             let Some(row) = find(rows, "latency c1", path, era) else {
                 continue;
             };
@@ -1072,6 +1095,9 @@ fn render(args: &ScenarioArgs, rows: &[Row], extras: &Extras) -> String {
                 us(row.figures.p99_us),
                 format!("**{}**", us(added_p99)),
             ]);
+            if path == RELAY_PATH {
+                continue; // the floor, not a target
+            }
             targets.push(vec![
                 format!("added latency p50 ≤ 50 µs ({era}, {path})"),
                 format!("{} µs", us(added_p50)),
@@ -1085,7 +1111,7 @@ fn render(args: &ScenarioArgs, rows: &[Row], extras: &Extras) -> String {
         }
     }
     if !added.is_empty() {
-        out.push_str("\n## Added latency at concurrency 1\n\nAdded = through switchboard minus direct, same era, same client.\n\n");
+        out.push_str("\n## Added latency at concurrency 1\n\nAdded = through the path minus direct, same era, same client. The relay row is the floor: a process that copies bytes without reading them costs this much on this machine (two more wake-ups and socket hops per call); a gateway cannot add less.\n\n");
         out.push_str(&markdown_table(
             &[
                 "era",
@@ -1109,7 +1135,7 @@ fn render(args: &ScenarioArgs, rows: &[Row], extras: &Extras) -> String {
             let Some(direct) = find(rows, &scenario, "direct", era) else {
                 continue;
             };
-            for path in gateway_paths {
+            for path in compared_paths {
                 let Some(row) = find(rows, &scenario, path, era) else {
                     continue;
                 };
@@ -1122,7 +1148,7 @@ fn render(args: &ScenarioArgs, rows: &[Row], extras: &Extras) -> String {
                     format!("{:.0}", direct.figures.calls_per_s),
                     format!("**{:.0} %**", ratio * 100.0),
                 ]);
-                if concurrency == 16 {
+                if concurrency == 16 && path != RELAY_PATH {
                     targets.push(vec![
                         format!("throughput c16 ≥ 80 % of direct ({era}, {path})"),
                         format!("{:.0} %", ratio * 100.0),
@@ -1256,12 +1282,21 @@ fn render(args: &ScenarioArgs, rows: &[Row], extras: &Extras) -> String {
         ));
     }
 
-    out.push_str(
-        "\n## Hot-load (not measured yet)\n\n\
-         Adding, removing and restarting servers while calls are in flight (reload latency, \
-         calls lost or delayed during a reload) is a later issue. No figures are reported \
-         here on purpose.\n",
-    );
+    if let Some(hot) = &extras.hotload {
+        out.push_str(&hotload_section(hot));
+        let added_change = hot.write_to_list_changed_ms.0 - hot.upstream_startup_ms.0;
+        let added_dormant = hot.dormant_first_call_ms.0 - hot.upstream_startup_ms.0;
+        targets.push(vec![
+            "config write → list_changed ≤ 50 ms + the new server's start-up".into(),
+            format!("{added_change:.1} ms + start-up"),
+            verdict(added_change <= 50.0).into(),
+        ]);
+        targets.push(vec![
+            "dormant first call ≤ 10 ms + the server's start-up".into(),
+            format!("{added_dormant:.1} ms + start-up"),
+            verdict(added_dormant <= 10.0).into(),
+        ]);
+    }
 
     if args.wants("peers") {
         out.push_str("\n## Peers\n\n");
@@ -1342,6 +1377,38 @@ fn render(args: &ScenarioArgs, rows: &[Row], extras: &Extras) -> String {
 }
 
 /// A ratio with two significant digits: 0.013×, 0.26×, 5.1×, 24×.
+fn hotload_section(hot: &HotLoadFigures) -> String {
+    let row = |what: &str, (p50, max): (f64, f64)| {
+        vec![what.to_owned(), format!("{p50:.1}"), format!("{max:.1}")]
+    };
+    let rows = vec![
+        row(
+            "config write → `list_changed` at a listening client",
+            hot.write_to_list_changed_ms,
+        ),
+        row(
+            "dormant server: first `tools/call`",
+            hot.dormant_first_call_ms,
+        ),
+        row("the same server, next call", hot.warm_call_ms),
+        row(
+            "the upstream's own start-up (spawn → `initialize` answered)",
+            hot.upstream_startup_ms,
+        ),
+    ];
+    let mut out = format!(
+        "\n## Hot-load\n\n{} rounds. Each config write atomically replaces the watched file, \
+         adding one stdio server (and dropping the previous round's); the client holds \
+         `subscriptions/listen` open. The dormant server is `lazy` with `idle_timeout_ms = \
+         {}`; each round waits until the gateway stopped it. Both include the new server's \
+         start-up, measured alone in the last row.\n\n",
+        hot.rounds,
+        hotload::IDLE_TIMEOUT_MS
+    );
+    out.push_str(&markdown_table(&["what", "p50 ms", "max ms"], 1, &rows));
+    out
+}
+
 fn times(ratio: f64) -> String {
     if ratio >= 10.0 {
         format!("{ratio:.0}×")

@@ -7,9 +7,10 @@
 //! upstream's JSON with only `name` / `uri` / `uriTemplate` rewritten.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 use switchboard_protocol::headers::{self, ParamHeader};
 use switchboard_protocol::naming::{NameTable, Qualified};
 use switchboard_protocol::uri;
@@ -50,6 +51,34 @@ impl ListKind {
     }
 }
 
+/// Entries per page of a merged list.
+pub const PAGE_SIZE: usize = 1000;
+
+/// The merged lists a client pages through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listing {
+    Tools,
+    Prompts,
+    Resources,
+    Templates,
+}
+
+impl Listing {
+    /// The member of the list result that holds the entries.
+    pub fn field(self) -> &'static str {
+        match self {
+            Listing::Tools => "tools",
+            Listing::Prompts => "prompts",
+            Listing::Resources => "resources",
+            Listing::Templates => "resourceTemplates",
+        }
+    }
+
+    fn slot(self) -> usize {
+        self as usize
+    }
+}
+
 /// One immutable catalog snapshot.
 #[derive(Debug, Default)]
 pub struct Catalog {
@@ -64,6 +93,9 @@ pub struct Catalog {
     param_headers: HashMap<String, Vec<ParamHeader>>,
     /// The only server, in passthrough mode.
     single: Option<String>,
+    /// Each listing's pages as JSON arrays, rendered on the first request for any of them
+    /// (the snapshot never changes, so neither do they).
+    rendered: [OnceLock<Vec<Arc<RawValue>>>; 4],
 }
 
 fn entry_name(entry: &Value, field: &str) -> Option<String> {
@@ -71,6 +103,29 @@ fn entry_name(entry: &Value, field: &str) -> Option<String> {
 }
 
 impl Catalog {
+    pub fn entries(&self, listing: Listing) -> &[Value] {
+        match listing {
+            Listing::Tools => &self.tools,
+            Listing::Prompts => &self.prompts,
+            Listing::Resources => &self.resources,
+            Listing::Templates => &self.templates,
+        }
+    }
+
+    /// Page `index` of a listing as rendered JSON; `None` past the last page.
+    pub fn rendered_page(&self, listing: Listing, index: usize) -> Option<Arc<RawValue>> {
+        let pages = self.rendered[listing.slot()].get_or_init(|| {
+            self.entries(listing)
+                .chunks(PAGE_SIZE)
+                .map(|page| {
+                    let json = serde_json::to_string(page).expect("catalog entries serialize");
+                    Arc::from(RawValue::from_string(json).expect("serde_json wrote valid JSON"))
+                })
+                .collect()
+        });
+        pages.get(index).cloned()
+    }
+
     /// Builds the snapshot. In passthrough mode names and URIs are not rewritten.
     pub fn build(lists: &BTreeMap<String, Arc<ServerLists>>, passthrough: bool) -> Catalog {
         let qualified = |pick: fn(&ServerLists) -> &Vec<Value>| {

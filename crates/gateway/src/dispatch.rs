@@ -7,8 +7,9 @@ use serde_json::{Map, Value, json};
 use switchboard_protocol::{Era, RpcError, headers, meta};
 
 use crate::bridge::Forward;
-use crate::catalog::Catalog;
+use crate::catalog::Listing;
 use crate::gateway::{ClientCtx, Gateway};
+use crate::reply::{Page, Reply};
 
 /// Methods whose complete results carry `ttlMs` and `cacheScope` (2026-07-28 caching).
 const CACHEABLE: [&str; 6] = [
@@ -21,7 +22,7 @@ const CACHEABLE: [&str; 6] = [
 ];
 
 /// Entries per page of a merged list.
-pub(crate) const PAGE_SIZE: usize = 1000;
+pub(crate) use crate::catalog::PAGE_SIZE;
 
 impl Gateway {
     /// Handles one client request. Faces call this for every method except the legacy
@@ -32,31 +33,49 @@ impl Gateway {
         method: &str,
         params: Option<Value>,
     ) -> Result<Value, RpcError> {
+        self.handle_reply(ctx, method, params)
+            .await
+            .map(Reply::into_value)
+    }
+
+    /// [`Gateway::handle`], with list pages left pre-rendered for a face that writes bytes.
+    pub async fn handle_reply(
+        &self,
+        ctx: &ClientCtx,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Reply, RpcError> {
         let params = match params {
             None | Some(Value::Null) => json!({}),
             Some(object @ Value::Object(_)) => object,
             Some(_) => return Err(RpcError::invalid_params("params must be an object")),
         };
-        let result = match method {
-            "ping" => Ok(json!({})),
-            "server/discover" => Ok(self.discover_result()),
-            "tools/list" => self.list_tools(&params),
-            "prompts/list" => self.list_page(&params, "prompts", |c| &c.prompts),
-            "resources/list" => self.list_page(&params, "resources", |c| &c.resources),
-            "resources/templates/list" => {
-                self.list_page(&params, "resourceTemplates", |c| &c.templates)
+        let reply = match method {
+            "tools/list" => self.list_tools(&params)?,
+            "prompts/list" => self.list_page(&params, Listing::Prompts)?,
+            "resources/list" => self.list_page(&params, Listing::Resources)?,
+            "resources/templates/list" => self.list_page(&params, Listing::Templates)?,
+            _ => Reply::Value(match method {
+                "ping" => Ok(json!({})),
+                "server/discover" => Ok(self.discover_result()),
+                "tools/call" => self.call_tool(ctx, params).await,
+                "prompts/get" => self.get_prompt(ctx, params).await,
+                "resources/read" => self.read_resource(ctx, params).await,
+                "completion/complete" => self.complete(ctx, params).await,
+                "logging/setLevel" => self.set_level(ctx, params).await,
+                "resources/subscribe" | "resources/unsubscribe" => {
+                    self.subscribe_resource(ctx, method, params).await
+                }
+                _ => Err(RpcError::method_not_found(method)),
+            }?),
+        };
+        Ok(match reply {
+            Reply::Value(result) => Reply::Value(self.finish_result(ctx, method, result)),
+            Reply::Page(mut page) => {
+                page.rest = self.finish_result(ctx, method, std::mem::take(&mut page.rest));
+                Reply::Page(page)
             }
-            "tools/call" => self.call_tool(ctx, params).await,
-            "prompts/get" => self.get_prompt(ctx, params).await,
-            "resources/read" => self.read_resource(ctx, params).await,
-            "completion/complete" => self.complete(ctx, params).await,
-            "logging/setLevel" => self.set_level(ctx, params).await,
-            "resources/subscribe" | "resources/unsubscribe" => {
-                self.subscribe_resource(ctx, method, params).await
-            }
-            _ => Err(RpcError::method_not_found(method)),
-        }?;
-        Ok(self.finish_result(ctx, method, result))
+        })
     }
 
     /// Era-specific decoration of a result: modern results carry `resultType` and our
@@ -105,46 +124,43 @@ impl Gateway {
         result
     }
 
-    fn list_page(
-        &self,
-        params: &Value,
-        field: &str,
-        pick: fn(&Catalog) -> &Vec<Value>,
-    ) -> Result<Value, RpcError> {
+    /// One page of a merged list, by cursor.
+    fn list_page(&self, params: &Value, listing: Listing) -> Result<Reply, RpcError> {
         let catalog = self.catalog();
-        let entries = pick(&catalog);
         let start = match params.get("cursor").and_then(Value::as_str) {
             None => 0,
             Some(cursor) => {
                 decode_cursor(cursor).ok_or_else(|| RpcError::invalid_params("invalid cursor"))?
             }
         };
-        let end = (start + PAGE_SIZE).min(entries.len());
-        let page: Vec<Value> = entries
-            .get(start..end)
-            .map(<[Value]>::to_vec)
-            .unwrap_or_default();
-        let mut result = Map::new();
-        result.insert(field.to_owned(), Value::Array(page));
-        if end < entries.len() {
-            result.insert("nextCursor".into(), Value::String(encode_cursor(end)));
+        // We only hand out cursors at page boundaries.
+        if start % PAGE_SIZE != 0 {
+            return Err(RpcError::invalid_params("invalid cursor"));
         }
-        Ok(Value::Object(result))
+        let total = catalog.entries(listing).len();
+        let end = (start + PAGE_SIZE).min(total);
+        let Some(mut page) = Page::of(catalog, listing, start / PAGE_SIZE) else {
+            // An empty listing, or one that shrank under a client's cursor.
+            return Ok(Reply::Value(json!({ listing.field(): [] })));
+        };
+        if end < total {
+            page.rest = json!({ "nextCursor": encode_cursor(end) });
+        }
+        Ok(Reply::Page(page))
     }
 
     /// `tools/list`: the gateway's own meta-tools (when enabled) first, then the catalog.
-    fn list_tools(&self, params: &Value) -> Result<Value, RpcError> {
+    fn list_tools(&self, params: &Value) -> Result<Reply, RpcError> {
+        let page = self.list_page(params, Listing::Tools)?;
         let meta_tools = self.meta_tool_definitions();
-        if meta_tools.is_empty() {
-            return self.list_page(params, "tools", |c| &c.tools);
+        if meta_tools.is_empty() || params.get("cursor").is_some() {
+            return Ok(page);
         }
-        let mut result = self.list_page(params, "tools", |c| &c.tools)?;
-        if params.get("cursor").is_none()
-            && let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut)
-        {
+        let mut result = page.into_value();
+        if let Some(tools) = result.get_mut("tools").and_then(Value::as_array_mut) {
             tools.splice(0..0, meta_tools);
         }
-        Ok(result)
+        Ok(Reply::Value(result))
     }
 
     async fn call_tool(&self, ctx: &ClientCtx, mut params: Value) -> Result<Value, RpcError> {

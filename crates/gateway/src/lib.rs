@@ -17,6 +17,7 @@ pub mod face;
 mod gateway;
 mod meta;
 pub mod metrics;
+pub mod reply;
 mod roots;
 pub mod roster;
 pub mod server;

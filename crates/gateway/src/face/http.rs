@@ -31,6 +31,7 @@ use super::{
     ListenFilter, PeerTable, declared_version, is_modern_method, legacy_notification, modern_meta,
 };
 use crate::gateway::{ClientCtx, Gateway, PeerRequest};
+use crate::reply::Reply;
 
 /// Legacy sessions idle longer than this are forgotten.
 const SESSION_IDLE: Duration = Duration::from_secs(3600);
@@ -553,10 +554,37 @@ fn delete_session(state: &FaceState, session_id: Option<&str>) -> Response {
 }
 
 fn sse_frame(message: &Message) -> Bytes {
-    let mut frame = b"event: message\ndata: ".to_vec();
-    frame.extend_from_slice(&message.to_bytes());
+    sse_frame_of(&message.to_bytes())
+}
+
+fn sse_frame_of(json: &[u8]) -> Bytes {
+    let mut frame = Vec::with_capacity(json.len() + 24);
+    frame.extend_from_slice(b"event: message\ndata: ");
+    frame.extend_from_slice(json);
     frame.extend_from_slice(b"\n\n");
     Bytes::from(frame)
+}
+
+/// A finished request's answer: a message, or a list page's response already rendered.
+enum Answer {
+    Message(Message),
+    Rendered(Vec<u8>),
+}
+
+impl Answer {
+    fn into_response(self, era: Era) -> Response {
+        match self {
+            Answer::Message(message) => json_response(status_for(era, &message), &message),
+            Answer::Rendered(body) => json_body(StatusCode::OK, body),
+        }
+    }
+
+    fn sse_frame(&self) -> Bytes {
+        match self {
+            Answer::Message(message) => sse_frame(message),
+            Answer::Rendered(body) => sse_frame_of(body),
+        }
+    }
 }
 
 fn sse_response(rx: mpsc::Receiver<Bytes>, guard: Option<tokio_util::sync::DropGuard>) -> Response {
@@ -707,8 +735,10 @@ async fn respond(
     };
     let mut work = Box::pin(async move {
         let _entry = entry; // however the work ends
-        let outcome = gateway.handle(&ctx, &method, params).await;
-        Message::reply(id, outcome)
+        match gateway.handle_reply(&ctx, &method, params).await {
+            Ok(Reply::Page(page)) => Answer::Rendered(page.response_bytes(&id)),
+            outcome => Answer::Message(Message::reply(id, outcome.map(Reply::into_value))),
+        }
     });
     // Until the result, or the first thing that forces a stream.
     let mut frames = Vec::new();
@@ -723,9 +753,9 @@ async fn respond(
             }
             if frames.is_empty() {
                 let _disarmed = guard.disarm();
-                return json_response(status_for(era, &result), &result);
+                return result.into_response(era);
             }
-            frames.push(sse_frame(&result));
+            frames.push(result.sse_frame());
             finished = true;
         }
         Some(request) = recv_peer(&mut peer_rx) => match &session {
@@ -750,7 +780,7 @@ async fn respond(
                         let _ = frames_tx.send(sse_frame(&note)).await;
                     }
                     finished = true;
-                    sse_frame(&result)
+                    result.sse_frame()
                 }
                 Some(request) = recv_peer(&mut peer_rx) => {
                     let Some(session) = &session else { continue };
@@ -809,10 +839,9 @@ fn status_for(era: Era, message: &Message) -> StatusCode {
 }
 
 fn json_response(status: StatusCode, message: &Message) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        message.to_bytes(),
-    )
-        .into_response()
+    json_body(status, message.to_bytes())
+}
+
+fn json_body(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }

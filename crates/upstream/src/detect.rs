@@ -281,6 +281,8 @@ pub(crate) async fn http(
         unreachable!("detect::http is only called for HTTP specs")
     };
     let headers_map = header_map(headers).map_err(ConnectError::Http)?;
+    let url =
+        reqwest::Url::parse(url).map_err(|e| ConnectError::Http(format!("url {url}: {e}")))?;
     let new_link = |era| {
         HttpLink::new(
             options.server.clone(),
@@ -363,7 +365,7 @@ pub(crate) async fn http(
             status: 400 | 404 | 405,
             ..
         } => {
-            let sse = Arc::new(SseLink::connect(options, url, headers, events).await?);
+            let sse = Arc::new(SseLink::connect(options, url.as_str(), headers, events).await?);
             let handshake = initialize(&sse.mux, options).await?;
             Ok(HttpOutcome::Sse(sse, handshake))
         }

@@ -92,7 +92,8 @@ impl Drop for CallRegistration<'_> {
 
 pub(crate) struct HttpLink {
     pub(crate) server: String,
-    url: String,
+    /// Parsed once: reqwest would parse a string on every request.
+    url: reqwest::Url,
     headers: HeaderMap,
     pub(crate) era: Era,
     pub(crate) protocol_version: Mutex<String>,
@@ -111,7 +112,7 @@ pub(crate) struct HttpLink {
 impl HttpLink {
     pub(crate) fn new(
         server: String,
-        url: String,
+        url: reqwest::Url,
         headers: HeaderMap,
         era: Era,
         limit: usize,
@@ -121,7 +122,7 @@ impl HttpLink {
             Era::Modern => switchboard_protocol::ProtocolVersion::MODERN,
             Era::Legacy => switchboard_protocol::ProtocolVersion::LEGACY_LATEST,
         };
-        let auth = crate::oauth::for_server(&server, &url, &headers);
+        let auth = crate::oauth::for_server(&server, url.as_str(), &headers);
         HttpLink {
             server,
             url,
@@ -163,7 +164,7 @@ impl HttpLink {
         extra: &[(String, String)],
         bearer: Option<&str>,
     ) -> reqwest::RequestBuilder {
-        let mut builder = with_bearer(client().post(&self.url), bearer)
+        let mut builder = with_bearer(client().post(self.url.clone()), bearer)
             .headers(self.headers.clone())
             .header("accept", "application/json, text/event-stream")
             .header("content-type", "application/json")
@@ -360,7 +361,7 @@ impl HttpLink {
 
     /// Resumes a legacy stream: GET with `Last-Event-ID`.
     async fn resume(&self, last_event_id: &str) -> Result<reqwest::Response, CallError> {
-        let mut request = with_bearer(client().get(&self.url), self.bearer().as_deref())
+        let mut request = with_bearer(client().get(self.url.clone()), self.bearer().as_deref())
             .headers(self.headers.clone())
             .header("accept", "text/event-stream")
             .header(
@@ -478,7 +479,7 @@ impl HttpLink {
             });
             let body = Message::reply(id, outcome).to_bytes();
             let mut request = with_bearer(
-                client().post(&builder_link.url),
+                client().post(builder_link.url.clone()),
                 builder_link.bearer.as_deref(),
             )
             .headers(builder_link.headers)
@@ -587,7 +588,7 @@ impl HttpLink {
             loop {
                 let Some(strong) = link.upgrade() else { return };
                 let mut request =
-                    with_bearer(client().get(&strong.url), strong.bearer().as_deref())
+                    with_bearer(client().get(strong.url.clone()), strong.bearer().as_deref())
                         .headers(strong.headers.clone())
                         .header("accept", "text/event-stream")
                         .header(
@@ -650,7 +651,7 @@ impl HttpLink {
         self.alive.store(false, Ordering::Release);
         let session = self.session_id.lock().clone();
         if let Some(session) = session {
-            let _ = with_bearer(client().delete(&self.url), self.bearer().as_deref())
+            let _ = with_bearer(client().delete(self.url.clone()), self.bearer().as_deref())
                 .headers(self.headers.clone())
                 .header(headers::SESSION_ID, session)
                 .timeout(Duration::from_secs(2))
@@ -668,7 +669,7 @@ impl Drop for HttpLink {
 
 struct LinkSnapshot {
     bearer: Option<String>,
-    url: String,
+    url: reqwest::Url,
     headers: HeaderMap,
     version: String,
     session: Option<String>,

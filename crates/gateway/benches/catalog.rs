@@ -1,6 +1,7 @@
 //! Micro-benchmarks of the merged catalog: `Catalog::build` for 500 servers × 20 tools (run
 //! on start-up and on every upstream list change), name resolution on the call path, and
-//! the copy + serialization of one 1,000-entry `tools/list` page.
+//! one 1,000-entry `tools/list` page: copied and serialized per request (as before), and as
+//! served now (rendered once per snapshot).
 //!
 //! Run with `cargo bench -p switchboard-gateway`.
 
@@ -10,7 +11,9 @@ use std::sync::Arc;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
-use switchboard_gateway::catalog::{Catalog, ServerLists};
+use switchboard_gateway::catalog::{Catalog, Listing, ServerLists};
+use switchboard_gateway::reply::Page;
+use switchboard_protocol::RequestId;
 
 /// A tool as servers list them: description, a small input schema, an annotation block.
 fn tool(server: usize, index: usize) -> Value {
@@ -76,6 +79,16 @@ fn build(c: &mut Criterion) {
     });
     group.bench_function("tools/list page of 1,000: serialize only", |b| {
         b.iter(|| serde_json::to_vec(&catalog.tools[..1000]).expect("serializes"))
+    });
+    // What the gateway does today: the page is rendered once per snapshot, every request
+    // copies the rendered bytes into its response.
+    let catalog = Arc::new(catalog);
+    let id = RequestId::from(7);
+    group.bench_function("tools/list page of 1,000: as served (rendered once)", |b| {
+        b.iter(|| {
+            let page = Page::of(catalog.clone(), Listing::Tools, 1).expect("a second page");
+            page.response_bytes(black_box(&id))
+        })
     });
     group.finish();
 }

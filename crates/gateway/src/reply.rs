@@ -29,7 +29,7 @@ pub struct Page {
 
 impl Page {
     /// Page `index` of `listing`, or `None` when there is no such page.
-    pub(crate) fn of(catalog: Arc<Catalog>, listing: Listing, index: usize) -> Option<Page> {
+    pub fn of(catalog: Arc<Catalog>, listing: Listing, index: usize) -> Option<Page> {
         let rendered = catalog.rendered_page(listing, index)?;
         Some(Page {
             catalog,

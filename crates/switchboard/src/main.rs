@@ -3,7 +3,9 @@
 
 use std::future::IntoFuture as _;
 use std::net::SocketAddr;
+use std::os::fd::AsFd as _;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -12,6 +14,8 @@ use axum::serve::ListenerExt as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use switchboard_gateway::Gateway;
 use switchboard_gateway::face;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::unix::pipe;
 
 /// A gateway allocates and frees many small, short-lived buffers per call (envelopes,
 /// headers, JSON maps); mimalloc's thread-local free lists serve them far cheaper than
@@ -74,6 +78,32 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// stdin as a non-blocking pipe when it is one (as under a client that spawned us):
+/// tokio's `stdin()` reads through the blocking pool, a thread hop per read. A terminal or
+/// a file keeps the portable path.
+fn stdin() -> Pin<Box<dyn AsyncRead + Send>> {
+    let pipe = std::io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(pipe::Receiver::from_owned_fd);
+    match pipe {
+        Ok(pipe) => Box::pin(pipe),
+        Err(_) => Box::pin(tokio::io::stdin()),
+    }
+}
+
+/// stdout likewise.
+fn stdout() -> Pin<Box<dyn AsyncWrite + Send>> {
+    let pipe = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .and_then(pipe::Sender::from_owned_fd);
+    match pipe {
+        Ok(pipe) => Box::pin(pipe),
+        Err(_) => Box::pin(tokio::io::stdout()),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
@@ -120,12 +150,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             watch(&gateway, &config);
             let max = loaded.gateway.max_message_bytes;
             let stop = shutdown_signal();
-            let serving = face::stdio::serve(
-                gateway.clone(),
-                tokio::io::stdin(),
-                tokio::io::stdout(),
-                max,
-            );
+            let serving = face::stdio::serve(gateway.clone(), stdin(), stdout(), max);
             tokio::select! {
                 () = serving => {}
                 () = stop => {

@@ -16,6 +16,7 @@ mod detect;
 mod error;
 mod framing;
 mod http;
+pub mod lines;
 mod mux;
 mod oauth;
 mod sse;

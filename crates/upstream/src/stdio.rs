@@ -18,12 +18,13 @@ use nix::unistd::Pid;
 use parking_lot::Mutex;
 use switchboard_config::TransportSpec;
 use switchboard_protocol::Message;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::framing::{Frame, Framer};
+use crate::lines::write_lines;
 use crate::mux::Mux;
 use crate::{ConnectError, ConnectOptions, UpstreamEvent};
 
@@ -36,8 +37,6 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 const STDERR_LINE_LIMIT: usize = 4096;
 /// Bound of the queue of messages waiting to be written to the child.
 const WRITE_QUEUE: usize = 1024;
-/// Bytes gathered into one write before it is issued.
-const MAX_BATCH_BYTES: usize = 256 * 1024;
 
 pub(crate) struct StdioLink {
     pub(crate) mux: Arc<Mux>,
@@ -94,7 +93,13 @@ impl StdioLink {
         let exited = CancellationToken::new();
         let recent_stderr = Arc::new(Mutex::new(VecDeque::new()));
 
-        tokio::spawn(write_loop(stdin, out_rx, close_stdin.clone()));
+        // Dropping stdin when the writer ends closes it: the polite stop signal.
+        tokio::spawn(write_lines(
+            stdin,
+            out_rx,
+            close_stdin.clone(),
+            |line: &Vec<u8>, batch| batch.extend_from_slice(line),
+        ));
         tokio::spawn(read_loop(mux.clone(), stdout, options.max_message_bytes));
         tokio::spawn(stderr_loop(
             options.server.clone(),
@@ -161,39 +166,6 @@ fn die_with_parent(cmd: &mut Command) {
             Ok(())
         });
     }
-}
-
-async fn write_loop(
-    mut stdin: ChildStdin,
-    mut queue: mpsc::Receiver<Vec<u8>>,
-    close: CancellationToken,
-) {
-    // Everything queued when the writer wakes goes out in one write: one syscall (and one
-    // wake-up of the server) for a burst of calls.
-    let mut batch = Vec::with_capacity(16 * 1024);
-    loop {
-        let line = tokio::select! {
-            line = queue.recv() => line,
-            () = close.cancelled() => None,
-        };
-        let Some(line) = line else { break };
-        batch.clear();
-        batch.extend_from_slice(&line);
-        batch.push(b'\n');
-        while batch.len() < MAX_BATCH_BYTES
-            && let Ok(more) = queue.try_recv()
-        {
-            batch.extend_from_slice(&more);
-            batch.push(b'\n');
-        }
-        if stdin.write_all(&batch).await.is_err() || stdin.flush().await.is_err() {
-            break;
-        }
-        if batch.capacity() > 4 * MAX_BATCH_BYTES {
-            batch = Vec::with_capacity(16 * 1024); // one huge message does not pin its buffer
-        }
-    }
-    // Dropping stdin closes it: the polite stop signal for MCP servers.
 }
 
 async fn read_loop(mux: Arc<Mux>, stdout: tokio::process::ChildStdout, limit: usize) {

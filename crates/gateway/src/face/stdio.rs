@@ -11,7 +11,8 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use switchboard_protocol::{Era, Message, RequestId, RpcError};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use switchboard_upstream::lines::write_lines;
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, BufReader};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -47,7 +48,14 @@ where
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
-    let writer = tokio::spawn(write_loop(output, out_rx));
+    let writer = tokio::spawn(write_lines(
+        output,
+        out_rx,
+        CancellationToken::new(),
+        |message: &Message, batch| {
+            serde_json::to_writer(batch, message).expect("a message serializes")
+        },
+    ));
     let shared = Arc::new(Shared {
         out: out_tx,
         inflight: Mutex::new(HashMap::new()),
@@ -346,24 +354,4 @@ async fn listen(
     }
     gateway.watch_resources(filter.uris(), false);
     Some(ListenFilter::completion(id))
-}
-
-async fn write_loop<W: AsyncWrite + Unpin>(mut output: W, mut queue: mpsc::Receiver<Message>) {
-    while let Some(message) = queue.recv().await {
-        let mut bytes = message.to_bytes();
-        bytes.push(b'\n');
-        if output.write_all(&bytes).await.is_err() {
-            return;
-        }
-        while let Ok(more) = queue.try_recv() {
-            let mut bytes = more.to_bytes();
-            bytes.push(b'\n');
-            if output.write_all(&bytes).await.is_err() {
-                return;
-            }
-        }
-        if output.flush().await.is_err() {
-            return;
-        }
-    }
 }

@@ -52,6 +52,9 @@ pub struct GatewaySettings {
     /// Meta-tools offered to agents (`list_servers`, `load_server`, `reload_server`,
     /// `unload_server`, `call`, `install_server`); empty means none.
     pub meta_tools: Vec<String>,
+    /// Whether a client that does not say (`/mcp?meta_tools=on|off`, `switchboard stdio
+    /// --meta-tools on|off`) sees the meta-tools.
+    pub meta_tools_by_default: bool,
     /// Whether `install_server` may install packages.
     pub allow_install: bool,
 }
@@ -96,6 +99,7 @@ impl Default for GatewaySettings {
             state_dir: None,
             drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
             meta_tools: Vec::new(),
+            meta_tools_by_default: true,
             allow_install: false,
         }
     }

@@ -40,6 +40,7 @@ pub(crate) struct RawGateway {
     pub(crate) state_dir: Option<String>,
     pub(crate) drain_timeout_ms: Option<u64>,
     pub(crate) meta_tools: Option<Vec<String>>,
+    pub(crate) meta_tools_by_default: Option<bool>,
     pub(crate) allow_install: Option<bool>,
 }
 

@@ -284,6 +284,9 @@ fn gateway(
             }
             tools
         },
+        meta_tools_by_default: raw
+            .meta_tools_by_default
+            .unwrap_or(defaults.meta_tools_by_default),
         allow_install: raw.allow_install.unwrap_or(false),
     })
 }

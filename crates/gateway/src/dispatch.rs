@@ -51,7 +51,7 @@ impl Gateway {
             Some(_) => return Err(RpcError::invalid_params("params must be an object")),
         };
         let reply = match method {
-            "tools/list" => self.list_tools(&params)?,
+            "tools/list" => self.list_tools(ctx, &params)?,
             "prompts/list" => self.list_page(&params, Listing::Prompts)?,
             "resources/list" => self.list_page(&params, Listing::Resources)?,
             "resources/templates/list" => self.list_page(&params, Listing::Templates)?,
@@ -149,10 +149,11 @@ impl Gateway {
         Ok(Reply::Page(page))
     }
 
-    /// `tools/list`: the gateway's own meta-tools (when enabled) first, then the catalog.
-    fn list_tools(&self, params: &Value) -> Result<Reply, RpcError> {
+    /// `tools/list`: the gateway's own meta-tools (when enabled for this client) first, then
+    /// the catalog.
+    fn list_tools(&self, ctx: &ClientCtx, params: &Value) -> Result<Reply, RpcError> {
         let page = self.list_page(params, Listing::Tools)?;
-        let meta_tools = self.meta_tool_definitions();
+        let meta_tools = self.meta_tool_definitions(ctx);
         if meta_tools.is_empty() || params.get("cursor").is_some() {
             return Ok(page);
         }

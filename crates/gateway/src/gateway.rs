@@ -58,6 +58,9 @@ pub struct ClientCtx {
     pub peer: Option<mpsc::Sender<PeerRequest>>,
     /// Cancelled when the client cancels the request or goes away.
     pub cancel: CancellationToken,
+    /// Whether this client sees the meta-tools the config enables (its own choice, else
+    /// `meta_tools_by_default`; see [`Gateway::meta_tools_for`]).
+    pub meta_tools: bool,
 }
 
 impl ClientCtx {

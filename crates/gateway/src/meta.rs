@@ -85,7 +85,16 @@ fn string_arg<'a>(arguments: &'a Value, key: &str) -> Result<&'a str, RpcError> 
 
 impl Gateway {
     /// The enabled meta-tools' definitions, for `tools/list`.
-    pub(crate) fn meta_tool_definitions(&self) -> Vec<Value> {
+    /// Whether a client that chose `choice` (`None`: it did not say) sees the meta-tools.
+    pub fn meta_tools_for(&self, choice: Option<bool>) -> bool {
+        choice.unwrap_or(self.inner.settings.meta_tools_by_default)
+    }
+
+    /// The meta-tools this client sees: the enabled ones, if it sees any.
+    pub(crate) fn meta_tool_definitions(&self, ctx: &ClientCtx) -> Vec<Value> {
+        if !ctx.meta_tools {
+            return Vec::new();
+        }
         self.inner
             .settings
             .meta_tools
@@ -102,7 +111,7 @@ impl Gateway {
         params: &Value,
     ) -> Option<Result<Value, RpcError>> {
         let short = name.strip_prefix(PREFIX)?;
-        if !self.inner.settings.meta_tools.iter().any(|t| t == short) {
+        if !ctx.meta_tools || !self.inner.settings.meta_tools.iter().any(|t| t == short) {
             return None;
         }
         let arguments = params

@@ -57,6 +57,10 @@ enum Command {
     Stdio {
         #[arg(long, env = "SWITCHBOARD_CONFIG")]
         config: PathBuf,
+        /// Whether this client sees the meta-tools the config enables (default: the
+        /// config's `meta_tools_by_default`).
+        #[arg(long, value_name = "on|off", value_parser = parse_switch)]
+        meta_tools: Option<bool>,
     },
     /// Validate a configuration file without running anything.
     CheckConfig { config: PathBuf },
@@ -75,6 +79,14 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn parse_switch(value: &str) -> Result<bool, String> {
+    match value {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        other => Err(format!("expected on or off, not `{other}`")),
     }
 }
 
@@ -144,13 +156,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Stdio { config } => {
+        Command::Stdio { config, meta_tools } => {
             let loaded = switchboard_config::load(&config)?;
             let gateway = Gateway::start(&loaded).await;
             watch(&gateway, &config);
             let max = loaded.gateway.max_message_bytes;
             let stop = shutdown_signal();
-            let serving = face::stdio::serve(gateway.clone(), stdin(), stdout(), max);
+            let serving = face::stdio::serve(gateway.clone(), stdin(), stdout(), max, meta_tools);
             tokio::select! {
                 () = serving => {}
                 () = stop => {

@@ -633,3 +633,88 @@ async fn upstream_list_changes_are_forwarded_to_every_session() {
         .is_some()
     );
 }
+
+/// The names a `tools/list` answer lists.
+fn listed_names(list: &switchboard_testkit::Exchange) -> Vec<String> {
+    list.result()["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Meta-tools are each client's choice: `/mcp?meta_tools=on|off` over HTTP, `--meta-tools
+/// on|off` for `switchboard stdio`, the config's `meta_tools_by_default` otherwise. A
+/// client that does not see them cannot call them either.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_tools_are_each_clients_choice() {
+    let meta = "switchboard__list_servers".to_owned();
+    let extra = "meta_tools = [\"list_servers\"]\nmeta_tools_by_default = false";
+    let text = config(extra, &[server_block("a", "")]);
+    let gateway = spawn_gateway_http(GATEWAY, &text).await.unwrap();
+
+    let plain = ModernHttp::new(&gateway.url);
+    assert!(!tool_names(&plain).await.contains(&meta), "off by default");
+    let refused = plain
+        .request("tools/call", json!({ "name": meta, "arguments": {} }))
+        .await;
+    assert!(refused.outcome.is_err(), "{:?}", refused.outcome);
+
+    let opted_in = ModernHttp::new(&format!("{}?meta_tools=on", gateway.url));
+    assert!(tool_names(&opted_in).await.contains(&meta));
+    let servers = opted_in
+        .request("tools/call", json!({ "name": meta, "arguments": {} }))
+        .await;
+    assert_eq!(
+        servers.result()["structuredContent"]["servers"][0]["name"],
+        "a"
+    );
+
+    let legacy = LegacyHttp::connect(&format!("{}?meta_tools=on", gateway.url))
+        .await
+        .unwrap();
+    assert!(listed_names(&legacy.request("tools/list", json!({})).await).contains(&meta));
+
+    let bad = ModernHttp::new(&format!("{}?meta_tools=maybe", gateway.url))
+        .request("tools/list", json!({}))
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.error()["message"]
+            .as_str()
+            .unwrap()
+            .contains("meta_tools")
+    );
+
+    // stdio: the flag, and the default when it is absent.
+    let (_dir, path) = switchboard_testkit::write_config(&text);
+    let stdio_on =
+        switchboard_testkit::Stdio::spawn_with(GATEWAY, &path, false, &["--meta-tools", "on"])
+            .await
+            .unwrap();
+    assert!(listed_names(&stdio_on.request("tools/list", json!({})).await).contains(&meta));
+    let stdio_default = switchboard_testkit::Stdio::spawn(GATEWAY, &path, false)
+        .await
+        .unwrap();
+    assert!(!listed_names(&stdio_default.request("tools/list", json!({})).await).contains(&meta));
+}
+
+/// With the default (`meta_tools_by_default = true`) a client can still turn them off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_can_turn_meta_tools_off() {
+    let meta = "switchboard__list_servers".to_owned();
+    let text = config("meta_tools = [\"list_servers\"]", &[server_block("a", "")]);
+    let gateway = spawn_gateway_http(GATEWAY, &text).await.unwrap();
+    assert!(
+        tool_names(&ModernHttp::new(&gateway.url))
+            .await
+            .contains(&meta)
+    );
+    let off = ModernHttp::new(&format!("{}?meta_tools=off", gateway.url));
+    assert!(!tool_names(&off).await.contains(&meta));
+    let legacy = LegacyHttp::connect(&format!("{}?meta_tools=off", gateway.url))
+        .await
+        .unwrap();
+    assert!(!listed_names(&legacy.request("tools/list", json!({})).await).contains(&meta));
+}

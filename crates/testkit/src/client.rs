@@ -160,10 +160,21 @@ impl Drop for Stdio {
 impl Stdio {
     /// Spawns `gateway_bin stdio --config config` and, for legacy, initializes.
     pub async fn spawn(gateway_bin: &str, config: &Path, modern: bool) -> anyhow::Result<Stdio> {
+        Stdio::spawn_with(gateway_bin, config, modern, &[]).await
+    }
+
+    /// [`Stdio::spawn`] with more arguments for `switchboard stdio`.
+    pub async fn spawn_with(
+        gateway_bin: &str,
+        config: &Path,
+        modern: bool,
+        extra: &[&str],
+    ) -> anyhow::Result<Stdio> {
         let mut child = Command::new(gateway_bin)
             .arg("stdio")
             .arg("--config")
             .arg(config)
+            .args(extra)
             .env(
                 "SWITCHBOARD_LOG",
                 std::env::var("SWITCHBOARD_LOG").unwrap_or_else(|_| "warn".into()),

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -157,6 +157,7 @@ fn header_str<'a>(request_headers: &'a HeaderMap, name: &str) -> Option<&'a str>
 async fn mcp(
     State(state): State<Arc<FaceState>>,
     method: Method,
+    RawQuery(query): RawQuery,
     request_headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -174,6 +175,10 @@ async fn mcp(
         Method::DELETE => return delete_session(&state, session_id.as_deref()),
         _ => return StatusCode::METHOD_NOT_ALLOWED.into_response(),
     }
+    let meta_tools = match meta_tools_choice(query.as_deref()) {
+        Ok(choice) => state.gateway.meta_tools_for(choice),
+        Err(error) => return reject(StatusCode::BAD_REQUEST, None, error),
+    };
     let body = match axum::body::to_bytes(body, state.max_body_bytes).await {
         Ok(body) => body,
         Err(_) => {
@@ -196,10 +201,33 @@ async fn mcp(
     let modern = declared_version(params).is_some()
         || header_version.is_some_and(ProtocolVersion::is_modern);
     if modern {
-        modern_post(&state, &request_headers, message).await
+        modern_post(&state, &request_headers, message, meta_tools).await
     } else {
-        legacy_post(&state, &request_headers, session_id, message).await
+        legacy_post(&state, &request_headers, session_id, message, meta_tools).await
     }
+}
+
+/// The client's choice of meta-tools in the endpoint's query (`/mcp?meta_tools=on`), if
+/// it made one. A client configures one URL, so every request of a session carries it.
+fn meta_tools_choice(query: Option<&str>) -> Result<Option<bool>, RpcError> {
+    let Some(query) = query else { return Ok(None) };
+    let mut choice = None;
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != "meta_tools" {
+            continue;
+        }
+        choice = Some(match value {
+            "on" | "true" | "1" => true,
+            "off" | "false" | "0" => false,
+            other => {
+                return Err(RpcError::invalid_params(format!(
+                    "meta_tools in the URL must be on or off, not `{other}`"
+                )));
+            }
+        });
+    }
+    Ok(choice)
 }
 
 /// Validates the mirrored headers of a modern request against its body.
@@ -301,6 +329,7 @@ async fn modern_post(
     state: &Arc<FaceState>,
     request_headers: &HeaderMap,
     message: Message,
+    meta_tools: bool,
 ) -> Response {
     let (id, method, params) = match message {
         Message::Request { id, method, params } => (Some(id), method, params),
@@ -349,6 +378,7 @@ async fn modern_post(
         notify: Some(notify_tx),
         peer: None,
         cancel: CancellationToken::new(),
+        meta_tools,
     };
     if method == "subscriptions/listen" {
         return listen_stream(state, ctx, id, params);
@@ -371,6 +401,7 @@ async fn legacy_post(
     request_headers: &HeaderMap,
     session_id: Option<String>,
     message: Message,
+    meta_tools: bool,
 ) -> Response {
     if let Message::Request { id, method, params } = &message
         && method == "initialize"
@@ -425,6 +456,7 @@ async fn legacy_post(
                 notify: Some(notify_tx),
                 peer: Some(peer_tx),
                 cancel: CancellationToken::new(),
+                meta_tools,
             };
             session
                 .inflight

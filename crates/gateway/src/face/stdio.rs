@@ -29,6 +29,8 @@ const STDIO_SESSION: &str = "stdio";
 /// State shared by the reader and the request tasks.
 struct Shared {
     out: mpsc::Sender<Message>,
+    /// Whether this client sees the meta-tools.
+    meta_tools: bool,
     inflight: Mutex<HashMap<RequestId, CancellationToken>>,
     peers: PeerTable,
 }
@@ -41,9 +43,15 @@ struct Session {
     client_info: Option<Value>,
 }
 
-/// Serves one client over a byte stream pair until the input closes.
-pub async fn serve<R, W>(gateway: Gateway, input: R, output: W, max_message_bytes: usize)
-where
+/// Serves one client over a byte stream pair until the input closes. `meta_tools` is the
+/// client's choice (`switchboard stdio --meta-tools on|off`), if it made one.
+pub async fn serve<R, W>(
+    gateway: Gateway,
+    input: R,
+    output: W,
+    max_message_bytes: usize,
+    meta_tools: Option<bool>,
+) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
@@ -58,6 +66,7 @@ where
     ));
     let shared = Arc::new(Shared {
         out: out_tx,
+        meta_tools: gateway.meta_tools_for(meta_tools),
         inflight: Mutex::new(HashMap::new()),
         peers: PeerTable::default(),
     });
@@ -251,6 +260,7 @@ fn build_ctx(
             notify: Some(notify_tx),
             peer: None,
             cancel: CancellationToken::new(),
+            meta_tools: shared.meta_tools,
         });
     }
     let session = session.ok_or_else(|| {
@@ -267,6 +277,7 @@ fn build_ctx(
         notify: Some(notify_tx),
         peer: Some(peer_tx),
         cancel: CancellationToken::new(),
+        meta_tools: shared.meta_tools,
     })
 }
 

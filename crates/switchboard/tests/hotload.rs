@@ -52,13 +52,7 @@ async fn wait_for(
 }
 
 async fn tool_names(client: &ModernHttp) -> Vec<String> {
-    let list = client.request("tools/list", json!({})).await;
-    list.result()["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_owned())
-        .collect()
+    listed_names(&client.request("tools/list", json!({})).await)
 }
 
 async fn admin(

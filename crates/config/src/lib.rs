@@ -22,7 +22,7 @@ use std::path::Path;
 pub use error::ConfigError;
 pub use model::{
     Config, ConfigFormat, ConfigSource, EraPreference, GatewaySettings, ListenSettings,
-    ServerChanges, ServerSpec, TransportSpec,
+    OAuthClient, ServerChanges, ServerSpec, TransportSpec,
 };
 pub use name::{InvalidServerName, ServerName};
 pub use policy::{

@@ -183,6 +183,33 @@ impl ServerSpec {
     }
 }
 
+/// Static OAuth client information for a protected HTTP upstream. The gateway holds it;
+/// no client of the gateway ever sees it.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct OAuthClient {
+    /// A client id registered in advance with the authorization server.
+    pub client_id: Option<String>,
+    /// Its secret (confidential client, `client_secret_basic`); `None` for a public client.
+    pub client_secret: Option<String>,
+    /// An `https://` URL of a Client ID Metadata Document that identifies this client.
+    pub client_metadata_url: Option<String>,
+}
+
+// Hand-written so the secret never reaches a log line.
+impl fmt::Debug for OAuthClient {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter
+            .debug_struct("OAuthClient")
+            .field("client_id", &self.client_id)
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("client_metadata_url", &self.client_metadata_url)
+            .finish()
+    }
+}
+
 /// How an upstream is reached. `${VAR}` references are already expanded.
 #[derive(Clone, PartialEq, Debug)]
 pub enum TransportSpec {
@@ -203,6 +230,9 @@ pub enum TransportSpec {
         url: String,
         /// Extra request headers; names and values are valid HTTP header syntax.
         headers: BTreeMap<String, String>,
+        /// This client's registration with the server's authorization server, when it is
+        /// not registered dynamically (`[servers.NAME.oauth]`).
+        oauth: Option<OAuthClient>,
     },
     /// The deprecated 2024-11-05 HTTP+SSE transport. `url` is the SSE endpoint.
     Sse {

@@ -116,6 +116,7 @@ pub(crate) struct RawNativeServer {
     pub(crate) cwd: Option<String>,
     pub(crate) url: Option<String>,
     pub(crate) headers: Option<UniqueMap<String>>,
+    pub(crate) oauth: Option<Table<RawOAuth>>,
     pub(crate) era: Option<RawEra>,
     pub(crate) request_timeout_ms: Option<u64>,
     pub(crate) enabled: Option<bool>,
@@ -181,6 +182,15 @@ pub(crate) struct RawSwitchboardSection {
     pub(crate) gateway: Table<RawGateway>,
     #[serde(default)]
     pub(crate) listen: Table<RawListen>,
+}
+
+/// `[servers.NAME.oauth]`.
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawOAuth {
+    pub(crate) client_id: Option<String>,
+    pub(crate) client_secret: Option<String>,
+    pub(crate) client_metadata_url: Option<String>,
 }
 
 /// `"mcpServers": { "NAME": ... }`.

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use crate::error::{KeyPath, Problem};
 use crate::expand::{EnvLookup, expand};
-use crate::model::{EraPreference, GatewaySettings, ListenSettings, ServerSpec, TransportSpec};
+use crate::model::{
+    EraPreference, GatewaySettings, ListenSettings, OAuthClient, ServerSpec, TransportSpec,
+};
 use crate::name::ServerName;
 use crate::raw::{
     RawEra, RawGateway, RawHttpListen, RawListen, RawMcpJson, RawMcpServer, RawNative,
@@ -64,6 +66,7 @@ struct TransportFields {
     cwd: Option<String>,
     url: Option<String>,
     headers: Option<BTreeMap<String, String>>,
+    oauth: Option<crate::raw::RawOAuth>,
 }
 
 impl From<RawNativeServer> for ServerFields {
@@ -77,6 +80,7 @@ impl From<RawNativeServer> for ServerFields {
                 cwd: raw.cwd,
                 url: raw.url,
                 headers: raw.headers.map(|map| map.0),
+                oauth: raw.oauth.map(|table| table.0),
             },
             era: match raw.era {
                 None | Some(RawEra::Auto) => EraPreference::Auto,
@@ -116,6 +120,7 @@ impl From<RawMcpServer> for ServerFields {
                 cwd: raw.cwd,
                 url: raw.url,
                 headers: raw.headers.map(|map| map.0),
+                oauth: None,
             },
             era: EraPreference::Auto,
             request_timeout_ms: raw.timeout,
@@ -411,6 +416,9 @@ fn stdio(
     if fields.headers.is_some() {
         return Err(not_allowed("headers"));
     }
+    if fields.oauth.is_some() {
+        return Err(not_allowed("oauth"));
+    }
     let Some(raw_command) = fields.command else {
         return Err(Problem::new(
             path.clone(),
@@ -536,10 +544,70 @@ fn remote(
         })?;
         headers.insert(name, value);
     }
+    let oauth = match fields.oauth {
+        None => None,
+        Some(_) if kind == RawTransport::Sse => {
+            return Err(Problem::new(
+                path.key("oauth"),
+                format!("not allowed for an sse server ({reason}): OAuth is for Streamable HTTP"),
+            ));
+        }
+        Some(raw) => Some(oauth(raw, &headers, &path.key("oauth"), env)?),
+    };
     Ok(match kind {
         RawTransport::Sse => TransportSpec::Sse { url, headers },
-        RawTransport::Http | RawTransport::Stdio => TransportSpec::Http { url, headers },
+        RawTransport::Http | RawTransport::Stdio => TransportSpec::Http {
+            url,
+            headers,
+            oauth,
+        },
     })
+}
+
+/// `[servers.NAME.oauth]`: how the gateway identifies itself to the server's
+/// authorization server.
+fn oauth(
+    raw: crate::raw::RawOAuth,
+    headers: &BTreeMap<String, String>,
+    path: &KeyPath,
+    env: EnvLookup<'_>,
+) -> Result<OAuthClient, Problem> {
+    if headers
+        .keys()
+        .any(|name| name.eq_ignore_ascii_case("authorization"))
+    {
+        return Err(Problem::new(
+            path.clone(),
+            "a server with its own `Authorization` header does not take part in OAuth; \
+             remove one of the two",
+        ));
+    }
+    let field = |value: Option<String>, key: &str| {
+        value
+            .map(|value| expanded(&value, &path.key(key), env))
+            .transpose()
+            .map(|value| value.filter(|v| !v.is_empty()))
+    };
+    let client = OAuthClient {
+        client_id: field(raw.client_id, "client_id")?,
+        client_secret: field(raw.client_secret, "client_secret")?,
+        client_metadata_url: field(raw.client_metadata_url, "client_metadata_url")?,
+    };
+    if client.client_secret.is_some() && client.client_id.is_none() {
+        return Err(Problem::new(
+            path.key("client_secret"),
+            "a client secret needs its `client_id`",
+        ));
+    }
+    if let Some(url) = &client.client_metadata_url
+        && (!url.starts_with("https://") || check_url(url).is_err())
+    {
+        return Err(Problem::new(
+            path.key("client_metadata_url"),
+            format!("expected an https:// URL of a Client ID Metadata Document, got {url:?}"),
+        ));
+    }
+    Ok(client)
 }
 
 fn expanded(value: &str, path: &KeyPath, env: EnvLookup<'_>) -> Result<String, Problem> {

@@ -650,3 +650,45 @@ fn unreadable_file_is_an_io_error() {
     );
     assert!(std::error::Error::source(&error).is_some());
 }
+
+#[test]
+fn bad_oauth_sections() {
+    assert_invalid(
+        native("[servers.s]\ncommand = \"x\"\n[servers.s.oauth]\nclient_id = \"a\"\n"),
+        "servers.s.oauth",
+        "not allowed for a stdio server",
+    );
+    assert_invalid(
+        native(
+            "[servers.s]\nurl = \"http://a\"\ntransport = \"sse\"\n[servers.s.oauth]\nclient_id = \"a\"\n",
+        ),
+        "servers.s.oauth",
+        "not allowed for an sse server",
+    );
+    assert_invalid(
+        native(
+            "[servers.r]\nurl = \"http://a\"\nheaders = { authorization = \"Bearer x\" }\n[servers.r.oauth]\nclient_id = \"a\"\n",
+        ),
+        "servers.r.oauth",
+        "own `Authorization` header",
+    );
+    assert_invalid(
+        native(
+            "[servers.r]\nurl = \"http://a\"\n[servers.r.oauth]\nclient_secret = \"${SECRET}\"\n",
+        ),
+        "servers.r.oauth.client_secret",
+        "needs its `client_id`",
+    );
+    assert_invalid(
+        native(
+            "[servers.r]\nurl = \"http://a\"\n[servers.r.oauth]\nclient_metadata_url = \"http://plain\"\n",
+        ),
+        "servers.r.oauth.client_metadata_url",
+        "https:// URL",
+    );
+    assert_invalid(
+        native("[servers.r]\nurl = \"http://a\"\n[servers.r.oauth]\nscope = \"x\"\n"),
+        "servers.r.oauth.scope",
+        "unknown field",
+    );
+}

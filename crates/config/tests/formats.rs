@@ -155,6 +155,7 @@ fn full_native_file_parses_to_expected_values() {
             transport: TransportSpec::Http {
                 url: "http://127.0.0.1:3001/mcp".to_owned(),
                 headers: map(&[("Authorization", "Bearer s3cret")]),
+                oauth: None,
             },
             era: EraPreference::Modern,
             request_timeout: None,
@@ -377,7 +378,7 @@ fn load_reads_detects_and_records_the_source() {
         error.to_string(),
         format!(
             "{}:2:1: servers.time.comand: unknown field `comand`, expected one of `transport`, \
-             `command`, `args`, `env`, `cwd`, `url`, `headers`, `era`, `request_timeout_ms`, `enabled`, `lazy`, `idle_timeout_ms`, `sharing`, `pool`, `health`, `breaker`, `limits`, `restart_backoff_ms`, `restart_backoff_max_ms`, `timeout_reset_on_progress`, `max_total_timeout_ms`, `read_only_retries`, `trust_annotations`, `tools`",
+             `command`, `args`, `env`, `cwd`, `url`, `headers`, `oauth`, `era`, `request_timeout_ms`, `enabled`, `lazy`, `idle_timeout_ms`, `sharing`, `pool`, `health`, `breaker`, `limits`, `restart_backoff_ms`, `restart_backoff_max_ms`, `timeout_reset_on_progress`, `max_total_timeout_ms`, `read_only_retries`, `trust_annotations`, `tools`",
             bad_path.display()
         )
     );
@@ -405,4 +406,26 @@ fn server_changes_between_parsed_configs() {
         (reverse.added, reverse.removed),
         (vec![name("a")], vec![name("d")])
     );
+}
+
+#[test]
+fn oauth_client_information_is_read_and_its_secret_redacted() {
+    let config = native(
+        "[servers.r]\nurl = \"https://mcp.example.com/mcp\"\n[servers.r.oauth]\n\
+         client_id = \"gateway\"\nclient_secret = \"${SECRET}\"\n\
+         client_metadata_url = \"https://gateway.example.com/client.json\"\n",
+    )
+    .expect("valid");
+    let TransportSpec::Http { oauth, .. } = &config.servers["r"].transport else {
+        panic!("http");
+    };
+    let oauth = oauth.as_ref().expect("oauth read");
+    assert_eq!(oauth.client_id.as_deref(), Some("gateway"));
+    assert_eq!(oauth.client_secret.as_deref(), Some("0123456789abcdef0123"));
+    assert_eq!(
+        oauth.client_metadata_url.as_deref(),
+        Some("https://gateway.example.com/client.json")
+    );
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("0123456789abcdef0123"), "{shown}");
 }

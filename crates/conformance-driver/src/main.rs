@@ -73,41 +73,30 @@ fn args() -> anyhow::Result<Args> {
     })
 }
 
-/// The gateway's configuration: the scenario server as its only, unprefixed upstream.
-fn gateway_config(upstream: &str) -> String {
-    let url = Value::String(upstream.to_owned()); // a JSON string is a valid TOML string
-    format!(
+/// The gateway's configuration: the scenario server as its only, unprefixed upstream,
+/// with the OAuth client information a deployment would give the gateway for it: the
+/// scenario's pre-registered credentials, and the URL of the client metadata document the
+/// suite expects a client to publish.
+fn gateway_config(upstream: &str, context: &Value) -> String {
+    // A JSON string is a valid TOML string.
+    let toml = |text: &str| Value::String(text.to_owned()).to_string();
+    let mut config = format!(
         "[gateway]\nname = \"switchboard-conformance\"\npassthrough = true\n\
-         request_timeout_ms = 25000\n\n[servers.upstream]\nurl = {url}\n"
-    )
-}
-
-/// The OAuth client information a deployment would give the gateway for this upstream
-/// (server name `upstream`): the scenario's pre-registered credentials, and the URL of
-/// the client metadata document the suite expects a client to publish.
-fn oauth_environment(context: &Value) -> Vec<(&'static str, String)> {
-    let mut env = vec![(
-        "SWITCHBOARD_OAUTH_UPSTREAM_CLIENT_METADATA_URL",
-        "https://conformance-test.local/client-metadata.json".to_owned(),
-    )];
-    if let Some(id) = context["client_id"].as_str() {
-        env.push(("SWITCHBOARD_OAUTH_UPSTREAM_CLIENT_ID", id.to_owned()));
+         request_timeout_ms = 25000\n\n[servers.upstream]\nurl = {}\n\n\
+         [servers.upstream.oauth]\nclient_metadata_url = {}\n",
+        toml(upstream),
+        toml("https://conformance-test.local/client-metadata.json"),
+    );
+    for key in ["client_id", "client_secret"] {
+        if let Some(value) = context[key].as_str() {
+            config.push_str(&format!("{key} = {}\n", toml(value)));
+        }
     }
-    if let Some(secret) = context["client_secret"].as_str() {
-        env.push((
-            "SWITCHBOARD_OAUTH_UPSTREAM_CLIENT_SECRET",
-            secret.to_owned(),
-        ));
-    }
-    env
+    config
 }
 
 /// `switchboard serve` on a free loopback port; returns the child and its `/mcp` URL.
-async fn start_gateway(
-    binary: &Path,
-    config: &Path,
-    env: Vec<(&'static str, String)>,
-) -> anyhow::Result<(Child, String)> {
+async fn start_gateway(binary: &Path, config: &Path) -> anyhow::Result<(Child, String)> {
     let mut child = Command::new(binary)
         .args(["serve", "--config"])
         .arg(config)
@@ -116,7 +105,6 @@ async fn start_gateway(
             "SWITCHBOARD_LOG",
             std::env::var("SWITCHBOARD_LOG").unwrap_or_else(|_| "warn".into()),
         )
-        .envs(env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -148,8 +136,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("switchboard-conformance-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("switchboard.toml");
-    std::fs::write(&config, gateway_config(&args.url))?;
-    let started = start_gateway(&args.gateway, &config, oauth_environment(&args.context)).await;
+    std::fs::write(&config, gateway_config(&args.url, &args.context))?;
+    let started = start_gateway(&args.gateway, &config).await;
     let (mut gateway, url) = match started {
         Ok(started) => started,
         Err(error) => {

@@ -277,7 +277,12 @@ pub(crate) async fn http(
     known: Option<Era>,
     events: mpsc::Sender<UpstreamEvent>,
 ) -> Result<HttpOutcome, ConnectError> {
-    let TransportSpec::Http { url, headers } = &options.spec.transport else {
+    let TransportSpec::Http {
+        url,
+        headers,
+        oauth,
+    } = &options.spec.transport
+    else {
         unreachable!("detect::http is only called for HTTP specs")
     };
     let headers_map = header_map(headers).map_err(ConnectError::Http)?;
@@ -288,6 +293,7 @@ pub(crate) async fn http(
             options.server.clone(),
             url.clone(),
             headers_map.clone(),
+            oauth.as_ref(),
             era,
             options.max_message_bytes,
             events.clone(),

@@ -114,6 +114,7 @@ impl HttpLink {
         server: String,
         url: reqwest::Url,
         headers: HeaderMap,
+        oauth: Option<&switchboard_config::OAuthClient>,
         era: Era,
         limit: usize,
         events: mpsc::Sender<UpstreamEvent>,
@@ -122,7 +123,7 @@ impl HttpLink {
             Era::Modern => switchboard_protocol::ProtocolVersion::MODERN,
             Era::Legacy => switchboard_protocol::ProtocolVersion::LEGACY_LATEST,
         };
-        let auth = crate::oauth::for_server(&server, url.as_str(), &headers);
+        let auth = crate::oauth::for_server(&server, url.as_str(), &headers, oauth);
         HttpLink {
             server,
             url,

@@ -20,11 +20,13 @@
 //! authorization server wants a person instead (a login or consent page), the call fails
 //! with an error naming the URL to open.
 //!
-//! Static client information comes from the environment until the configuration carries
-//! it: `SWITCHBOARD_OAUTH_<SERVER>_CLIENT_ID`, `_CLIENT_SECRET` (pre-registration) and
-//! `_CLIENT_METADATA_URL` (a Client ID Metadata Document), where `<SERVER>` is the
-//! server's name upper-cased with every other character than letters and digits as `_`.
-//! A server configured with its own `Authorization` header never takes part.
+//! Static client information comes from the server's `[servers.NAME.oauth]` section
+//! (`client_id`, `client_secret`: pre-registration; `client_metadata_url`: a Client ID
+//! Metadata Document), else from the environment: `SWITCHBOARD_OAUTH_<SERVER>_CLIENT_ID`,
+//! `_CLIENT_SECRET` and `_CLIENT_METADATA_URL`, where `<SERVER>` is the server's name
+//! upper-cased with every other character than letters and digits as `_`. A server
+//! configured with its own `Authorization` header never takes part. Tokens and secrets
+//! stay in the gateway: no client of the gateway ever sees them.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};
@@ -36,6 +38,7 @@ use rand::RngCore as _;
 use reqwest::Url;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
+use switchboard_config::OAuthClient;
 
 /// Where the authorization server sends the user-agent back. Never served: the headless
 /// user agent stops at the redirect and reads the code from it.
@@ -110,19 +113,72 @@ pub(crate) fn for_server(
     server: &str,
     url: &str,
     headers: &reqwest::header::HeaderMap,
+    configured: Option<&OAuthClient>,
 ) -> Option<Arc<Authorizer>> {
     if headers.contains_key(reqwest::header::AUTHORIZATION) {
         return None;
     }
     let parsed = Url::parse(url).ok()?;
+    let client = StaticClient::resolve(server, configured);
     static REGISTRY: OnceLock<parking_lot::Mutex<HashMap<String, Arc<Authorizer>>>> =
         OnceLock::new();
     let registry = REGISTRY.get_or_init(Default::default);
     let mut registry = registry.lock();
+    // New client information (a reloaded config) means a new authorizer.
+    let key = format!("{server}\n{url}\n{}", client.fingerprint());
     let authorizer = registry
-        .entry(format!("{server}\n{url}"))
-        .or_insert_with(|| Arc::new(Authorizer::new(server, parsed)));
+        .entry(key)
+        .or_insert_with(|| Arc::new(Authorizer::new(server, parsed, client)));
     Some(authorizer.clone())
+}
+
+/// The client information known before any registration: configured, else from the
+/// environment, field by field.
+#[derive(Default)]
+struct StaticClient {
+    preregistered: Option<ClientCredentials>,
+    metadata_document: Option<String>,
+}
+
+impl StaticClient {
+    fn resolve(server: &str, configured: Option<&OAuthClient>) -> StaticClient {
+        let configured = configured.cloned().unwrap_or_default();
+        let client_id = configured.client_id.or_else(|| env(server, "CLIENT_ID"));
+        let preregistered = client_id.map(|client_id| {
+            let client_secret = configured
+                .client_secret
+                .or_else(|| env(server, "CLIENT_SECRET"));
+            ClientCredentials {
+                client_id,
+                auth_method: if client_secret.is_some() {
+                    "client_secret_basic".into()
+                } else {
+                    "none".into()
+                },
+                client_secret,
+            }
+        });
+        StaticClient {
+            preregistered,
+            metadata_document: configured
+                .client_metadata_url
+                .or_else(|| env(server, "CLIENT_METADATA_URL")),
+        }
+    }
+
+    /// Identifies the information (the secret by a hash, never in clear).
+    fn fingerprint(&self) -> String {
+        let credentials = self.preregistered.as_ref();
+        let secret = credentials
+            .and_then(|c| c.client_secret.as_deref())
+            .map(|secret| URL_SAFE_NO_PAD.encode(Sha256::digest(secret.as_bytes())));
+        format!(
+            "{:?}|{:?}|{:?}",
+            credentials.map(|c| &c.client_id),
+            secret,
+            self.metadata_document
+        )
+    }
 }
 
 fn env_key(server: &str, field: &str) -> String {
@@ -146,24 +202,12 @@ fn env(server: &str, field: &str) -> Option<String> {
 }
 
 impl Authorizer {
-    fn new(server: &str, url: Url) -> Authorizer {
-        let preregistered = env(server, "CLIENT_ID").map(|client_id| {
-            let client_secret = env(server, "CLIENT_SECRET");
-            ClientCredentials {
-                client_id,
-                auth_method: if client_secret.is_some() {
-                    "client_secret_basic".into()
-                } else {
-                    "none".into()
-                },
-                client_secret,
-            }
-        });
+    fn new(server: &str, url: Url, client: StaticClient) -> Authorizer {
         Authorizer {
             server: server.to_owned(),
             url,
-            preregistered,
-            metadata_document: env(server, "CLIENT_METADATA_URL"),
+            preregistered: client.preregistered,
+            metadata_document: client.metadata_document,
             bearer: parking_lot::Mutex::new(None),
             flow: tokio::sync::Mutex::new(Flow::default()),
             http: reqwest::Client::builder()
@@ -794,6 +838,34 @@ mod tests {
         assert!(!resource_covers("http://localhost:3001/mcp", &server));
         assert!(!resource_covers("http://localhost:3000/mc", &server));
         assert!(!resource_covers("http://localhost:3000/mcp/other", &server));
+    }
+
+    #[test]
+    fn configured_client_information_comes_before_the_environment() {
+        let configured = OAuthClient {
+            client_id: Some("from-config".into()),
+            client_secret: Some("s3cret".into()),
+            client_metadata_url: None,
+        };
+        let client = StaticClient::resolve("no-such-env-server", Some(&configured));
+        let credentials = client.preregistered.as_ref().expect("pre-registered");
+        assert_eq!(credentials.client_id, "from-config");
+        assert_eq!(credentials.auth_method, "client_secret_basic");
+        assert!(!client.fingerprint().contains("s3cret"));
+        let public = StaticClient::resolve(
+            "no-such-env-server",
+            Some(&OAuthClient {
+                client_id: Some("public".into()),
+                ..OAuthClient::default()
+            }),
+        );
+        assert_eq!(public.preregistered.as_ref().unwrap().auth_method, "none");
+        assert_ne!(client.fingerprint(), public.fingerprint());
+        assert!(
+            StaticClient::resolve("no-such-env-server", None)
+                .preregistered
+                .is_none()
+        );
     }
 
     #[test]

@@ -10,6 +10,8 @@
 //! upstream) when its deadline passes without a retry.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
@@ -31,15 +33,61 @@ const MAX_INPUT_ROUNDS: usize = 16;
 /// An upstream call in flight, owned by whoever drives it.
 pub(crate) struct Flight {
     server: String,
-    result: oneshot::Receiver<Result<Value, CallError>>,
+    work: Work,
     events: mpsc::Receiver<CallEvent>,
     cancel: CancellationToken,
 }
 
+type CallFuture = Pin<Box<dyn Future<Output = Result<Value, CallError>> + Send>>;
+
+/// Where a flight's upstream call runs. It runs inside the future that drives the flight
+/// (no task per call); only a flight that must go on without a driver — parked for a
+/// modern client's input, or abandoned and finishing its cancellation — gets a task.
+enum Work {
+    Driven(CallFuture),
+    Detached(oneshot::Receiver<Result<Value, CallError>>),
+    Done,
+}
+
+impl Work {
+    /// The call's outcome; cancel-safe (dropping it leaves the call where it was).
+    async fn outcome(&mut self) -> Result<Value, CallError> {
+        let outcome = match self {
+            Work::Driven(call) => call.as_mut().await,
+            Work::Detached(result) => result
+                .await
+                .unwrap_or(Err(CallError::Closed("call task ended".into()))),
+            Work::Done => std::future::pending().await,
+        };
+        *self = Work::Done;
+        outcome
+    }
+
+    /// Moves a call nobody will drive into a task of its own.
+    fn detach(&mut self) {
+        if !matches!(self, Work::Driven(_)) {
+            return;
+        }
+        let Work::Driven(call) = std::mem::replace(self, Work::Done) else {
+            unreachable!("checked above")
+        };
+        let (result_tx, result_rx) = oneshot::channel();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            // Owned by the result channel: ends when the upstream call does.
+            runtime.spawn(async move {
+                let _ = result_tx.send(call.await);
+            });
+        }
+        *self = Work::Detached(result_rx);
+    }
+}
+
 impl Drop for Flight {
     fn drop(&mut self) {
-        // Nobody will read the answer any more: stop the upstream work.
+        // Nobody will read the answer any more: stop the upstream work, and let a call that
+        // was driven here finish its cancellation (the upstream hears it) on its own.
         self.cancel.cancel();
+        self.work.detach();
     }
 }
 
@@ -261,14 +309,13 @@ impl Gateway {
     async fn drive(&self, ctx: &ClientCtx, mut flight: Flight) -> Result<Driven, RpcError> {
         loop {
             tokio::select! {
-                outcome = &mut flight.result => {
+                outcome = flight.work.outcome() => {
                     // Notifications sent before the answer are delivered before it.
                     while let Ok(CallEvent::Notification { method, params }) = flight.events.try_recv() {
                         if let Some(notify) = &ctx.notify {
                             let _ = notify.try_send(Message::notification(method, params));
                         }
                     }
-                    let outcome = outcome.unwrap_or(Err(CallError::Closed("call task ended".into())));
                     return outcome.map(Driven::Answer).map_err(|e| e.to_rpc_error(&flight.server));
                 }
                 event = flight.events.recv() => match event {
@@ -296,7 +343,9 @@ impl Gateway {
     }
 
     /// Parks a flight for a modern client and returns `input_required`.
-    fn park(&self, ctx: &ClientCtx, flight: Flight, request: ServerRequest) -> Value {
+    fn park(&self, ctx: &ClientCtx, mut flight: Flight, request: ServerRequest) -> Value {
+        // Nobody drives it until the client retries: the call goes on in a task.
+        flight.work.detach();
         let id = uuid::Uuid::new_v4().simple().to_string();
         let key = format!("{}-1", request.method.replace('/', "-"));
         let input_request = json!({ "method": request.method, "params": request.params.clone().unwrap_or_else(|| json!({})) });
@@ -414,7 +463,6 @@ fn launch(
     budget: &Budget,
 ) -> Flight {
     let (events_tx, events_rx) = mpsc::channel(64);
-    let (result_tx, result_rx) = oneshot::channel();
     let cancel = CancellationToken::new();
     let mut options = CallOptions::new(budget.timeout);
     options.reset_timeout_on_progress = budget.reset_on_progress;
@@ -427,18 +475,18 @@ fn launch(
     options.client_info = ctx.client_info.clone();
     let method = method.to_owned();
     let tool = tool.to_owned();
-    // The task owns the lease: a parked flight still holds its instance, permit and
+    // The call owns the lease: a parked flight still holds its instance, permit and
     // in-flight count until the upstream answers or the flight is dropped.
-    tokio::spawn(async move {
+    let call = Box::pin(async move {
         let _counted = guard; // one logical call, however many flights it takes
         let started = std::time::Instant::now();
         let outcome = lease.upstream.request(&method, Some(params), options).await;
         lease.finish(&tool, &outcome, started.elapsed());
-        let _ = result_tx.send(outcome);
+        outcome
     });
     Flight {
         server: server.to_owned(),
-        result: result_rx,
+        work: Work::Driven(call),
         events: events_rx,
         cancel,
     }

@@ -72,6 +72,10 @@ pub struct ScenarioArgs {
     /// Fan-in: stdio servers behind the gateway.
     #[arg(long, default_value_t = 10)]
     fanin_servers: usize,
+    /// Fan-in: how the servers are shared between sessions (`per-session` shows what
+    /// per-client processes cost: one per session and server).
+    #[arg(long, value_enum, default_value = "shared")]
+    fanin_sharing: FanInSharing,
     /// Catalog scale: gateways to try, as SERVERSxEXTRA_TOOLS (that many stdio fixtures, each
     /// with `--extra-tools EXTRA_TOOLS` on top of its own tools), comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "500x0,50x158")]
@@ -482,6 +486,7 @@ fn load_average() -> String {
 struct FanIn {
     sessions: usize,
     servers: usize,
+    sharing: FanInSharing,
     processes_idle: usize,
     processes_loaded: usize,
     rss_idle_kib: u64,
@@ -772,6 +777,41 @@ fn split_words(command: &str) -> Vec<String> {
 }
 
 /// Many legacy sessions onto a few shared stdio servers.
+/// The servers' `sharing` policy in the fan-in scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FanInSharing {
+    Shared,
+    PerSession,
+}
+
+impl FanInSharing {
+    /// The server keys that select the policy (room for one instance per session).
+    fn server_keys(self, sessions: usize) -> String {
+        match self {
+            FanInSharing::Shared => String::new(),
+            FanInSharing::PerSession => {
+                format!("sharing = \"per_session\"\npool = {{ size = {sessions} }}\n")
+            }
+        }
+    }
+
+    /// Upstream processes the gateway should run for `sessions` × `servers`.
+    fn expected_processes(self, sessions: usize, servers: usize) -> usize {
+        match self {
+            FanInSharing::Shared => servers,
+            FanInSharing::PerSession => sessions * servers,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            FanInSharing::Shared => "shared",
+            FanInSharing::PerSession => "per_session",
+        }
+    }
+}
+
 async fn fan_in(
     args: &ScenarioArgs,
     logs: &Path,
@@ -789,7 +829,12 @@ async fn fan_in(
             )
         })
         .collect();
-    let config = spawn::gateway_config(&servers);
+    let mut config = spawn::gateway_config(&servers);
+    for (name, _) in &servers {
+        let table = format!("[servers.{name}]\n");
+        let keys = args.fanin_sharing.server_keys(args.fanin_sessions);
+        config = config.replace(&table, &format!("{table}{keys}"));
+    }
     let gateway = spawn::gateway(
         &args.gateway,
         &config,
@@ -825,6 +870,7 @@ async fn fan_in(
     extras.fanin = Some(FanIn {
         sessions: args.fanin_sessions,
         servers: args.fanin_servers,
+        sharing: args.fanin_sharing,
         processes_idle,
         processes_loaded: row.processes.unwrap_or(0),
         rss_idle_kib,
@@ -1175,39 +1221,47 @@ fn render(args: &ScenarioArgs, rows: &[Row], extras: &Extras) -> String {
     }
 
     if let Some(fanin) = &extras.fanin {
+        let expected = fanin
+            .sharing
+            .expected_processes(fanin.sessions, fanin.servers);
         out.push_str(&format!(
-            "\n## Fan-in: {} legacy sessions × {} shared stdio servers\n\n\
-             - upstream processes (descendants of the gateway): {} idle, {} after the load (expected exactly {})\n\
+            "\n## Fan-in: {} legacy sessions × {} `{}` stdio servers\n\n\
+             - upstream processes (descendants of the gateway): {} idle, {} after the load (expected {} under load)\n\
              - gateway RSS: {} MiB idle, {} MiB max under load, {} MiB peak (VmHWM)\n\
              - the gateway was busy for {:.1} s after it started listening (waited out before measuring)\n\
              - each session calls `fxN__echo` round-robin over the servers; latency is in the results table\n",
             fanin.sessions,
             fanin.servers,
+            fanin.sharing.label(),
             fanin.processes_idle,
             fanin.processes_loaded,
-            fanin.servers,
+            expected,
             mib(fanin.rss_idle_kib),
             mib(fanin.rss_loaded_kib),
             mib(fanin.rss_peak_kib),
             fanin.busy_after_listening_s,
         ));
-        targets.push(vec![
-            format!(
-                "{} sessions × {} stdio servers = exactly {} upstream processes",
-                fanin.sessions, fanin.servers, fanin.servers
-            ),
-            format!("{} / {}", fanin.processes_idle, fanin.processes_loaded),
-            verdict(
-                fanin.processes_idle == fanin.servers && fanin.processes_loaded == fanin.servers,
-            )
-            .into(),
-        ]);
-        let rss_mb = fanin.rss_loaded_kib as f64 * 1024.0 / 1e6;
-        targets.push(vec![
-            "fan-in gateway RSS ≤ 50 MB (max under load)".into(),
-            format!("{rss_mb:.1} MB"),
-            verdict(rss_mb <= 50.0).into(),
-        ]);
+        // The targets are the shared policy's; per_session is shown for comparison.
+        if fanin.sharing == FanInSharing::Shared {
+            targets.push(vec![
+                format!(
+                    "{} sessions × {} stdio servers = exactly {} upstream processes",
+                    fanin.sessions, fanin.servers, fanin.servers
+                ),
+                format!("{} / {}", fanin.processes_idle, fanin.processes_loaded),
+                verdict(
+                    fanin.processes_idle == fanin.servers
+                        && fanin.processes_loaded == fanin.servers,
+                )
+                .into(),
+            ]);
+            let rss_mb = fanin.rss_loaded_kib as f64 * 1024.0 / 1e6;
+            targets.push(vec![
+                "fan-in gateway RSS ≤ 50 MB (max under load)".into(),
+                format!("{rss_mb:.1} MB"),
+                verdict(rss_mb <= 50.0).into(),
+            ]);
+        }
     }
 
     if !extras.catalogs.is_empty() {

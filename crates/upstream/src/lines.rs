@@ -22,7 +22,7 @@ pub async fn write_lines<W, T>(
 ) where
     W: AsyncWrite + Unpin,
 {
-    let mut batch = Vec::with_capacity(16 * 1024);
+    let mut batch = Vec::with_capacity(4 * 1024);
     loop {
         let item = tokio::select! {
             item = queue.recv() => item,
@@ -42,7 +42,7 @@ pub async fn write_lines<W, T>(
             break;
         }
         if batch.capacity() > KEPT_CAPACITY {
-            batch = Vec::with_capacity(16 * 1024);
+            batch = Vec::with_capacity(4 * 1024);
         }
     }
 }

@@ -59,7 +59,7 @@ enum Command {
         config: PathBuf,
         /// Whether this client sees the meta-tools the config enables (default: the
         /// config's `meta_tools_by_default`).
-        #[arg(long, value_name = "on|off", value_parser = parse_switch)]
+        #[arg(long, value_name = "on|off", value_parser = face::parse_switch)]
         meta_tools: Option<bool>,
     },
     /// Validate a configuration file without running anything.
@@ -79,14 +79,6 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
-    }
-}
-
-fn parse_switch(value: &str) -> Result<bool, String> {
-    match value {
-        "on" | "true" | "1" => Ok(true),
-        "off" | "false" | "0" => Ok(false),
-        other => Err(format!("expected on or off, not `{other}`")),
     }
 }
 

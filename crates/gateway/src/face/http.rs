@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     ListenFilter, PeerTable, declared_version, is_modern_method, legacy_notification, modern_meta,
+    parse_switch,
 };
 use crate::gateway::{ClientCtx, Gateway, PeerRequest};
 use crate::reply::Reply;
@@ -217,15 +218,10 @@ fn meta_tools_choice(query: Option<&str>) -> Result<Option<bool>, RpcError> {
         if key != "meta_tools" {
             continue;
         }
-        choice = Some(match value {
-            "on" | "true" | "1" => true,
-            "off" | "false" | "0" => false,
-            other => {
-                return Err(RpcError::invalid_params(format!(
-                    "meta_tools in the URL must be on or off, not `{other}`"
-                )));
-            }
-        });
+        let on = parse_switch(value).map_err(|reason| {
+            RpcError::invalid_params(format!("meta_tools in the URL: {reason}"))
+        })?;
+        choice = Some(on);
     }
     Ok(choice)
 }
@@ -774,57 +770,88 @@ async fn respond(
     });
     // Until the result, or the first thing that forces a stream.
     let mut frames = Vec::new();
-    let mut finished = false;
-    tokio::select! {
-        biased;
-        Some(note) = notify_rx.recv() => frames.push(sse_frame(&note)),
-        result = &mut work => {
+    let finished = match next_progress(&mut work, &mut notify_rx, &mut peer_rx).await {
+        Progress::Done(answer) => {
             // Anything queued before the result goes first, on a stream.
-            while let Ok(note) = notify_rx.try_recv() {
-                frames.push(sse_frame(&note));
-            }
-            if frames.is_empty() {
+            if notify_rx.is_empty() {
                 let _disarmed = guard.disarm();
-                return result.into_response(era);
+                return answer.into_response(era);
             }
-            frames.push(result.sse_frame());
-            finished = true;
+            frames.extend(closing_frames(answer, &mut notify_rx));
+            true
         }
-        Some(request) = recv_peer(&mut peer_rx) => match &session {
-            Some(session) => frames.push(sse_frame(&session.peers.request(request))),
-            None => drop(request),
-        },
-    }
+        progress => {
+            frames.extend(progress_frame(progress, session.as_deref()));
+            false
+        }
+    };
     let (frames_tx, frames_rx) = mpsc::channel::<Bytes>(64);
     // Owned by the stream: ends with the result or when the client goes away.
     tokio::spawn(async move {
-        for frame in frames {
-            if frames_tx.send(frame).await.is_err() {
+        let mut finished = finished;
+        loop {
+            for frame in frames.drain(..) {
+                if frames_tx.send(frame).await.is_err() {
+                    return;
+                }
+            }
+            if finished {
                 return;
             }
-        }
-        while !finished {
-            let frame = tokio::select! {
-                biased;
-                Some(note) = notify_rx.recv() => sse_frame(&note),
-                result = &mut work => {
-                    while let Ok(note) = notify_rx.try_recv() {
-                        let _ = frames_tx.send(sse_frame(&note)).await;
-                    }
+            match next_progress(&mut work, &mut notify_rx, &mut peer_rx).await {
+                Progress::Done(answer) => {
+                    frames.extend(closing_frames(answer, &mut notify_rx));
                     finished = true;
-                    result.sse_frame()
                 }
-                Some(request) = recv_peer(&mut peer_rx) => {
-                    let Some(session) = &session else { continue };
-                    sse_frame(&session.peers.request(request))
-                }
-            };
-            if frames_tx.send(frame).await.is_err() {
-                return;
+                progress => frames.extend(progress_frame(progress, session.as_deref())),
             }
         }
     });
     sse_response(frames_rx, Some(guard))
+}
+
+/// What happens next while a request runs.
+enum Progress {
+    /// A notification related to the request.
+    Note(Message),
+    /// A server→client request for a legacy client.
+    Peer(PeerRequest),
+    /// The answer.
+    Done(Answer),
+}
+
+/// Waits for the next thing a running request produces; notifications sent before the
+/// answer come first.
+async fn next_progress(
+    work: &mut (impl Future<Output = Answer> + Unpin),
+    notify_rx: &mut mpsc::Receiver<Message>,
+    peer_rx: &mut Option<mpsc::Receiver<PeerRequest>>,
+) -> Progress {
+    tokio::select! {
+        biased;
+        Some(note) = notify_rx.recv() => Progress::Note(note),
+        answer = work => Progress::Done(answer),
+        Some(request) = recv_peer(peer_rx) => Progress::Peer(request),
+    }
+}
+
+/// The stream frame of a notification or a server→client request (legacy sessions only).
+fn progress_frame(progress: Progress, session: Option<&Session>) -> Option<Bytes> {
+    match progress {
+        Progress::Note(note) => Some(sse_frame(&note)),
+        Progress::Peer(request) => Some(sse_frame(&session?.peers.request(request))),
+        Progress::Done(answer) => Some(answer.sse_frame()),
+    }
+}
+
+/// The last frames of a stream: whatever was queued before the answer, then the answer.
+fn closing_frames(answer: Answer, notify_rx: &mut mpsc::Receiver<Message>) -> Vec<Bytes> {
+    let mut frames = Vec::new();
+    while let Ok(note) = notify_rx.try_recv() {
+        frames.push(sse_frame(&note));
+    }
+    frames.push(answer.sse_frame());
+    frames
 }
 
 /// A legacy session's record of one request in flight (for `notifications/cancelled`),

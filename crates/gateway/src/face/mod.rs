@@ -19,6 +19,16 @@ pub(crate) struct ModernMeta {
 }
 
 /// Whether a request is modern: it declares a protocol version in `_meta`.
+/// A client's on/off choice (`meta_tools` in the HTTP face's URL, `--meta-tools` for
+/// `switchboard stdio`): `on`, `true`, `1` or `off`, `false`, `0`.
+pub fn parse_switch(value: &str) -> Result<bool, String> {
+    match value {
+        "on" | "true" | "1" => Ok(true),
+        "off" | "false" | "0" => Ok(false),
+        other => Err(format!("expected on or off, not `{other}`")),
+    }
+}
+
 pub(crate) fn declared_version(params: Option<&Value>) -> Option<&str> {
     meta::get_str(params, meta::PROTOCOL_VERSION)
 }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 use switchboard_protocol::{Era, RpcError, headers, meta};
 
 use crate::bridge::Forward;
-use crate::catalog::Listing;
+use crate::catalog::{Listing, PAGE_SIZE};
 use crate::gateway::{ClientCtx, Gateway};
 use crate::reply::{Page, Reply};
 
@@ -20,9 +20,6 @@ const CACHEABLE: [&str; 6] = [
     "resources/templates/list",
     "resources/read",
 ];
-
-/// Entries per page of a merged list.
-pub(crate) use crate::catalog::PAGE_SIZE;
 
 impl Gateway {
     /// Handles one client request. Faces call this for every method except the legacy

@@ -123,7 +123,7 @@ impl HttpLink {
             Era::Modern => switchboard_protocol::ProtocolVersion::MODERN,
             Era::Legacy => switchboard_protocol::ProtocolVersion::LEGACY_LATEST,
         };
-        let auth = crate::oauth::for_server(&server, url.as_str(), &headers, oauth);
+        let auth = crate::oauth::for_server(&server, &url, &headers, oauth);
         HttpLink {
             server,
             url,

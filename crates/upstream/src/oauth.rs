@@ -111,14 +111,13 @@ pub(crate) struct Authorizer {
 /// their token), or `None` when the server is configured with its own credentials.
 pub(crate) fn for_server(
     server: &str,
-    url: &str,
+    url: &Url,
     headers: &reqwest::header::HeaderMap,
     configured: Option<&OAuthClient>,
 ) -> Option<Arc<Authorizer>> {
     if headers.contains_key(reqwest::header::AUTHORIZATION) {
         return None;
     }
-    let parsed = Url::parse(url).ok()?;
     let client = StaticClient::resolve(server, configured);
     static REGISTRY: OnceLock<parking_lot::Mutex<HashMap<String, Arc<Authorizer>>>> =
         OnceLock::new();
@@ -128,7 +127,7 @@ pub(crate) fn for_server(
     let key = format!("{server}\n{url}\n{}", client.fingerprint());
     let authorizer = registry
         .entry(key)
-        .or_insert_with(|| Arc::new(Authorizer::new(server, parsed, client)));
+        .or_insert_with(|| Arc::new(Authorizer::new(server, url.clone(), client)));
     Some(authorizer.clone())
 }
 

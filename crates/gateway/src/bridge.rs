@@ -181,7 +181,7 @@ impl Gateway {
                 .sealer
                 .open(state, now_ms())
                 .map_err(|e| RpcError::invalid_params(format!("requestState rejected: {e}")))?;
-            if opened.get("p").and_then(Value::as_str) != Some(ctx.principal.as_str()) {
+            if opened.get("p").and_then(Value::as_str) != Some(ctx.principal.binding().as_str()) {
                 return Err(RpcError::invalid_params(
                     "requestState rejected: issued to another client",
                 ));
@@ -240,7 +240,7 @@ impl Gateway {
         let mut attempt = 1;
         loop {
             let lease = server
-                .acquire(&self.inner.era_cache, &ctx.principal)
+                .acquire(&self.inner.era_cache, ctx.principal.session())
                 .await?;
             let flight = launch(
                 lease,
@@ -355,7 +355,7 @@ impl Gateway {
             id.clone(),
             Parked {
                 flight,
-                principal: ctx.principal.clone(),
+                principal: ctx.principal.binding(),
                 waiting,
             },
         );
@@ -370,7 +370,7 @@ impl Gateway {
             gateway.inner.parked.lock().remove(&expiring);
         });
         let state = self.inner.sealer.seal(
-            &json!({ "k": "flight", "id": id, "p": ctx.principal }),
+            &json!({ "k": "flight", "id": id, "p": ctx.principal.binding() }),
             now_ms() + PARK_TTL.as_millis() as u64,
         );
         let mut input_requests = Map::new();
@@ -383,7 +383,7 @@ impl Gateway {
         let parked = self.inner.parked.lock().remove(id).ok_or_else(|| {
             RpcError::invalid_params("requestState rejected: the call it resumes has expired")
         })?;
-        if parked.principal != ctx.principal {
+        if parked.principal != ctx.principal.binding() {
             return Err(RpcError::invalid_params(
                 "requestState rejected: issued to another client",
             ));
@@ -408,7 +408,7 @@ impl Gateway {
     fn wrap_input_required(&self, ctx: &ClientCtx, server: &str, mut result: Value) -> Value {
         let inner_state = result.get("requestState").cloned();
         let state = self.inner.sealer.seal(
-            &json!({ "k": "wrap", "s": server, "rs": inner_state, "p": ctx.principal }),
+            &json!({ "k": "wrap", "s": server, "rs": inner_state, "p": ctx.principal.binding() }),
             now_ms() + PARK_TTL.as_millis() as u64,
         );
         result["requestState"] = Value::String(state);

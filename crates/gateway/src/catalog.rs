@@ -9,6 +9,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
 
+use parking_lot::Mutex;
+
 use serde_json::Value;
 use serde_json::value::RawValue;
 use switchboard_protocol::headers::{self, ParamHeader};
@@ -77,6 +79,74 @@ impl Listing {
     fn slot(self) -> usize {
         self as usize
     }
+
+    /// The entry member that names it: `name`, `uri` or `uriTemplate`.
+    fn key(self) -> &'static str {
+        match self {
+            Listing::Tools | Listing::Prompts => "name",
+            Listing::Resources => "uri",
+            Listing::Templates => "uriTemplate",
+        }
+    }
+
+    const ALL: [Listing; 4] = [
+        Listing::Tools,
+        Listing::Prompts,
+        Listing::Resources,
+        Listing::Templates,
+    ];
+}
+
+/// Views kept per snapshot; past this many distinct callers' views the cache starts over
+/// (a new snapshot starts over anyway).
+const MAX_VIEWS: usize = 256;
+
+/// Decides whether a caller sees an entry: `(listing, server, exposed name or URI)`.
+pub type Admit = dyn Fn(Listing, &str, &str) -> bool + Send + Sync;
+
+/// One caller's view of a snapshot: the entries its filter admits, each listing's pages
+/// rendered once per snapshot and view.
+pub struct View {
+    admit: Arc<Admit>,
+    /// Indices into the snapshot's entries, per listing.
+    admitted: [Vec<usize>; 4],
+    rendered: [OnceLock<Vec<Arc<RawValue>>>; 4],
+}
+
+impl std::fmt::Debug for View {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("View")
+            .field("admitted", &self.admitted.each_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+impl View {
+    /// Whether this view shows the named entry of `server`.
+    pub fn admits(&self, listing: Listing, server: &str, exposed: &str) -> bool {
+        (self.admit)(listing, server, exposed)
+    }
+
+    pub fn len(&self, listing: Listing) -> usize {
+        self.admitted[listing.slot()].len()
+    }
+
+    pub fn is_empty(&self, listing: Listing) -> bool {
+        self.len(listing) == 0
+    }
+
+    /// The admitted entries `start..end` of a listing.
+    pub fn entries<'a>(
+        &'a self,
+        catalog: &'a Catalog,
+        listing: Listing,
+        range: std::ops::Range<usize>,
+    ) -> impl Iterator<Item = &'a Value> + 'a {
+        let all = catalog.entries(listing);
+        self.admitted[listing.slot()][range]
+            .iter()
+            .map(move |&index| &all[index])
+    }
 }
 
 /// One immutable catalog snapshot.
@@ -93,9 +163,18 @@ pub struct Catalog {
     param_headers: HashMap<String, Vec<ParamHeader>>,
     /// The only server, in passthrough mode.
     single: Option<String>,
+    /// The server of each entry, per listing (parallel to the entries).
+    owners: [Vec<Arc<str>>; 4],
     /// Each listing's pages as JSON arrays, rendered on the first request for any of them
     /// (the snapshot never changes, so neither do they).
     rendered: [OnceLock<Vec<Arc<RawValue>>>; 4],
+    /// Callers' views of this snapshot, by filter key.
+    views: Mutex<HashMap<String, Arc<View>>>,
+}
+
+fn render(page: &[&Value]) -> Arc<RawValue> {
+    let json = serde_json::to_string(page).expect("catalog entries serialize");
+    Arc::from(RawValue::from_string(json).expect("serde_json wrote valid JSON"))
 }
 
 fn entry_name(entry: &Value, field: &str) -> Option<String> {
@@ -117,13 +196,57 @@ impl Catalog {
         let pages = self.rendered[listing.slot()].get_or_init(|| {
             self.entries(listing)
                 .chunks(PAGE_SIZE)
-                .map(|page| {
-                    let json = serde_json::to_string(page).expect("catalog entries serialize");
-                    Arc::from(RawValue::from_string(json).expect("serde_json wrote valid JSON"))
-                })
+                .map(|page| render(&page.iter().collect::<Vec<_>>()))
                 .collect()
         });
         pages.get(index).cloned()
+    }
+
+    /// Page `index` of a view's listing as rendered JSON; `None` past the last page.
+    pub fn rendered_view_page(
+        &self,
+        view: &View,
+        listing: Listing,
+        index: usize,
+    ) -> Option<Arc<RawValue>> {
+        let pages = view.rendered[listing.slot()].get_or_init(|| {
+            let entries: Vec<&Value> = view.entries(self, listing, 0..view.len(listing)).collect();
+            entries.chunks(PAGE_SIZE).map(render).collect()
+        });
+        pages.get(index).cloned()
+    }
+
+    /// The view of this snapshot for a filter `key`, built on first use.
+    pub fn view(&self, key: &str, admit: &Arc<Admit>) -> Arc<View> {
+        if let Some(view) = self.views.lock().get(key) {
+            return view.clone();
+        }
+        let admitted = Listing::ALL.map(|listing| {
+            let owners = &self.owners[listing.slot()];
+            self.entries(listing)
+                .iter()
+                .enumerate()
+                .filter(|(index, entry)| {
+                    let name = entry
+                        .get(listing.key())
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    admit(listing, &owners[*index], name)
+                })
+                .map(|(index, _)| index)
+                .collect()
+        });
+        let view = Arc::new(View {
+            admit: admit.clone(),
+            admitted,
+            rendered: Default::default(),
+        });
+        let mut views = self.views.lock();
+        if views.len() >= MAX_VIEWS {
+            views.clear();
+        }
+        views.insert(key.to_owned(), view.clone());
+        view
     }
 
     /// Builds the snapshot. In passthrough mode names and URIs are not rewritten.
@@ -162,6 +285,7 @@ impl Catalog {
             ..Catalog::default()
         };
         for (server, server_lists) in lists {
+            let owner: Arc<str> = Arc::from(server.as_str());
             for tool in &server_lists.tools {
                 let Some(name) = entry_name(tool, "name") else {
                     continue;
@@ -183,6 +307,7 @@ impl Catalog {
                     _ => {}
                 }
                 catalog.tools.push(renamed(tool, "name", exposed));
+                catalog.owners[Listing::Tools.slot()].push(owner.clone());
             }
             for prompt in &server_lists.prompts {
                 let Some(name) = entry_name(prompt, "name") else {
@@ -194,6 +319,7 @@ impl Catalog {
                     .expect("named in the table")
                     .to_owned();
                 catalog.prompts.push(renamed(prompt, "name", exposed));
+                catalog.owners[Listing::Prompts.slot()].push(owner.clone());
             }
             for resource in &server_lists.resources {
                 let Some(original) = entry_name(resource, "uri") else {
@@ -201,6 +327,7 @@ impl Catalog {
                 };
                 let exposed = catalog.expose_uri(server, &original);
                 catalog.resources.push(renamed(resource, "uri", exposed));
+                catalog.owners[Listing::Resources.slot()].push(owner.clone());
             }
             for template in &server_lists.templates {
                 let Some(original) = entry_name(template, "uriTemplate") else {
@@ -210,6 +337,7 @@ impl Catalog {
                 catalog
                     .templates
                     .push(renamed(template, "uriTemplate", exposed));
+                catalog.owners[Listing::Templates.slot()].push(owner.clone());
             }
         }
         catalog
@@ -217,6 +345,11 @@ impl Catalog {
 
     pub fn resolve_tool(&self, exposed: &str) -> Option<&Qualified> {
         self.tool_names.resolve(exposed)
+    }
+
+    /// The exposed name of a server's tool.
+    pub fn exposed_tool(&self, server: &str, name: &str) -> Option<String> {
+        self.tool_names.exposed(server, name).map(str::to_owned)
     }
 
     pub fn resolve_prompt(&self, exposed: &str) -> Option<&Qualified> {

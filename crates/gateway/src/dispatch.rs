@@ -1,5 +1,7 @@
-//! Era-neutral request handling: the methods switchboard answers itself (handshake,
-//! merged lists with pagination) and routing of everything else to the owning server.
+//! The pipeline's terminal: what a request does once every before-step let it pass — a
+//! page of the caller's view of a merged list, a meta-tool, the gateway's own answer
+//! (handshake, `logging/setLevel` fan-out), or the upstream call through
+//! `bridge::forward` (the only caller of `forward`). Also the era decoration of results.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -7,8 +9,11 @@ use serde_json::{Map, Value, json};
 use switchboard_protocol::{Era, RpcError, headers, meta};
 
 use crate::bridge::Forward;
-use crate::catalog::{Listing, PAGE_SIZE};
+use crate::catalog::{Catalog, Listing, PAGE_SIZE};
+use crate::error::Error;
 use crate::gateway::{ClientCtx, Gateway};
+use crate::pipeline::Call;
+use crate::pipeline::Target;
 use crate::reply::{Page, Reply};
 
 /// Methods whose complete results carry `ttlMs` and `cacheScope` (2026-07-28 caching).
@@ -36,47 +41,57 @@ impl Gateway {
     }
 
     /// [`Gateway::handle`], with list pages left pre-rendered for a face that writes bytes.
+    /// The request runs through the call pipeline; its error is mapped to JSON-RPC here,
+    /// once, for the client's era.
     pub async fn handle_reply(
         &self,
         ctx: &ClientCtx,
         method: &str,
         params: Option<Value>,
     ) -> Result<Reply, RpcError> {
-        let params = match params {
-            None | Some(Value::Null) => json!({}),
-            Some(object @ Value::Object(_)) => object,
-            Some(_) => return Err(RpcError::invalid_params("params must be an object")),
-        };
-        let reply = match method {
-            "tools/list" => self.list_tools(ctx, &params)?,
-            "prompts/list" => self.list_page(&params, Listing::Prompts)?,
-            "resources/list" => self.list_page(&params, Listing::Resources)?,
-            "resources/templates/list" => self.list_page(&params, Listing::Templates)?,
-            _ => Reply::Value(match method {
-                "ping" => Ok(json!({})),
-                "server/discover" => Ok(self.discover_result()),
-                "tools/call" => self.call_tool(ctx, params).await,
-                "prompts/get" => self.get_prompt(ctx, params).await,
-                "resources/read" => self.read_resource(ctx, params).await,
-                "completion/complete" => self.complete(ctx, params).await,
-                "logging/setLevel" => self.set_level(ctx, params).await,
-                "resources/subscribe" | "resources/unsubscribe" => {
-                    self.subscribe_resource(ctx, method, params).await
-                }
-                _ => Err(RpcError::method_not_found(method)),
-            }?),
-        };
-        Ok(match reply {
+        self.run(ctx, method, params)
+            .await
+            .map_err(|error| error.to_rpc(ctx.era))
+    }
+
+    /// Carries out a call that every before-step let through.
+    pub(crate) async fn terminal(&self, call: &mut Call<'_>) -> Result<Reply, Error> {
+        let ctx = call.ctx;
+        match &call.target {
+            Target::List(listing) => self.list(call, *listing),
+            Target::Meta(short) => {
+                let arguments = call
+                    .params
+                    .get("arguments")
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                let short = short.clone();
+                Ok(Reply::Value(
+                    self.run_meta_tool(ctx, &short, &arguments).await?,
+                ))
+            }
+            Target::Gateway => match call.method {
+                "ping" | "subscriptions/listen" => Ok(Reply::Value(json!({}))),
+                "server/discover" => Ok(Reply::Value(self.discover_result())),
+                "logging/setLevel" => self.set_level(ctx, &call.params).await.map(Reply::Value),
+                other => Err(Error::MethodNotFound(other.to_owned())),
+            },
+            Target::Upstream(_) => self.call_upstream(call).await.map(Reply::Value),
+        }
+    }
+
+    /// Era-specific decoration of a result: modern results carry `resultType` and our
+    /// `serverInfo`; legacy results carry neither.
+    pub(crate) fn finish(&self, ctx: &ClientCtx, method: &str, reply: Reply) -> Reply {
+        match reply {
             Reply::Value(result) => Reply::Value(self.finish_result(ctx, method, result)),
             Reply::Page(mut page) => {
                 page.rest = self.finish_result(ctx, method, std::mem::take(&mut page.rest));
                 Reply::Page(page)
             }
-        })
+        }
     }
 
-    /// Era-specific decoration of a result: modern results carry `resultType` and our
-    /// `serverInfo`; legacy results carry neither.
     fn finish_result(&self, ctx: &ClientCtx, method: &str, mut result: Value) -> Value {
         let Some(object) = result.as_object_mut() else {
             return result;
@@ -121,37 +136,15 @@ impl Gateway {
         result
     }
 
-    /// One page of a merged list, by cursor.
-    fn list_page(&self, params: &Value, listing: Listing) -> Result<Reply, RpcError> {
-        let catalog = self.catalog();
-        let start = match params.get("cursor").and_then(Value::as_str) {
-            None => 0,
-            Some(cursor) => {
-                decode_cursor(cursor).ok_or_else(|| RpcError::invalid_params("invalid cursor"))?
-            }
-        };
-        // We only hand out cursors at page boundaries.
-        if start % PAGE_SIZE != 0 {
-            return Err(RpcError::invalid_params("invalid cursor"));
+    /// One page of a merged list as the caller's view shows it; `tools/list`'s first page
+    /// starts with the meta-tools this client sees.
+    fn list(&self, call: &Call<'_>, listing: Listing) -> Result<Reply, Error> {
+        let page = list_page(call, listing)?;
+        if listing != Listing::Tools || call.params.get("cursor").is_some() {
+            return Ok(page);
         }
-        let total = catalog.entries(listing).len();
-        let end = (start + PAGE_SIZE).min(total);
-        let Some(mut page) = Page::of(catalog, listing, start / PAGE_SIZE) else {
-            // An empty listing, or one that shrank under a client's cursor.
-            return Ok(Reply::Value(json!({ listing.field(): [] })));
-        };
-        if end < total {
-            page.rest = json!({ "nextCursor": encode_cursor(end) });
-        }
-        Ok(Reply::Page(page))
-    }
-
-    /// `tools/list`: the gateway's own meta-tools (when enabled for this client) first, then
-    /// the catalog.
-    fn list_tools(&self, ctx: &ClientCtx, params: &Value) -> Result<Reply, RpcError> {
-        let page = self.list_page(params, Listing::Tools)?;
-        let meta_tools = self.meta_tool_definitions(ctx);
-        if meta_tools.is_empty() || params.get("cursor").is_some() {
+        let meta_tools = self.meta_tool_definitions(call.ctx);
+        if meta_tools.is_empty() {
             return Ok(page);
         }
         let mut result = page.into_value();
@@ -161,219 +154,64 @@ impl Gateway {
         Ok(Reply::Value(result))
     }
 
-    async fn call_tool(&self, ctx: &ClientCtx, mut params: Value) -> Result<Value, RpcError> {
-        let exposed = params
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| RpcError::invalid_params("missing tool name"))?;
-        if let Some(outcome) = self.call_meta_tool(ctx, exposed, &params).await {
-            return outcome;
+    /// Forwards a call that resolved to a server, under the upstream's own names, and
+    /// exposes the URIs in its answer.
+    async fn call_upstream(&self, call: &mut Call<'_>) -> Result<Value, Error> {
+        let Target::Upstream(route) = &call.target else {
+            unreachable!("called for upstream targets only")
+        };
+        let catalog = call.catalog.clone();
+        let mut params = std::mem::take(&mut call.params);
+        let mut headers = Vec::new();
+        match call.method {
+            "tools/call" => {
+                headers = headers::param_header_values(
+                    catalog.tool_param_headers(&route.exposed),
+                    params.get("arguments"),
+                );
+                params["name"] = Value::String(route.name.clone());
+            }
+            "prompts/get" => params["name"] = Value::String(route.name.clone()),
+            "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
+                params["uri"] = Value::String(route.name.clone());
+            }
+            "completion/complete" => {
+                let key = match route.kind {
+                    crate::error::Kind::Prompt => "name",
+                    _ => "uri",
+                };
+                params["ref"][key] = Value::String(route.name.clone());
+            }
+            _ => {}
         }
-        let catalog = self.catalog();
-        let target = catalog
-            .resolve_tool(exposed)
-            .ok_or_else(|| RpcError::invalid_params(format!("Unknown tool: {exposed}")))?
-            .clone();
-        let param_headers = headers::param_header_values(
-            catalog.tool_param_headers(exposed),
-            params.get("arguments"),
-        );
-        params["name"] = Value::String(target.name.clone());
-        let call = Forward {
-            server: &target.server,
-            method: "tools/call",
+        if matches!(call.method, "resources/subscribe" | "resources/unsubscribe") {
+            let server = self
+                .server(&route.server)
+                .ok_or_else(|| Error::invalid_params("unknown server"))?;
+            let upstream = server.upstream(&self.inner.era_cache).await?;
+            if upstream.era() == Era::Modern {
+                // A modern owner reports updates on our listen stream for it.
+                server.watch_resource(&route.name, call.method == "resources/subscribe");
+                return Ok(json!({}));
+            }
+        }
+        let forward = Forward {
+            server: &route.server,
+            method: call.method,
             params,
-            headers: param_headers,
+            headers,
         };
-        let mut result = self.forward(ctx, call).await?;
-        if let Some(content) = result.get_mut("content").and_then(Value::as_array_mut) {
-            for block in content {
-                self.expose_content_uri(&target.server, block);
-            }
-        }
+        let mut result = self.forward(call.ctx, forward).await?;
+        expose_result_uris(&catalog, call.method, &route.server, &mut result);
         Ok(result)
-    }
-
-    /// Rewrites the URI of a `resource_link` or embedded `resource` content block to its
-    /// exposed form, so a client can read it back through the gateway.
-    fn expose_content_uri(&self, server: &str, block: &mut Value) {
-        let catalog = self.catalog();
-        if catalog.passthrough {
-            return;
-        }
-        let slot = match block.get("type").and_then(Value::as_str) {
-            Some("resource_link") => block.get_mut("uri"),
-            Some("resource") => block.get_mut("resource").and_then(|r| r.get_mut("uri")),
-            _ => None,
-        };
-        if let Some(uri) = slot
-            && let Some(original) = uri.as_str()
-        {
-            *uri = Value::String(catalog.expose_uri(server, original));
-        }
-    }
-
-    async fn get_prompt(&self, ctx: &ClientCtx, mut params: Value) -> Result<Value, RpcError> {
-        let exposed = params
-            .get("name")
-            .and_then(Value::as_str)
-            .ok_or_else(|| RpcError::invalid_params("missing prompt name"))?;
-        let target = self
-            .catalog()
-            .resolve_prompt(exposed)
-            .ok_or_else(|| RpcError::invalid_params(format!("Unknown prompt: {exposed}")))?
-            .clone();
-        params["name"] = Value::String(target.name.clone());
-        let mut result = self
-            .forward(
-                ctx,
-                Forward {
-                    server: &target.server,
-                    method: "prompts/get",
-                    params,
-                    headers: Vec::new(),
-                },
-            )
-            .await?;
-        if let Some(messages) = result.get_mut("messages").and_then(Value::as_array_mut) {
-            for message in messages {
-                if let Some(block) = message.get_mut("content") {
-                    self.expose_content_uri(&target.server, block);
-                }
-            }
-        }
-        Ok(result)
-    }
-
-    /// Resolves an exposed URI to its server and upstream URI.
-    fn route_uri(&self, exposed: &str) -> Result<(String, String), RpcError> {
-        let catalog = self.catalog();
-        if let Some((server, original)) = catalog.resolve_uri(exposed)
-            && self.server(&server).is_some()
-        {
-            return Ok((server, original.to_owned()));
-        }
-        // A raw upstream URI (from a client that kept one, or a server that put one in a
-        // text): the one server that lists it, else the one whose template matches it,
-        // else the only server offering resources.
-        let servers = self.servers();
-        let lists: Vec<_> = servers.iter().map(|s| (s, s.lists())).collect();
-        let pick = |matches: &dyn Fn(&crate::catalog::ServerLists) -> bool| {
-            let owners: Vec<_> = lists.iter().filter(|(_, l)| matches(l)).collect();
-            match owners.as_slice() {
-                [(owner, _)] => Some(owner.name.clone()),
-                _ => None,
-            }
-        };
-        let owner = pick(&|l| {
-            l.resources
-                .iter()
-                .any(|r| r.get("uri").and_then(Value::as_str) == Some(exposed))
-        })
-        .or_else(|| {
-            pick(&|l| {
-                l.templates.iter().any(|t| {
-                    t.get("uriTemplate")
-                        .and_then(Value::as_str)
-                        .is_some_and(|t| template_matches(t, exposed))
-                })
-            })
-        })
-        .or_else(|| pick(&|l| !l.resources.is_empty() || !l.templates.is_empty()));
-        if let Some(owner) = owner {
-            return Ok((owner, exposed.to_owned()));
-        }
-        Err(RpcError::new(
-            switchboard_protocol::error::RESOURCE_NOT_FOUND,
-            "Resource not found",
-        )
-        .with_data(json!({ "uri": exposed })))
-    }
-
-    async fn read_resource(&self, ctx: &ClientCtx, mut params: Value) -> Result<Value, RpcError> {
-        let exposed = params
-            .get("uri")
-            .and_then(Value::as_str)
-            .ok_or_else(|| RpcError::invalid_params("missing uri"))?
-            .to_owned();
-        let (server, original) = self
-            .route_uri(&exposed)
-            .map_err(|e| crate::bridge::error_for_client(ctx, "resources/read", e))?;
-        params["uri"] = Value::String(original.clone());
-        let mut result = self
-            .forward(
-                ctx,
-                Forward {
-                    server: &server,
-                    method: "resources/read",
-                    params,
-                    headers: Vec::new(),
-                },
-            )
-            .await?;
-        let catalog = self.catalog();
-        if let Some(contents) = result.get_mut("contents").and_then(Value::as_array_mut) {
-            for content in contents {
-                if let Some(uri) = content.get("uri").and_then(Value::as_str) {
-                    content["uri"] = Value::String(catalog.expose_uri(&server, uri));
-                }
-            }
-        }
-        Ok(result)
-    }
-
-    async fn complete(&self, ctx: &ClientCtx, mut params: Value) -> Result<Value, RpcError> {
-        let reference = params.get("ref").cloned().unwrap_or_default();
-        let server = match reference.get("type").and_then(Value::as_str) {
-            Some("ref/prompt") => {
-                let exposed = reference
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let target = self
-                    .catalog()
-                    .resolve_prompt(exposed)
-                    .ok_or_else(|| RpcError::invalid_params(format!("Unknown prompt: {exposed}")))?
-                    .clone();
-                params["ref"]["name"] = Value::String(target.name);
-                target.server
-            }
-            Some("ref/resource") => {
-                let exposed = reference
-                    .get("uri")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default();
-                let catalog = self.catalog();
-                let (server, original) = catalog.resolve_uri(exposed).ok_or_else(|| {
-                    RpcError::invalid_params(format!("Unknown resource template: {exposed}"))
-                })?;
-                params["ref"]["uri"] = Value::String(original.to_owned());
-                server
-            }
-            _ => {
-                return Err(RpcError::invalid_params(
-                    "ref must be ref/prompt or ref/resource",
-                ));
-            }
-        };
-        self.forward(
-            ctx,
-            Forward {
-                server: &server,
-                method: "completion/complete",
-                params,
-                headers: Vec::new(),
-            },
-        )
-        .await
     }
 
     /// Legacy `logging/setLevel`: applies to every legacy upstream that offers logging.
-    async fn set_level(&self, ctx: &ClientCtx, params: Value) -> Result<Value, RpcError> {
+    async fn set_level(&self, ctx: &ClientCtx, params: &Value) -> Result<Value, Error> {
         let level = params
             .get("level")
             .and_then(Value::as_str)
-            .ok_or_else(|| RpcError::invalid_params("missing level"))?;
+            .ok_or_else(|| Error::invalid_params("missing level"))?;
         for server in self.servers() {
             let Ok(upstream) = server.upstream(&self.inner.era_cache).await else {
                 continue;
@@ -394,89 +232,109 @@ impl Gateway {
         }
         Ok(json!({}))
     }
+}
 
-    /// Legacy `resources/subscribe`: forwarded to a legacy owner; a modern owner already
-    /// reports updates on our listen stream for it.
-    async fn subscribe_resource(
-        &self,
-        ctx: &ClientCtx,
-        method: &str,
-        mut params: Value,
-    ) -> Result<Value, RpcError> {
-        let exposed = params
-            .get("uri")
-            .and_then(Value::as_str)
-            .ok_or_else(|| RpcError::invalid_params("missing uri"))?
-            .to_owned();
-        let (server_name, original) = self.route_uri(&exposed)?;
-        let server = self
-            .server(&server_name)
-            .ok_or_else(|| RpcError::invalid_params("unknown server"))?;
-        let upstream = server.upstream(&self.inner.era_cache).await?;
-        if upstream.era() == Era::Modern {
-            server.watch_resource(&original, method == "resources/subscribe");
-            return Ok(json!({}));
+/// One page of a listing in the call's view, by cursor.
+fn list_page(call: &Call<'_>, listing: Listing) -> Result<Reply, Error> {
+    let catalog = &call.catalog;
+    let start = match call.params.get("cursor") {
+        None | Some(Value::Null) => 0,
+        Some(cursor) => cursor
+            .as_str()
+            .and_then(decode_cursor)
+            .ok_or_else(|| Error::invalid_params("invalid cursor"))?,
+    };
+    let total = match &call.view {
+        None => catalog.entries(listing).len(),
+        Some(view) => view.len(listing),
+    };
+    // We only hand out cursors at page boundaries, within the listing.
+    if start % PAGE_SIZE != 0 || (start > 0 && start >= total) {
+        return Err(Error::invalid_params("invalid cursor"));
+    }
+    let end = start.saturating_add(PAGE_SIZE).min(total);
+    let Some(mut page) = Page::of_view(
+        catalog.clone(),
+        call.view.clone(),
+        listing,
+        start / PAGE_SIZE,
+    ) else {
+        // An empty listing.
+        return Ok(Reply::Value(json!({ listing.field(): [] })));
+    };
+    if end < total {
+        page.rest = json!({ "nextCursor": encode_cursor(end) });
+    }
+    Ok(Reply::Page(page))
+}
+
+/// Rewrites upstream URIs in a result to their exposed form, so a client can read them
+/// back through the gateway: `resource_link` and embedded `resource` blocks of tool
+/// results and prompt messages, and the contents of a read.
+fn expose_result_uris(catalog: &Catalog, method: &str, server: &str, result: &mut Value) {
+    if catalog.passthrough {
+        return;
+    }
+    match method {
+        "tools/call" => {
+            if let Some(content) = result.get_mut("content").and_then(Value::as_array_mut) {
+                for block in content {
+                    expose_content_uri(catalog, server, block);
+                }
+            }
         }
-        params["uri"] = Value::String(original);
-        self.forward(
-            ctx,
-            Forward {
-                server: &server_name,
-                method,
-                params,
-                headers: Vec::new(),
-            },
-        )
-        .await
+        "prompts/get" => {
+            if let Some(messages) = result.get_mut("messages").and_then(Value::as_array_mut) {
+                for message in messages {
+                    if let Some(block) = message.get_mut("content") {
+                        expose_content_uri(catalog, server, block);
+                    }
+                }
+            }
+        }
+        "resources/read" => {
+            if let Some(contents) = result.get_mut("contents").and_then(Value::as_array_mut) {
+                for content in contents {
+                    if let Some(uri) = content.get("uri").and_then(Value::as_str) {
+                        content["uri"] = Value::String(catalog.expose_uri(server, uri));
+                    }
+                }
+            }
+        }
+        _ => {}
     }
 }
 
-/// Whether `uri` fits an RFC 6570 template (literal parts in order; `{var}` matches a
-/// non-empty run without `/`, `{+var}` / `{#var}` any non-empty run).
-fn template_matches(template: &str, uri: &str) -> bool {
-    let mut rest = uri;
-    let mut parts = template.split('{').peekable();
-    let Some(first) = parts.next() else {
-        return false;
+/// The URI of a `resource_link` or embedded `resource` content block, exposed.
+fn expose_content_uri(catalog: &Catalog, server: &str, block: &mut Value) {
+    let slot = match block.get("type").and_then(Value::as_str) {
+        Some("resource_link") => block.get_mut("uri"),
+        Some("resource") => block.get_mut("resource").and_then(|r| r.get_mut("uri")),
+        _ => None,
     };
-    let Some(after) = rest.strip_prefix(first) else {
-        return false;
-    };
-    rest = after;
-    while let Some(part) = parts.next() {
-        let Some((expression, literal)) = part.split_once('}') else {
-            return false;
-        };
-        let reserved = expression.starts_with('+') || expression.starts_with('#');
-        let is_last = parts.peek().is_none();
-        let end = if literal.is_empty() {
-            if is_last { rest.len() } else { return false }
-        } else {
-            match rest.find(literal) {
-                Some(at) => at,
-                None => return false,
-            }
-        };
-        let value = &rest[..end];
-        if value.is_empty() || (!reserved && value.contains('/')) {
-            return false;
-        }
-        rest = &rest[end + literal.len()..];
+    if let Some(uri) = slot
+        && let Some(original) = uri.as_str()
+    {
+        *uri = Value::String(catalog.expose_uri(server, original));
     }
-    rest.is_empty()
 }
 
 fn encode_cursor(offset: usize) -> String {
     URL_SAFE_NO_PAD.encode(format!("sb:{offset}"))
 }
 
+/// A cursor this gateway issued: `sb:` and a page-aligned offset, checked (no overflow,
+/// no leading sign or zeros games).
 fn decode_cursor(cursor: &str) -> Option<usize> {
+    if cursor.len() > 64 {
+        return None;
+    }
     let bytes = URL_SAFE_NO_PAD.decode(cursor).ok()?;
-    std::str::from_utf8(&bytes)
-        .ok()?
-        .strip_prefix("sb:")?
-        .parse()
-        .ok()
+    let digits = std::str::from_utf8(&bytes).ok()?.strip_prefix("sb:")?;
+    if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 #[cfg(test)]
@@ -484,27 +342,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn matches_uri_templates() {
-        assert!(template_matches(
-            "test://template/{id}/data",
-            "test://template/42/data"
-        ));
-        assert!(!template_matches(
-            "test://template/{id}/data",
-            "test://template/4/2/data"
-        ));
-        assert!(template_matches(
-            "demo://resource/dynamic/text/{id}",
-            "demo://resource/dynamic/text/1"
-        ));
-        assert!(template_matches("file:///{+path}", "file:///a/b/c"));
-        assert!(!template_matches("file:///{path}", "file:///a/b"));
-        assert!(!template_matches("test://{id}", "other://x"));
-    }
-
-    #[test]
     fn cursors_round_trip() {
         assert_eq!(decode_cursor(&encode_cursor(1000)), Some(1000));
         assert_eq!(decode_cursor("garbage"), None);
+        assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("sb:-1000")), None);
+        assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("sb:+1000")), None);
+        assert_eq!(
+            decode_cursor(&URL_SAFE_NO_PAD.encode("sb:99999999999999999999999")),
+            None
+        );
+        assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("sb:")), None);
     }
 }

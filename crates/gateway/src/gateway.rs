@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::bridge::Parked;
 use crate::catalog::{Catalog, ListKind};
+use crate::pipeline::{Chain, Step};
+use crate::principal::Principal;
 use crate::roster::ConfigStatus;
 use crate::server::{Server, ServerSignal};
 use crate::store::Store;
@@ -50,8 +52,9 @@ pub struct ClientCtx {
     pub protocol_version: String,
     pub capabilities: Value,
     pub client_info: Option<Value>,
-    /// Binds sealed request state to one client (session id, or an authenticated name).
-    pub principal: String,
+    /// Who is calling, and in which client session (per-session instances and sealed
+    /// request state are bound to it).
+    pub principal: Principal,
     /// Notifications related to the current request (progress, logging).
     pub notify: Option<mpsc::Sender<Message>>,
     /// Server→client requests (legacy clients only).
@@ -82,6 +85,8 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) roots_peers: Mutex<HashMap<String, crate::roots::RootsPeer>>,
     pub(crate) config_status: Mutex<ConfigStatus>,
+    /// The call pipeline's steps, in their declared order.
+    pub(crate) chain: Chain,
 }
 
 /// The gateway. Cheap to clone; all clones share one state.
@@ -100,6 +105,12 @@ impl Gateway {
     /// Builds the gateway and connects every enabled server concurrently; a server that
     /// fails to start is reported in its status and retried on its next call.
     pub async fn start(config: &Config) -> Gateway {
+        Gateway::start_with_steps(config, Vec::new()).await
+    }
+
+    /// [`Gateway::start`], with `steps` of the embedder's own running first in the call
+    /// pipeline (before the configured ones).
+    pub async fn start_with_steps(config: &Config, steps: Vec<Arc<dyn Step>>) -> Gateway {
         let (signals_tx, signals_rx) = mpsc::channel(1024);
         let (changes, _) = broadcast::channel(1024);
         let sealer = match &config.gateway.state_secret {
@@ -119,6 +130,7 @@ impl Gateway {
             store: Store::open(config.gateway.state_dir.as_deref()),
             roots_peers: Mutex::new(HashMap::new()),
             config_status: Mutex::new(ConfigStatus::loaded(config)),
+            chain: crate::pipeline::chain::declared(config, steps),
         });
         let gateway = Gateway { inner };
         tokio::spawn(signal_loop(

@@ -5,18 +5,24 @@
 //! Architecture invariants:
 //! - Faces decode wire messages into a [`ClientCtx`] plus method and params; everything
 //!   behind [`Gateway::handle`] is independent of the client's transport.
-//! - Errors become JSON-RPC errors in exactly one place per edge: upstream call failures in
-//!   `CallError::to_rpc_error`, face-level failures in `face::http::reject`.
+//! - Every client request runs through the call pipeline ([`pipeline`]): one snapshot,
+//!   the caller's view, the declared steps, one terminal. Nothing else calls `forward`.
+//! - Errors become JSON-RPC errors in exactly one place per edge: the gateway's own
+//!   [`Error::to_rpc`], upstream call failures in `CallError::to_rpc_error`, face-level
+//!   failures in `face::http::reject`.
 //! - Every spawned task is owned: by a connection (`Live`), a session, a parked flight
 //!   (with a deadline) or the gateway's shutdown token.
 
 mod bridge;
 pub mod catalog;
 mod dispatch;
+pub mod error;
 pub mod face;
 mod gateway;
 mod meta;
 pub mod metrics;
+pub mod pipeline;
+pub mod principal;
 pub mod reply;
 mod roots;
 pub mod roster;
@@ -24,4 +30,6 @@ pub mod server;
 pub mod store;
 pub mod watch;
 
+pub use error::Error;
 pub use gateway::{Change, ClientCtx, Gateway, PeerRequest};
+pub use principal::Principal;

@@ -9,7 +9,6 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use switchboard_protocol::RpcError;
 
-use crate::bridge::Forward;
 use crate::gateway::{ClientCtx, Gateway};
 use crate::roster::parse_definition;
 use crate::server::Origin;
@@ -103,25 +102,14 @@ impl Gateway {
             .collect()
     }
 
-    /// Handles a meta-tool call; `None` when `name` is not an enabled meta-tool.
-    pub(crate) async fn call_meta_tool(
-        &self,
-        ctx: &ClientCtx,
-        name: &str,
-        params: &Value,
-    ) -> Option<Result<Value, RpcError>> {
+    /// The short name of the meta-tool `name` calls, when this client sees it.
+    pub(crate) fn meta_tool_for<'a>(&self, ctx: &ClientCtx, name: &'a str) -> Option<&'a str> {
         let short = name.strip_prefix(PREFIX)?;
-        if !ctx.meta_tools || !self.inner.settings.meta_tools.iter().any(|t| t == short) {
-            return None;
-        }
-        let arguments = params
-            .get("arguments")
-            .cloned()
-            .unwrap_or_else(|| json!({}));
-        Some(self.run_meta_tool(ctx, short, &arguments).await)
+        (ctx.meta_tools && self.inner.settings.meta_tools.iter().any(|t| t == short))
+            .then_some(short)
     }
 
-    async fn run_meta_tool(
+    pub(crate) async fn run_meta_tool(
         &self,
         ctx: &ClientCtx,
         short: &str,
@@ -172,17 +160,16 @@ impl Gateway {
                 if self.server(server).is_none() {
                     return failed(format!("unknown server `{server}`"));
                 }
-                let params = json!({ "name": tool, "arguments": arguments.get("arguments").cloned().unwrap_or_else(|| json!({})) });
-                self.forward(
-                    ctx,
-                    Forward {
-                        server,
-                        method: "tools/call",
-                        params,
-                        headers: Vec::new(),
-                    },
-                )
-                .await
+                // The inner call is a tools/call of its own through the whole pipeline:
+                // every step sees (and may refuse) the real tool, as if called directly.
+                let Some(exposed) = self.catalog().exposed_tool(server, tool) else {
+                    return failed(format!("unknown tool `{tool}` on server `{server}`"));
+                };
+                let params = json!({ "name": exposed, "arguments": arguments.get("arguments").cloned().unwrap_or_else(|| json!({})) });
+                Box::pin(self.run(ctx, "tools/call", Some(params)))
+                    .await
+                    .map_err(|error| error.to_rpc(ctx.era))
+                    .map(crate::reply::Reply::into_value)
             }
             "install_server" => self.install_server(arguments).await,
             other => Err(RpcError::method_not_found(other)),

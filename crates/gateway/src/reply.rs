@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use switchboard_protocol::RequestId;
 
-use crate::catalog::{Catalog, Listing, PAGE_SIZE};
+use crate::catalog::{Catalog, Listing, PAGE_SIZE, View};
 
 pub enum Reply {
     Value(Value),
@@ -20,6 +20,8 @@ pub enum Reply {
 /// One page of a listing, taken from a catalog snapshot.
 pub struct Page {
     catalog: Arc<Catalog>,
+    /// The caller's view of the snapshot; `None`: all of it.
+    view: Option<Arc<View>>,
     listing: Listing,
     index: usize,
     rendered: Arc<RawValue>,
@@ -30,9 +32,23 @@ pub struct Page {
 impl Page {
     /// Page `index` of `listing`, or `None` when there is no such page.
     pub fn of(catalog: Arc<Catalog>, listing: Listing, index: usize) -> Option<Page> {
-        let rendered = catalog.rendered_page(listing, index)?;
+        Page::of_view(catalog, None, listing, index)
+    }
+
+    /// Page `index` of `listing` as `view` shows it.
+    pub fn of_view(
+        catalog: Arc<Catalog>,
+        view: Option<Arc<View>>,
+        listing: Listing,
+        index: usize,
+    ) -> Option<Page> {
+        let rendered = match &view {
+            None => catalog.rendered_page(listing, index)?,
+            Some(view) => catalog.rendered_view_page(view, listing, index)?,
+        };
         Some(Page {
             catalog,
+            view,
             listing,
             index,
             rendered,
@@ -59,14 +75,24 @@ impl Page {
     }
 
     fn into_value(self) -> Value {
-        let entries = self.catalog.entries(self.listing);
-        let start = (self.index * PAGE_SIZE).min(entries.len());
-        let end = (start + PAGE_SIZE).min(entries.len());
+        let entries: Vec<Value> = match &self.view {
+            None => {
+                let entries = self.catalog.entries(self.listing);
+                let start = (self.index * PAGE_SIZE).min(entries.len());
+                let end = (start + PAGE_SIZE).min(entries.len());
+                entries[start..end].to_vec()
+            }
+            Some(view) => {
+                let total = view.len(self.listing);
+                let start = (self.index * PAGE_SIZE).min(total);
+                let end = (start + PAGE_SIZE).min(total);
+                view.entries(&self.catalog, self.listing, start..end)
+                    .cloned()
+                    .collect()
+            }
+        };
         let mut object = Map::new();
-        object.insert(
-            self.listing.field().to_owned(),
-            Value::Array(entries[start..end].to_vec()),
-        );
+        object.insert(self.listing.field().to_owned(), Value::Array(entries));
         if let Value::Object(rest) = self.rest {
             object.extend(rest);
         }
@@ -88,6 +114,21 @@ impl Serialize for Page {
 }
 
 impl Reply {
+    /// The answer as a value to edit in place (a page is copied out of its snapshot
+    /// first): for after-steps that rewrite a result.
+    pub fn value_mut(&mut self) -> &mut Value {
+        if let Reply::Page(_) = self {
+            let Reply::Page(page) = std::mem::replace(self, Reply::Value(Value::Null)) else {
+                unreachable!("checked above")
+            };
+            *self = Reply::Value(page.into_value());
+        }
+        match self {
+            Reply::Value(value) => value,
+            Reply::Page(_) => unreachable!("converted above"),
+        }
+    }
+
     /// The answer as a plain value (a page's entries copied out of its snapshot).
     pub fn into_value(self) -> Value {
         match self {

@@ -31,6 +31,8 @@ pub mod gateway {
     pub const NOT_BRIDGEABLE: i64 = -31005;
     /// The gateway is shedding load or shutting down (retryable).
     pub const OVERLOADED: i64 = -31006;
+    /// A step of the gateway's call pipeline refused the call (policy, not failure).
+    pub const DENIED: i64 = -31007;
 }
 
 /// A JSON-RPC error object.

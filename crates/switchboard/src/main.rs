@@ -204,11 +204,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             // deadline), give open streams a moment to close, then stop the upstreams.
             let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
             let serving = tokio::spawn(
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .into_future(),
+                axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+                )
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .into_future(),
             );
             stop.await;
             let _ = stop_accepting.send(());

@@ -9,12 +9,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, RawQuery, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
@@ -32,6 +33,7 @@ use super::{
     parse_switch,
 };
 use crate::gateway::{ClientCtx, Gateway, PeerRequest};
+use crate::principal::{Face, Peer, Principal};
 use crate::reply::Reply;
 
 /// Legacy sessions idle longer than this are forgotten.
@@ -155,13 +157,14 @@ fn header_str<'a>(request_headers: &'a HeaderMap, name: &str) -> Option<&'a str>
     request_headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn mcp(
-    State(state): State<Arc<FaceState>>,
-    method: Method,
-    RawQuery(query): RawQuery,
-    request_headers: HeaderMap,
-    body: Body,
-) -> Response {
+async fn mcp(State(state): State<Arc<FaceState>>, request: axum::extract::Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let (method, query, request_headers) = (parts.method, parts.uri.query(), parts.headers);
+    // The connection's remote address, when the server was built with connect info.
+    let peer = parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0);
     if let Err(reason) = check_origin(&state, &request_headers) {
         return reject(
             StatusCode::FORBIDDEN,
@@ -176,7 +179,7 @@ async fn mcp(
         Method::DELETE => return delete_session(&state, session_id.as_deref()),
         _ => return StatusCode::METHOD_NOT_ALLOWED.into_response(),
     }
-    let meta_tools = match meta_tools_choice(query.as_deref()) {
+    let meta_tools = match meta_tools_choice(query) {
         Ok(choice) => state.gateway.meta_tools_for(choice),
         Err(error) => return reject(StatusCode::BAD_REQUEST, None, error),
     };
@@ -202,9 +205,17 @@ async fn mcp(
     let modern = declared_version(params).is_some()
         || header_version.is_some_and(ProtocolVersion::is_modern);
     if modern {
-        modern_post(&state, &request_headers, message, meta_tools).await
+        modern_post(&state, &request_headers, message, meta_tools, peer).await
     } else {
-        legacy_post(&state, &request_headers, session_id, message, meta_tools).await
+        legacy_post(
+            &state,
+            &request_headers,
+            session_id,
+            message,
+            meta_tools,
+            peer,
+        )
+        .await
     }
 }
 
@@ -321,11 +332,30 @@ fn values_match(header_value: &str, body_value: &str) -> bool {
     matches!((header_value.parse::<f64>(), body_value.parse::<f64>()), (Ok(a), Ok(b)) if a == b)
 }
 
+/// A modern (stateless) client's principal. Until clients authenticate, its session is
+/// the TCP connection it sends on: two clients never share one, and a client's requests on
+/// one keep-alive connection (an MRTR retry included) stay together.
+fn modern_principal(peer: Option<SocketAddr>) -> Principal {
+    let session = match peer {
+        Some(addr) => format!("conn:{addr}"),
+        None => "conn:unknown".to_owned(),
+    };
+    Principal::anonymous(
+        Face::Http,
+        session,
+        Peer {
+            addr: peer,
+            user: None,
+        },
+    )
+}
+
 async fn modern_post(
     state: &Arc<FaceState>,
     request_headers: &HeaderMap,
     message: Message,
     meta_tools: bool,
+    peer: Option<SocketAddr>,
 ) -> Response {
     let (id, method, params) = match message {
         Message::Request { id, method, params } => (Some(id), method, params),
@@ -370,13 +400,21 @@ async fn modern_post(
         protocol_version: meta.version,
         capabilities: meta.capabilities,
         client_info: meta.client_info,
-        principal: "http".into(),
+        principal: modern_principal(peer),
         notify: Some(notify_tx),
         peer: None,
         cancel: CancellationToken::new(),
         meta_tools,
     };
     if method == "subscriptions/listen" {
+        // The subscription itself passes the pipeline (who may listen) before its stream opens.
+        if let Err(error) = state
+            .gateway
+            .handle(&ctx, "subscriptions/listen", params.clone())
+            .await
+        {
+            return reject(StatusCode::OK, Some(id), error);
+        }
         return listen_stream(state, ctx, id, params);
     }
     respond(
@@ -398,6 +436,7 @@ async fn legacy_post(
     session_id: Option<String>,
     message: Message,
     meta_tools: bool,
+    peer: Option<SocketAddr>,
 ) -> Response {
     if let Message::Request { id, method, params } = &message
         && method == "initialize"
@@ -448,7 +487,14 @@ async fn legacy_post(
                 protocol_version: session.version.clone(),
                 capabilities: session.capabilities.clone(),
                 client_info: session.client_info.clone(),
-                principal: session_id.clone(),
+                principal: Principal::anonymous(
+                    Face::Http,
+                    session_id.as_str(),
+                    Peer {
+                        addr: peer,
+                        user: None,
+                    },
+                ),
                 notify: Some(notify_tx),
                 peer: Some(peer_tx),
                 cancel: CancellationToken::new(),

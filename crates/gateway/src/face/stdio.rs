@@ -21,6 +21,7 @@ use super::{
     legacy_notification, modern_meta,
 };
 use crate::gateway::{ClientCtx, Gateway, PeerRequest};
+use crate::principal::{Face, Peer, Principal};
 
 const OUT_QUEUE: usize = 1024;
 /// The principal of the one client a stdio face serves.
@@ -31,6 +32,8 @@ struct Shared {
     out: mpsc::Sender<Message>,
     /// Whether this client sees the meta-tools.
     meta_tools: bool,
+    /// The one client's principal.
+    principal: Principal,
     inflight: Mutex<HashMap<RequestId, CancellationToken>>,
     peers: PeerTable,
 }
@@ -67,6 +70,14 @@ pub async fn serve<R, W>(
     let shared = Arc::new(Shared {
         out: out_tx,
         meta_tools: gateway.meta_tools_for(meta_tools),
+        principal: Principal::anonymous(
+            Face::Stdio,
+            STDIO_SESSION,
+            Peer {
+                addr: None,
+                user: std::env::var("USER").ok(),
+            },
+        ),
         inflight: Mutex::new(HashMap::new()),
         peers: PeerTable::default(),
     });
@@ -256,7 +267,7 @@ fn build_ctx(
             protocol_version: meta.version,
             capabilities: meta.capabilities,
             client_info: meta.client_info,
-            principal: STDIO_SESSION.into(),
+            principal: shared.principal.clone(),
             notify: Some(notify_tx),
             peer: None,
             cancel: CancellationToken::new(),
@@ -273,7 +284,7 @@ fn build_ctx(
         protocol_version: session.version.clone(),
         capabilities: session.capabilities.clone(),
         client_info: session.client_info.clone(),
-        principal: STDIO_SESSION.into(),
+        principal: shared.principal.clone(),
         notify: Some(notify_tx),
         peer: Some(peer_tx),
         cancel: CancellationToken::new(),
@@ -344,6 +355,13 @@ async fn listen(
     id: &RequestId,
     params: Option<&Value>,
 ) -> Option<Message> {
+    // The subscription itself passes the pipeline (who may listen) before it opens.
+    if let Err(error) = gateway
+        .handle(ctx, "subscriptions/listen", params.cloned())
+        .await
+    {
+        return Some(Message::error(Some(id.clone()), error));
+    }
     let filter = ListenFilter::parse(params);
     let mut changes = gateway.subscribe();
     gateway.watch_resources(filter.uris(), true);

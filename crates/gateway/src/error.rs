@@ -1,0 +1,165 @@
+//! The gateway's own error: what went wrong inside the router, typed, with exactly one
+//! mapping to each edge — the JSON-RPC error a client sees ([`Error::to_rpc`]), the HTTP
+//! status a face answers with ([`Error::http_status`]), the metric outcome label
+//! ([`Error::outcome`]) and whether a caller may retry ([`Error::is_retryable`]).
+//!
+//! Errors that already arrive as JSON-RPC errors (an upstream's own error object, an
+//! admission failure of a server) travel as [`Error::Rpc`] and keep their code.
+
+use serde_json::json;
+use switchboard_protocol::error::{self as codes, gateway};
+use switchboard_protocol::{Era, RpcError};
+
+/// What an exposed name or URI was looked up as.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Tool,
+    Prompt,
+    Resource,
+    ResourceTemplate,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Tool => "tool",
+            Kind::Prompt => "prompt",
+            Kind::Resource => "resource",
+            Kind::ResourceTemplate => "resource template",
+        }
+    }
+}
+
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum Error {
+    /// The request's params are malformed (missing name, params not an object, …).
+    #[error("{0}")]
+    InvalidParams(String),
+    /// The method is not one the gateway serves.
+    #[error("Method not found: {0}")]
+    MethodNotFound(String),
+    /// The named tool, prompt or resource does not exist *for this caller*.
+    #[error("Unknown {}: {name}", kind.as_str())]
+    Unknown { kind: Kind, name: String },
+    /// A pipeline step refused the call.
+    #[error("{reason}")]
+    Denied { step: &'static str, reason: String },
+    /// An error that is already a JSON-RPC error (an upstream's answer, admission).
+    #[error("{0}")]
+    Rpc(RpcError),
+}
+
+impl From<RpcError> for Error {
+    fn from(error: RpcError) -> Self {
+        Error::Rpc(error)
+    }
+}
+
+impl Error {
+    pub fn invalid_params(message: impl Into<String>) -> Error {
+        Error::InvalidParams(message.into())
+    }
+
+    pub fn unknown(kind: Kind, name: impl Into<String>) -> Error {
+        Error::Unknown {
+            kind,
+            name: name.into(),
+        }
+    }
+
+    pub fn denied(step: &'static str, reason: impl Into<String>) -> Error {
+        Error::Denied {
+            step,
+            reason: reason.into(),
+        }
+    }
+
+    /// The JSON-RPC error a client of `era` sees. 2026-07-28 answers an unknown resource
+    /// with -32602 where earlier revisions used -32002.
+    pub fn to_rpc(&self, era: Era) -> RpcError {
+        match self {
+            Error::InvalidParams(message) => RpcError::invalid_params(message.clone()),
+            Error::MethodNotFound(method) => RpcError::method_not_found(method),
+            Error::Unknown {
+                kind: Kind::Resource,
+                name,
+            } => {
+                let code = match era {
+                    Era::Modern => codes::INVALID_PARAMS,
+                    Era::Legacy => codes::RESOURCE_NOT_FOUND,
+                };
+                RpcError::new(code, "Resource not found").with_data(json!({ "uri": name }))
+            }
+            Error::Unknown { .. } => RpcError::invalid_params(self.to_string()),
+            Error::Denied { step, reason } => RpcError::new(gateway::DENIED, reason.clone())
+                .with_data(json!({ "reason": reason, "step": step })),
+            Error::Rpc(error) => error.clone(),
+        }
+    }
+
+    /// The HTTP status of a response that carries only this error. MCP answers JSON-RPC
+    /// errors with 200 on a stream; faces use this where the error is the whole answer
+    /// before any stream (modern requests).
+    pub fn http_status(&self) -> http::StatusCode {
+        match self {
+            Error::MethodNotFound(_) => http::StatusCode::NOT_FOUND,
+            Error::InvalidParams(_) | Error::Unknown { .. } => http::StatusCode::OK,
+            Error::Denied { .. } => http::StatusCode::OK,
+            Error::Rpc(_) => http::StatusCode::OK,
+        }
+    }
+
+    /// The `outcome` label of the call metrics.
+    pub fn outcome(&self) -> &'static str {
+        match self {
+            Error::InvalidParams(_) | Error::MethodNotFound(_) | Error::Unknown { .. } => {
+                "rejected"
+            }
+            Error::Denied { .. } => "denied",
+            Error::Rpc(error) => match error.code {
+                gateway::UPSTREAM_TIMEOUT => "timeout",
+                gateway::UPSTREAM_UNAVAILABLE => "unavailable",
+                gateway::OVERLOADED => "rejected",
+                _ => "rpc_error",
+            },
+        }
+    }
+
+    /// Whether the same request may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Rpc(error) => error.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_error_maps_once_per_edge() {
+        let denied = Error::denied("allow", "not allowed: fixture__echo");
+        let rpc = denied.to_rpc(Era::Legacy);
+        assert_eq!(rpc.code, gateway::DENIED);
+        assert_eq!(rpc.data.unwrap()["step"], "allow");
+        assert_eq!(denied.outcome(), "denied");
+        assert!(!denied.is_retryable());
+
+        let missing = Error::unknown(Kind::Resource, "x://y");
+        assert_eq!(missing.to_rpc(Era::Legacy).code, codes::RESOURCE_NOT_FOUND);
+        assert_eq!(missing.to_rpc(Era::Modern).code, codes::INVALID_PARAMS);
+
+        let tool = Error::unknown(Kind::Tool, "a__b");
+        assert_eq!(tool.to_rpc(Era::Modern).message, "Unknown tool: a__b");
+
+        let timeout = Error::from(RpcError::new(gateway::UPSTREAM_TIMEOUT, "slow"));
+        assert!(timeout.is_retryable());
+        assert_eq!(timeout.outcome(), "timeout");
+        assert_eq!(
+            Error::MethodNotFound("x".into()).http_status(),
+            http::StatusCode::NOT_FOUND
+        );
+    }
+}

@@ -1,0 +1,264 @@
+//! The call pipeline: the one path every client request takes through the gateway.
+//!
+//! ```text
+//!  face ── ClientCtx + method + params ──▶ Gateway::run
+//!     1. one catalog snapshot, the caller's view of it (steps' list filters)
+//!     2. resolve: exposed name/URI → Target (hidden by the view = unknown)
+//!     3. before-steps, in chain order: continue, rewrite params, deny, or answer
+//!     4. the terminal (dispatch.rs): a list page of the view, a meta-tool, the
+//!        gateway's own answer, or bridge::forward to the upstream
+//!     5. after-steps, in reverse order (onion): see and may rewrite the outcome
+//!     6. era decoration of the result
+//! ```
+//!
+//! Steps are small modules implementing [`Step`]; their order is declared once, in
+//! [`chain::declared`]. A step never touches the faces or the bridge, and nothing but the
+//! terminal calls `forward`.
+//!
+//! Shape: an ordered list of trait objects with before/after hooks (an onion), not a
+//! tower layer stack. A tower stack types each layer into the next, so adding a step
+//! changes the service's type and every place that names it, and a step cannot look at
+//! the whole call (resolved target, snapshot, view) without re-deriving it. Here a step
+//! sees the typed [`Call`], the chain is data (built from config at start), and an empty
+//! chain costs one branch per hook.
+
+pub mod chain;
+mod resolve;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::catalog::{Admit, Catalog, Listing, View};
+use crate::error::Error;
+use crate::gateway::ClientCtx;
+use crate::reply::Reply;
+
+pub use resolve::Target;
+
+/// A boxed step future.
+pub type StepFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
+
+/// One client request, known as a whole.
+pub struct Call<'a> {
+    /// Who asks, in which session and era, with the face's channels.
+    pub ctx: &'a ClientCtx,
+    pub method: &'a str,
+    /// The request's params as the client sent them (exposed names); before-steps may
+    /// rewrite them, and the terminal forwards what they leave.
+    pub params: Value,
+    /// The snapshot the request resolved against, from start to end.
+    pub catalog: Arc<Catalog>,
+    /// The caller's view of that snapshot (`None`: everything).
+    pub view: Option<Arc<View>>,
+    /// What the request addresses.
+    pub target: Target,
+}
+
+impl Call<'_> {
+    /// The upstream server the call goes to, if it goes to one.
+    pub fn server(&self) -> Option<&str> {
+        match &self.target {
+            Target::Upstream(route) => Some(&route.server),
+            _ => None,
+        }
+    }
+
+    /// The arguments of a tool call.
+    pub fn arguments(&self) -> Option<&Value> {
+        self.params.get("arguments")
+    }
+}
+
+/// What a before-step decides.
+pub enum Flow {
+    /// Go on to the next step (the call may have been rewritten).
+    Continue,
+    /// Answer the client with this instead of forwarding (the step holds the answer,
+    /// e.g. an approval still pending).
+    Respond(Reply),
+}
+
+/// Which entries of a listing a caller sees. A step that restricts what a caller may see
+/// returns one per caller; callers with the same key share one rendered view.
+#[derive(Clone)]
+pub struct Filter {
+    /// Same key, same decision for every entry (e.g. a role name).
+    pub key: String,
+    pub admit: Arc<Admit>,
+}
+
+impl Filter {
+    /// `admit(listing, server, exposed name or URI)`.
+    pub fn new(
+        key: impl Into<String>,
+        admit: impl Fn(Listing, &str, &str) -> bool + Send + Sync + 'static,
+    ) -> Filter {
+        Filter {
+            key: key.into(),
+            admit: Arc::new(admit),
+        }
+    }
+}
+
+/// One step of the pipeline.
+pub trait Step: Send + Sync + 'static {
+    /// Short stable name, for errors (`data.step` of a denial), logs and metrics.
+    fn name(&self) -> &'static str;
+
+    /// Before the terminal: may rewrite `call.params`, deny with a typed reason
+    /// ([`Error::denied`]), or answer in the upstream's place.
+    fn before<'a>(&'a self, _call: &'a mut Call<'_>) -> StepFuture<'a, Flow> {
+        Box::pin(std::future::ready(Ok(Flow::Continue)))
+    }
+
+    /// After the terminal, for every step whose `before` let the call pass: sees the
+    /// outcome (a denial by a later step included) and may rewrite it.
+    fn after<'a>(
+        &'a self,
+        _call: &'a Call<'_>,
+        _outcome: &'a mut Result<Reply, Error>,
+    ) -> StepFuture<'a, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// What this caller may see of the lists; `None`: no restriction.
+    fn filter(&self, _ctx: &ClientCtx) -> Option<Filter> {
+        None
+    }
+
+    /// Whether the step has a `before` / `after` hook worth calling (an empty hook is
+    /// skipped without building its future).
+    fn hooks(&self) -> Hooks {
+        Hooks::BOTH
+    }
+}
+
+/// Which hooks a step implements.
+#[derive(Clone, Copy, Debug)]
+pub struct Hooks {
+    pub before: bool,
+    pub after: bool,
+}
+
+impl Hooks {
+    pub const BOTH: Hooks = Hooks {
+        before: true,
+        after: true,
+    };
+    pub const BEFORE: Hooks = Hooks {
+        before: true,
+        after: false,
+    };
+    pub const AFTER: Hooks = Hooks {
+        before: false,
+        after: true,
+    };
+    pub const NONE: Hooks = Hooks {
+        before: false,
+        after: false,
+    };
+}
+
+/// The ordered steps every call runs through.
+#[derive(Clone, Default)]
+pub struct Chain {
+    steps: Arc<[Arc<dyn Step>]>,
+}
+
+impl Chain {
+    pub fn new(steps: Vec<Arc<dyn Step>>) -> Chain {
+        Chain {
+            steps: steps.into(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.steps.iter().map(|s| s.name()).collect()
+    }
+
+    /// The caller's combined filter: `None` when no step restricts it.
+    fn filter(&self, ctx: &ClientCtx) -> Option<Filter> {
+        let mut filters = self.steps.iter().filter_map(|step| step.filter(ctx));
+        let first = filters.next()?;
+        let rest: Vec<Filter> = filters.collect();
+        if rest.is_empty() {
+            return Some(first);
+        }
+        let key = std::iter::once(first.key.as_str())
+            .chain(rest.iter().map(|f| f.key.as_str()))
+            .collect::<Vec<_>>()
+            .join("\u{1f}");
+        let all: Vec<Filter> = std::iter::once(first).chain(rest).collect();
+        Some(Filter::new(key, move |listing, server, name| {
+            all.iter().all(|f| (f.admit)(listing, server, name))
+        }))
+    }
+}
+
+impl crate::gateway::Gateway {
+    /// Runs one client request through the pipeline.
+    pub(crate) async fn run(
+        &self,
+        ctx: &ClientCtx,
+        method: &str,
+        params: Option<Value>,
+    ) -> Result<Reply, Error> {
+        let params = match params {
+            None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
+            Some(object @ Value::Object(_)) => object,
+            Some(_) => return Err(Error::invalid_params("params must be an object")),
+        };
+        let chain = self.inner.chain.clone();
+        let catalog = self.catalog();
+        let view = chain
+            .filter(ctx)
+            .map(|filter| catalog.view(&filter.key, &filter.admit));
+        let target = self.resolve(ctx, method, &params, &catalog, view.as_deref())?;
+        let mut call = Call {
+            ctx,
+            method,
+            params,
+            catalog,
+            view,
+            target,
+        };
+        if chain.is_empty() {
+            let outcome = self.terminal(&mut call).await;
+            return outcome.map(|reply| self.finish(ctx, method, reply));
+        }
+        let mut passed = 0;
+        let mut outcome = None;
+        for step in chain.steps.iter() {
+            if step.hooks().before {
+                match step.before(&mut call).await {
+                    Ok(Flow::Continue) => {}
+                    Ok(Flow::Respond(reply)) => outcome = Some(Ok(reply)),
+                    Err(error) => outcome = Some(Err(error)),
+                }
+            }
+            if outcome.is_some() {
+                break;
+            }
+            passed += 1;
+        }
+        let mut outcome = match outcome {
+            Some(outcome) => outcome,
+            None => self.terminal(&mut call).await,
+        };
+        for step in chain.steps[..passed].iter().rev() {
+            if step.hooks().after
+                && let Err(error) = step.after(&call, &mut outcome).await
+            {
+                outcome = Err(error);
+            }
+        }
+        outcome.map(|reply| self.finish(ctx, method, reply))
+    }
+}

@@ -1,0 +1,110 @@
+//! Who is calling. Every request carries a [`Principal`]: today an anonymous one per face
+//! and client session, with whatever the transport knows about the peer; the access
+//! layer (client keys, JWT, OAuth) will fill in authenticated ones. Nothing in the gateway
+//! may assume one identity per face.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// The face a request arrived on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Face {
+    Stdio,
+    Http,
+}
+
+impl Face {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Face::Stdio => "stdio",
+            Face::Http => "http",
+        }
+    }
+}
+
+/// What the transport knows about the peer, for policies and audit records.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Peer {
+    /// The remote address of an HTTP client's connection.
+    pub addr: Option<SocketAddr>,
+    /// The local user running the gateway for a stdio client (the client spawned us).
+    pub user: Option<String>,
+}
+
+/// The caller of one request.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Principal {
+    /// Stable name of the caller: what policies match and audit records show.
+    id: Arc<str>,
+    /// The client session the request belongs to: a legacy session id, the one stdio
+    /// client, or a modern HTTP client's connection. Per-session server instances and
+    /// sealed request state are bound to it.
+    session: Arc<str>,
+    face: Face,
+    authenticated: bool,
+    peer: Peer,
+}
+
+impl Principal {
+    /// An unauthenticated caller, named after its face and session.
+    pub fn anonymous(face: Face, session: impl Into<Arc<str>>, peer: Peer) -> Principal {
+        let session = session.into();
+        Principal {
+            id: format!("anonymous:{}:{session}", face.as_str()).into(),
+            session,
+            face,
+            authenticated: false,
+            peer,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+
+    pub fn face(&self) -> Face {
+        self.face
+    }
+
+    pub fn is_authenticated(&self) -> bool {
+        self.authenticated
+    }
+
+    pub fn peer(&self) -> &Peer {
+        &self.peer
+    }
+
+    /// The key sealed request state (MRTR `requestState`) is bound to: the same caller in
+    /// the same session.
+    pub fn binding(&self) -> String {
+        format!("{}\u{1f}{}", self.id, self.session)
+    }
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn anonymous_principals_differ_by_face_and_session() {
+        let a = Principal::anonymous(Face::Http, "conn:127.0.0.1:1000", Peer::default());
+        let b = Principal::anonymous(Face::Http, "conn:127.0.0.1:1001", Peer::default());
+        let c = Principal::anonymous(Face::Stdio, "conn:127.0.0.1:1000", Peer::default());
+        assert_ne!(a.binding(), b.binding());
+        assert_ne!(a.binding(), c.binding());
+        assert_eq!(a.session(), "conn:127.0.0.1:1000");
+        assert!(!a.is_authenticated());
+        assert_eq!(a.to_string(), "anonymous:http:conn:127.0.0.1:1000");
+    }
+}

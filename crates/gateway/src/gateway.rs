@@ -82,6 +82,7 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) roots_peers: Mutex<HashMap<String, crate::roots::RootsPeer>>,
     pub(crate) config_status: Mutex<ConfigStatus>,
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 /// The gateway. Cheap to clone; all clones share one state.
@@ -119,6 +120,7 @@ impl Gateway {
             store: Store::open(config.gateway.state_dir.as_deref()),
             roots_peers: Mutex::new(HashMap::new()),
             config_status: Mutex::new(ConfigStatus::loaded(config)),
+            metrics: Default::default(),
         });
         let gateway = Gateway { inner };
         tokio::spawn(signal_loop(

@@ -6,7 +6,8 @@
 //! created ([`ServerStats`]): the hot path is atomic adds, without a lock or an allocation
 //! (a tool's counter is resolved on that tool's first call and kept). Gauges describe the
 //! live servers and are read at scrape time. The renderer writes each family as one
-//! group (HELP, TYPE, then all its samples), as the text formats require.
+//! group (HELP, TYPE, then all its samples), as the text formats require. Exemplars (trace
+//! links) would go where [`Histogram`]'s encoder passes `None`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -150,7 +151,8 @@ struct CallLabels {
     outcome: Outcome,
 }
 
-/// The gateway's counters and histograms, across the life of the process.
+/// The gateway's counters and histograms, across the life of the process. (The registry
+/// ends each help text with a period.)
 #[derive(Debug, Default)]
 pub struct Metrics {
     calls: Family<CallLabels, Counter>,
@@ -299,44 +301,44 @@ impl crate::Gateway {
         let mut registry = Registry::default();
         registry.register(
             "switchboard_calls",
-            "Calls by server, tool and outcome.",
+            "Calls by server, tool and outcome",
             metrics.calls.clone(),
         );
         registry.register(
             "switchboard_call_duration_seconds",
-            "Upstream call latency.",
+            "Upstream call latency",
             metrics.latency.clone(),
         );
         registry.register(
             "switchboard_queue_wait_seconds",
-            "Time calls waited for a concurrency slot.",
+            "Time calls waited for a concurrency slot",
             metrics.queue_wait.clone(),
         );
         registry.register(
             "switchboard_restarts",
-            "Upstream instances replaced after exiting, failing or being recycled.",
+            "Upstream instances replaced after exiting, failing or being recycled",
             metrics.restarts.clone(),
         );
         self.register_server_gauges(&mut registry);
         let status = self.config_status();
         registry.register(
             "switchboard_config_valid",
-            "1 if the last config file read was valid.",
+            "1 if the last config file read was valid",
             ConstGauge::new(i64::from(status.valid)),
         );
         registry.register(
             "switchboard_config_reloads",
-            "Config changes applied.",
+            "Config changes applied",
             ConstCounter::new(status.reloads),
         );
         registry.register(
             "switchboard_config_rejected",
-            "Config files rejected (the last good config kept running).",
+            "Config files rejected (the last good config kept running)",
             ConstCounter::new(status.rejected),
         );
         registry.register(
             "switchboard_catalog_tools",
-            "Tools in the merged catalog.",
+            "Tools in the merged catalog",
             ConstGauge::new(self.catalog().tools.len() as i64),
         );
         format.encode(&registry)
@@ -346,27 +348,27 @@ impl crate::Gateway {
     fn register_server_gauges(&self, registry: &mut Registry) {
         type Read = fn(&crate::server::Server) -> i64;
         let families: [(&str, &str, Read); 5] = [
-            ("switchboard_inflight_calls", "Calls in flight.", |server| {
+            ("switchboard_inflight_calls", "Calls in flight", |server| {
                 server.inflight() as i64
             }),
             (
                 "switchboard_breaker_state",
-                "Circuit breaker: 0 closed, 1 half-open, 2 open.",
+                "Circuit breaker: 0 closed, 1 half-open, 2 open",
                 |server| i64::from(server.breaker_state().as_gauge()),
             ),
             (
                 "switchboard_server_state",
-                "0 dormant/stopped, 1 starting, 2 ready, 3 degraded, 4 failed.",
+                "0 dormant/stopped, 1 starting, 2 ready, 3 degraded, 4 failed",
                 |server| i64::from(server.state().as_gauge()),
             ),
             (
                 "switchboard_upstream_instances",
-                "Live upstream instances (pool size).",
+                "Live upstream instances (pool size)",
                 |server| server.instance_count() as i64,
             ),
             (
                 "switchboard_upstream_processes",
-                "Live upstream child processes.",
+                "Live upstream child processes",
                 |server| match server.spec().transport.kind() {
                     "stdio" => server.instance_count() as i64,
                     _ => 0,
@@ -393,8 +395,8 @@ mod tests {
 
     fn render(metrics: &Metrics, format: Format) -> String {
         let mut registry = Registry::default();
-        registry.register("x", "X.", metrics.calls.clone());
-        registry.register("lat_seconds", "Latency.", metrics.latency.clone());
+        registry.register("x", "X", metrics.calls.clone());
+        registry.register("lat_seconds", "Latency", metrics.latency.clone());
         format.encode(&registry)
     }
 

@@ -208,6 +208,12 @@ async fn each_family_is_one_group_with_several_servers() {
     ] {
         assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
     }
+    assert!(
+        !text
+            .lines()
+            .any(|l| l.starts_with("# HELP") && l.ends_with("..")),
+        "{text}"
+    );
     promtool_check(&text);
 
     let (content_type, open) = scrape(&gateway, Some(OPENMETRICS)).await;

@@ -27,6 +27,8 @@ pub(crate) enum InstallError {
     Package(String),
     #[error("invalid bin {0:?}: expected a file name")]
     Bin(String),
+    #[error("installing needs a private directory: set `state_dir` under [gateway]")]
+    NoStateDir,
     #[error("{0} resolves outside the gateway's package directory")]
     Outside(PathBuf),
     #[error("cannot create {path}: {source}")]
@@ -233,9 +235,10 @@ fn create_canonical(dir: &Path) -> Result<PathBuf, InstallError> {
 }
 
 /// Installs `package` as server `name` under `state_dir/packages/NAME`; returns the
-/// executable to run.
+/// executable to run. Without a `state_dir` nothing is installed: a shared fallback such
+/// as `/tmp/switchboard` could be prepared by another local user.
 pub(crate) async fn install(
-    state_dir: &Path,
+    state_dir: Option<&Path>,
     name: &str,
     package: &str,
     bin: Option<&str>,
@@ -247,6 +250,7 @@ pub(crate) async fn install(
         Some(bin) => check_bin(bin)?,
         None => check_bin(&package.default_bin)?,
     };
+    let state_dir = state_dir.ok_or(InstallError::NoStateDir)?;
     let packages = create_canonical(&state_dir.join("packages"))?;
     let root = create_canonical(&packages.join(name.as_str()))?;
     if root.parent() != Some(packages.as_path()) {
@@ -397,11 +401,20 @@ mod tests {
             ("x", "npm:--version", None),
             ("x", "npm:left-pad", Some("../../../bin/sh")),
         ] {
-            let refused = install(&state, name, package, bin).await;
+            let refused = install(Some(&state), name, package, bin).await;
             assert!(refused.is_err(), "{name} {package} accepted");
         }
         let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
         assert!(left.is_empty(), "created {left:?}");
+    }
+
+    #[tokio::test]
+    async fn nothing_is_installed_without_a_state_dir() {
+        let refused = install(None, "x", "npm:left-pad", None).await;
+        assert!(
+            matches!(refused, Err(InstallError::NoStateDir)),
+            "{refused:?}"
+        );
     }
 
     #[cfg(unix)]
@@ -413,7 +426,7 @@ mod tests {
         std::fs::create_dir_all(state.join("packages")).unwrap();
         std::fs::create_dir_all(&outside).unwrap();
         std::os::unix::fs::symlink(&outside, state.join("packages/x")).unwrap();
-        let refused = install(&state, "x", "npm:left-pad", None).await;
+        let refused = install(Some(&state), "x", "npm:left-pad", None).await;
         assert!(
             matches!(refused, Err(InstallError::Outside(_))),
             "{refused:?}"

@@ -198,14 +198,9 @@ impl Gateway {
         }
         let name = string_arg(arguments, "name")?;
         let package = string_arg(arguments, "package")?;
-        let state_dir = self
-            .inner
-            .settings
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("switchboard"));
+        let state_dir = self.inner.settings.state_dir.as_deref();
         let bin = arguments.get("bin").and_then(Value::as_str);
-        let executable = match crate::install::install(&state_dir, name, package, bin).await {
+        let executable = match crate::install::install(state_dir, name, package, bin).await {
             Ok(executable) => executable,
             Err(error) => return failed(error.to_string()),
         };

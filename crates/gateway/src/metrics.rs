@@ -151,8 +151,7 @@ struct CallLabels {
     outcome: Outcome,
 }
 
-/// The gateway's counters and histograms, across the life of the process. (The registry
-/// ends each help text with a period.)
+/// The gateway's counters and histograms, across the life of the process.
 #[derive(Debug, Default)]
 pub struct Metrics {
     calls: Family<CallLabels, Counter>,
@@ -295,7 +294,8 @@ impl Format {
 }
 
 impl crate::Gateway {
-    /// Everything `/metrics` shows, in the given format.
+    /// Everything `/metrics` shows, in the given format. Families are written in the order
+    /// registered, each whole; the registry ends each help text with a period.
     pub fn render_metrics(&self, format: Format) -> String {
         let metrics = &self.inner.metrics;
         let mut registry = Registry::default();

@@ -53,10 +53,13 @@ pub struct GatewaySettings {
     /// `unload_server`, `call`, `install_server`); empty means none.
     pub meta_tools: Vec<String>,
     /// Whether a client that does not say (`/mcp?meta_tools=on|off`, `switchboard stdio
-    /// --meta-tools on|off`) sees the meta-tools.
+    /// --meta-tools on|off`) sees the meta-tools (default: no).
     pub meta_tools_by_default: bool,
     /// Whether `install_server` may install packages.
     pub allow_install: bool,
+    /// Programs (exact names or paths) that `load_server` may run from an agent's
+    /// definition; empty means it only starts servers that are already defined.
+    pub allow_commands: Vec<String>,
 }
 
 impl GatewaySettings {
@@ -99,8 +102,9 @@ impl Default for GatewaySettings {
             state_dir: None,
             drain_timeout: Self::DEFAULT_DRAIN_TIMEOUT,
             meta_tools: Vec::new(),
-            meta_tools_by_default: true,
+            meta_tools_by_default: false,
             allow_install: false,
+            allow_commands: Vec::new(),
         }
     }
 }
@@ -435,6 +439,9 @@ mod tests {
         assert_eq!(gateway.probe_timeout, Duration::from_secs(2));
         assert_eq!(gateway.connect_timeout, Duration::from_secs(30));
         assert_eq!(gateway.state_secret, None);
+        // Safe defaults: agents steer nothing unless the operator says so.
+        assert!(!gateway.meta_tools_by_default && !gateway.allow_install);
+        assert!(gateway.meta_tools.is_empty() && gateway.allow_commands.is_empty());
         let listen = ListenSettings::default();
         assert_eq!(listen.http, Some("127.0.0.1:8931".parse().unwrap()));
         assert_eq!(Config::default_listen(), "127.0.0.1:8931".parse().unwrap());

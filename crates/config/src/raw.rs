@@ -42,6 +42,7 @@ pub(crate) struct RawGateway {
     pub(crate) meta_tools: Option<Vec<String>>,
     pub(crate) meta_tools_by_default: Option<bool>,
     pub(crate) allow_install: Option<bool>,
+    pub(crate) allow_commands: Option<Vec<String>>,
 }
 
 /// `[listen]`; also `"switchboard": { "listen": ... }` in `.mcp.json`.

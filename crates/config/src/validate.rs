@@ -293,6 +293,16 @@ fn gateway(
             .meta_tools_by_default
             .unwrap_or(defaults.meta_tools_by_default),
         allow_install: raw.allow_install.unwrap_or(false),
+        allow_commands: {
+            let commands = raw.allow_commands.unwrap_or_default();
+            if let Some(index) = commands.iter().position(|c| c.trim().is_empty()) {
+                return Err(Problem::new(
+                    path.key("allow_commands").index(index),
+                    "must name a program",
+                ));
+            }
+            commands
+        },
     })
 }
 

@@ -692,3 +692,14 @@ fn bad_oauth_sections() {
         "unknown field",
     );
 }
+
+#[test]
+fn allow_commands_must_name_programs() {
+    assert_invalid(
+        native("[gateway]\nallow_commands = [\"/usr/bin/x\", \" \"]\n"),
+        "gateway.allow_commands[1]",
+        "must name a program",
+    );
+    let config = native("[gateway]\nallow_commands = [\"/usr/bin/x\"]\n").unwrap();
+    assert_eq!(config.gateway.allow_commands, ["/usr/bin/x"]);
+}

@@ -87,6 +87,7 @@ pub(crate) struct Inner {
     pub(crate) config_status: Mutex<ConfigStatus>,
     /// The call pipeline's steps, in their declared order.
     pub(crate) chain: Chain,
+    pub(crate) metrics: crate::metrics::Metrics,
 }
 
 /// The gateway. Cheap to clone; all clones share one state.
@@ -131,6 +132,7 @@ impl Gateway {
             roots_peers: Mutex::new(HashMap::new()),
             config_status: Mutex::new(ConfigStatus::loaded(config)),
             chain: crate::pipeline::chain::declared(config, steps),
+            metrics: Default::default(),
         });
         let gateway = Gateway { inner };
         tokio::spawn(signal_loop(

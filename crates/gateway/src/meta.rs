@@ -1,10 +1,8 @@
 //! Meta-tools: let an agent see and steer the gateway itself — list, load, reload, unload
 //! and install servers, and call any tool of any loaded server by server and tool name.
-//! Off unless named in `[gateway] meta_tools`; installs also need `allow_install`.
+//! Off unless named in `[gateway] meta_tools`; installs also need `allow_install`, and
+//! `load_server` runs a new definition only for a program in `allow_commands`.
 //! Operational failures are tool results with `isError: true`, so the agent can read them.
-
-use std::path::PathBuf;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard_protocol::RpcError;
@@ -14,8 +12,6 @@ use crate::roster::parse_definition;
 use crate::server::Origin;
 
 const PREFIX: &str = "switchboard__";
-/// Longest a package install may take.
-const INSTALL_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn definition(name: &str) -> Option<Value> {
     let object = |properties: Value, required: &[&str]| json!({ "type": "object", "properties": properties, "required": required });
@@ -122,6 +118,11 @@ impl Gateway {
                 match arguments.get("definition") {
                     Some(definition) => {
                         let spec = parse_definition(name, definition)?;
+                        if let Err(refusal) =
+                            crate::meta_policy::check_definition(&self.inner.settings, &spec)
+                        {
+                            return failed(refusal);
+                        }
                         match self.add_server(name, spec, Origin::Runtime).await {
                             Ok(()) => {
                                 self.inner.store.put_registered(name, definition.clone());
@@ -184,80 +185,18 @@ impl Gateway {
         }
         let name = string_arg(arguments, "name")?;
         let package = string_arg(arguments, "package")?;
-        let root = self
-            .inner
-            .settings
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("switchboard"))
-            .join("packages")
-            .join(name);
-        let extra_args: Vec<String> = arguments
+        let state_dir = self.inner.settings.state_dir.as_deref();
+        let bin = arguments.get("bin").and_then(Value::as_str);
+        let executable = match crate::install::install(state_dir, name, package, bin).await {
+            Ok(executable) => executable,
+            Err(error) => return failed(error.to_string()),
+        };
+        let extra_args: Vec<&str> = arguments
             .get("args")
             .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_owned)
-                    .collect()
-            })
+            .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
-        let (command, bin) = match package.split_once(':') {
-            Some(("npm", spec)) => {
-                let bin = arguments
-                    .get("bin")
-                    .and_then(Value::as_str)
-                    .map_or_else(|| npm_bin_name(spec), str::to_owned);
-                (
-                    vec![
-                        "npm".to_owned(),
-                        "install".into(),
-                        "--no-fund".into(),
-                        "--no-audit".into(),
-                        "--prefix".into(),
-                        root.display().to_string(),
-                        spec.to_owned(),
-                    ],
-                    root.join("node_modules/.bin").join(bin),
-                )
-            }
-            Some(("pypi", spec)) => {
-                let venv = root.join("venv");
-                let bin = arguments
-                    .get("bin")
-                    .and_then(Value::as_str)
-                    .map_or_else(|| pypi_bin_name(spec), str::to_owned);
-                if let Err(message) =
-                    run_installer(&["python3", "-m", "venv", &venv.display().to_string()]).await
-                {
-                    return failed(message);
-                }
-                (
-                    vec![
-                        venv.join("bin/pip").display().to_string(),
-                        "install".into(),
-                        "--quiet".into(),
-                        spec.to_owned(),
-                    ],
-                    venv.join("bin").join(bin),
-                )
-            }
-            _ => return failed("package must be \"npm:NAME\" or \"pypi:NAME\""),
-        };
-        if let Err(error) = std::fs::create_dir_all(&root) {
-            return failed(format!("cannot create {}: {error}", root.display()));
-        }
-        let args: Vec<&str> = command.iter().map(String::as_str).collect();
-        if let Err(message) = run_installer(&args).await {
-            return failed(message);
-        }
-        if !bin.exists() {
-            return failed(format!(
-                "installed, but no executable at {} (pass `bin`)",
-                bin.display()
-            ));
-        }
-        let definition = json!({ "command": bin.display().to_string(), "args": extra_args });
+        let definition = json!({ "command": executable.display().to_string(), "args": extra_args });
         let spec = parse_definition(name, &definition)?;
         match self.add_server(name, spec, Origin::Runtime).await {
             Ok(()) => {
@@ -266,74 +205,5 @@ impl Gateway {
             }
             Err(error) => failed(error.message),
         }
-    }
-}
-
-/// `@scope/server-x@1.2` → `server-x` (npm links a package's bin under its name by default).
-fn npm_bin_name(spec: &str) -> String {
-    let without_version = match spec.rfind('@') {
-        Some(at) if at > 0 => &spec[..at],
-        _ => spec,
-    };
-    without_version
-        .rsplit('/')
-        .next()
-        .unwrap_or(without_version)
-        .to_owned()
-}
-
-/// `mcp-server-time==1.0` → `mcp-server-time`.
-fn pypi_bin_name(spec: &str) -> String {
-    spec.split(['=', '<', '>', '!', '~', '[', ' '])
-        .next()
-        .unwrap_or(spec)
-        .to_owned()
-}
-
-async fn run_installer(args: &[&str]) -> Result<(), String> {
-    let Some((program, rest)) = args.split_first() else {
-        return Err("empty command".into());
-    };
-    let mut command = tokio::process::Command::new(PathBuf::from(program));
-    command
-        .args(rest)
-        .kill_on_drop(true)
-        .stdin(std::process::Stdio::null());
-    let output = tokio::time::timeout(INSTALL_TIMEOUT, command.output())
-        .await
-        .map_err(|_| format!("`{}` took longer than {INSTALL_TIMEOUT:?}", args.join(" ")))?
-        .map_err(|e| format!("`{program}` could not run: {e}"))?;
-    if output.status.success() {
-        return Ok(());
-    }
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let tail: String = stderr
-        .lines()
-        .rev()
-        .take(5)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect::<Vec<_>>()
-        .join("\n");
-    Err(format!(
-        "`{}` failed ({}): {tail}",
-        args.join(" "),
-        output.status
-    ))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn derives_binary_names() {
-        assert_eq!(
-            npm_bin_name("@modelcontextprotocol/server-everything@2.0.0"),
-            "server-everything"
-        );
-        assert_eq!(npm_bin_name("left-pad"), "left-pad");
-        assert_eq!(pypi_bin_name("mcp-server-time==2025.1"), "mcp-server-time");
     }
 }

@@ -1,22 +1,48 @@
-//! Prometheus metrics, rendered as text at `/metrics`. Hand-rolled on atomics: the label
-//! sets are small and bounded (servers, their tools, a fixed set of outcomes), and the
-//! hot path does one atomic add per counter.
+//! Prometheus metrics through `prometheus-client`, served at `/metrics`.
+//!
+//! Counters and latency histograms live in families owned by the gateway ([`Metrics`]) and
+//! keyed by label set, so a server that is reloaded, or removed and added again, keeps
+//! counting where it left off. Each server object resolves its handles once when it is
+//! created ([`ServerStats`]): the hot path is atomic adds, without a lock or an allocation
+//! (a tool's counter is resolved on that tool's first call and kept). Gauges describe the
+//! live servers and are read at scrape time. The renderer writes each family as one
+//! group (HELP, TYPE, then all its samples), as the text formats require. Exemplars (trace
+//! links) would go where [`Histogram`]'s encoder passes `None`.
 
-use std::collections::BTreeMap;
-use std::fmt::Write as _;
+use std::collections::HashMap;
+use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use parking_lot::Mutex;
+use arc_swap::ArcSwap;
+use prometheus_client::encoding::{
+    EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, MetricEncoder, NoLabelSet,
+};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::Registry;
 
 /// Latency bucket bounds, in seconds.
 const BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
 ];
 
-/// A fixed-bucket histogram.
-#[derive(Default)]
-pub struct Histogram {
+/// Distinct `tool` label values one server object records; calls to further tools (only
+/// `switchboard__call` can name tools outside the catalog) count under [`OTHER_TOOL`].
+pub const MAX_TOOL_LABELS: usize = 1024;
+/// The `tool` label of calls past [`MAX_TOOL_LABELS`].
+pub const OTHER_TOOL: &str = "_other";
+
+/// A fixed-bucket histogram on atomics (prometheus-client's own takes a mutex per
+/// observation). Clones share the counts.
+#[derive(Clone, Debug, Default)]
+pub struct Histogram(Arc<HistogramCells>);
+
+#[derive(Debug, Default)]
+struct HistogramCells {
     counts: [AtomicU64; BUCKETS.len()],
     overflow: AtomicU64,
     sum_micros: AtomicU64,
@@ -24,31 +50,55 @@ pub struct Histogram {
 
 impl Histogram {
     pub fn observe(&self, value: Duration) {
+        let cells = &self.0;
         let seconds = value.as_secs_f64();
         match BUCKETS.iter().position(|bound| seconds <= *bound) {
-            Some(index) => self.counts[index].fetch_add(1, Ordering::Relaxed),
-            None => self.overflow.fetch_add(1, Ordering::Relaxed),
+            Some(index) => cells.counts[index].fetch_add(1, Ordering::Relaxed),
+            None => cells.overflow.fetch_add(1, Ordering::Relaxed),
         };
-        self.sum_micros
+        cells
+            .sum_micros
             .fetch_add(value.as_micros() as u64, Ordering::Relaxed);
     }
 
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let mut cumulative = 0;
-        for (bound, count) in BUCKETS.iter().zip(&self.counts) {
-            cumulative += count.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        let cells = &self.0;
+        cells
+            .counts
+            .iter()
+            .chain([&cells.overflow])
+            .map(|count| count.load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+impl TypedMetric for Histogram {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl EncodeMetric for Histogram {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), fmt::Error> {
+        let cells = &self.0;
+        // Per-bucket counts (the encoder accumulates them), the last one unbounded.
+        let mut buckets = [(f64::INFINITY, 0); BUCKETS.len() + 1];
+        for (slot, (bound, count)) in buckets.iter_mut().zip(BUCKETS.iter().zip(&cells.counts)) {
+            *slot = (*bound, count.load(Ordering::Relaxed));
         }
-        cumulative += self.overflow.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {cumulative}");
+        buckets[BUCKETS.len()].1 = cells.overflow.load(Ordering::Relaxed);
+        // The count from the same reads, so `+Inf` always equals `_count`.
+        let count = buckets.iter().map(|(_, count)| count).sum();
+        let sum = cells.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
     }
 }
 
 /// How a call ended, as a bounded label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Outcome {
     Ok,
     ToolError,
@@ -60,6 +110,16 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    const ALL: [Outcome; 7] = [
+        Outcome::Ok,
+        Outcome::ToolError,
+        Outcome::RpcError,
+        Outcome::Timeout,
+        Outcome::Unavailable,
+        Outcome::Rejected,
+        Outcome::Cancelled,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
@@ -73,195 +133,259 @@ impl Outcome {
     }
 }
 
-/// One server's call statistics.
+impl EncodeLabelValue for Outcome {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), fmt::Error> {
+        EncodeLabelValue::encode(&self.as_str(), encoder)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ServerLabels {
+    server: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct CallLabels {
+    server: String,
+    tool: String,
+    outcome: Outcome,
+}
+
+/// The gateway's counters and histograms, across the life of the process.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    calls: Family<CallLabels, Counter>,
+    latency: Family<ServerLabels, Histogram>,
+    queue_wait: Family<ServerLabels, Histogram>,
+    restarts: Family<ServerLabels, Counter>,
+}
+
+impl Metrics {
+    /// The handles of server `name`: the same counters every time the name comes back.
+    pub fn server(&self, name: &str) -> ServerStats {
+        let labels = ServerLabels {
+            server: name.to_owned(),
+        };
+        ServerStats {
+            server: name.to_owned(),
+            calls: self.calls.clone(),
+            tools: ArcSwap::from_pointee(HashMap::new()),
+            latency: self.latency.get_or_create_owned(&labels),
+            queue_wait: self.queue_wait.get_or_create_owned(&labels),
+            restarts: self.restarts.get_or_create_owned(&labels),
+        }
+    }
+}
+
+/// One tool's call counters, one per outcome, each resolved on first use.
 #[derive(Default)]
+struct ToolCounters([OnceLock<Counter>; Outcome::ALL.len()]);
+
+/// One server object's metric handles, resolved when it is created.
 pub struct ServerStats {
-    calls: Mutex<BTreeMap<(String, Outcome), u64>>,
+    server: String,
+    calls: Family<CallLabels, Counter>,
+    /// The tools this server object has counted; replaced whole (rarely) when a new tool
+    /// is first called, read without a lock on every call.
+    tools: ArcSwap<ToolTable>,
     pub latency: Histogram,
     pub queue_wait: Histogram,
-    pub restarts: AtomicU64,
+    restarts: Counter,
+}
+
+type ToolTable = HashMap<Box<str>, Arc<ToolCounters>>;
+
+/// The counters for `tool` and the label they carry: the tool's own, or [`OTHER_TOOL`]'s
+/// once the table is full.
+fn lookup<'t>(tools: &'t ToolTable, tool: &str) -> Option<(&'t str, &'t ToolCounters)> {
+    tools
+        .get_key_value(tool)
+        .or_else(|| {
+            (tools.len() >= MAX_TOOL_LABELS)
+                .then(|| tools.get_key_value(OTHER_TOOL))
+                .flatten()
+        })
+        .map(|(label, counters)| (&**label, &**counters))
 }
 
 impl ServerStats {
+    /// Counts one call of `tool` (`"*"`: rejected before a tool was chosen).
     pub fn count(&self, tool: &str, outcome: Outcome) {
-        *self
-            .calls
-            .lock()
-            .entry((tool.to_owned(), outcome))
-            .or_default() += 1;
+        let tools = self.tools.load();
+        let Some((label, counters)) = lookup(&tools, tool) else {
+            drop(tools);
+            self.add_tool(tool);
+            return self.count(tool, outcome);
+        };
+        counters.0[outcome as usize]
+            .get_or_init(|| {
+                self.calls.get_or_create_owned(&CallLabels {
+                    server: self.server.clone(),
+                    tool: label.to_owned(),
+                    outcome,
+                })
+            })
+            .inc();
     }
 
-    pub fn calls(&self) -> Vec<((String, Outcome), u64)> {
-        self.calls
-            .lock()
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect()
+    /// The slow path, once per tool: a copy of the table with the tool (or, when the
+    /// table is full, [`OTHER_TOOL`]) added.
+    #[cold]
+    fn add_tool(&self, tool: &str) {
+        self.tools.rcu(|tools| {
+            let mut tools = ToolTable::clone(tools);
+            if lookup(&tools, tool).is_none() {
+                let key = match tools.len() >= MAX_TOOL_LABELS {
+                    true => OTHER_TOOL,
+                    false => tool,
+                };
+                tools.insert(key.into(), Arc::default());
+            }
+            tools
+        });
+    }
+
+    pub fn count_restarts(&self, instances: u64) {
+        self.restarts.inc_by(instances);
+    }
+
+    pub fn restarts(&self) -> u64 {
+        self.restarts.get()
     }
 }
 
-/// Escapes a label value.
-pub fn label(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+/// The two text formats `/metrics` speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// Prometheus text, version 0.0.4 (the default).
+    Prometheus,
+    /// OpenMetrics 1.0 text, for scrapers that ask for it.
+    OpenMetrics,
 }
 
-/// Renders every family; `servers` supplies per-server gauges and stats.
-pub struct Exposition {
-    out: String,
-    declared: std::collections::HashSet<&'static str>,
-}
-
-impl Exposition {
-    pub fn new() -> Exposition {
-        Exposition {
-            out: String::new(),
-            declared: Default::default(),
+impl Format {
+    /// OpenMetrics when the `Accept` header names it, Prometheus text otherwise.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        match accept {
+            Some(accept) if accept.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Prometheus,
         }
     }
 
-    fn declare(&mut self, name: &'static str, kind: &str, help: &str) {
-        if self.declared.insert(name) {
-            let _ = writeln!(self.out, "# HELP {name} {help}");
-            let _ = writeln!(self.out, "# TYPE {name} {kind}");
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Prometheus => prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
         }
     }
 
-    pub fn gauge(&mut self, name: &'static str, help: &str, labels: &str, value: f64) {
-        self.declare(name, "gauge", help);
-        let _ = writeln!(self.out, "{name}{{{labels}}} {value}");
-    }
-
-    pub fn counter(&mut self, name: &'static str, help: &str, labels: &str, value: u64) {
-        self.declare(name, "counter", help);
-        let _ = writeln!(self.out, "{name}{{{labels}}} {value}");
-    }
-
-    pub fn histogram(
-        &mut self,
-        name: &'static str,
-        help: &str,
-        labels: &str,
-        histogram: &Histogram,
-    ) {
-        self.declare(name, "histogram", help);
-        histogram.render(&mut self.out, name, labels);
-    }
-
-    pub fn finish(self) -> String {
-        self.out
-    }
-}
-
-impl Default for Exposition {
-    fn default() -> Self {
-        Exposition::new()
+    fn encode(self, registry: &Registry) -> String {
+        let mut out = String::new();
+        let written = match self {
+            Format::Prometheus => {
+                prometheus_client::encoding::prometheus_text::encode(&mut out, registry)
+            }
+            Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, registry),
+        };
+        // Writing to a String cannot fail.
+        debug_assert!(written.is_ok());
+        out
     }
 }
 
 impl crate::Gateway {
-    /// Everything `/metrics` shows, in Prometheus text format.
-    pub fn render_metrics(&self) -> String {
-        let mut out = Exposition::new();
-        for server in self.servers() {
-            let labels = format!("server=\"{}\"", label(&server.name));
-            let stats = &server.stats;
-            for ((tool, outcome), count) in stats.calls() {
-                let labels = format!(
-                    "{labels},tool=\"{}\",outcome=\"{}\"",
-                    label(&tool),
-                    outcome.as_str()
-                );
-                out.counter(
-                    "switchboard_calls_total",
-                    "Calls by server, tool and outcome.",
-                    &labels,
-                    count,
-                );
-            }
-            out.histogram(
-                "switchboard_call_duration_seconds",
-                "Upstream call latency.",
-                &labels,
-                &stats.latency,
-            );
-            out.histogram(
-                "switchboard_queue_wait_seconds",
-                "Time calls waited for a concurrency slot.",
-                &labels,
-                &stats.queue_wait,
-            );
-            out.gauge(
-                "switchboard_inflight_calls",
-                "Calls in flight.",
-                &labels,
-                server.inflight() as f64,
-            );
-            out.gauge(
-                "switchboard_breaker_state",
-                "Circuit breaker: 0 closed, 1 half-open, 2 open.",
-                &labels,
-                f64::from(server.breaker_state().as_gauge()),
-            );
-            out.gauge(
-                "switchboard_server_state",
-                "0 dormant/stopped, 1 starting, 2 ready, 3 degraded, 4 failed.",
-                &labels,
-                f64::from(server.state().as_gauge()),
-            );
-            out.counter(
-                "switchboard_restarts_total",
-                "Upstream instances replaced after exiting, failing or being recycled.",
-                &labels,
-                server.restarts(),
-            );
-            let instances = server.instance_count() as f64;
-            out.gauge(
-                "switchboard_upstream_instances",
-                "Live upstream instances (pool size).",
-                &labels,
-                instances,
-            );
-            let processes = if server.spec().transport.kind() == "stdio" {
-                instances
-            } else {
-                0.0
-            };
-            out.gauge(
-                "switchboard_upstream_processes",
-                "Live upstream child processes.",
-                &labels,
-                processes,
-            );
-        }
+    /// Everything `/metrics` shows, in the given format. Families are written in the order
+    /// registered, each whole; the registry ends each help text with a period.
+    pub fn render_metrics(&self, format: Format) -> String {
+        let metrics = &self.inner.metrics;
+        let mut registry = Registry::default();
+        registry.register(
+            "switchboard_calls",
+            "Calls by server, tool and outcome",
+            metrics.calls.clone(),
+        );
+        registry.register(
+            "switchboard_call_duration_seconds",
+            "Upstream call latency",
+            metrics.latency.clone(),
+        );
+        registry.register(
+            "switchboard_queue_wait_seconds",
+            "Time calls waited for a concurrency slot",
+            metrics.queue_wait.clone(),
+        );
+        registry.register(
+            "switchboard_restarts",
+            "Upstream instances replaced after exiting, failing or being recycled",
+            metrics.restarts.clone(),
+        );
+        self.register_server_gauges(&mut registry);
         let status = self.config_status();
-        out.gauge(
+        registry.register(
             "switchboard_config_valid",
-            "1 if the last config file read was valid.",
-            "",
-            if status.valid { 1.0 } else { 0.0 },
+            "1 if the last config file read was valid",
+            ConstGauge::new(i64::from(status.valid)),
         );
-        out.counter(
-            "switchboard_config_reloads_total",
-            "Config changes applied.",
-            "",
-            status.reloads,
+        registry.register(
+            "switchboard_config_reloads",
+            "Config changes applied",
+            ConstCounter::new(status.reloads),
         );
-        out.counter(
-            "switchboard_config_rejected_total",
-            "Config files rejected (the last good config kept running).",
-            "",
-            status.rejected,
+        registry.register(
+            "switchboard_config_rejected",
+            "Config files rejected (the last good config kept running)",
+            ConstCounter::new(status.rejected),
         );
-        out.gauge(
+        registry.register(
             "switchboard_catalog_tools",
-            "Tools in the merged catalog.",
-            "",
-            self.catalog().tools.len() as f64,
+            "Tools in the merged catalog",
+            ConstGauge::new(self.catalog().tools.len() as i64),
         );
-        out.finish()
+        format.encode(&registry)
+    }
+
+    /// The gauges of the live servers, one family each.
+    fn register_server_gauges(&self, registry: &mut Registry) {
+        type Read = fn(&crate::server::Server) -> i64;
+        let families: [(&str, &str, Read); 5] = [
+            ("switchboard_inflight_calls", "Calls in flight", |server| {
+                server.inflight() as i64
+            }),
+            (
+                "switchboard_breaker_state",
+                "Circuit breaker: 0 closed, 1 half-open, 2 open",
+                |server| i64::from(server.breaker_state().as_gauge()),
+            ),
+            (
+                "switchboard_server_state",
+                "0 dormant/stopped, 1 starting, 2 ready, 3 degraded, 4 failed",
+                |server| i64::from(server.state().as_gauge()),
+            ),
+            (
+                "switchboard_upstream_instances",
+                "Live upstream instances (pool size)",
+                |server| server.instance_count() as i64,
+            ),
+            (
+                "switchboard_upstream_processes",
+                "Live upstream child processes",
+                |server| match server.spec().transport.kind() {
+                    "stdio" => server.instance_count() as i64,
+                    _ => 0,
+                },
+            ),
+        ];
+        let servers = self.servers();
+        for (name, help, read) in families {
+            let family = Family::<ServerLabels, Gauge>::default();
+            for server in &servers {
+                let labels = ServerLabels {
+                    server: server.name.clone(),
+                };
+                family.get_or_create(&labels).set(read(server));
+            }
+            registry.register(name, help, family);
+        }
     }
 }
 
@@ -269,19 +393,67 @@ impl crate::Gateway {
 mod tests {
     use super::*;
 
+    fn render(metrics: &Metrics, format: Format) -> String {
+        let mut registry = Registry::default();
+        registry.register("x", "X", metrics.calls.clone());
+        registry.register("lat_seconds", "Latency", metrics.latency.clone());
+        format.encode(&registry)
+    }
+
     #[test]
     fn renders_prometheus_text() {
-        let histogram = Histogram::default();
-        histogram.observe(Duration::from_micros(700));
-        histogram.observe(Duration::from_secs(100));
-        let mut exposition = Exposition::new();
-        exposition.counter("x_total", "X.", "server=\"a\"", 3);
-        exposition.histogram("lat_seconds", "Latency.", "server=\"a\"", &histogram);
-        let text = exposition.finish();
-        assert!(text.contains("# TYPE x_total counter\nx_total{server=\"a\"} 3"));
+        let metrics = Metrics::default();
+        let stats = metrics.server("a");
+        stats.latency.observe(Duration::from_micros(700));
+        stats.latency.observe(Duration::from_secs(100));
+        for _ in 0..3 {
+            stats.count("t\"q", Outcome::Ok);
+        }
+        let text = render(&metrics, Format::Prometheus);
+        assert!(text.contains("# TYPE x_total counter\n"), "{text}");
+        assert!(
+            text.contains("x_total{server=\"a\",tool=\"t\\\"q\",outcome=\"ok\"} 3"),
+            "{text}"
+        );
         assert!(text.contains("lat_seconds_bucket{server=\"a\",le=\"0.001\"} 1"));
         assert!(text.contains("lat_seconds_bucket{server=\"a\",le=\"+Inf\"} 2"));
         assert!(text.contains("lat_seconds_count{server=\"a\"} 2"));
-        assert_eq!(label("a\"b"), "a\\\"b");
+        assert_eq!(text.matches("le=\"+Inf\"").count(), 1, "{text}");
+        let open = render(&metrics, Format::OpenMetrics);
+        assert!(open.contains("# TYPE x counter\n"), "{open}");
+        assert!(open.ends_with("# EOF\n"), "{open}");
+    }
+
+    #[test]
+    fn a_server_that_comes_back_keeps_its_counters() {
+        let metrics = Metrics::default();
+        let first = metrics.server("a");
+        first.count("echo", Outcome::Ok);
+        first.count_restarts(2);
+        first.latency.observe(Duration::from_millis(1));
+        drop(first);
+        let second = metrics.server("a");
+        second.count("echo", Outcome::Ok);
+        assert_eq!(second.restarts(), 2);
+        assert_eq!(second.latency.count(), 1);
+        let text = render(&metrics, Format::Prometheus);
+        assert!(
+            text.contains("x_total{server=\"a\",tool=\"echo\",outcome=\"ok\"} 2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn tool_labels_are_bounded_per_server() {
+        let metrics = Metrics::default();
+        let stats = metrics.server("a");
+        for index in 0..MAX_TOOL_LABELS + 10 {
+            stats.count(&format!("tool{index}"), Outcome::Ok);
+        }
+        let text = render(&metrics, Format::Prometheus);
+        assert!(
+            text.contains("x_total{server=\"a\",tool=\"_other\",outcome=\"ok\"} 10"),
+            "{text}"
+        );
     }
 }

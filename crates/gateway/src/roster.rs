@@ -97,7 +97,8 @@ impl Gateway {
             legacy_client_capabilities: upstream_client_capabilities(),
         };
         let timeout = spec.effective_request_timeout(settings);
-        Server::new(options, origin, timeout, self.inner.signals.clone())
+        let stats = self.inner.metrics.server(name);
+        Server::new(options, origin, timeout, self.inner.signals.clone(), stats)
     }
 
     /// Makes a server ready to serve: connected, or — when lazy — dormant with its last

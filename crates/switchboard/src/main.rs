@@ -182,12 +182,14 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let metrics_gateway = gateway.clone();
             let mut app = face::http::router(gateway.clone(), &loaded.listen).route(
                 "/metrics",
-                axum::routing::get(move || {
+                axum::routing::get(move |headers: axum::http::HeaderMap| {
                     let gateway = metrics_gateway.clone();
                     async move {
+                        let accept = headers.get("accept").and_then(|v| v.to_str().ok());
+                        let format = switchboard_gateway::metrics::Format::negotiate(accept);
                         (
-                            [("content-type", "text/plain; version=0.0.4")],
-                            gateway.render_metrics(),
+                            [("content-type", format.content_type())],
+                            gateway.render_metrics(format),
                         )
                     }
                 }),

@@ -359,8 +359,12 @@ async fn admin_api_registers_persists_reloads_and_removes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn meta_tools_let_an_agent_steer() {
-    let extra = "meta_tools = [\"list_servers\", \"load_server\", \"reload_server\", \"unload_server\", \"call\", \"install_server\"]";
-    let gateway = spawn_gateway_http(GATEWAY, &config(extra, &[server_block("a", "")]))
+    let extra = format!(
+        "meta_tools = [\"list_servers\", \"load_server\", \"reload_server\", \"unload_server\", \"call\", \"install_server\"]\n\
+         meta_tools_by_default = true\nallow_commands = [{:?}]",
+        fixture()
+    );
+    let gateway = spawn_gateway_http(GATEWAY, &config(&extra, &[server_block("a", "")]))
         .await
         .unwrap();
     let client = LegacyHttp::connect(&gateway.url).await.unwrap();
@@ -694,11 +698,14 @@ async fn meta_tools_are_each_clients_choice() {
     assert!(!listed_names(&stdio_default.request("tools/list", json!({})).await).contains(&meta));
 }
 
-/// With the default (`meta_tools_by_default = true`) a client can still turn them off.
+/// With `meta_tools_by_default = true` a client can still turn them off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_can_turn_meta_tools_off() {
     let meta = "switchboard__list_servers".to_owned();
-    let text = config("meta_tools = [\"list_servers\"]", &[server_block("a", "")]);
+    let text = config(
+        "meta_tools = [\"list_servers\"]\nmeta_tools_by_default = true",
+        &[server_block("a", "")],
+    );
     let gateway = spawn_gateway_http(GATEWAY, &text).await.unwrap();
     assert!(
         tool_names(&ModernHttp::new(&gateway.url))

@@ -1382,7 +1382,7 @@ fn interop_install_server_from_pypi() {
     let config = scratch.write(
         "switchboard.toml",
         &format!(
-            "[gateway]\nstate_dir = {}\nmeta_tools = [\"install_server\", \"list_servers\"]\nallow_install = true\nrequest_timeout_ms = 120000\n",
+            "[gateway]\nstate_dir = {}\nmeta_tools = [\"install_server\", \"list_servers\"]\nmeta_tools_by_default = true\nallow_install = true\nrequest_timeout_ms = 120000\n",
             toml_string(&state)
         ),
     );

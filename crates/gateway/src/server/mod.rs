@@ -212,6 +212,7 @@ impl Server {
         origin: Origin,
         request_timeout: Duration,
         signals: mpsc::Sender<ServerSignal>,
+        stats: ServerStats,
     ) -> Arc<Server> {
         let policy = options.spec.policy.clone();
         let server = Arc::new(Server {
@@ -238,7 +239,7 @@ impl Server {
             lists: ArcSwap::from_pointee(ServerLists::default()),
             signals,
             watch: (Arc::default(), Arc::default()),
-            stats: ServerStats::default(),
+            stats,
             tasks: CancellationToken::new(),
             options,
         });
@@ -297,7 +298,7 @@ impl Server {
     }
 
     pub fn restarts(&self) -> u64 {
-        self.stats.restarts.load(Ordering::Relaxed)
+        self.stats.restarts()
     }
 
     pub fn state(&self) -> State {
@@ -446,9 +447,7 @@ impl Server {
         let before = instances.len();
         instances.retain(|i| i.is_alive());
         if instances.len() < before {
-            self.stats
-                .restarts
-                .fetch_add((before - instances.len()) as u64, Ordering::Relaxed);
+            self.stats.count_restarts((before - instances.len()) as u64);
         }
         let due = |i: &Instance| {
             policy
@@ -661,7 +660,7 @@ impl Server {
             instances.len() < before
         };
         if removed {
-            self.stats.restarts.fetch_add(1, Ordering::Relaxed);
+            self.stats.count_restarts(1);
             let mut status = self.status.lock();
             status.last_error = Some(reason.to_owned());
             if self.instances.lock().is_empty() {

@@ -181,7 +181,7 @@ impl Gateway {
                 .sealer
                 .open(state, now_ms())
                 .map_err(|e| RpcError::invalid_params(format!("requestState rejected: {e}")))?;
-            if opened.get("p").and_then(Value::as_str) != Some(ctx.principal.binding().as_str()) {
+            if opened.get("p").and_then(Value::as_str) != Some(ctx.principal.binding()) {
                 return Err(RpcError::invalid_params(
                     "requestState rejected: issued to another client",
                 ));
@@ -355,7 +355,7 @@ impl Gateway {
             id.clone(),
             Parked {
                 flight,
-                principal: ctx.principal.binding(),
+                principal: ctx.principal.binding().to_owned(),
                 waiting,
             },
         );

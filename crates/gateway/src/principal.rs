@@ -59,6 +59,19 @@ impl Principal {
         }
     }
 
+    /// An unauthenticated stateless (2026-07-28) client: nothing names it across requests,
+    /// so all such clients share one name; `session` (its connection) still keeps their
+    /// per-session server instances apart.
+    pub fn anonymous_stateless(face: Face, session: impl Into<Arc<str>>, peer: Peer) -> Principal {
+        Principal {
+            id: format!("anonymous:{}", face.as_str()).into(),
+            session: session.into(),
+            face,
+            authenticated: false,
+            peer,
+        }
+    }
+
     pub fn id(&self) -> &str {
         &self.id
     }
@@ -79,10 +92,13 @@ impl Principal {
         &self.peer
     }
 
-    /// The key sealed request state (MRTR `requestState`) is bound to: the same caller in
-    /// the same session.
-    pub fn binding(&self) -> String {
-        format!("{}\u{1f}{}", self.id, self.session)
+    /// The key sealed request state (MRTR `requestState`) is bound to: the caller. Not
+    /// the session: a stateless client may retry on another connection. For an anonymous
+    /// stateless caller the sealed state itself (unguessable, handed only to the caller
+    /// that got `input_required`) is the proof; an authenticated caller must also be the
+    /// same principal.
+    pub fn binding(&self) -> &str {
+        &self.id
     }
 }
 
@@ -103,6 +119,10 @@ mod tests {
         let c = Principal::anonymous(Face::Stdio, "conn:127.0.0.1:1000", Peer::default());
         assert_ne!(a.binding(), b.binding());
         assert_ne!(a.binding(), c.binding());
+        let d = Principal::anonymous_stateless(Face::Http, "conn:127.0.0.1:1000", Peer::default());
+        let e = Principal::anonymous_stateless(Face::Http, "conn:127.0.0.1:1001", Peer::default());
+        assert_eq!(d.binding(), e.binding(), "a retry may come on another connection");
+        assert_ne!(d.session(), e.session(), "per-session instances stay apart");
         assert_eq!(a.session(), "conn:127.0.0.1:1000");
         assert!(!a.is_authenticated());
         assert_eq!(a.to_string(), "anonymous:http:conn:127.0.0.1:1000");

@@ -7,11 +7,10 @@
 //! stream the moment a related notification or a server→client request must go first.
 //! The client closing the stream (or disconnecting) cancels the request.
 
-use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -20,18 +19,15 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use futures::StreamExt;
-use parking_lot::Mutex;
-use serde_json::{Value, json};
+use serde_json::Value;
 use switchboard_config::ListenSettings;
 use switchboard_protocol::{Era, Message, ProtocolVersion, RequestId, RpcError, headers};
 use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    ListenFilter, PeerTable, declared_version, is_modern_method, legacy_notification, modern_meta,
-    parse_switch,
-};
+use super::session::{LegacySession, MemorySessions, SessionStore};
+use super::{ListenFilter, declared_version, is_modern_method, modern_meta, parse_switch};
 use crate::gateway::{ClientCtx, Gateway, PeerRequest};
 use crate::principal::{Face, Peer, Principal};
 use crate::reply::Reply;
@@ -43,23 +39,9 @@ const MAX_SESSIONS: usize = 10_000;
 /// Keep-alive comment interval on long-lived streams.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// One legacy session.
-struct Session {
-    version: String,
-    capabilities: Value,
-    client_info: Option<Value>,
-    last_seen: Mutex<Instant>,
-    inflight: Mutex<HashMap<RequestId, CancellationToken>>,
-    peers: PeerTable,
-    subscribed: Mutex<HashSet<String>>,
-    /// The level of the session's last `logging/setLevel`, carried to modern upstreams.
-    log_level: Mutex<Option<String>>,
-    ended: CancellationToken,
-}
-
 struct FaceState {
     gateway: Gateway,
-    sessions: Mutex<HashMap<String, Arc<Session>>>,
+    sessions: Box<dyn SessionStore>,
     allowed_origins: Vec<String>,
     allowed_hosts: Vec<String>,
     max_body_bytes: usize,
@@ -69,7 +51,7 @@ struct FaceState {
 pub fn router(gateway: Gateway, listen: &ListenSettings) -> Router {
     let state = Arc::new(FaceState {
         gateway,
-        sessions: Mutex::new(HashMap::new()),
+        sessions: Box::new(MemorySessions::default()),
         allowed_origins: listen.allowed_origins.clone(),
         allowed_hosts: listen.allowed_hosts.clone(),
         max_body_bytes: listen.max_body_bytes,
@@ -87,14 +69,10 @@ fn spawn_session_reaper(state: &Arc<FaceState>) {
         loop {
             tokio::time::sleep(Duration::from_secs(60)).await;
             let Some(state) = weak.upgrade() else { return };
-            state.sessions.lock().retain(|id, session| {
-                let keep = session.last_seen.lock().elapsed() < SESSION_IDLE;
-                if !keep {
-                    session.ended.cancel();
-                    end_session(&state.gateway, id);
-                }
-                keep
-            });
+            for session in state.sessions.expire(SESSION_IDLE) {
+                session.end();
+                end_session(&state.gateway, session.id());
+            }
         }
     });
 }
@@ -333,14 +311,13 @@ fn values_match(header_value: &str, body_value: &str) -> bool {
 }
 
 /// A modern (stateless) client's principal. Until clients authenticate, its session is
-/// the TCP connection it sends on: two clients never share one, and a client's requests on
-/// one keep-alive connection (an MRTR retry included) stay together.
+/// the TCP connection it sends on: two clients never share one `per_session` instance.
 fn modern_principal(peer: Option<SocketAddr>) -> Principal {
     let session = match peer {
         Some(addr) => format!("conn:{addr}"),
         None => "conn:unknown".to_owned(),
     };
-    Principal::anonymous(
+    Principal::anonymous_stateless(
         Face::Http,
         session,
         Peer {
@@ -441,7 +418,7 @@ async fn legacy_post(
     if let Message::Request { id, method, params } = &message
         && method == "initialize"
     {
-        return initialize(state, id.clone(), params.as_ref());
+        return initialize(state, id.clone(), params.as_ref(), meta_tools, peer);
     }
     let Some(session_id) = session_id else {
         let id = match &message {
@@ -454,14 +431,14 @@ async fn legacy_post(
             RpcError::invalid_request("missing Mcp-Session-Id header (send initialize first)"),
         );
     };
-    let Some(session) = state.sessions.lock().get(&session_id).cloned() else {
+    let Some(session) = state.sessions.get(&session_id) else {
         return reject(
             StatusCode::NOT_FOUND,
             None,
             RpcError::invalid_request("unknown or expired session"),
         );
     };
-    *session.last_seen.lock() = Instant::now();
+    session.touch();
     if let Some(version) = header_str(request_headers, headers::PROTOCOL_VERSION)
         && version != session.version
         && ProtocolVersion::is_legacy(&session.version)
@@ -479,45 +456,9 @@ async fn legacy_post(
             method,
             mut params,
         } => {
-            super::apply_log_level(&session.log_level, &method, &mut params);
             let (notify_tx, notify_rx) = mpsc::channel(64);
             let (peer_tx, peer_rx) = mpsc::channel(8);
-            let ctx = ClientCtx {
-                era: Era::Legacy,
-                protocol_version: session.version.clone(),
-                capabilities: session.capabilities.clone(),
-                client_info: session.client_info.clone(),
-                principal: Principal::anonymous(
-                    Face::Http,
-                    session_id.as_str(),
-                    Peer {
-                        addr: peer,
-                        user: None,
-                    },
-                ),
-                notify: Some(notify_tx),
-                peer: Some(peer_tx),
-                cancel: CancellationToken::new(),
-                meta_tools,
-            };
-            session
-                .inflight
-                .lock()
-                .insert(id.clone(), ctx.cancel.clone());
-            let uri = params
-                .as_ref()
-                .and_then(|p| p.get("uri"))
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            match (method.as_str(), uri) {
-                ("resources/subscribe", Some(uri)) => {
-                    session.subscribed.lock().insert(uri);
-                }
-                ("resources/unsubscribe", Some(uri)) => {
-                    session.subscribed.lock().remove(&uri);
-                }
-                _ => {}
-            }
+            let ctx = session.begin(&id, &method, &mut params, notify_tx, peer_tx);
             respond(
                 state.gateway.clone(),
                 ctx,
@@ -536,61 +477,53 @@ async fn legacy_post(
         }
         Message::Notification { method, params } => {
             if method == "notifications/cancelled" {
-                let id = params
-                    .as_ref()
-                    .and_then(|p| p.get("requestId"))
-                    .and_then(RequestId::from_value);
-                if let Some(token) = id.and_then(|id| session.inflight.lock().get(&id).cloned()) {
-                    token.cancel();
-                }
+                session.cancel(params.as_ref());
             }
             StatusCode::ACCEPTED.into_response()
         }
         Message::Response { id, result } => {
-            session.peers.answer(&id, Ok(result));
+            session.answer(&id, Ok(result));
             StatusCode::ACCEPTED.into_response()
         }
         Message::Error { id, error } => {
             if let Some(id) = id {
-                session.peers.answer(&id, Err(error));
+                session.answer(&id, Err(error));
             }
             StatusCode::ACCEPTED.into_response()
         }
     }
 }
 
-fn initialize(state: &Arc<FaceState>, id: RequestId, params: Option<&Value>) -> Response {
-    let mut sessions = state.sessions.lock();
-    if sessions.len() >= MAX_SESSIONS {
+fn initialize(
+    state: &Arc<FaceState>,
+    id: RequestId,
+    params: Option<&Value>,
+    meta_tools: bool,
+    peer: Option<SocketAddr>,
+) -> Response {
+    let session_id = uuid::Uuid::new_v4().simple().to_string();
+    let principal = Principal::anonymous(
+        Face::Http,
+        session_id.as_str(),
+        Peer {
+            addr: peer,
+            user: None,
+        },
+    );
+    let (session, result) = LegacySession::open(
+        &state.gateway,
+        session_id.clone(),
+        principal,
+        meta_tools,
+        params,
+    );
+    if state.sessions.insert(session, MAX_SESSIONS).is_err() {
         let error = RpcError::new(
             switchboard_protocol::error::gateway::OVERLOADED,
             "too many sessions",
         );
         return reject(StatusCode::SERVICE_UNAVAILABLE, Some(id), error);
     }
-    let requested = params
-        .and_then(|p| p.get("protocolVersion"))
-        .and_then(Value::as_str);
-    let result = state.gateway.initialize_result(requested);
-    let session_id = uuid::Uuid::new_v4().simple().to_string();
-    let session = Arc::new(Session {
-        version: result["protocolVersion"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-        capabilities: params
-            .and_then(|p| p.get("capabilities"))
-            .cloned()
-            .unwrap_or_else(|| json!({})),
-        client_info: params.and_then(|p| p.get("clientInfo")).cloned(),
-        last_seen: Mutex::new(Instant::now()),
-        inflight: Mutex::new(HashMap::new()),
-        peers: PeerTable::default(),
-        subscribed: Mutex::new(HashSet::new()),
-        log_level: Mutex::new(None),
-        ended: CancellationToken::new(),
-    });
-    sessions.insert(session_id.clone(), session);
     let body = Message::response(id, result).to_bytes();
     (
         StatusCode::OK,
@@ -610,12 +543,9 @@ fn delete_session(state: &FaceState, session_id: Option<&str>) -> Response {
     let Some(session_id) = session_id else {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     };
-    match state.sessions.lock().remove(session_id) {
+    match state.sessions.remove(session_id) {
         Some(session) => {
-            session.ended.cancel();
-            for token in session.inflight.lock().values() {
-                token.cancel();
-            }
+            session.end();
             end_session(&state.gateway, session_id);
             StatusCode::OK.into_response()
         }
@@ -680,7 +610,7 @@ fn get_stream(state: &Arc<FaceState>, session_id: Option<&str>) -> Response {
     let Some(session_id) = session_id else {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     };
-    let Some(session) = state.sessions.lock().get(session_id).cloned() else {
+    let Some(session) = state.sessions.get(session_id) else {
         return reject(
             StatusCode::NOT_FOUND,
             None,
@@ -724,7 +654,7 @@ fn get_stream(state: &Arc<FaceState>, session_id: Option<&str>) -> Response {
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => break,
             };
-            let message = legacy_notification(&change, &session.subscribed.lock());
+            let message = session.notification(&change);
             if let Some(message) = message
                 && tx.send(sse_frame(&message)).await.is_err()
             {
@@ -797,7 +727,7 @@ async fn respond(
     params: Option<Value>,
     mut notify_rx: mpsc::Receiver<Message>,
     mut peer_rx: Option<mpsc::Receiver<PeerRequest>>,
-    session: Option<Arc<Session>>,
+    session: Option<Arc<LegacySession>>,
 ) -> Response {
     let era = ctx.era;
     // Dropped with this future (or later, with the stream): the client going away cancels
@@ -882,7 +812,7 @@ async fn next_progress(
 }
 
 /// The stream frame of a notification or a server→client request (legacy sessions only).
-fn progress_frame(progress: Progress, session: Option<&Session>) -> Option<Bytes> {
+fn progress_frame(progress: Progress, session: Option<&LegacySession>) -> Option<Bytes> {
     match progress {
         Progress::Note(note) => Some(sse_frame(&note)),
         Progress::Peer(request) => Some(sse_frame(&session?.peers.request(request))),
@@ -903,14 +833,14 @@ fn closing_frames(answer: Answer, notify_rx: &mut mpsc::Receiver<Message>) -> Ve
 /// A legacy session's record of one request in flight (for `notifications/cancelled`),
 /// removed when the request ends however it ends.
 struct InflightEntry {
-    session: Option<Arc<Session>>,
+    session: Option<Arc<LegacySession>>,
     id: RequestId,
 }
 
 impl Drop for InflightEntry {
     fn drop(&mut self) {
         if let Some(session) = &self.session {
-            session.inflight.lock().remove(&self.id);
+            session.finish(&self.id);
         }
     }
 }

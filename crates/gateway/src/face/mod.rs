@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod http;
+mod session;
 pub mod stdio;
 
 use serde_json::{Value, json};

@@ -5,21 +5,19 @@
 //! Tasks: the reader (this function) owns stdin; one writer task owns stdout; each request
 //! runs in its own task, cancelled by `notifications/cancelled` or when stdin closes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
-use serde_json::{Value, json};
+use serde_json::Value;
 use switchboard_protocol::{Era, Message, RequestId, RpcError};
 use switchboard_upstream::lines::write_lines;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, BufReader};
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{
-    ListenFilter, PeerTable, apply_log_level, declared_version, is_modern_method,
-    legacy_notification, modern_meta,
-};
+use super::session::LegacySession;
+use super::{ListenFilter, PeerTable, declared_version, is_modern_method, modern_meta};
 use crate::gateway::{ClientCtx, Gateway, PeerRequest};
 use crate::principal::{Face, Peer, Principal};
 
@@ -36,14 +34,6 @@ struct Shared {
     principal: Principal,
     inflight: Mutex<HashMap<RequestId, CancellationToken>>,
     peers: PeerTable,
-}
-
-/// The legacy session, once `initialize` arrived.
-#[derive(Clone)]
-struct Session {
-    version: String,
-    capabilities: Value,
-    client_info: Option<Value>,
 }
 
 /// Serves one client over a byte stream pair until the input closes. `meta_tools` is the
@@ -81,10 +71,7 @@ pub async fn serve<R, W>(
         inflight: Mutex::new(HashMap::new()),
         peers: PeerTable::default(),
     });
-    let session_end = CancellationToken::new();
-    let mut session: Option<Session> = None;
-    let log_level = Mutex::new(None);
-    let subscribed: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let mut session: Option<Arc<LegacySession>> = None;
     let mut reader = BufReader::with_capacity(64 * 1024, input);
     let mut line = Vec::new();
     loop {
@@ -129,50 +116,32 @@ pub async fn serve<R, W>(
                 mut params,
             } => {
                 if method == "initialize" && declared_version(params.as_ref()).is_none() {
-                    let requested = params
-                        .as_ref()
-                        .and_then(|p| p.get("protocolVersion"))
-                        .and_then(Value::as_str);
-                    let result = gateway.initialize_result(requested);
-                    let opened = Session {
-                        version: result["protocolVersion"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_owned(),
-                        capabilities: params
-                            .as_ref()
-                            .and_then(|p| p.get("capabilities"))
-                            .cloned()
-                            .unwrap_or_else(|| json!({})),
-                        client_info: params.as_ref().and_then(|p| p.get("clientInfo")).cloned(),
-                    };
-                    if session.is_none() {
-                        spawn_change_pump(
-                            &gateway,
-                            shared.clone(),
-                            subscribed.clone(),
-                            session_end.clone(),
-                        );
+                    let (opened, result) = LegacySession::open(
+                        &gateway,
+                        STDIO_SESSION,
+                        shared.principal.clone(),
+                        shared.meta_tools,
+                        params.as_ref(),
+                    );
+                    // A second initialize replaces the session (and its change pump).
+                    if let Some(old) = session.replace(opened.clone()) {
+                        old.end();
                     }
-                    session = Some(opened);
+                    spawn_change_pump(&gateway, shared.clone(), opened);
                     let _ = shared.out.send(Message::response(id, result)).await;
                     continue;
                 }
-                let ctx = match build_ctx(&shared, session.as_ref(), params.as_ref()) {
+                let ctx = match build_ctx(&shared, session.as_deref(), &id, &method, &mut params) {
                     Ok(ctx) => ctx,
                     Err(error) => {
                         let _ = shared.out.send(Message::error(Some(id), error)).await;
                         continue;
                     }
                 };
-                match ctx.era {
-                    Era::Legacy => apply_log_level(&log_level, &method, &mut params),
-                    Era::Modern if !is_modern_method(&method) => {
-                        let error = RpcError::method_not_found(&method);
-                        let _ = shared.out.send(Message::error(Some(id), error)).await;
-                        continue;
-                    }
-                    Era::Modern => {}
+                if ctx.era == Era::Modern && !is_modern_method(&method) {
+                    let error = RpcError::method_not_found(&method);
+                    let _ = shared.out.send(Message::error(Some(id), error)).await;
+                    continue;
                 }
                 shared
                     .inflight
@@ -180,12 +149,11 @@ pub async fn serve<R, W>(
                     .insert(id.clone(), ctx.cancel.clone());
                 let gateway = gateway.clone();
                 let shared = shared.clone();
-                let subscribed = subscribed.clone();
+                let request_session = session.clone().filter(|_| ctx.era == Era::Legacy);
                 tokio::spawn(async move {
                     let reply = if method == "subscriptions/listen" {
                         listen(&gateway, &shared, &ctx, &id, params.as_ref()).await
                     } else {
-                        track_subscription(&method, params.as_ref(), &subscribed);
                         Some(Message::reply(
                             id.clone(),
                             gateway.handle(&ctx, &method, params).await,
@@ -193,6 +161,9 @@ pub async fn serve<R, W>(
                     };
                     let cancelled = ctx.cancel.is_cancelled();
                     shared.inflight.lock().remove(&id);
+                    if let Some(session) = request_session {
+                        session.finish(&id);
+                    }
                     // A cancelled request gets no answer (the client stopped waiting).
                     if let (Some(reply), false) = (reply, cancelled) {
                         let _ = shared.out.send(reply).await;
@@ -237,7 +208,9 @@ pub async fn serve<R, W>(
     }
     // Input closed: cancel everything still running, let the writer drain, stop.
     gateway.roots_peer_left(STDIO_SESSION);
-    session_end.cancel();
+    if let Some(session) = &session {
+        session.end();
+    }
     for token in shared.inflight.lock().values() {
         token.cancel();
     }
@@ -253,15 +226,19 @@ fn trim(line: &[u8]) -> &[u8] {
     &line[..end]
 }
 
+/// The context of one request: modern (stateless, its own `_meta`) or of the legacy
+/// session.
 fn build_ctx(
     shared: &Arc<Shared>,
-    session: Option<&Session>,
-    params: Option<&Value>,
+    session: Option<&LegacySession>,
+    id: &RequestId,
+    method: &str,
+    params: &mut Option<Value>,
 ) -> Result<ClientCtx, RpcError> {
     // Related notifications share the output queue with the reply, so they stay ahead of it.
     let notify_tx = shared.out.clone();
-    if declared_version(params).is_some() {
-        let meta = modern_meta(params)?;
+    if declared_version(params.as_ref()).is_some() {
+        let meta = modern_meta(params.as_ref())?;
         return Ok(ClientCtx {
             era: Era::Modern,
             protocol_version: meta.version,
@@ -279,17 +256,7 @@ fn build_ctx(
     })?;
     let (peer_tx, peer_rx) = mpsc::channel(8);
     spawn_peer(peer_rx, shared.clone());
-    Ok(ClientCtx {
-        era: Era::Legacy,
-        protocol_version: session.version.clone(),
-        capabilities: session.capabilities.clone(),
-        client_info: session.client_info.clone(),
-        principal: shared.principal.clone(),
-        notify: Some(notify_tx),
-        peer: Some(peer_tx),
-        cancel: CancellationToken::new(),
-        meta_tools: shared.meta_tools,
-    })
+    Ok(session.begin(id, method, params, notify_tx, peer_tx))
 }
 
 /// Server→client requests: our own ids, answered through `PeerTable::answer`.
@@ -304,39 +271,21 @@ fn spawn_peer(mut requests: mpsc::Receiver<PeerRequest>, shared: Arc<Shared>) {
     });
 }
 
-fn track_subscription(method: &str, params: Option<&Value>, subscribed: &Mutex<HashSet<String>>) {
-    let uri = params.and_then(|p| p.get("uri")).and_then(Value::as_str);
-    match (method, uri) {
-        ("resources/subscribe", Some(uri)) => {
-            subscribed.lock().insert(uri.to_owned());
-        }
-        ("resources/unsubscribe", Some(uri)) => {
-            subscribed.lock().remove(uri);
-        }
-        _ => {}
-    }
-}
-
 /// Pushes catalog changes to the legacy session.
-fn spawn_change_pump(
-    gateway: &Gateway,
-    shared: Arc<Shared>,
-    subscribed: Arc<Mutex<HashSet<String>>>,
-    end: CancellationToken,
-) {
+fn spawn_change_pump(gateway: &Gateway, shared: Arc<Shared>, session: Arc<LegacySession>) {
     let mut changes = gateway.subscribe();
     tokio::spawn(async move {
         loop {
             let change = tokio::select! {
                 change = changes.recv() => change,
-                () = end.cancelled() => break,
+                () = session.ended.cancelled() => break,
             };
             let change = match change {
                 Ok(change) => change,
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => break,
             };
-            let message = legacy_notification(&change, &subscribed.lock());
+            let message = session.notification(&change);
             if let Some(message) = message
                 && shared.out.send(message).await.is_err()
             {

@@ -57,6 +57,16 @@ async fn config_status(gateway: &Proc) -> Value {
         .unwrap()
 }
 
+/// Waits until `/admin/config` reports the file invalid; returns the status.
+async fn rejected(gateway: &Proc) -> Value {
+    eventually(Duration::from_secs(20), || async {
+        let status = config_status(gateway).await;
+        (status["valid"] == false).then_some(status)
+    })
+    .await
+    .expect("reported as a config error")
+}
+
 /// Polls `probe` every 50 ms until it returns `Some`, for at most `within`.
 async fn eventually<T, F, Fut>(within: Duration, mut probe: F) -> Option<T>
 where
@@ -238,12 +248,7 @@ async fn bad_path_is_a_config_error(install: impl FnOnce(&Path), expected: &str)
         .unwrap();
     let path = gateway.config.clone().unwrap();
     install(&path);
-    let status = eventually(Duration::from_secs(20), || async {
-        let status = config_status(&gateway).await;
-        (status["valid"] == false).then_some(status)
-    })
-    .await
-    .expect("reported as a config error");
+    let status = rejected(&gateway).await;
     let error = status["last_error"].as_str().unwrap();
     assert!(error.contains(expected), "{error:?} lacks {expected:?}");
     let client = ModernHttp::new(&gateway.url);
@@ -356,12 +361,7 @@ async fn the_config_size_limit_is_configurable() {
     .unwrap();
     let padded = format!("{text}\n# {}\n", "x".repeat(200));
     replace_file(&path, &padded);
-    let status = eventually(Duration::from_secs(20), || async {
-        let status = config_status(&gateway).await;
-        (status["valid"] == false).then_some(status)
-    })
-    .await
-    .expect("reported as a config error");
+    let status = rejected(&gateway).await;
     assert!(
         status["last_error"]
             .as_str()
@@ -417,4 +417,26 @@ async fn sighup_reloads_the_config_and_loses_no_call() {
     replace_file(&path, &config(&[server("a"), server("b")]));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
     assert!(wait_for_tool(&ModernHttp::new(&gateway.url), "b__echo").await);
+}
+
+// ---- issue 11: a type error never echoes the value ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_type_error_does_not_echo_the_value_into_admin_config() {
+    let gateway = spawn_gateway_http(GATEWAY, &config(&[server("a")]))
+        .await
+        .unwrap();
+    let path = gateway.config.clone().unwrap();
+    replace_file(
+        &path,
+        &format!(
+            "{}env = \"SECRET_TOKEN=hunter2-value\"\n",
+            config(&[server("a")])
+        ),
+    );
+    let status = rejected(&gateway).await;
+    let error = status["last_error"].as_str().unwrap();
+    assert!(error.contains("servers.a.env"), "{error}");
+    assert!(error.contains("expected a table"), "{error}");
+    assert!(!error.contains("hunter2"), "{error}");
 }

@@ -440,3 +440,43 @@ async fn a_type_error_does_not_echo_the_value_into_admin_config() {
     assert!(error.contains("expected a table"), "{error}");
     assert!(!error.contains("hunter2"), "{error}");
 }
+
+// ---- issue 11 defect 12: .mcp.json files written by other hosts ----
+
+#[test]
+fn check_config_accepts_a_host_written_mcp_json_and_warns_on_unknown_keys() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join(".mcp.json");
+    let text = json!({
+        "globalShortcut": "Ctrl+Space",
+        "mcpServers": {
+            "github": {
+                "command": "npx", "args": ["-y", "@modelcontextprotocol/server-github"],
+                "autoApprove": ["list_issues"], "disabled": false, "timeout": 60,
+                "transportType": "stdio", "cwd": "/tmp"
+            },
+            "files": { "command": "python", "alwaysAllow": ["read"], "disabledTools": ["rm"] },
+            "old": { "type": "sse", "url": "http://127.0.0.1:1/sse", "disabled": true }
+        }
+    });
+    std::fs::write(&path, text.to_string()).unwrap();
+    let checked = std::process::Command::new(GATEWAY)
+        .arg("check-config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&checked.stdout);
+    let stderr = String::from_utf8_lossy(&checked.stderr);
+    assert!(checked.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("3 server(s)"), "{stdout}");
+    assert!(stderr.contains("warning"), "{stderr}");
+    assert!(stderr.contains("globalShortcut"), "{stderr}");
+    assert!(
+        stderr.contains("mcpServers.files.disabledTools"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("autoApprove"),
+        "keys with a meaning are not warned about: {stderr}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Text → `Raw*`: runs serde over TOML or JSON and turns its errors into
 //! `ConfigError`s that carry the key path (via `serde_path_to_error`) and the
-//! line/column the parser reported.
+//! line/column the parser reported. Messages never carry the offending value (serde
+//! puts it in type errors), because values may be secrets: `env`, `headers`, `oauth`.
 
 use std::path::Path;
 
@@ -29,7 +30,7 @@ pub(crate) fn toml<T: DeserializeOwned>(text: &str, file: Option<&Path>) -> Resu
             file: file.map(Path::to_path_buf),
             key,
             position: inner.span().map(|span| line_column(text, span.start)),
-            message: inner.message().trim_end().to_owned(),
+            message: without_value(inner.message().trim_end()),
         }
     })
 }
@@ -60,7 +61,7 @@ fn json_error(error: serde_json::Error, key: String, file: Option<&Path>) -> Con
             file: file.map(Path::to_path_buf),
             key,
             position,
-            message,
+            message: without_value(&message),
         },
         serde_json::error::Category::Syntax
         | serde_json::error::Category::Eof
@@ -72,6 +73,28 @@ fn json_error(error: serde_json::Error, key: String, file: Option<&Path>) -> Con
             message,
         },
     }
+}
+
+/// serde's `invalid type: string "SECRET=x", expected a table` (and `invalid value: ...`)
+/// with the value left out: `invalid type: string, expected a table`. Other messages
+/// (unknown field, missing field, duplicate key) name keys, not values, and pass as they are.
+fn without_value(message: &str) -> String {
+    for prefix in ["invalid type: ", "invalid value: "] {
+        let Some(rest) = message.strip_prefix(prefix) else {
+            continue;
+        };
+        // The value comes first, so the last ", expected" is serde's own.
+        let Some(expected_at) = rest.rfind(", expected ") else {
+            return format!("{prefix}value not shown");
+        };
+        let unexpected = &rest[..expected_at];
+        // `string "…"`, `integer `5``, `floating point `1.5``: keep the kind only.
+        let kind = unexpected
+            .find(['`', '"'])
+            .map_or(unexpected, |value_at| unexpected[..value_at].trim_end());
+        return format!("{prefix}{kind}{}", &rest[expected_at..]);
+    }
+    message.to_owned()
 }
 
 /// 1-based line and column (in characters) of byte `offset` in `text`.
@@ -90,6 +113,37 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_value_keeps_the_kind_and_the_expectation() {
+        let cases = [
+            (
+                r#"invalid type: string "SECRET=x, expected y", expected a table"#,
+                "invalid type: string, expected a table",
+            ),
+            (
+                "invalid type: integer `31337`, expected a string",
+                "invalid type: integer, expected a string",
+            ),
+            (
+                "invalid type: floating point `1.5`, expected u64",
+                "invalid type: floating point, expected u64",
+            ),
+            (
+                "invalid type: sequence, expected a string",
+                "invalid type: sequence, expected a string",
+            ),
+            (
+                r#"invalid value: string "x", expected a socket address"#,
+                "invalid value: string, expected a socket address",
+            ),
+            ("invalid type: weird", "invalid type: value not shown"),
+            ("unknown field `comand`", "unknown field `comand`"),
+        ];
+        for (message, expected) in cases {
+            assert_eq!(without_value(message), expected, "{message}");
+        }
+    }
 
     #[test]
     fn line_column_counts_characters() {

@@ -21,6 +21,23 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    /// The path names something other than a regular file (a FIFO, a device, a
+    /// directory, a socket): it is never read.
+    #[error("{}: cannot read config: it is {kind}, not a regular file", .path.display())]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+        /// What it is instead, e.g. "a FIFO".
+        kind: &'static str,
+    },
+    /// The file is larger than the configured bound: it is not read.
+    #[error("{}: cannot read config: larger than the limit of {limit} bytes", .path.display())]
+    TooLarge {
+        /// The file.
+        path: PathBuf,
+        /// The bound, in bytes.
+        limit: u64,
+    },
     /// The text is not well-formed TOML / JSON.
     #[error("{}invalid {}: {message}", Location(.file.as_deref(), Some((*.line, *.column))), syntax_name(*.format))]
     Syntax {
@@ -53,7 +70,9 @@ impl ConfigError {
     /// The file the error is about, if any.
     pub fn file(&self) -> Option<&Path> {
         match self {
-            Self::Io { path, .. } => Some(path),
+            Self::Io { path, .. } | Self::NotAFile { path, .. } | Self::TooLarge { path, .. } => {
+                Some(path)
+            }
             Self::Syntax { file, .. } | Self::Invalid { file, .. } => file.as_deref(),
         }
     }
@@ -62,7 +81,10 @@ impl ConfigError {
     pub fn key_path(&self) -> Option<&str> {
         match self {
             Self::Invalid { key, .. } => Some(key),
-            Self::Io { .. } | Self::Syntax { .. } => None,
+            Self::Io { .. }
+            | Self::NotAFile { .. }
+            | Self::TooLarge { .. }
+            | Self::Syntax { .. } => None,
         }
     }
 
@@ -71,7 +93,7 @@ impl ConfigError {
         match self {
             Self::Syntax { line, column, .. } => Some((*line, *column)),
             Self::Invalid { position, .. } => *position,
-            Self::Io { .. } => None,
+            Self::Io { .. } | Self::NotAFile { .. } | Self::TooLarge { .. } => None,
         }
     }
 }
@@ -189,6 +211,39 @@ impl fmt::Display for KeyPath {
     }
 }
 
+/// Something in a valid file that was ignored, e.g. a key another host writes into
+/// `.mcp.json` that switchboard does not know. Display: `file: key.path: message`.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ConfigWarning {
+    file: Option<PathBuf>,
+    key: String,
+    message: String,
+}
+
+impl ConfigWarning {
+    /// Dotted path of the ignored key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// What was ignored and why.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for ConfigWarning {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            formatter,
+            "{}{}{}",
+            Location(self.file.as_deref(), None),
+            KeyPrefix(&self.key),
+            self.message
+        )
+    }
+}
+
 /// A validation failure before the file name is attached.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub(crate) struct Problem {
@@ -201,6 +256,14 @@ impl Problem {
         Self {
             key,
             message: message.into(),
+        }
+    }
+
+    pub(crate) fn into_warning(self, file: Option<&Path>) -> ConfigWarning {
+        ConfigWarning {
+            file: file.map(Path::to_path_buf),
+            key: self.key.to_string(),
+            message: self.message,
         }
     }
 

@@ -28,9 +28,8 @@ pub(crate) fn expand(input: &str, env: EnvLookup<'_>) -> Result<String, String> 
             rest = tail;
         } else if let Some(body_and_tail) = after.strip_prefix('{') {
             let Some(close) = body_and_tail.find('}') else {
-                return Err(format!(
-                    "unterminated `${{` in {input:?} (write `$$` for a literal `$`)"
-                ));
+                // The value is not echoed: it may be a secret.
+                return Err("unterminated `${` (write `$$` for a literal `$`)".to_owned());
             };
             let body = &body_and_tail[..close];
             output.push_str(&resolve(body, env)?);
@@ -50,10 +49,12 @@ fn resolve(body: &str, env: EnvLookup<'_>) -> Result<String, String> {
         None => (body, None),
     };
     if !is_variable_name(name) {
-        return Err(format!(
-            "invalid variable reference `${{{body}}}`: expected `${{NAME}}` or `${{NAME:-default}}` \
+        // The reference is not echoed: a malformed one may be part of a secret.
+        return Err(
+            "invalid variable reference: expected `${NAME}` or `${NAME:-default}` \
              with NAME made of letters, digits and `_` (write `$$` for a literal `$`)"
-        ));
+                .to_owned(),
+        );
     }
     match (env(name), fallback) {
         (Some(value), Some(fallback)) if value.is_empty() => Ok(fallback.to_owned()),

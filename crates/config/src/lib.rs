@@ -5,8 +5,9 @@
 //! only valid values. Errors name the file, the key path and what was expected;
 //! see [`ConfigError`].
 //!
-//! This crate does no I/O besides reading the one file in [`load`]; it knows
-//! nothing about processes, sockets or the MCP protocol.
+//! This crate does no I/O besides reading the one file in [`load`] (regular files
+//! only, bounded: see [`read`]); it knows nothing about processes, sockets or the MCP
+//! protocol.
 
 mod decode;
 mod error;
@@ -15,11 +16,12 @@ mod model;
 mod name;
 mod policy;
 mod raw;
+mod read;
 mod validate;
 
 use std::path::Path;
 
-pub use error::ConfigError;
+pub use error::{ConfigError, ConfigWarning};
 pub use model::{
     Config, ConfigFormat, ConfigSource, EraPreference, GatewaySettings, ListenSettings,
     OAuthClient, ServerChanges, ServerSpec, TransportSpec,
@@ -28,16 +30,24 @@ pub use name::{InvalidServerName, ServerName};
 pub use policy::{
     BreakerPolicy, HealthPolicy, LimitPolicy, PoolPolicy, ServerPolicy, Sharing, ToolPolicy,
 };
+pub use read::{DEFAULT_MAX_CONFIG_BYTES, read};
 
-/// Reads `path`, detects its format, parses and validates it.
+/// Reads `path` (at most [`DEFAULT_MAX_CONFIG_BYTES`]), detects its format, parses
+/// and validates it.
 ///
 /// `${VAR}` references are expanded from the process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    parse(&text, detect_format(path, &text), Some(path))
+    load_with_limit(path, DEFAULT_MAX_CONFIG_BYTES)
+}
+
+/// [`load`] with another bound on the file's size.
+pub fn load_with_limit(path: &Path, max_bytes: u64) -> Result<Config, ConfigError> {
+    parse_file(path, &read(path, max_bytes)?)
+}
+
+/// Parses and validates `text`, read from `path`, in the format [`detect_format`] picks.
+pub fn parse_file(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    parse(text, detect_format(path, text), Some(path))
 }
 
 /// Parses and validates `text`; `path` is only used in errors and [`ConfigSource`].
@@ -74,6 +84,11 @@ pub fn parse_with_env(
             path: path.map(Path::to_path_buf),
             format,
         },
+        warnings: validated
+            .warnings
+            .into_iter()
+            .map(|problem| problem.into_warning(path))
+            .collect(),
     })
 }
 

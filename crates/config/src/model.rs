@@ -22,6 +22,8 @@ pub struct Config {
     pub servers: BTreeMap<ServerName, ServerSpec>,
     /// Where this configuration was read from.
     pub source: ConfigSource,
+    /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.
+    pub warnings: Vec<crate::ConfigWarning>,
 }
 
 /// Gateway-wide behaviour (`[gateway]`).
@@ -178,6 +180,9 @@ pub struct ServerSpec {
     pub idle_timeout: Option<Duration>,
     /// Sharing, pools, health, breaker, limits, timeouts and retries.
     pub policy: crate::policy::ServerPolicy,
+    /// Tools the host file approves without asking (`.mcp.json` `autoApprove` /
+    /// `alwaysAllow`), kept for an approval policy; nothing enforces it yet.
+    pub auto_approve: Vec<String>,
 }
 
 impl ServerSpec {
@@ -382,6 +387,7 @@ mod tests {
             lazy: false,
             idle_timeout: None,
             policy: crate::policy::ServerPolicy::default(),
+            auto_approve: Vec::new(),
         }
     }
 

@@ -165,14 +165,16 @@ pub(crate) enum RawEra {
     Modern,
 }
 
-/// `.mcp.json`.
+/// `.mcp.json`. Hosts keep their own settings beside `mcpServers` (Claude Desktop's
+/// `claude_desktop_config.json`): other keys are collected for a warning, not denied.
 #[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawMcpJson {
     #[serde(rename = "mcpServers", default)]
     pub(crate) mcp_servers: UniqueMap<Table<RawMcpServer>>,
     #[serde(default)]
     pub(crate) switchboard: Table<RawSwitchboardSection>,
+    #[serde(flatten)]
+    pub(crate) unknown: BTreeMap<String, IgnoredAny>,
 }
 
 /// The optional top-level `"switchboard"` object of `.mcp.json`.
@@ -194,12 +196,16 @@ pub(crate) struct RawOAuth {
     pub(crate) client_metadata_url: Option<String>,
 }
 
-/// `"mcpServers": { "NAME": ... }`.
+/// `"mcpServers": { "NAME": ... }`, with the keys the popular hosts write (Claude
+/// Desktop/Code, Cursor, Cline, Roo Code, VS Code, Gemini CLI). Keys no host gives a
+/// meaning switchboard could honour are collected for a warning, not denied.
 #[derive(Deserialize, Debug, Default)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RawMcpServer {
     #[serde(rename = "type")]
     pub(crate) kind: Option<RawMcpType>,
+    /// Cline's older spelling of `type`.
+    #[serde(rename = "transportType")]
+    pub(crate) transport_type: Option<RawMcpType>,
     pub(crate) command: Option<String>,
     pub(crate) args: Option<Vec<String>>,
     pub(crate) env: Option<UniqueMap<String>>,
@@ -210,8 +216,23 @@ pub(crate) struct RawMcpServer {
     /// Accepted because clients write it; never used.
     #[allow(dead_code, reason = "read only to accept the key")]
     pub(crate) description: Option<IgnoredAny>,
-    /// Milliseconds.
+    /// Seconds up to [`RawMcpServer::TIMEOUT_SECONDS_UP_TO`] (Cline, Roo Code),
+    /// milliseconds above (Gemini CLI).
     pub(crate) timeout: Option<u64>,
+    /// Cline: tools approved without asking.
+    #[serde(rename = "autoApprove")]
+    pub(crate) auto_approve: Option<Vec<String>>,
+    /// Roo Code: tools approved without asking.
+    #[serde(rename = "alwaysAllow")]
+    pub(crate) always_allow: Option<Vec<String>>,
+    #[serde(flatten)]
+    pub(crate) unknown: BTreeMap<String, IgnoredAny>,
+}
+
+impl RawMcpServer {
+    /// The largest `timeout` read as seconds: Roo Code's maximum (an hour). A larger
+    /// value would be over an hour in seconds, so it is read as milliseconds.
+    pub(crate) const TIMEOUT_SECONDS_UP_TO: u64 = 3600;
 }
 
 /// `"type": "..."` in `.mcp.json`, with the spellings different clients use.

@@ -25,6 +25,8 @@ pub(crate) struct Validated {
     pub(crate) gateway: GatewaySettings,
     pub(crate) listen: ListenSettings,
     pub(crate) servers: BTreeMap<ServerName, ServerSpec>,
+    /// Keys that were ignored.
+    pub(crate) warnings: Vec<Problem>,
 }
 
 /// How a format spells the keys that differ between formats.
@@ -55,6 +57,7 @@ struct ServerFields {
     lazy: bool,
     idle_timeout_ms: Option<u64>,
     policy: crate::policy::RawPolicy,
+    auto_approve: Vec<String>,
 }
 
 /// The keys that decide and describe the transport.
@@ -105,31 +108,69 @@ impl From<RawNativeServer> for ServerFields {
                 trust_annotations: raw.trust_annotations,
                 tools: raw.tools,
             },
+            auto_approve: Vec::new(),
         }
     }
 }
 
-impl From<RawMcpServer> for ServerFields {
-    fn from(raw: RawMcpServer) -> Self {
-        Self {
-            transport: TransportFields {
-                kind: raw.kind.map(RawTransport::from),
-                command: raw.command,
-                args: raw.args,
-                env: raw.env.map(|map| map.0),
-                cwd: raw.cwd,
-                url: raw.url,
-                headers: raw.headers.map(|map| map.0),
-                oauth: None,
-            },
-            era: EraPreference::Auto,
-            request_timeout_ms: raw.timeout,
-            enabled: !raw.disabled.unwrap_or(false),
-            lazy: false,
-            idle_timeout_ms: None,
-            policy: crate::policy::RawPolicy::default(),
+/// One `.mcp.json` entry; keys without a meaning here become `warnings`.
+fn mcp_server(
+    raw: RawMcpServer,
+    path: &KeyPath,
+    warnings: &mut Vec<Problem>,
+) -> Result<ServerFields, Problem> {
+    let kind = match (raw.kind, raw.transport_type) {
+        (Some(kind), Some(other)) if kind != other => {
+            return Err(Problem::new(
+                path.key("transportType"),
+                "conflicts with `type`: write one of the two",
+            ));
+        }
+        (kind, other) => kind.or(other),
+    };
+    for key in raw.unknown.keys() {
+        warnings.push(Problem::new(
+            path.key(key),
+            "ignored: switchboard does not use this key",
+        ));
+    }
+    let mut auto_approve: Vec<String> = Vec::new();
+    for tool in raw
+        .auto_approve
+        .into_iter()
+        .chain(raw.always_allow)
+        .flatten()
+    {
+        if !auto_approve.contains(&tool) {
+            auto_approve.push(tool);
         }
     }
+    let request_timeout_ms = raw.timeout.map(|timeout| {
+        if timeout <= RawMcpServer::TIMEOUT_SECONDS_UP_TO {
+            timeout * 1000
+        } else {
+            timeout
+        }
+    });
+    Ok(ServerFields {
+        transport: TransportFields {
+            kind: kind.map(RawTransport::from),
+            command: raw.command,
+            args: raw.args,
+            env: raw.env.map(|map| map.0),
+            cwd: raw.cwd,
+            url: raw.url,
+            headers: raw.headers.map(|map| map.0),
+            oauth: None,
+        },
+        era: EraPreference::Auto,
+        request_timeout_ms,
+        enabled: !raw.disabled.unwrap_or(false),
+        lazy: false,
+        idle_timeout_ms: None,
+        policy: crate::policy::RawPolicy::default(),
+        auto_approve,
+    })
 }
 
 /// Validates a `switchboard.toml` document.
@@ -139,34 +180,52 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
         .servers
         .0
         .into_iter()
-        .map(|(name, server)| (name, ServerFields::from(server.0)));
+        .map(|(name, server)| (name, ServerFields::from(server.0)))
+        .collect();
     document(raw.gateway.0, raw.listen.0, servers, &root, &NATIVE, env)
 }
 
 /// Validates a `.mcp.json` document.
 pub(crate) fn mcp_json(raw: RawMcpJson, env: EnvLookup<'_>) -> Result<Validated, Problem> {
     let section = KeyPath::root().key("switchboard");
+    let mut warnings: Vec<Problem> = raw
+        .unknown
+        .keys()
+        .map(|key| {
+            Problem::new(
+                KeyPath::root().key(key),
+                "ignored: switchboard reads only `mcpServers` and `switchboard`",
+            )
+        })
+        .collect();
+    let servers_path = KeyPath::root().key(MCP_JSON.servers_key);
     let servers = raw
         .mcp_servers
         .0
         .into_iter()
-        .map(|(name, server)| (name, ServerFields::from(server.0)));
+        .map(|(name, server)| {
+            let fields = mcp_server(server.0, &servers_path.key(&name), &mut warnings)?;
+            Ok((name, fields))
+        })
+        .collect::<Result<_, Problem>>()?;
     let settings = raw.switchboard.0;
-    document(
+    let mut validated = document(
         settings.gateway.0,
         settings.listen.0,
         servers,
         &section,
         &MCP_JSON,
         env,
-    )
+    )?;
+    validated.warnings = warnings;
+    Ok(validated)
 }
 
 /// `settings_path` is where `gateway` and `listen` live: the root, or `switchboard` in JSON.
 fn document(
     raw_gateway: RawGateway,
     raw_listen: RawListen,
-    raw_servers: impl Iterator<Item = (String, ServerFields)>,
+    raw_servers: Vec<(String, ServerFields)>,
     settings_path: &KeyPath,
     dialect: &Dialect,
     env: EnvLookup<'_>,
@@ -197,6 +256,7 @@ fn document(
         gateway,
         listen,
         servers,
+        warnings: Vec::new(),
     })
 }
 
@@ -371,6 +431,7 @@ fn server(
         lazy: fields.lazy,
         idle_timeout,
         policy: crate::policy::validate(fields.policy, path)?,
+        auto_approve: fields.auto_approve,
     })
 }
 
@@ -527,7 +588,8 @@ fn remote(
     check_url(&url).map_err(|problem| {
         Problem::new(
             url_path.clone(),
-            format!("expected an absolute http:// or https:// URL with a host, got {raw_url:?}: {problem}"),
+            // The URL is not echoed: it may carry credentials.
+            format!("expected an absolute http:// or https:// URL with a host: {problem}"),
         )
     })?;
 
@@ -614,7 +676,7 @@ fn oauth(
     {
         return Err(Problem::new(
             path.key("client_metadata_url"),
-            format!("expected an https:// URL of a Client ID Metadata Document, got {url:?}"),
+            "expected an https:// URL of a Client ID Metadata Document",
         ));
     }
     Ok(client)

@@ -147,6 +147,7 @@ fn full_native_file_parses_to_expected_values() {
             lazy: false,
             idle_timeout: None,
             policy: Default::default(),
+            auto_approve: Vec::new(),
         }
     );
     assert_eq!(
@@ -163,6 +164,7 @@ fn full_native_file_parses_to_expected_values() {
             lazy: false,
             idle_timeout: None,
             policy: Default::default(),
+            auto_approve: Vec::new(),
         }
     );
     assert_eq!(
@@ -262,7 +264,7 @@ fn json_type_spellings_and_harmless_keys() {
             "a": {"type": "stdio", "command": "a", "cwd": "/srv", "description": "x", "disabled": false},
             "b": {"type": "http", "url": "http://b"},
             "c": {"type": "streamable-http", "url": "http://c"},
-            "d": {"type": "streamableHttp", "url": "http://d", "timeout": 2500},
+            "d": {"type": "streamableHttp", "url": "http://d", "timeout": 25},
             "e": {"type": "sse", "url": "http://e"},
             "f": {"url": "http://f", "disabled": true}
         }}"#,
@@ -281,7 +283,7 @@ fn json_type_spellings_and_harmless_keys() {
     assert!(config.servers["a"].enabled);
     assert_eq!(
         config.servers["d"].request_timeout,
-        Some(Duration::from_millis(2500))
+        Some(Duration::from_secs(25))
     );
     assert!(!config.servers["f"].enabled);
 }

@@ -73,11 +73,19 @@ pub struct ApplyReport {
 }
 
 /// Parses one server definition in the `.mcp.json` entry shape (as the admin API and
-/// meta-tools accept it), with the config crate's full validation.
+/// meta-tools accept it), with the config crate's full validation. Unlike a file, whose
+/// other hosts' keys are only warned about, a definition sent to the API must not carry
+/// keys that would be ignored: its sender hears about them at once.
 pub fn parse_definition(name: &str, definition: &Value) -> Result<ServerSpec, RpcError> {
     let document = json!({ "mcpServers": { name: definition } });
     let config = switchboard_config::parse(&document.to_string(), ConfigFormat::McpJson, None)
         .map_err(|error| RpcError::invalid_params(format!("invalid server definition: {error}")))?;
+    if let Some(warning) = config.warnings.first() {
+        return Err(RpcError::invalid_params(format!(
+            "invalid server definition: unknown key `{}`",
+            warning.key()
+        )));
+    }
     config
         .servers
         .into_values()
@@ -324,6 +332,18 @@ impl Gateway {
             }
         }
         report
+    }
+
+    /// Whether applying `config` would leave no server from the config file running
+    /// (runtime registrations do not count: they are not the file's).
+    pub(crate) fn would_remove_every_server(&self, config: &Config) -> bool {
+        config.enabled_servers().next().is_none()
+            && self
+                .inner
+                .servers
+                .read()
+                .values()
+                .any(|server| server.origin == Origin::Config)
     }
 
     /// Records a config file that failed validation (the running config stays).

@@ -4,7 +4,7 @@
 use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::os::fd::AsFd as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -33,6 +33,9 @@ struct Cli {
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SWITCHBOARD_LOG_FORMAT")]
     log_format: LogFormat,
+    /// Largest config file read, in bytes; a larger one is a config error.
+    #[arg(long, global = true, value_name = "BYTES", default_value_t = switchboard_config::DEFAULT_MAX_CONFIG_BYTES, env = "SWITCHBOARD_MAX_CONFIG_BYTES")]
+    max_config_bytes: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -121,7 +124,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(cli.command, cli.max_config_bytes)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("switchboard: {error:#}");
@@ -130,10 +133,13 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
+async fn run(command: Command, max_config_bytes: u64) -> anyhow::Result<()> {
     match command {
         Command::CheckConfig { config } => {
-            let loaded = switchboard_config::load(&config)?;
+            let loaded = switchboard_config::load_with_limit(&config, max_config_bytes)?;
+            for warning in &loaded.warnings {
+                eprintln!("switchboard: warning: {warning}");
+            }
             println!(
                 "{}: ok ({} format, {} server(s): {})",
                 config.display(),
@@ -149,9 +155,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Stdio { config, meta_tools } => {
-            let loaded = switchboard_config::load(&config)?;
+            let hangup = hangup_signal();
+            let (loaded, text) = load(&config, max_config_bytes)?;
             let gateway = Gateway::start(&loaded).await;
-            watch(&gateway, &config);
+            watch(&gateway, &config, &text, max_config_bytes, hangup);
             let max = loaded.gateway.max_message_bytes;
             let stop = shutdown_signal();
             let serving = face::stdio::serve(gateway.clone(), stdin(), stdout(), max, meta_tools);
@@ -165,7 +172,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Serve { config, listen } => {
-            let loaded = switchboard_config::load(&config)?;
+            let hangup = hangup_signal();
+            let (loaded, text) = load(&config, max_config_bytes)?;
             let address = listen
                 .or(loaded.listen.http)
                 .context("no listen address: set listen.http in the config or pass --listen")?;
@@ -178,7 +186,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             // Tests and scripts read this line to learn the port.
             println!("switchboard listening on http://{bound}/mcp");
             tracing::info!(%bound, "serving Streamable HTTP on /mcp");
-            watch(&gateway, &config);
+            watch(&gateway, &config, &text, max_config_bytes, hangup);
             let metrics_gateway = gateway.clone();
             let mut app = face::http::router(gateway.clone(), &loaded.listen).route(
                 "/metrics",
@@ -226,13 +234,54 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// Hot-loading: the config file is watched for the life of the process.
-fn watch(gateway: &Gateway, config: &std::path::Path) {
-    if let Err(error) =
-        switchboard_gateway::watch::watch_config(gateway.clone(), config.to_path_buf())
-    {
-        tracing::warn!(%error, path = %config.display(), "config file not watched; changes need a restart");
+/// Reads and validates the config file; returns the text too, so the watcher compares
+/// later versions with what was actually loaded.
+fn load(path: &Path, max_bytes: u64) -> anyhow::Result<(switchboard_config::Config, String)> {
+    let text = switchboard_config::read(path, max_bytes)?;
+    let config = switchboard_config::parse_file(path, &text)?;
+    for warning in &config.warnings {
+        tracing::warn!(%warning, "config key ignored");
     }
+    Ok((config, text))
+}
+
+/// Hot-loading: the config file is watched for the life of the gateway, and SIGHUP
+/// re-reads it.
+fn watch(
+    gateway: &Gateway,
+    config: &Path,
+    loaded: &str,
+    max_bytes: u64,
+    hangup: Option<tokio::signal::unix::Signal>,
+) {
+    let watch = switchboard_gateway::watch::watch_config(
+        gateway.clone(),
+        config.to_path_buf(),
+        loaded,
+        max_bytes,
+    );
+    let Some(mut hangup) = hangup else { return };
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                received = hangup.recv() => {
+                    if received.is_none() { return }
+                    tracing::info!("SIGHUP: reloading the config");
+                    watch.reload();
+                }
+                () = watch.stopped() => return,
+            }
+        }
+    });
+}
+
+/// SIGHUP (a reload habit, and what a closing terminal or SSH session sends) must never
+/// end the gateway: the handler is installed first thing, before start-up, and a signal
+/// that arrives before the watcher runs is delivered to it once it does.
+fn hangup_signal() -> Option<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .inspect_err(|error| tracing::warn!(%error, "SIGHUP not handled"))
+        .ok()
 }
 
 /// SIGTERM / Ctrl-C. The handlers are installed when this is called (not when the future

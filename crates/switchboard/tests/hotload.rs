@@ -52,7 +52,7 @@ async fn wait_for(
 }
 
 async fn tool_names(client: &ModernHttp) -> Vec<String> {
-    listed_names(&client.request("tools/list", json!({})).await)
+    client.request("tools/list", json!({})).await.tool_names()
 }
 
 async fn admin(
@@ -632,16 +632,6 @@ async fn upstream_list_changes_are_forwarded_to_every_session() {
     );
 }
 
-/// The names a `tools/list` answer lists.
-fn listed_names(list: &switchboard_testkit::Exchange) -> Vec<String> {
-    list.result()["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 /// Meta-tools are each client's choice: `/mcp?meta_tools=on|off` over HTTP, `--meta-tools
 /// on|off` for `switchboard stdio`, the config's `meta_tools_by_default` otherwise. A
 /// client that does not see them cannot call them either.
@@ -672,7 +662,13 @@ async fn meta_tools_are_each_clients_choice() {
     let legacy = LegacyHttp::connect(&format!("{}?meta_tools=on", gateway.url))
         .await
         .unwrap();
-    assert!(listed_names(&legacy.request("tools/list", json!({})).await).contains(&meta));
+    assert!(
+        legacy
+            .request("tools/list", json!({}))
+            .await
+            .tool_names()
+            .contains(&meta)
+    );
 
     let bad = ModernHttp::new(&format!("{}?meta_tools=maybe", gateway.url))
         .request("tools/list", json!({}))
@@ -691,11 +687,23 @@ async fn meta_tools_are_each_clients_choice() {
         switchboard_testkit::Stdio::spawn_with(GATEWAY, &path, false, &["--meta-tools", "on"])
             .await
             .unwrap();
-    assert!(listed_names(&stdio_on.request("tools/list", json!({})).await).contains(&meta));
+    assert!(
+        stdio_on
+            .request("tools/list", json!({}))
+            .await
+            .tool_names()
+            .contains(&meta)
+    );
     let stdio_default = switchboard_testkit::Stdio::spawn(GATEWAY, &path, false)
         .await
         .unwrap();
-    assert!(!listed_names(&stdio_default.request("tools/list", json!({})).await).contains(&meta));
+    assert!(
+        !stdio_default
+            .request("tools/list", json!({}))
+            .await
+            .tool_names()
+            .contains(&meta)
+    );
 }
 
 /// With `meta_tools_by_default = true` a client can still turn them off.
@@ -717,5 +725,11 @@ async fn a_client_can_turn_meta_tools_off() {
     let legacy = LegacyHttp::connect(&format!("{}?meta_tools=off", gateway.url))
         .await
         .unwrap();
-    assert!(!listed_names(&legacy.request("tools/list", json!({})).await).contains(&meta));
+    assert!(
+        !legacy
+            .request("tools/list", json!({}))
+            .await
+            .tool_names()
+            .contains(&meta)
+    );
 }

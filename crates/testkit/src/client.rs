@@ -43,6 +43,16 @@ impl Exchange {
         }
     }
 
+    /// The names a `tools/list` answer lists.
+    pub fn tool_names(&self) -> Vec<String> {
+        self.result()["tools"]
+            .as_array()
+            .expect("a tools array")
+            .iter()
+            .map(|tool| tool["name"].as_str().expect("a tool name").to_owned())
+            .collect()
+    }
+
     pub fn error(&self) -> &Value {
         match &self.outcome {
             Err(error) => error,

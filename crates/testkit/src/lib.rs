@@ -10,5 +10,5 @@ pub mod process;
 pub use client::{Client, Exchange, Face, LegacyHttp, ModernHttp, Stdio};
 pub use process::{
     Proc, binary_beside, children_of, kill_group, replace_file, spawn_fixture_http,
-    spawn_gateway_http, write_config, zombies_of,
+    spawn_gateway_http, spawn_gateway_http_at, write_config, zombies_of,
 };

@@ -135,11 +135,10 @@ async fn spawn_announcing(
     .context("process did not announce its address in time")??;
     // Keep draining stdout so the child never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    let config = dir.as_ref().map(|d| d.path().join("switchboard.toml"));
     Ok(Proc {
         child,
         url,
-        config,
+        config: None,
         _dir: dir,
     })
 }
@@ -147,18 +146,47 @@ async fn spawn_announcing(
 /// Starts `switchboard serve` on a free loopback port with the given config text.
 pub async fn spawn_gateway_http(gateway_bin: &str, config: &str) -> anyhow::Result<Proc> {
     let (dir, path) = write_config(config);
+    let mut proc = spawn_announcing(
+        serve_command(gateway_bin, &path, &[]),
+        "listening on ",
+        Some(dir),
+    )
+    .await?;
+    proc.config = Some(path);
+    Ok(proc)
+}
+
+/// Starts `switchboard serve` on a free loopback port with a config file the caller
+/// owns, and extra environment variables.
+pub async fn spawn_gateway_http_at(
+    gateway_bin: &str,
+    config: &Path,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Proc> {
+    let mut proc = spawn_announcing(
+        serve_command(gateway_bin, config, env),
+        "listening on ",
+        None,
+    )
+    .await?;
+    proc.config = Some(config.to_path_buf());
+    Ok(proc)
+}
+
+fn serve_command(gateway_bin: &str, config: &Path, env: &[(&str, &str)]) -> Command {
     let mut command = Command::new(gateway_bin);
     command
         .arg("serve")
         .arg("--config")
-        .arg(&path)
+        .arg(config)
         .arg("--listen")
         .arg("127.0.0.1:0");
     command.env(
         "SWITCHBOARD_LOG",
         std::env::var("SWITCHBOARD_LOG").unwrap_or_else(|_| "warn".into()),
     );
-    spawn_announcing(command, "listening on ", Some(dir)).await
+    command.envs(env.iter().copied());
+    command
 }
 
 /// Starts the fixture server over HTTP (`transport` = "http" or "sse") with extra args.

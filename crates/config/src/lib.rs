@@ -24,7 +24,7 @@ use std::path::Path;
 pub use error::{ConfigError, ConfigWarning};
 pub use model::{
     Config, ConfigFormat, ConfigSource, EraPreference, GatewaySettings, ListenSettings,
-    OAuthClient, ServerChanges, ServerSpec, TransportSpec,
+    OAuthClient, ServerSpec, TransportSpec,
 };
 pub use name::{InvalidServerName, ServerName};
 pub use policy::{

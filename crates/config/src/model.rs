@@ -320,24 +320,6 @@ pub struct ConfigSource {
     pub format: ConfigFormat,
 }
 
-/// Server-level difference between two configs, each list in name order.
-#[derive(Clone, PartialEq, Eq, Debug, Default)]
-pub struct ServerChanges {
-    /// Present only in the newer config.
-    pub added: Vec<ServerName>,
-    /// Present only in the older config.
-    pub removed: Vec<ServerName>,
-    /// Present in both with a different [`ServerSpec`].
-    pub changed: Vec<ServerName>,
-}
-
-impl ServerChanges {
-    /// True when no server was added, removed or changed.
-    pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
-    }
-}
-
 impl Config {
     /// The listen address used when the file does not set one.
     pub fn default_listen() -> SocketAddr {
@@ -347,25 +329,6 @@ impl Config {
     /// Enabled servers, in name order.
     pub fn enabled_servers(&self) -> impl Iterator<Item = (&ServerName, &ServerSpec)> {
         self.servers.iter().filter(|(_, spec)| spec.enabled)
-    }
-
-    /// Which servers a reload from `self` to `newer` adds, removes or changes.
-    pub fn server_changes(&self, newer: &Config) -> ServerChanges {
-        let mut changes = ServerChanges::default();
-        for (name, spec) in &self.servers {
-            match newer.servers.get(name) {
-                None => changes.removed.push(name.clone()),
-                Some(newer_spec) if newer_spec != spec => changes.changed.push(name.clone()),
-                Some(_) => {}
-            }
-        }
-        changes.added = newer
-            .servers
-            .keys()
-            .filter(|name| !self.servers.contains_key(*name))
-            .cloned()
-            .collect();
-        changes
     }
 }
 
@@ -406,33 +369,6 @@ mod tests {
             .iter()
             .map(|name| ServerName::new(*name).unwrap())
             .collect()
-    }
-
-    #[test]
-    fn server_changes_reports_added_removed_changed() {
-        let older = config(&[("a", stdio("a")), ("b", stdio("b")), ("c", stdio("c"))]);
-        let mut disabled = stdio("c");
-        disabled.enabled = false;
-        let newer = config(&[("b", stdio("b")), ("c", disabled), ("d", stdio("d"))]);
-        let changes = older.server_changes(&newer);
-        assert_eq!(changes.added, names(&["d"]));
-        assert_eq!(changes.removed, names(&["a"]));
-        assert_eq!(changes.changed, names(&["c"]));
-        assert!(!changes.is_empty());
-    }
-
-    #[test]
-    fn server_changes_ignores_gateway_settings_and_source() {
-        let older = config(&[("a", stdio("a"))]);
-        let mut newer = older.clone();
-        newer.gateway.name = "other".to_owned();
-        newer.source.path = Some(PathBuf::from("x.toml"));
-        assert!(older.server_changes(&newer).is_empty());
-        assert!(
-            Config::default()
-                .server_changes(&Config::default())
-                .is_empty()
-        );
     }
 
     #[test]

@@ -387,30 +387,6 @@ fn load_reads_detects_and_records_the_source() {
 }
 
 #[test]
-fn server_changes_between_parsed_configs() {
-    let older = native(
-        "[servers.a]\ncommand = \"a\"\n[servers.b]\ncommand = \"b\"\n[servers.c]\nurl = \"http://c\"\n",
-    )
-    .unwrap();
-    let newer = native(
-        "[gateway]\nname = \"renamed\"\n\
-         [servers.b]\ncommand = \"b\"\n[servers.c]\nurl = \"http://c\"\nheaders = { X = \"1\" }\n\
-         [servers.d]\ncommand = \"d\"\n",
-    )
-    .unwrap();
-    let changes = older.server_changes(&newer);
-    assert_eq!(changes.added, [name("d")]);
-    assert_eq!(changes.removed, [name("a")]);
-    assert_eq!(changes.changed, [name("c")]);
-    assert!(newer.server_changes(&newer).is_empty());
-    let reverse = newer.server_changes(&older);
-    assert_eq!(
-        (reverse.added, reverse.removed),
-        (vec![name("a")], vec![name("d")])
-    );
-}
-
-#[test]
 fn oauth_client_information_is_read_and_its_secret_redacted() {
     let config = native(
         "[servers.r]\nurl = \"https://mcp.example.com/mcp\"\n[servers.r.oauth]\n\

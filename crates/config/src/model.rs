@@ -354,23 +354,6 @@ mod tests {
         }
     }
 
-    fn config(servers: &[(&str, ServerSpec)]) -> Config {
-        Config {
-            servers: servers
-                .iter()
-                .map(|(name, spec)| (ServerName::new(*name).unwrap(), spec.clone()))
-                .collect(),
-            ..Config::default()
-        }
-    }
-
-    fn names(names: &[&str]) -> Vec<ServerName> {
-        names
-            .iter()
-            .map(|name| ServerName::new(*name).unwrap())
-            .collect()
-    }
-
     #[test]
     fn defaults_match_the_documented_values() {
         let gateway = GatewaySettings::default();

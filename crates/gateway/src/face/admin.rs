@@ -67,7 +67,7 @@ async fn authorize(State(state): State<AdminState>, request: Request, next: Next
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .map(|token| -> [u8; 32] { Sha256::digest(token.as_bytes()).into() });
     let authorized = presented.is_some_and(|digest| {
         digest
@@ -80,6 +80,14 @@ async fn authorize(State(state): State<AdminState>, request: Request, next: Next
         return problem(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
     }
     next.run(request).await
+}
+
+/// The token of an `Authorization: Bearer <token>` value; the scheme is
+/// case-insensitive (RFC 9110 §11.1) and may be followed by more than one space.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim_start_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 async fn list_servers(State(state): State<AdminState>) -> Response {

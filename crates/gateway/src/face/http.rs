@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,8 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
+use super::origin::OriginPolicy;
+use super::serve::{BodyError, read_body};
 use super::{
     ListenFilter, PeerTable, declared_version, is_modern_method, legacy_notification, modern_meta,
     parse_switch,
@@ -38,7 +40,7 @@ use crate::reply::Reply;
 
 /// Legacy sessions idle longer than this are forgotten.
 const SESSION_IDLE: Duration = Duration::from_secs(3600);
-/// At most this many legacy sessions at once.
+/// At most this many legacy sessions at once (the oldest idle one is shed for a new one).
 const MAX_SESSIONS: usize = 10_000;
 /// Keep-alive comment interval on long-lived streams.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -55,14 +57,24 @@ struct Session {
     /// The level of the session's last `logging/setLevel`, carried to modern upstreams.
     log_level: Mutex<Option<String>>,
     ended: CancellationToken,
+    /// The address that opened the session (sessions are capped per address).
+    client: Option<IpAddr>,
+}
+
+impl Session {
+    /// Idle: no request of the session is running (an open GET stream does not count).
+    fn is_idle(&self) -> bool {
+        self.inflight.lock().is_empty()
+    }
 }
 
 struct FaceState {
     gateway: Gateway,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
-    allowed_origins: Vec<String>,
-    allowed_hosts: Vec<String>,
+    origin: OriginPolicy,
     max_body_bytes: usize,
+    body_read_timeout: Duration,
+    max_sessions_per_client: usize,
 }
 
 /// Builds the `/mcp` router (callers may merge more routes, e.g. admin and metrics).
@@ -70,9 +82,10 @@ pub fn router(gateway: Gateway, listen: &ListenSettings) -> Router {
     let state = Arc::new(FaceState {
         gateway,
         sessions: Mutex::new(HashMap::new()),
-        allowed_origins: listen.allowed_origins.clone(),
-        allowed_hosts: listen.allowed_hosts.clone(),
+        origin: OriginPolicy::new(listen),
         max_body_bytes: listen.max_body_bytes,
+        body_read_timeout: listen.body_read_timeout,
+        max_sessions_per_client: listen.max_sessions_per_client,
     });
     spawn_session_reaper(&state);
     Router::new()
@@ -113,46 +126,6 @@ fn reject(status: StatusCode, id: Option<RequestId>, error: RpcError) -> Respons
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn is_local_host(host: &str) -> bool {
-    let bare = if host.starts_with('[') {
-        host.split_once(']').map(|(h, _)| &h[1..]).unwrap_or(host)
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, port)| {
-            if port.chars().all(|c| c.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
-        })
-    };
-    matches!(bare, "localhost" | "127.0.0.1" | "::1")
-}
-
-/// DNS-rebinding protection: Host must be local or allowed; Origin, when present, too.
-fn check_origin(state: &FaceState, request_headers: &HeaderMap) -> Result<(), String> {
-    let host = request_headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    let host_ok = is_local_host(host)
-        || state.allowed_hosts.iter().any(|allowed| {
-            allowed == host || host.rsplit_once(':').is_some_and(|(h, _)| h == allowed)
-        });
-    if !host_ok {
-        return Err(format!("Host `{host}` is not allowed"));
-    }
-    if let Some(origin) = request_headers.get(header::ORIGIN) {
-        let origin = origin.to_str().unwrap_or_default();
-        let local = origin.split_once("://").is_some_and(|(scheme, rest)| {
-            matches!(scheme, "http" | "https") && is_local_host(rest)
-        });
-        if !(local || state.allowed_origins.iter().any(|o| o == origin)) {
-            return Err(format!("Origin `{origin}` is not allowed"));
-        }
-    }
-    Ok(())
-}
-
 fn header_str<'a>(request_headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     request_headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -165,7 +138,7 @@ async fn mcp(State(state): State<Arc<FaceState>>, request: axum::extract::Reques
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0);
-    if let Err(reason) = check_origin(&state, &request_headers) {
+    if let Err(reason) = state.origin.check(&request_headers) {
         return reject(
             StatusCode::FORBIDDEN,
             None,
@@ -183,14 +156,19 @@ async fn mcp(State(state): State<Arc<FaceState>>, request: axum::extract::Reques
         Ok(choice) => state.gateway.meta_tools_for(choice),
         Err(error) => return reject(StatusCode::BAD_REQUEST, None, error),
     };
-    let body = match axum::body::to_bytes(body, state.max_body_bytes).await {
+    let body = match read_body(body, state.max_body_bytes, state.body_read_timeout).await {
         Ok(body) => body,
-        Err(_) => {
-            let error = RpcError::new(
-                switchboard_protocol::error::gateway::MESSAGE_TOO_LARGE,
-                format!("request body exceeds {} bytes", state.max_body_bytes),
-            );
-            return reject(StatusCode::PAYLOAD_TOO_LARGE, None, error);
+        Err(error) => {
+            let status = match error {
+                BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                BodyError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
+                BodyError::Broken(_) => StatusCode::BAD_REQUEST,
+            };
+            let code = match error {
+                BodyError::TooLarge(_) => switchboard_protocol::error::gateway::MESSAGE_TOO_LARGE,
+                _ => switchboard_protocol::error::INVALID_REQUEST,
+            };
+            return reject(status, None, RpcError::new(code, error.to_string()));
         }
     };
     let message = match Message::parse(&body) {
@@ -441,7 +419,8 @@ async fn legacy_post(
     if let Message::Request { id, method, params } = &message
         && method == "initialize"
     {
-        return initialize(state, id.clone(), params.as_ref());
+        let client = peer.map(|peer| peer.ip());
+        return initialize(state, client, id.clone(), params.as_ref());
     }
     let Some(session_id) = session_id else {
         let id = match &message {
@@ -559,13 +538,15 @@ async fn legacy_post(
     }
 }
 
-fn initialize(state: &Arc<FaceState>, id: RequestId, params: Option<&Value>) -> Response {
+fn initialize(
+    state: &Arc<FaceState>,
+    client: Option<IpAddr>,
+    id: RequestId,
+    params: Option<&Value>,
+) -> Response {
     let mut sessions = state.sessions.lock();
-    if sessions.len() >= MAX_SESSIONS {
-        let error = RpcError::new(
-            switchboard_protocol::error::gateway::OVERLOADED,
-            "too many sessions",
-        );
+    if let Err(full) = make_room(state, &mut sessions, client) {
+        let error = RpcError::new(switchboard_protocol::error::gateway::OVERLOADED, full);
         return reject(StatusCode::SERVICE_UNAVAILABLE, Some(id), error);
     }
     let requested = params
@@ -589,8 +570,10 @@ fn initialize(state: &Arc<FaceState>, id: RequestId, params: Option<&Value>) -> 
         subscribed: Mutex::new(HashSet::new()),
         log_level: Mutex::new(None),
         ended: CancellationToken::new(),
+        client,
     });
     sessions.insert(session_id.clone(), session);
+    drop(sessions);
     let body = Message::response(id, result).to_bytes();
     (
         StatusCode::OK,
@@ -604,6 +587,42 @@ fn initialize(state: &Arc<FaceState>, id: RequestId, params: Option<&Value>) -> 
         body,
     )
         .into_response()
+}
+
+/// Makes room for one more session of `client`: at its per-address cap (or at the global
+/// cap) the least recently used idle session of that address (or of anyone) is shed, so
+/// one client opening sessions in a loop never locks the others out. Fails only when
+/// every candidate has a request running.
+fn make_room(
+    state: &FaceState,
+    sessions: &mut HashMap<String, Arc<Session>>,
+    client: Option<IpAddr>,
+) -> Result<(), &'static str> {
+    let own = sessions.values().filter(|s| s.client == client).count();
+    let scope = if own >= state.max_sessions_per_client {
+        Some(client)
+    } else if sessions.len() >= MAX_SESSIONS {
+        None
+    } else {
+        return Ok(());
+    };
+    let oldest_idle = sessions
+        .iter()
+        .filter(|(_, s)| scope.is_none_or(|c| s.client == c) && s.is_idle())
+        .min_by_key(|(_, s)| *s.last_seen.lock())
+        .map(|(id, _)| id.clone());
+    let Some(session_id) = oldest_idle else {
+        return Err(match scope {
+            Some(_) => "too many sessions from this client address, none of them idle",
+            None => "too many sessions, none of them idle",
+        });
+    };
+    if let Some(session) = sessions.remove(&session_id) {
+        tracing::debug!(client = ?session.client, "session shed to make room for a new one");
+        session.ended.cancel();
+        end_session(&state.gateway, &session_id);
+    }
+    Ok(())
 }
 
 fn delete_session(state: &FaceState, session_id: Option<&str>) -> Response {

@@ -2,7 +2,12 @@
 //! modern stateless requests side by side and share the era rules below.
 
 pub mod admin;
+mod app;
 pub mod http;
+mod origin;
+pub mod serve;
+
+pub use app::app;
 pub mod stdio;
 
 use serde_json::{Value, json};

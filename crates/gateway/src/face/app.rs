@@ -1,0 +1,44 @@
+//! Everything `switchboard serve` answers on its listener: `/mcp`, `/metrics` and (with
+//! an admin token) `/admin`, each behind the Origin/Host check (`origin`).
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::middleware;
+use axum::routing::get;
+use switchboard_config::ListenSettings;
+
+use super::origin::{OriginPolicy, guard};
+use crate::gateway::Gateway;
+
+/// The routes of the HTTP listener.
+pub fn app(gateway: Gateway, listen: &ListenSettings) -> Router {
+    let metrics_gateway = gateway.clone();
+    let metrics = Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let gateway = metrics_gateway.clone();
+                async move {
+                    (
+                        [("content-type", "text/plain; version=0.0.4")],
+                        gateway.render_metrics(),
+                    )
+                }
+            }),
+        )
+        .layer(middleware::from_fn_with_state(
+            Arc::new(OriginPolicy::for_metrics(listen)),
+            guard,
+        ));
+    let mut app = super::http::router(gateway.clone(), listen).merge(metrics);
+    if let Some(admin) = super::admin::router(gateway) {
+        let admin = admin.layer(middleware::from_fn_with_state(
+            Arc::new(OriginPolicy::new(listen)),
+            guard,
+        ));
+        app = app.merge(admin);
+        tracing::info!("admin API on /admin");
+    }
+    app
+}

@@ -88,6 +88,8 @@ pub(crate) struct Inner {
     /// The call pipeline's steps, in their declared order.
     pub(crate) chain: Chain,
     pub(crate) metrics: crate::metrics::Metrics,
+    /// Names of servers being added (see `roster`'s reservation).
+    pub(crate) adding: Mutex<std::collections::HashSet<String>>,
 }
 
 /// The gateway. Cheap to clone; all clones share one state.
@@ -133,6 +135,7 @@ impl Gateway {
             config_status: Mutex::new(ConfigStatus::loaded(config)),
             chain: crate::pipeline::chain::declared(config, steps),
             metrics: Default::default(),
+            adding: Mutex::default(),
         });
         let gateway = Gateway { inner };
         tokio::spawn(signal_loop(

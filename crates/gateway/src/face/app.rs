@@ -32,7 +32,7 @@ pub fn app(gateway: Gateway, listen: &ListenSettings) -> Router {
             guard,
         ));
     let mut app = super::http::router(gateway.clone(), listen).merge(metrics);
-    if let Some(admin) = super::admin::router(gateway) {
+    if let Some(admin) = super::admin::router(gateway, listen) {
         let admin = admin.layer(middleware::from_fn_with_state(
             Arc::new(OriginPolicy::new(listen)),
             guard,

@@ -186,3 +186,18 @@ async fn list_tools(State(state): State<AdminState>) -> Response {
 async fn config_status(State(state): State<AdminState>) -> Response {
     json_reply(StatusCode::OK, state.gateway.config_status().to_json())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+    }
+}

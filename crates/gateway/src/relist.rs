@@ -89,7 +89,6 @@ impl Relists {
         state.running = std::mem::take(&mut state.pending);
         state.running
     }
-
 }
 
 /// The items of one kind, for "did it change".
@@ -148,25 +147,32 @@ mod tests {
     #[test]
     fn one_runs_one_waits_the_rest_are_counted() {
         let relists = Relists::default();
-        assert!(
-            relists.signal(ListKind::Tools),
+        let tools = ListKind::Tools;
+        assert_eq!(
+            relists.signal(tools),
+            Signal::Start,
             "the first starts a re-list"
         );
-        assert!(!relists.signal(ListKind::Tools), "queued behind it");
+        assert_eq!(relists.signal(tools), Signal::Queued, "one waits behind it");
         for _ in 0..10 {
-            assert!(!relists.signal(ListKind::Tools));
+            assert_eq!(relists.signal(tools), Signal::Coalesced);
         }
-        assert_eq!(relists.coalesced(), 10);
-        assert!(relists.signal(ListKind::Prompts), "kinds are independent");
-        assert!(relists.finished(ListKind::Tools), "the queued one runs");
-        assert!(
-            !relists.signal(ListKind::Tools),
-            "folded into the running one"
+        assert_eq!(
+            relists.signal(ListKind::Prompts),
+            Signal::Start,
+            "kinds are independent"
         );
-        assert!(relists.finished(ListKind::Tools));
-        assert!(!relists.finished(ListKind::Tools), "nothing queued: done");
-        assert!(
-            relists.signal(ListKind::Tools),
+        assert!(relists.finished(tools), "the queued one runs");
+        assert_eq!(
+            relists.signal(tools),
+            Signal::Queued,
+            "behind the running one"
+        );
+        assert!(relists.finished(tools));
+        assert!(!relists.finished(tools), "nothing queued: done");
+        assert_eq!(
+            relists.signal(tools),
+            Signal::Start,
             "a later signal starts again"
         );
     }

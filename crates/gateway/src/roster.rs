@@ -240,6 +240,17 @@ impl Gateway {
         definition: &Value,
     ) -> Result<bool, RosterError> {
         let spec = parse_definition(name, definition).map_err(RosterError::Invalid)?;
+        self.register_spec(name, spec, definition).await
+    }
+
+    /// [`Gateway::register_server`] with the definition already parsed (and vetted by the
+    /// caller: the meta-tools' policy).
+    pub(crate) async fn register_spec(
+        &self,
+        name: &str,
+        spec: ServerSpec,
+        definition: &Value,
+    ) -> Result<bool, RosterError> {
         self.admit(name, spec, Origin::Runtime, Some(definition))
             .await?;
         Ok(self.inner.store.is_persistent())

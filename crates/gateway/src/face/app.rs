@@ -4,12 +4,14 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::http::HeaderMap;
 use axum::middleware;
 use axum::routing::get;
 use switchboard_config::ListenSettings;
 
 use super::origin::{OriginPolicy, guard};
 use crate::gateway::Gateway;
+use crate::metrics::Format;
 
 /// The routes of the HTTP listener.
 pub fn app(gateway: Gateway, listen: &ListenSettings) -> Router {
@@ -17,12 +19,14 @@ pub fn app(gateway: Gateway, listen: &ListenSettings) -> Router {
     let metrics = Router::new()
         .route(
             "/metrics",
-            get(move || {
+            get(move |headers: HeaderMap| {
                 let gateway = metrics_gateway.clone();
                 async move {
+                    let accept = headers.get("accept").and_then(|v| v.to_str().ok());
+                    let format = Format::negotiate(accept);
                     (
-                        [("content-type", "text/plain; version=0.0.4")],
-                        gateway.render_metrics(),
+                        [("content-type", format.content_type())],
+                        gateway.render_metrics(format),
                     )
                 }
             }),

@@ -142,6 +142,19 @@ pub struct ListenSettings {
     pub allowed_hosts: Vec<String>,
     /// Largest accepted HTTP request body.
     pub max_body_bytes: usize,
+    /// Time a connection has to send a request's headers, counted from the moment it
+    /// waits for them: so it also closes idle keep-alive connections.
+    pub header_read_timeout: Duration,
+    /// Time a request has to send its whole body once its headers are in (408 after).
+    pub body_read_timeout: Duration,
+    /// Open connections one client address may hold; more are closed at once.
+    pub max_connections_per_client: usize,
+    /// Legacy sessions one client address may hold; its oldest idle one is shed for a new
+    /// one.
+    pub max_sessions_per_client: usize,
+    /// `Host` values allowed on `/metrics` only, besides the ones `/mcp` allows (for
+    /// scrapers that reach the gateway by another name); `"*"` allows any.
+    pub metrics_allowed_hosts: Vec<String>,
 }
 
 impl ListenSettings {
@@ -150,6 +163,14 @@ impl ListenSettings {
         SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8931));
     /// Default for [`ListenSettings::max_body_bytes`]: 4 MiB.
     pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+    /// Default for [`ListenSettings::header_read_timeout`]: 10 s.
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Default for [`ListenSettings::body_read_timeout`]: 30 s.
+    pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+    /// Default for [`ListenSettings::max_connections_per_client`]: 256.
+    pub const DEFAULT_MAX_CONNECTIONS_PER_CLIENT: usize = 256;
+    /// Default for [`ListenSettings::max_sessions_per_client`]: 1,000.
+    pub const DEFAULT_MAX_SESSIONS_PER_CLIENT: usize = 1000;
 }
 
 impl Default for ListenSettings {
@@ -159,6 +180,11 @@ impl Default for ListenSettings {
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             max_body_bytes: Self::DEFAULT_MAX_BODY_BYTES,
+            header_read_timeout: Self::DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: Self::DEFAULT_BODY_READ_TIMEOUT,
+            max_connections_per_client: Self::DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+            max_sessions_per_client: Self::DEFAULT_MAX_SESSIONS_PER_CLIENT,
+            metrics_allowed_hosts: Vec::new(),
         }
     }
 }

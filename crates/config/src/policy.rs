@@ -216,7 +216,7 @@ fn millis(value: Option<u64>, path: &KeyPath) -> Result<Option<Duration>, Proble
     }
 }
 
-fn count(value: Option<u64>, default: usize, path: &KeyPath) -> Result<usize, Problem> {
+pub(crate) fn count(value: Option<u64>, default: usize, path: &KeyPath) -> Result<usize, Problem> {
     match value {
         None => Ok(default),
         Some(0) => Err(Problem::new(path.clone(), "must be at least 1")),

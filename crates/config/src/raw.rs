@@ -54,6 +54,11 @@ pub(crate) struct RawListen {
     pub(crate) allowed_origins: Option<Vec<String>>,
     pub(crate) allowed_hosts: Option<Vec<String>>,
     pub(crate) max_body_bytes: Option<u64>,
+    pub(crate) header_read_timeout_ms: Option<u64>,
+    pub(crate) body_read_timeout_ms: Option<u64>,
+    pub(crate) max_connections_per_client: Option<u64>,
+    pub(crate) max_sessions_per_client: Option<u64>,
+    pub(crate) metrics_allowed_hosts: Option<Vec<String>>,
 }
 
 /// `listen.http`: an address, or `false` (JSON: also `null`) to disable HTTP.

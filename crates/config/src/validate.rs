@@ -397,6 +397,21 @@ fn listen(raw: RawListen, path: &KeyPath) -> Result<ListenSettings, Problem> {
             )
         })?;
     }
+    let metrics_allowed_hosts = raw.metrics_allowed_hosts.unwrap_or_default();
+    for (index, host) in metrics_allowed_hosts.iter().enumerate() {
+        if host == "*" {
+            continue;
+        }
+        check_host(host).map_err(|reason| {
+            Problem::new(
+                path.key("metrics_allowed_hosts").index(index),
+                format!(
+                    "expected a host name like \"scraper.internal\" (optionally with :port) \
+                     or \"*\", got {host:?}: {reason}"
+                ),
+            )
+        })?;
+    }
     Ok(ListenSettings {
         http,
         allowed_origins,
@@ -406,6 +421,27 @@ fn listen(raw: RawListen, path: &KeyPath) -> Result<ListenSettings, Problem> {
             defaults.max_body_bytes,
             &path.key("max_body_bytes"),
         )?,
+        header_read_timeout: timeout(
+            raw.header_read_timeout_ms,
+            defaults.header_read_timeout,
+            &path.key("header_read_timeout_ms"),
+        )?,
+        body_read_timeout: timeout(
+            raw.body_read_timeout_ms,
+            defaults.body_read_timeout,
+            &path.key("body_read_timeout_ms"),
+        )?,
+        max_connections_per_client: crate::policy::count(
+            raw.max_connections_per_client,
+            defaults.max_connections_per_client,
+            &path.key("max_connections_per_client"),
+        )?,
+        max_sessions_per_client: crate::policy::count(
+            raw.max_sessions_per_client,
+            defaults.max_sessions_per_client,
+            &path.key("max_sessions_per_client"),
+        )?,
+        metrics_allowed_hosts,
     })
 }
 

@@ -506,6 +506,31 @@ fn zero_limits_and_timeouts() {
             "positive number of bytes",
         ),
         (
+            "[listen]\nheader_read_timeout_ms = 0\n",
+            "listen.header_read_timeout_ms",
+            "positive",
+        ),
+        (
+            "[listen]\nbody_read_timeout_ms = 0\n",
+            "listen.body_read_timeout_ms",
+            "positive",
+        ),
+        (
+            "[listen]\nmax_connections_per_client = 0\n",
+            "listen.max_connections_per_client",
+            "at least 1",
+        ),
+        (
+            "[listen]\nmax_sessions_per_client = 0\n",
+            "listen.max_sessions_per_client",
+            "at least 1",
+        ),
+        (
+            "[listen]\nmetrics_allowed_hosts = [\"a/b\"]\n",
+            "listen.metrics_allowed_hosts[0]",
+            "host name",
+        ),
+        (
             "[servers.t]\ncommand = \"x\"\nrequest_timeout_ms = 0\n",
             "servers.t.request_timeout_ms",
             "positive",

@@ -37,6 +37,11 @@ state_secret = "${SECRET}"
 http = "0.0.0.0:9000"
 allowed_origins = ["https://app.example.com", "http://localhost:5173"]
 allowed_hosts = ["gateway.internal", "gateway.internal:9000"]
+header_read_timeout_ms = 5000
+body_read_timeout_ms = 20000
+max_connections_per_client = 64
+max_sessions_per_client = 100
+metrics_allowed_hosts = ["prometheus.internal", "*"]
 max_body_bytes = 2097152
 
 [servers.time]
@@ -74,7 +79,12 @@ const FULL_JSON: &str = r#"{
       "http": "0.0.0.0:9000",
       "allowed_origins": ["https://app.example.com", "http://localhost:5173"],
       "allowed_hosts": ["gateway.internal", "gateway.internal:9000"],
-      "max_body_bytes": 2097152
+      "max_body_bytes": 2097152,
+      "header_read_timeout_ms": 5000,
+      "body_read_timeout_ms": 20000,
+      "max_connections_per_client": 64,
+      "max_sessions_per_client": 100,
+      "metrics_allowed_hosts": ["prometheus.internal", "*"]
     }
   },
   "mcpServers": {
@@ -124,6 +134,11 @@ fn full_native_file_parses_to_expected_values() {
                 "gateway.internal:9000".to_owned()
             ],
             max_body_bytes: 2_097_152,
+            header_read_timeout: Duration::from_secs(5),
+            body_read_timeout: Duration::from_secs(20),
+            max_connections_per_client: 64,
+            max_sessions_per_client: 100,
+            metrics_allowed_hosts: vec!["prometheus.internal".to_owned(), "*".to_owned()],
         }
     );
     let names: Vec<&str> = config.servers.keys().map(ServerName::as_str).collect();

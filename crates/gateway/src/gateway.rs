@@ -88,6 +88,8 @@ pub(crate) struct Inner {
     /// The call pipeline's steps, in their declared order.
     pub(crate) chain: Chain,
     pub(crate) metrics: crate::metrics::Metrics,
+    /// Names of servers being added (see `roster`'s reservation).
+    pub(crate) adding: Mutex<std::collections::HashSet<String>>,
 }
 
 /// The gateway. Cheap to clone; all clones share one state.
@@ -133,6 +135,7 @@ impl Gateway {
             config_status: Mutex::new(ConfigStatus::loaded(config)),
             chain: crate::pipeline::chain::declared(config, steps),
             metrics: Default::default(),
+            adding: Mutex::default(),
         });
         let gateway = Gateway { inner };
         tokio::spawn(signal_loop(
@@ -330,23 +333,7 @@ fn handle_signal(gateway: &Gateway, signal: ServerSignal, connected: &mut bool) 
             let Some(server) = gateway.server(&server) else {
                 return;
             };
-            // Refresh off the loop: a slow upstream must not delay other signals.
-            let gateway = gateway.clone();
-            tokio::spawn(async move {
-                match server.refresh(&gateway.inner.era_cache, kind).await {
-                    Ok(()) => {
-                        gateway
-                            .inner
-                            .store
-                            .put_catalog(&server.name, &server.lists());
-                        gateway.rebuild_catalog();
-                        let _ = gateway.inner.changes.send(Change::ListChanged(kind));
-                    }
-                    Err(error) => {
-                        tracing::warn!(server = %server.name, %error, "list refresh failed")
-                    }
-                }
-            });
+            crate::relist::list_changed(gateway, server, kind);
         }
         ServerSignal::ResourceUpdated(server, mut params) => {
             let catalog = gateway.catalog();

@@ -25,6 +25,7 @@ mod meta_policy;
 pub mod metrics;
 pub mod pipeline;
 pub mod principal;
+mod relist;
 pub mod reply;
 mod roots;
 pub mod roster;

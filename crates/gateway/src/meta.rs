@@ -8,8 +8,7 @@ use serde_json::{Value, json};
 use switchboard_protocol::RpcError;
 
 use crate::gateway::{ClientCtx, Gateway};
-use crate::roster::parse_definition;
-use crate::server::Origin;
+use crate::roster::{RosterError, parse_definition};
 
 const PREFIX: &str = "switchboard__";
 
@@ -123,14 +122,10 @@ impl Gateway {
                         {
                             return failed(refusal);
                         }
-                        match self.add_server(name, spec, Origin::Runtime).await {
-                            Ok(()) => {
-                                self.inner.store.put_registered(name, definition.clone());
-                                ok(
-                                    json!({ "loaded": name, "persisted": self.inner.store.is_persistent() }),
-                                )
-                            }
-                            Err(error) => failed(error.message),
+                        match self.register_spec(name, spec, definition).await {
+                            Ok(persisted) => ok(json!({ "loaded": name, "persisted": persisted })),
+                            Err(RosterError::Invalid(error)) => Err(error),
+                            Err(error) => failed(error.to_string()),
                         }
                     }
                     None => match self.server(name) {
@@ -153,7 +148,7 @@ impl Gateway {
             },
             "unload_server" => match self.remove_server(string_arg(arguments, "name")?).await {
                 Ok(()) => ok(json!({ "unloaded": arguments["name"] })),
-                Err(error) => failed(error.message),
+                Err(error) => failed(error.to_string()),
             },
             "call" => {
                 let server = string_arg(arguments, "server")?;
@@ -197,13 +192,10 @@ impl Gateway {
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
         let definition = json!({ "command": executable.display().to_string(), "args": extra_args });
-        let spec = parse_definition(name, &definition)?;
-        match self.add_server(name, spec, Origin::Runtime).await {
-            Ok(()) => {
-                self.inner.store.put_registered(name, definition.clone());
-                ok(json!({ "installed": name, "definition": definition }))
-            }
-            Err(error) => failed(error.message),
+        match self.register_server(name, &definition).await {
+            Ok(_) => ok(json!({ "installed": name, "definition": definition })),
+            Err(RosterError::Invalid(error)) => Err(error),
+            Err(error) => failed(error.to_string()),
         }
     }
 }

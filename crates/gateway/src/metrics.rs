@@ -158,6 +158,7 @@ pub struct Metrics {
     latency: Family<ServerLabels, Histogram>,
     queue_wait: Family<ServerLabels, Histogram>,
     restarts: Family<ServerLabels, Counter>,
+    list_changed_coalesced: Family<ServerLabels, Counter>,
 }
 
 impl Metrics {
@@ -173,6 +174,7 @@ impl Metrics {
             latency: self.latency.get_or_create_owned(&labels),
             queue_wait: self.queue_wait.get_or_create_owned(&labels),
             restarts: self.restarts.get_or_create_owned(&labels),
+            list_changed_coalesced: self.list_changed_coalesced.get_or_create_owned(&labels),
         }
     }
 }
@@ -191,6 +193,7 @@ pub struct ServerStats {
     pub latency: Histogram,
     pub queue_wait: Histogram,
     restarts: Counter,
+    list_changed_coalesced: Counter,
 }
 
 type ToolTable = HashMap<Box<str>, Arc<ToolCounters>>;
@@ -251,6 +254,11 @@ impl ServerStats {
 
     pub fn restarts(&self) -> u64 {
         self.restarts.get()
+    }
+
+    /// A `list_changed` signal folded into a re-list already queued (`relist`).
+    pub fn count_list_changed_coalesced(&self) {
+        self.list_changed_coalesced.inc();
     }
 }
 
@@ -318,6 +326,11 @@ impl crate::Gateway {
             "switchboard_restarts",
             "Upstream instances replaced after exiting, failing or being recycled",
             metrics.restarts.clone(),
+        );
+        registry.register(
+            "switchboard_list_changed_coalesced",
+            "list_changed signals from a server folded into a re-list already queued",
+            metrics.list_changed_coalesced.clone(),
         );
         self.register_server_gauges(&mut registry);
         let status = self.config_status();

@@ -10,6 +10,11 @@
 //!   whose definition changed are touched; servers registered at runtime are the store's,
 //!   not the file's.
 //! - Every roster change rebuilds the catalog and tells every session (`list_changed`).
+//! - A runtime registration (admin API, meta-tools: both through
+//!   [`Gateway::register_server`]) is applied only once it is persisted: a failed write
+//!   stops the new server and refuses the registration (`RosterError::NotPersisted`), so
+//!   nothing is answered as registered that a restart would lose. Removing a runtime
+//!   registration likewise writes first and leaves the server running if that fails.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -24,6 +29,51 @@ use switchboard_upstream::ConnectOptions;
 use crate::catalog::ListKind;
 use crate::gateway::{Change, Gateway, upstream_client_capabilities};
 use crate::server::{Origin, Server, State};
+use crate::store::StoreError;
+
+/// Why adding, registering or removing a server failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RosterError {
+    /// The name or the definition is invalid.
+    #[error("{}", .0.message)]
+    Invalid(RpcError),
+    #[error("server `{0}` already exists")]
+    Exists(String),
+    #[error("unknown server `{0}`")]
+    Unknown(String),
+    /// The new server did not start.
+    #[error("{}", .0.message)]
+    Start(RpcError),
+    /// The change could not be written to the state dir, so it was not applied.
+    #[error("`{name}` not changed: {source}")]
+    NotPersisted { name: String, source: StoreError },
+}
+
+impl RosterError {
+    /// The JSON-RPC form (config reloads and meta-tools).
+    pub fn to_rpc_error(&self) -> RpcError {
+        match self {
+            RosterError::Invalid(error) | RosterError::Start(error) => error.clone(),
+            RosterError::Exists(_) | RosterError::Unknown(_) => {
+                RpcError::invalid_params(self.to_string())
+            }
+            RosterError::NotPersisted { .. } => RpcError::internal(self.to_string()),
+        }
+    }
+}
+
+/// A name being added, so that two concurrent additions of one name cannot both pass the
+/// "already exists" check; released when dropped.
+struct Reservation<'a> {
+    gateway: &'a Gateway,
+    name: String,
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        self.gateway.inner.adding.lock().remove(&self.name);
+    }
+}
 
 /// How the config file stands, for operators (admin API, metrics).
 #[derive(Clone, Debug)]
@@ -179,51 +229,102 @@ impl Gateway {
         }
     }
 
-    /// Adds a server. Runtime additions are persisted in the store.
+    /// Adds a server from the config file (not persisted: the file is its record).
     pub async fn add_server(
         &self,
         name: &str,
         spec: ServerSpec,
         origin: Origin,
-    ) -> Result<(), RpcError> {
+    ) -> Result<(), RosterError> {
+        self.admit(name, spec, origin, None).await
+    }
+
+    /// Registers a server at runtime from a `.mcp.json`-shaped definition (admin API,
+    /// meta-tools): started, persisted in the store, and only then added. Returns whether
+    /// it is persisted (`false`: no state dir, memory only).
+    pub async fn register_server(
+        &self,
+        name: &str,
+        definition: &Value,
+    ) -> Result<bool, RosterError> {
+        let spec = parse_definition(name, definition).map_err(RosterError::Invalid)?;
+        self.register_spec(name, spec, definition).await
+    }
+
+    /// [`Gateway::register_server`] with the definition already parsed (and vetted by the
+    /// caller: the meta-tools' policy).
+    pub(crate) async fn register_spec(
+        &self,
+        name: &str,
+        spec: ServerSpec,
+        definition: &Value,
+    ) -> Result<bool, RosterError> {
+        self.admit(name, spec, Origin::Runtime, Some(definition))
+            .await?;
+        Ok(self.inner.store.is_persistent())
+    }
+
+    /// Starts a server and adds it to the roster, persisting `definition` in between when
+    /// given (a failed write stops the server and fails the addition).
+    async fn admit(
+        &self,
+        name: &str,
+        spec: ServerSpec,
+        origin: Origin,
+        definition: Option<&Value>,
+    ) -> Result<(), RosterError> {
         switchboard_config::ServerName::new(name)
-            .map_err(|e| RpcError::invalid_params(e.to_string()))?;
-        if self.server(name).is_some() {
-            return Err(RpcError::invalid_params(format!(
-                "server `{name}` already exists"
-            )));
-        }
+            .map_err(|e| RosterError::Invalid(RpcError::invalid_params(e.to_string())))?;
+        let _reservation = self.reserve(name)?;
         let server = self.build_server(name, spec, origin);
-        self.bring_up(&server).await?;
-        let raced = {
-            let mut roster = self.inner.servers.write();
-            if roster.contains_key(name) {
-                Some(server)
-            } else {
-                roster.insert(name.to_owned(), server);
-                None
-            }
-        };
-        if let Some(loser) = raced {
-            loser.stop().await;
-            return Err(RpcError::invalid_params(format!(
-                "server `{name}` already exists"
-            )));
+        self.bring_up(&server).await.map_err(RosterError::Start)?;
+        if let Some(definition) = definition
+            && let Err(source) = self.inner.store.put_registered(name, definition.clone())
+        {
+            tracing::error!(server = name, error = %source, "registration not persisted; not applied");
+            server.stop().await;
+            return Err(RosterError::NotPersisted {
+                name: name.to_owned(),
+                source,
+            });
         }
+        self.inner.servers.write().insert(name.to_owned(), server);
         self.remember_catalog(name);
         tracing::info!(server = name, origin = origin.as_str(), "server added");
         self.announce();
         Ok(())
     }
 
+    /// Claims `name` for an addition: fails if a server or another addition has it.
+    fn reserve(&self, name: &str) -> Result<Reservation<'_>, RosterError> {
+        let mut adding = self.inner.adding.lock();
+        if self.server(name).is_some() || !adding.insert(name.to_owned()) {
+            return Err(RosterError::Exists(name.to_owned()));
+        }
+        Ok(Reservation {
+            gateway: self,
+            name: name.to_owned(),
+        })
+    }
+
     /// Removes a server: it leaves the catalog at once, finishes its calls in flight, then
-    /// stops. A runtime registration is also forgotten by the store.
-    pub async fn remove_server(&self, name: &str) -> Result<(), RpcError> {
+    /// stops. A runtime registration is forgotten by the store first; if that cannot be
+    /// written the server stays.
+    pub async fn remove_server(&self, name: &str) -> Result<(), RosterError> {
+        if self.server(name).is_none() {
+            return Err(RosterError::Unknown(name.to_owned()));
+        }
+        self.inner
+            .store
+            .remove_registered(name)
+            .map_err(|source| RosterError::NotPersisted {
+                name: name.to_owned(),
+                source,
+            })?;
         let removed = self.inner.servers.write().remove(name);
         let Some(server) = removed else {
-            return Err(RpcError::invalid_params(format!("unknown server `{name}`")));
+            return Err(RosterError::Unknown(name.to_owned()));
         };
-        self.inner.store.remove_registered(name);
         tracing::info!(server = name, "server removed");
         self.announce();
         let deadline = self.inner.settings.drain_timeout;
@@ -309,13 +410,17 @@ impl Gateway {
         let outcomes =
             futures::future::join_all(tasks.iter().map(|(name, action, spec)| async move {
                 match (*action, spec) {
-                    ("added", Some(spec)) => {
-                        self.add_server(name, spec.clone(), Origin::Config).await
-                    }
+                    ("added", Some(spec)) => self
+                        .add_server(name, spec.clone(), Origin::Config)
+                        .await
+                        .map_err(|error| error.to_rpc_error()),
                     ("reloaded", Some(spec)) => {
                         self.reload_as(name, spec.clone(), Origin::Config).await
                     }
-                    _ => self.remove_server(name).await,
+                    _ => self
+                        .remove_server(name)
+                        .await
+                        .map_err(|error| error.to_rpc_error()),
                 }
             }))
             .await;

@@ -156,10 +156,11 @@ impl Message {
         if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
             return Err(ParseError::Invalid("`jsonrpc` must be \"2.0\"".into()));
         }
+        let raw_id = object.remove("id");
+        let null_id = matches!(raw_id, Some(Value::Null));
         let id =
-            match object.remove("id") {
-                None => None,
-                Some(Value::Null) => None,
+            match raw_id {
+                None | Some(Value::Null) => None,
                 Some(value) => Some(RequestId::from_value(&value).ok_or_else(|| {
                     ParseError::Invalid("`id` must be a string or a number".into())
                 })?),
@@ -176,6 +177,13 @@ impl Message {
             let Value::String(method) = method else {
                 return Err(ParseError::Invalid("`method` must be a string".into()));
             };
+            // JSON-RPC 2.0 makes `"id": null` a request (not a notification), and MCP
+            // forbids null ids: refused, never silently treated as a notification.
+            if null_id {
+                return Err(ParseError::Invalid(
+                    "`id` must not be null (omit it for a notification)".into(),
+                ));
+            }
             return Ok(match id {
                 Some(id) => Message::Request { id, method, params },
                 None => Message::Notification { method, params },
@@ -331,6 +339,8 @@ mod tests {
             Message::parse(b"[]").unwrap_err().to_rpc_error().code,
             -32600
         );
+        let null_id = Message::parse(br#"{"jsonrpc":"2.0","id":null,"method":"ping"}"#);
+        assert_eq!(null_id.unwrap_err().to_rpc_error().code, -32600);
         assert_eq!(
             Message::parse(b"{").unwrap_err().to_rpc_error().code,
             -32700

@@ -1,7 +1,6 @@
 //! `switchboard`: the MCP gateway binary. Subcommands run the HTTP face (`serve`), the
 //! stdio face (`stdio`) or validate a configuration (`check-config`).
 
-use std::future::IntoFuture as _;
 use std::net::SocketAddr;
 use std::os::fd::AsFd as _;
 use std::path::{Path, PathBuf};
@@ -10,7 +9,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
 use clap::{Parser, Subcommand, ValueEnum};
 use switchboard_gateway::Gateway;
 use switchboard_gateway::face;
@@ -187,42 +185,17 @@ async fn run(command: Command, max_config_bytes: u64) -> anyhow::Result<()> {
             println!("switchboard listening on http://{bound}/mcp");
             tracing::info!(%bound, "serving Streamable HTTP on /mcp");
             watch(&gateway, &config, &text, max_config_bytes, hangup);
-            let metrics_gateway = gateway.clone();
-            let mut app = face::http::router(gateway.clone(), &loaded.listen).route(
-                "/metrics",
-                axum::routing::get(move |headers: axum::http::HeaderMap| {
-                    let gateway = metrics_gateway.clone();
-                    async move {
-                        let accept = headers.get("accept").and_then(|v| v.to_str().ok());
-                        let format = switchboard_gateway::metrics::Format::negotiate(accept);
-                        (
-                            [("content-type", format.content_type())],
-                            gateway.render_metrics(format),
-                        )
-                    }
-                }),
-            );
-            if let Some(admin) = face::admin::router(gateway.clone()) {
-                app = app.merge(admin);
-                tracing::info!("admin API on /admin");
-            }
-            let listener = listener.tap_io(|tcp| {
-                // Without it, small responses wait for delayed ACKs (~40 ms per call).
-                let _ = tcp.set_nodelay(true);
-            });
+            let app = face::app(gateway.clone(), &loaded.listen);
             // SIGTERM: stop accepting, let calls in flight finish (up to the drain
             // deadline), give open streams a moment to close, then stop the upstreams.
             let (stop_accepting, stopped) = tokio::sync::oneshot::channel::<()>();
-            let serving = tokio::spawn(
-                axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-                )
-                .with_graceful_shutdown(async {
+            let listen = loaded.listen.clone();
+            let serving = tokio::spawn(async move {
+                face::serve::serve(listener, app, &listen, async {
                     let _ = stopped.await;
                 })
-                .into_future(),
-            );
+                .await;
+            });
             stop.await;
             let _ = stop_accepting.send(());
             let drained = gateway.drain(loaded.gateway.drain_timeout).await;

@@ -2,8 +2,10 @@
 //! (`[gateway] admin_token`; without one the API is not mounted). JSON in and out.
 //!
 //! - `GET /admin/servers` — every server with state, era, last error, in-flight calls
-//! - `POST /admin/servers` — `{"name", "server": {.mcp.json entry}}`: register (persisted)
-//! - `DELETE /admin/servers/{name}` — remove (calls in flight finish first)
+//! - `POST /admin/servers` — `{"name", "server": {.mcp.json entry}}`: register (persisted
+//!   before it is applied; 507 and not applied when the state file cannot be written)
+//! - `DELETE /admin/servers/{name}` — remove (calls in flight finish first; 507 and not
+//!   removed when the state file cannot be written)
 //! - `POST /admin/servers/{name}/reload` — restart without losing calls
 //! - `GET /admin/tools` — the merged catalog (exposed name → server, tool)
 //! - `GET /admin/config` — the watched file's status (valid, last error, reloads)
@@ -16,15 +18,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use switchboard_config::ListenSettings;
 
+use super::serve::{BodyError, read_body};
 use crate::gateway::Gateway;
-use crate::roster::parse_definition;
-use crate::server::Origin;
+use crate::roster::RosterError;
 
 #[derive(Clone)]
 struct AdminState {
     gateway: Gateway,
     token_digest: [u8; 32],
+    max_body_bytes: usize,
+    body_read_timeout: std::time::Duration,
 }
 
 fn json_reply(status: StatusCode, body: Value) -> Response {
@@ -41,11 +46,13 @@ fn problem(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 /// The `/admin` routes, or `None` when no admin token is configured.
-pub fn router(gateway: Gateway) -> Option<Router> {
+pub fn router(gateway: Gateway, listen: &ListenSettings) -> Option<Router> {
     let token = gateway.settings().admin_token.clone()?;
     let state = AdminState {
         gateway,
         token_digest: Sha256::digest(token.as_bytes()).into(),
+        max_body_bytes: listen.max_body_bytes,
+        body_read_timeout: listen.body_read_timeout,
     };
     let routes = Router::new()
         .route("/admin/servers", get(list_servers).post(register_server))
@@ -67,7 +74,7 @@ async fn authorize(State(state): State<AdminState>, request: Request, next: Next
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .map(|token| -> [u8; 32] { Sha256::digest(token.as_bytes()).into() });
     let authorized = presented.is_some_and(|digest| {
         digest
@@ -82,6 +89,14 @@ async fn authorize(State(state): State<AdminState>, request: Request, next: Next
     next.run(request).await
 }
 
+/// The token of an `Authorization: Bearer <token>` value; the scheme is
+/// case-insensitive (RFC 9110 §11.1) and may be followed by more than one space.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim_start_matches(' ');
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
 async fn list_servers(State(state): State<AdminState>) -> Response {
     json_reply(
         StatusCode::OK,
@@ -89,7 +104,14 @@ async fn list_servers(State(state): State<AdminState>) -> Response {
     )
 }
 
-async fn register_server(State(state): State<AdminState>, body: axum::body::Bytes) -> Response {
+async fn register_server(State(state): State<AdminState>, body: axum::body::Body) -> Response {
+    let body = match read_body(body, state.max_body_bytes, state.body_read_timeout).await {
+        Ok(body) => body,
+        Err(BodyError::TooSlow(_)) => {
+            return problem(StatusCode::REQUEST_TIMEOUT, "request body too slow");
+        }
+        Err(error) => return problem(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
+    };
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return problem(
             StatusCode::BAD_REQUEST,
@@ -101,23 +123,8 @@ async fn register_server(State(state): State<AdminState>, body: axum::body::Byte
     else {
         return problem(StatusCode::BAD_REQUEST, "body needs `name` and `server`");
     };
-    let spec = match parse_definition(name, definition) {
-        Ok(spec) => spec,
-        Err(error) => return problem(StatusCode::BAD_REQUEST, error.message),
-    };
-    if state.gateway.server_state(name).is_some() {
-        return problem(
-            StatusCode::CONFLICT,
-            format!("server `{name}` already exists"),
-        );
-    }
-    match state.gateway.add_server(name, spec, Origin::Runtime).await {
-        Ok(()) => {
-            state
-                .gateway
-                .inner
-                .store
-                .put_registered(name, definition.clone());
+    match state.gateway.register_server(name, definition).await {
+        Ok(persisted) => {
             let server = state
                 .gateway
                 .describe_servers()
@@ -125,18 +132,31 @@ async fn register_server(State(state): State<AdminState>, body: axum::body::Byte
                 .find(|s| s["name"] == name);
             json_reply(
                 StatusCode::CREATED,
-                json!({ "server": server, "persisted": state.gateway.inner.store.is_persistent() }),
+                json!({ "server": server, "persisted": persisted }),
             )
         }
-        Err(error) => problem(StatusCode::BAD_GATEWAY, error.message),
+        Err(error) => roster_problem(&error),
     }
 }
 
 async fn remove_server(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
     match state.gateway.remove_server(&name).await {
         Ok(()) => json_reply(StatusCode::OK, json!({ "removed": name })),
-        Err(error) => problem(StatusCode::NOT_FOUND, error.message),
+        Err(error) => roster_problem(&error),
     }
+}
+
+/// The one mapping of roster failures to admin API statuses. A change that could not be
+/// persisted was not applied: 507 Insufficient Storage.
+fn roster_problem(error: &RosterError) -> Response {
+    let status = match error {
+        RosterError::Invalid(_) => StatusCode::BAD_REQUEST,
+        RosterError::Exists(_) => StatusCode::CONFLICT,
+        RosterError::Unknown(_) => StatusCode::NOT_FOUND,
+        RosterError::Start(_) => StatusCode::BAD_GATEWAY,
+        RosterError::NotPersisted { .. } => StatusCode::INSUFFICIENT_STORAGE,
+    };
+    problem(status, error.to_string())
 }
 
 async fn reload_server(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
@@ -165,4 +185,19 @@ async fn list_tools(State(state): State<AdminState>) -> Response {
 
 async fn config_status(State(state): State<AdminState>) -> Response {
     json_reply(StatusCode::OK, state.gateway.config_status().to_json())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+        assert_eq!(bearer_token("Bearer "), None);
+    }
 }

@@ -26,7 +26,9 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 
-use super::session::{LegacySession, MemorySessions, SessionStore};
+use super::origin::OriginPolicy;
+use super::serve::{BodyError, read_body};
+use super::session::{Capacity, LegacySession, MemorySessions, SessionStore};
 use super::{ListenFilter, declared_version, is_modern_method, modern_meta, parse_switch};
 use crate::gateway::{ClientCtx, Gateway, PeerRequest};
 use crate::principal::{Face, Peer, Principal};
@@ -34,7 +36,7 @@ use crate::reply::Reply;
 
 /// Legacy sessions idle longer than this are forgotten.
 const SESSION_IDLE: Duration = Duration::from_secs(3600);
-/// At most this many legacy sessions at once.
+/// At most this many legacy sessions at once (the oldest idle one is shed for a new one).
 const MAX_SESSIONS: usize = 10_000;
 /// Keep-alive comment interval on long-lived streams.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -42,9 +44,10 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 struct FaceState {
     gateway: Gateway,
     sessions: Box<dyn SessionStore>,
-    allowed_origins: Vec<String>,
-    allowed_hosts: Vec<String>,
+    origin: OriginPolicy,
     max_body_bytes: usize,
+    body_read_timeout: Duration,
+    max_sessions_per_client: usize,
 }
 
 /// Builds the `/mcp` router (callers may merge more routes, e.g. admin and metrics).
@@ -52,9 +55,10 @@ pub fn router(gateway: Gateway, listen: &ListenSettings) -> Router {
     let state = Arc::new(FaceState {
         gateway,
         sessions: Box::new(MemorySessions::default()),
-        allowed_origins: listen.allowed_origins.clone(),
-        allowed_hosts: listen.allowed_hosts.clone(),
+        origin: OriginPolicy::new(listen),
         max_body_bytes: listen.max_body_bytes,
+        body_read_timeout: listen.body_read_timeout,
+        max_sessions_per_client: listen.max_sessions_per_client,
     });
     spawn_session_reaper(&state);
     Router::new()
@@ -91,46 +95,6 @@ fn reject(status: StatusCode, id: Option<RequestId>, error: RpcError) -> Respons
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn is_local_host(host: &str) -> bool {
-    let bare = if host.starts_with('[') {
-        host.split_once(']').map(|(h, _)| &h[1..]).unwrap_or(host)
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, port)| {
-            if port.chars().all(|c| c.is_ascii_digit()) {
-                h
-            } else {
-                host
-            }
-        })
-    };
-    matches!(bare, "localhost" | "127.0.0.1" | "::1")
-}
-
-/// DNS-rebinding protection: Host must be local or allowed; Origin, when present, too.
-fn check_origin(state: &FaceState, request_headers: &HeaderMap) -> Result<(), String> {
-    let host = request_headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    let host_ok = is_local_host(host)
-        || state.allowed_hosts.iter().any(|allowed| {
-            allowed == host || host.rsplit_once(':').is_some_and(|(h, _)| h == allowed)
-        });
-    if !host_ok {
-        return Err(format!("Host `{host}` is not allowed"));
-    }
-    if let Some(origin) = request_headers.get(header::ORIGIN) {
-        let origin = origin.to_str().unwrap_or_default();
-        let local = origin.split_once("://").is_some_and(|(scheme, rest)| {
-            matches!(scheme, "http" | "https") && is_local_host(rest)
-        });
-        if !(local || state.allowed_origins.iter().any(|o| o == origin)) {
-            return Err(format!("Origin `{origin}` is not allowed"));
-        }
-    }
-    Ok(())
-}
-
 fn header_str<'a>(request_headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     request_headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -143,7 +107,7 @@ async fn mcp(State(state): State<Arc<FaceState>>, request: axum::extract::Reques
         .extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map(|info| info.0);
-    if let Err(reason) = check_origin(&state, &request_headers) {
+    if let Err(reason) = state.origin.check(&request_headers) {
         return reject(
             StatusCode::FORBIDDEN,
             None,
@@ -161,14 +125,19 @@ async fn mcp(State(state): State<Arc<FaceState>>, request: axum::extract::Reques
         Ok(choice) => state.gateway.meta_tools_for(choice),
         Err(error) => return reject(StatusCode::BAD_REQUEST, None, error),
     };
-    let body = match axum::body::to_bytes(body, state.max_body_bytes).await {
+    let body = match read_body(body, state.max_body_bytes, state.body_read_timeout).await {
         Ok(body) => body,
-        Err(_) => {
-            let error = RpcError::new(
-                switchboard_protocol::error::gateway::MESSAGE_TOO_LARGE,
-                format!("request body exceeds {} bytes", state.max_body_bytes),
-            );
-            return reject(StatusCode::PAYLOAD_TOO_LARGE, None, error);
+        Err(error) => {
+            let status = match error {
+                BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                BodyError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
+                BodyError::Broken(_) => StatusCode::BAD_REQUEST,
+            };
+            let code = match error {
+                BodyError::TooLarge(_) => switchboard_protocol::error::gateway::MESSAGE_TOO_LARGE,
+                _ => switchboard_protocol::error::INVALID_REQUEST,
+            };
+            return reject(status, None, RpcError::new(code, error.to_string()));
         }
     };
     let message = match Message::parse(&body) {
@@ -517,12 +486,24 @@ fn initialize(
         meta_tools,
         params,
     );
-    if state.sessions.insert(session, MAX_SESSIONS).is_err() {
-        let error = RpcError::new(
-            switchboard_protocol::error::gateway::OVERLOADED,
-            "too many sessions",
-        );
-        return reject(StatusCode::SERVICE_UNAVAILABLE, Some(id), error);
+    let capacity = Capacity {
+        total: MAX_SESSIONS,
+        per_client: state.max_sessions_per_client,
+    };
+    match state.sessions.insert(session, capacity) {
+        Ok(None) => {}
+        Ok(Some(shed)) => {
+            tracing::debug!(
+                session = shed.id(),
+                "session shed to make room for a new one"
+            );
+            shed.end();
+            end_session(&state.gateway, shed.id());
+        }
+        Err(full) => {
+            let error = RpcError::new(switchboard_protocol::error::gateway::OVERLOADED, full.0);
+            return reject(StatusCode::SERVICE_UNAVAILABLE, Some(id), error);
+        }
     }
     let body = Message::response(id, result).to_bytes();
     (

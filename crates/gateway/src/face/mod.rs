@@ -2,8 +2,13 @@
 //! modern stateless requests side by side and share the era rules below.
 
 pub mod admin;
+mod app;
 pub mod http;
+mod origin;
+pub mod serve;
 mod session;
+
+pub use app::app;
 pub mod stdio;
 
 use serde_json::{Value, json};

@@ -154,6 +154,16 @@ impl LegacySession {
         self.last_seen.lock().elapsed()
     }
 
+    /// No request of the session is running (an open GET stream does not count).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.inflight.lock().is_empty()
+    }
+
+    /// The address that opened the session (sessions are capped per address).
+    fn client(&self) -> Option<std::net::IpAddr> {
+        self.principal.peer().addr.map(|addr| addr.ip())
+    }
+
     /// Ends the session: everything still running is cancelled.
     pub(crate) fn end(&self) {
         self.ended.cancel();
@@ -163,19 +173,33 @@ impl LegacySession {
     }
 }
 
+/// How many sessions a store holds.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Capacity {
+    pub(crate) total: usize,
+    /// Per client address.
+    pub(crate) per_client: usize,
+}
+
 /// Where a face keeps its legacy sessions.
 pub(crate) trait SessionStore: Send + Sync {
-    /// Adds a session unless `capacity` sessions exist already.
-    fn insert(&self, session: Arc<LegacySession>, capacity: usize) -> Result<(), Full>;
+    /// Adds a session. At a limit (the client address's, else the total), the least
+    /// recently used idle session in that scope makes room and is returned for the caller
+    /// to end; when none is idle the session is refused.
+    fn insert(
+        &self,
+        session: Arc<LegacySession>,
+        capacity: Capacity,
+    ) -> Result<Option<Arc<LegacySession>>, Full>;
     fn get(&self, id: &str) -> Option<Arc<LegacySession>>;
     fn remove(&self, id: &str) -> Option<Arc<LegacySession>>;
     /// Removes and returns the sessions idle for `idle` or longer.
     fn expire(&self, idle: Duration) -> Vec<Arc<LegacySession>>;
 }
 
-/// The store is at capacity.
+/// The store is at capacity and no session in scope is idle.
 #[derive(Debug)]
-pub(crate) struct Full;
+pub(crate) struct Full(pub(crate) &'static str);
 
 /// Sessions in this process's memory.
 #[derive(Default)]
@@ -184,13 +208,35 @@ pub(crate) struct MemorySessions {
 }
 
 impl SessionStore for MemorySessions {
-    fn insert(&self, session: Arc<LegacySession>, capacity: usize) -> Result<(), Full> {
+    fn insert(
+        &self,
+        session: Arc<LegacySession>,
+        capacity: Capacity,
+    ) -> Result<Option<Arc<LegacySession>>, Full> {
         let mut sessions = self.sessions.lock();
-        if sessions.len() >= capacity {
-            return Err(Full);
-        }
+        let client = session.client();
+        let own = sessions.values().filter(|s| s.client() == client).count();
+        let scope = if own >= capacity.per_client {
+            Some(client)
+        } else if sessions.len() >= capacity.total {
+            None
+        } else {
+            sessions.insert(session.id.clone(), session);
+            return Ok(None);
+        };
+        let oldest_idle = sessions
+            .iter()
+            .filter(|(_, s)| scope.is_none_or(|c| s.client() == c) && s.is_idle())
+            .min_by_key(|(_, s)| *s.last_seen.lock())
+            .map(|(id, _)| id.clone());
+        let Some(shed) = oldest_idle.and_then(|id| sessions.remove(&id)) else {
+            return Err(Full(match scope {
+                Some(_) => "too many sessions from this client address, none of them idle",
+                None => "too many sessions, none of them idle",
+            }));
+        };
         sessions.insert(session.id.clone(), session);
-        Ok(())
+        Ok(Some(shed))
     }
 
     fn get(&self, id: &str) -> Option<Arc<LegacySession>> {
@@ -260,16 +306,49 @@ mod tests {
     async fn the_store_is_bounded_and_expires_idle_sessions() {
         let gateway = Gateway::start(&switchboard_config::Config::default()).await;
         let store = MemorySessions::default();
+        let capacity = Capacity {
+            total: 2,
+            per_client: 10,
+        };
+        let mut opened = Vec::new();
         for id in ["a", "b"] {
             let (session, _) = LegacySession::open(&gateway, id, principal(id), false, None);
-            store.insert(session, 2).expect("room");
+            assert!(
+                store
+                    .insert(session.clone(), capacity)
+                    .expect("room")
+                    .is_none()
+            );
+            opened.push(session);
         }
+        // "a" is busy: the idle "b" makes room for "c".
+        let (notify, _n) = mpsc::channel(1);
+        let (peer, _p) = mpsc::channel(1);
+        let _busy = opened[0].begin(&RequestId::from(1), "ping", &mut None, notify, peer);
         let (third, _) = LegacySession::open(&gateway, "c", principal("c"), false, None);
-        assert!(store.insert(third, 2).is_err(), "capacity holds");
+        let shed = store.insert(third, capacity).expect("room made");
+        assert_eq!(shed.map(|s| s.id().to_owned()), Some("b".to_owned()));
+        let (fourth, _) = LegacySession::open(&gateway, "d", principal("d"), false, None);
+        opened[0].finish(&RequestId::from(1));
+        let (notify, _n) = mpsc::channel(1);
+        let (peer, _p) = mpsc::channel(1);
+        let _busy =
+            store
+                .get("c")
+                .unwrap()
+                .begin(&RequestId::from(2), "ping", &mut None, notify, peer);
+        // "a" is idle again and oldest.
+        assert_eq!(
+            store
+                .insert(fourth, capacity)
+                .expect("room made")
+                .map(|s| s.id().to_owned()),
+            Some("a".to_owned())
+        );
         assert!(store.expire(Duration::from_secs(60)).is_empty());
         let expired = store.expire(Duration::ZERO);
         assert_eq!(expired.len(), 2);
-        assert!(store.get("a").is_none());
+        assert!(store.get("c").is_none());
         gateway.shutdown().await;
     }
 }

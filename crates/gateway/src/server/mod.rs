@@ -198,6 +198,8 @@ pub struct Server {
     signals: mpsc::Sender<ServerSignal>,
     watch: Watch,
     pub stats: ServerStats,
+    /// Coalesces `list_changed` signals into re-lists (`relist`).
+    pub(crate) relists: crate::relist::Relists,
     /// Ends the health-probe task.
     tasks: CancellationToken,
 }
@@ -240,6 +242,7 @@ impl Server {
             signals,
             watch: (Arc::default(), Arc::default()),
             stats,
+            relists: Default::default(),
             tasks: CancellationToken::new(),
             options,
         });

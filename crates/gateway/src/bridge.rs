@@ -473,6 +473,7 @@ fn launch(
     options.headers = headers.to_vec();
     options.client_capabilities = Some(ctx.capabilities.clone());
     options.client_info = ctx.client_info.clone();
+    options.caller = Some(ctx.principal.session().to_owned());
     let method = method.to_owned();
     let tool = tool.to_owned();
     // The call owns the lease: a parked flight still holds its instance, permit and
@@ -526,8 +527,8 @@ fn check_capability(ctx: &ClientCtx, request: ServerRequest) -> Result<(), Serve
 impl Gateway {
     /// Hands a server→client request to the calling legacy client. A `roots/list` that
     /// outlives its call (a legacy server asks on its own schedule, and the gateway can only
-    /// guess the call it belongs to) is answered with the roots of every reachable client,
-    /// as an unowned one would be.
+    /// guess the call it belongs to), whether the call was cancelled or completed first, is
+    /// answered with the roots of every reachable client, as an unowned one would be.
     fn relay_to_peer(&self, ctx: &ClientCtx, request: ServerRequest) {
         let Err(request) = check_capability(ctx, request) else {
             return;
@@ -537,7 +538,9 @@ impl Gateway {
         tokio::spawn(async move {
             let roots = request.method == "roots/list";
             let outcome = match ask_peer(&ctx, request.method, request.params).await {
-                Err(_) if roots && ctx.cancel.is_cancelled() => gateway.union_of_roots().await,
+                Err(error) if roots && error.code == codes::UPSTREAM_UNAVAILABLE => {
+                    gateway.union_of_roots().await
+                }
                 outcome => outcome,
             };
             let _ = request.reply.send(outcome);

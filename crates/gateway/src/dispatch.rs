@@ -185,15 +185,11 @@ impl Gateway {
             _ => {}
         }
         if matches!(call.method, "resources/subscribe" | "resources/unsubscribe") {
-            let server = self
-                .server(&route.server)
-                .ok_or_else(|| Error::invalid_params("unknown server"))?;
-            let upstream = server.upstream(&self.inner.era_cache).await?;
-            if upstream.era() == Era::Modern {
-                // A modern owner reports updates on our listen stream for it.
-                server.watch_resource(&route.name, call.method == "resources/subscribe");
-                return Ok(json!({}));
-            }
+            // Shared with every other holder of the URI (`subscriptions.rs`).
+            let (server, uri) = (&route.server, route.name.clone());
+            return Ok(self
+                .session_subscription(call.ctx, call.method, server, uri)
+                .await?);
         }
         let forward = Forward {
             server: &route.server,
@@ -225,8 +221,11 @@ impl Gateway {
                     params: json!({ "level": level }),
                     headers: Vec::new(),
                 };
-                if let Err(error) = self.forward(ctx, call).await {
-                    tracing::debug!(server = %server.name, %error, "setLevel not applied");
+                match self.forward(ctx, call).await {
+                    Ok(_) => self.subscribe_logs(&server.name, ctx.principal.session()),
+                    Err(error) => {
+                        tracing::debug!(server = %server.name, %error, "setLevel not applied")
+                    }
                 }
             }
         }

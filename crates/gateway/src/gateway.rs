@@ -27,13 +27,22 @@ use crate::store::Store;
 #[derive(Clone, Debug)]
 pub enum Change {
     ListChanged(ListKind),
+    /// A list changed in one session's view only (its own per-session instance).
+    SessionListChanged {
+        kind: ListKind,
+        session: String,
+    },
     /// A subscribed resource changed; `params` carry the exposed URI.
     ResourceUpdated {
         uri: String,
         params: Value,
     },
-    /// An upstream log message not tied to a call (`notifications/message` params).
-    Log(Value),
+    /// An upstream log message not tied to a call (`notifications/message` params), for
+    /// the sessions in `to` (see `subscriptions.rs`).
+    Log {
+        params: Value,
+        to: Arc<std::collections::BTreeSet<String>>,
+    },
 }
 
 /// A server→client request for a legacy client, served by its face.
@@ -90,6 +99,11 @@ pub(crate) struct Inner {
     pub(crate) metrics: crate::metrics::Metrics,
     /// Names of servers being added (see `roster`'s reservation).
     pub(crate) adding: Mutex<std::collections::HashSet<String>>,
+    /// Server → sessions that asked it for log messages (`logging/setLevel`).
+    pub(crate) log_subscribers: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
+    /// Per-session catalog views (`views.rs`), and whether any session has one.
+    pub(crate) views: Mutex<HashMap<String, crate::views::View>>,
+    pub(crate) has_views: std::sync::atomic::AtomicBool,
 }
 
 /// The gateway. Cheap to clone; all clones share one state.
@@ -136,6 +150,9 @@ impl Gateway {
             chain: crate::pipeline::chain::declared(config, steps),
             metrics: Default::default(),
             adding: Mutex::default(),
+            log_subscribers: Mutex::new(HashMap::new()),
+            views: Mutex::new(HashMap::new()),
+            has_views: std::sync::atomic::AtomicBool::new(false),
         });
         let gateway = Gateway { inner };
         tokio::spawn(signal_loop(
@@ -183,15 +200,19 @@ impl Gateway {
         self.inner.servers.read().get(name).cloned()
     }
 
-    /// Rebuilds the catalog snapshot from every server's last known lists.
-    pub(crate) fn rebuild_catalog(&self) -> Arc<Catalog> {
-        let lists = self
-            .inner
+    /// Every server's last known lists, by name.
+    pub(crate) fn server_lists(&self) -> BTreeMap<String, Arc<crate::catalog::ServerLists>> {
+        self.inner
             .servers
             .read()
             .iter()
             .map(|(name, server)| (name.clone(), server.lists()))
-            .collect();
+            .collect()
+    }
+
+    /// Rebuilds the catalog snapshot from every server's last known lists.
+    pub(crate) fn rebuild_catalog(&self) -> Arc<Catalog> {
+        let lists = self.server_lists();
         let catalog = Arc::new(Catalog::build(&lists, self.inner.settings.passthrough));
         self.inner.catalog.store(catalog.clone());
         catalog
@@ -327,12 +348,19 @@ fn handle_signal(gateway: &Gateway, signal: ServerSignal, connected: &mut bool) 
                 .inner
                 .store
                 .put_catalog(&server.name, &server.lists());
+            gateway.resubscribe(server);
             *connected = true;
         }
-        ServerSignal::ListChanged(server, kind) => {
+        ServerSignal::ListChanged(server, kind, source) => {
             let Some(server) = gateway.server(&server) else {
                 return;
             };
+            if server.policy().sharing == switchboard_config::Sharing::PerSession
+                && let Some(session) = source.owner
+            {
+                gateway.session_list_changed(server, kind, source.instance, session);
+                return;
+            }
             crate::relist::list_changed(gateway, server, kind);
         }
         ServerSignal::ResourceUpdated(server, mut params) => {
@@ -349,15 +377,20 @@ fn handle_signal(gateway: &Gateway, signal: ServerSignal, connected: &mut bool) 
                     .send(Change::ResourceUpdated { uri, params });
             }
         }
-        ServerSignal::Log(server, Some(mut params)) => {
+        ServerSignal::Log(server, source, Some(mut params)) => {
+            let to = gateway.log_audience(&server, source.owner.as_deref());
+            if to.is_empty() {
+                return;
+            }
             if let Some(object) = params.as_object_mut() {
                 object
                     .entry("logger")
                     .or_insert_with(|| Value::String(server));
             }
-            let _ = gateway.inner.changes.send(Change::Log(params));
+            let to = Arc::new(to);
+            let _ = gateway.inner.changes.send(Change::Log { params, to });
         }
-        ServerSignal::Log(_, None) => {}
+        ServerSignal::Log(_, _, None) => {}
         ServerSignal::Request(server, request) if request.method == "roots/list" => {
             // No call owns it: the union of the roots of the clients we can ask.
             let gateway = gateway.clone();
@@ -394,24 +427,11 @@ impl Gateway {
         tokio::time::timeout(deadline, all).await.is_ok()
     }
 
-    /// A client session ended: instances it owned (per-session sharing) are stopped.
+    /// A client session ended: its subscriptions are released and instances it owned
+    /// (per-session sharing) are stopped.
     pub async fn session_ended(&self, session: &str) {
+        self.drop_subscriptions(session).await;
         let servers = self.servers();
         futures::future::join_all(servers.iter().map(|server| server.session_ended(session))).await;
-    }
-}
-
-impl Gateway {
-    /// Starts or stops resource-update reporting for exposed URIs owned by modern servers
-    /// (legacy owners are subscribed through `resources/subscribe` instead).
-    pub(crate) fn watch_resources(&self, uris: &[String], on: bool) {
-        let catalog = self.catalog();
-        for uri in uris {
-            if let Some((server, original)) = catalog.resolve_uri(uri)
-                && let Some(server) = self.server(&server)
-            {
-                server.watch_resource(original, on);
-            }
-        }
     }
 }

@@ -31,6 +31,8 @@ mod roots;
 pub mod roster;
 pub mod server;
 pub mod store;
+mod subscriptions;
+mod views;
 pub mod watch;
 
 pub use error::Error;

@@ -156,6 +156,8 @@ pub struct Stdio {
     modern: bool,
     /// Notifications not tied to a request (list_changed, resources/updated).
     pub unsolicited: Mutex<mpsc::UnboundedReceiver<Value>>,
+    /// The answer to `roots/list` when set (else the canned one).
+    roots: Arc<std::sync::Mutex<Option<Value>>>,
 }
 
 impl Drop for Stdio {
@@ -201,9 +203,11 @@ impl Stdio {
         let pending: Pending = Arc::default();
         let (unsolicited_tx, unsolicited_rx) = mpsc::unbounded_channel();
         let related: Arc<Mutex<Vec<Value>>> = Arc::default();
+        let roots: Arc<std::sync::Mutex<Option<Value>>> = Arc::default();
         {
             let pending = pending.clone();
             let stdin = stdin.clone();
+            let roots = roots.clone();
             tokio::spawn(async move {
                 let mut lines = BufReader::new(stdout).lines();
                 while let Ok(Some(line)) = lines.next_line().await {
@@ -230,7 +234,9 @@ impl Stdio {
                             }
                         }
                         (Some(_), Some(method)) => {
-                            let reply = json!({ "jsonrpc": "2.0", "id": message["id"], "result": canned_answer(&method) });
+                            let result = answer_with(&method, &roots);
+                            let reply =
+                                json!({ "jsonrpc": "2.0", "id": message["id"], "result": result });
                             let mut bytes = serde_json::to_vec(&reply).unwrap();
                             bytes.push(b'\n');
                             let _ = stdin.lock().await.write_all(&bytes).await;
@@ -259,6 +265,7 @@ impl Stdio {
             next_id: AtomicU64::new(1),
             modern,
             unsolicited: Mutex::new(unsolicited_rx),
+            roots,
         };
         if !modern {
             let init = client
@@ -292,6 +299,11 @@ impl Stdio {
 
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Answers `roots/list` with `result` from now on.
+    pub fn set_roots(&self, result: Value) {
+        *self.roots.lock().unwrap() = Some(result);
     }
 
     /// Sends a request with a chosen id and waits for its answer.
@@ -412,6 +424,16 @@ pub struct LegacyHttp {
     pub session: String,
     client: reqwest::Client,
     next_id: AtomicU64,
+    /// The answer to `roots/list` when set (else the canned one).
+    roots: Arc<std::sync::Mutex<Option<Value>>>,
+}
+
+/// The answer to a server→client request: `roots` for `roots/list` when set, else canned.
+fn answer_with(method: &str, roots: &std::sync::Mutex<Option<Value>>) -> Value {
+    match roots.lock().unwrap().clone() {
+        Some(roots) if method == "roots/list" => roots,
+        _ => canned_answer(method),
+    }
 }
 
 impl LegacyHttp {
@@ -440,6 +462,7 @@ impl LegacyHttp {
             session,
             client,
             next_id: AtomicU64::new(1),
+            roots: Arc::default(),
         };
         session
             .post(json!({ "jsonrpc": "2.0", "method": "notifications/initialized" }))
@@ -465,6 +488,20 @@ impl LegacyHttp {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Answers `roots/list` with `result` from now on.
+    pub fn set_roots(&self, result: Value) {
+        *self.roots.lock().unwrap() = Some(result);
+    }
+
+    /// Answers a server→client request (e.g. one that arrived on the GET stream).
+    pub async fn answer(&self, request: &Value) -> anyhow::Result<()> {
+        let method = request["method"].as_str().unwrap_or_default();
+        let result = answer_with(method, &self.roots);
+        self.post(json!({ "jsonrpc": "2.0", "id": request["id"], "result": result }))
+            .await?;
+        Ok(())
+    }
+
     pub async fn request_with_id(&self, id: u64, method: &str, params: Value) -> Exchange {
         let body = json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params });
         let response = match self.post(body).await {
@@ -481,11 +518,12 @@ impl LegacyHttp {
         let url = self.url.clone();
         let session = self.session.clone();
         let client = self.client.clone();
+        let roots = self.roots.clone();
         // Server→client requests arrive on the stream; answer them with separate POSTs.
         let responder = tokio::spawn(async move {
             while let Some(request) = answers_rx.recv().await {
                 let method = request["method"].as_str().unwrap_or_default().to_owned();
-                let reply = json!({ "jsonrpc": "2.0", "id": request["id"], "result": canned_answer(&method) });
+                let reply = json!({ "jsonrpc": "2.0", "id": request["id"], "result": answer_with(&method, &roots) });
                 let _ = client
                     .post(&url)
                     .header("content-type", "application/json")
@@ -502,7 +540,9 @@ impl LegacyHttp {
             None
         })
         .await;
-        responder.abort();
+        // Requests seen before the answer are still answered (the closure, and so the
+        // sender, is gone: the responder ends after the last one).
+        let _ = responder.await;
         exchange
     }
 

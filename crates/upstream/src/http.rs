@@ -423,6 +423,7 @@ impl HttpLink {
             }
             Message::Request { id, method, params } => {
                 let (reply_tx, reply_rx) = oneshot::channel();
+                let kept = params.clone();
                 let request = ServerRequest {
                     method: method.clone(),
                     params,
@@ -446,10 +447,14 @@ impl HttpLink {
                     }
                     None => Some(request),
                 };
-                if let Some(request) = undelivered {
-                    let _ = self.events.send(UpstreamEvent::Request(request)).await;
-                }
-                self.answer_later(id, method, reply_rx);
+                let handed_to_call = match undelivered {
+                    Some(request) => {
+                        let _ = self.events.send(UpstreamEvent::Request(request)).await;
+                        None
+                    }
+                    None => Some(kept),
+                };
+                self.answer_later(id, method, reply_rx, handed_to_call);
             }
             other => {
                 tracing::debug!(server = %self.server, ?other, "unexpected message on a stream")
@@ -464,7 +469,9 @@ impl HttpLink {
         id: RequestId,
         method: String,
         reply: oneshot::Receiver<Result<Value, RpcError>>,
+        handed_to_call: Option<Option<Value>>,
     ) {
+        let events = self.events.clone();
         let builder_link = LinkSnapshot {
             bearer: self.bearer(),
             url: self.url.clone(),
@@ -473,11 +480,7 @@ impl HttpLink {
             session: self.session_id.lock().clone(),
         };
         tokio::spawn(async move {
-            let outcome = reply.await.unwrap_or_else(|_| {
-                Err(RpcError::internal(format!(
-                    "no client could answer {method}"
-                )))
-            });
+            let outcome = crate::answer_of(reply, method, handed_to_call, &events).await;
             let body = Message::reply(id, outcome).to_bytes();
             let mut request = with_bearer(
                 client().post(builder_link.url.clone()),

@@ -116,6 +116,9 @@ pub struct CallOptions {
     pub reset_timeout_on_progress: bool,
     /// …but never run longer than this.
     pub max_total_timeout: Option<Duration>,
+    /// Who the call is for (the gateway's principal). A log message nothing ties to a call
+    /// is attributed to one only while every call in flight has the same caller.
+    pub caller: Option<String>,
 }
 
 impl CallOptions {
@@ -130,8 +133,43 @@ impl CallOptions {
             client_info: None,
             reset_timeout_on_progress: false,
             max_total_timeout: None,
+            caller: None,
         }
     }
+}
+
+/// The answer to a server→client request that was handed to a call. A call that ends
+/// without answering (it completed first, and its events were dropped) does not answer
+/// for the client: the request is offered to the gateway as an unowned one instead.
+pub(crate) async fn answer_of(
+    reply: oneshot::Receiver<Result<Value, RpcError>>,
+    method: String,
+    handed_to_call: Option<Option<Value>>,
+    events: &mpsc::Sender<UpstreamEvent>,
+) -> Result<Value, RpcError> {
+    if let Ok(outcome) = reply.await {
+        return outcome;
+    }
+    // `handed_to_call` carries the request's params when a call had it.
+    let Some(params) = handed_to_call else {
+        return Err(RpcError::internal(format!(
+            "no client could answer {method}"
+        )));
+    };
+    let (reply_tx, reply_rx) = oneshot::channel();
+    let request = ServerRequest {
+        method: method.clone(),
+        params,
+        reply: reply_tx,
+    };
+    if events.send(UpstreamEvent::Request(request)).await.is_ok()
+        && let Ok(outcome) = reply_rx.await
+    {
+        return outcome;
+    }
+    Err(RpcError::internal(format!(
+        "no client could answer {method}"
+    )))
 }
 
 /// A live connection to one upstream server instance.

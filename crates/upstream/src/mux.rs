@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use switchboard_protocol::{Message, RequestId, RpcError, meta};
+use switchboard_protocol::{Message, RequestId, meta};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{CallError, CallEvent, CallOptions, ServerRequest, UpstreamEvent};
@@ -21,6 +21,7 @@ struct Pending {
     reply: oneshot::Sender<Result<Value, CallError>>,
     events: Option<mpsc::Sender<CallEvent>>,
     caller_token: Option<Value>,
+    caller: Option<String>,
 }
 
 #[derive(Default)]
@@ -103,6 +104,7 @@ impl Mux {
                     reply: reply_tx,
                     events: options.events.clone(),
                     caller_token: options.progress_token.clone(),
+                    caller: options.caller.clone(),
                 },
             );
             if let Some(token) = &our_token {
@@ -152,6 +154,37 @@ impl Mux {
             .filter_map(|(id, pending)| pending.events.as_ref().map(|events| (*id, events)))
             .max_by_key(|(id, _)| *id)
             .map(|(_, events)| events.clone())
+    }
+
+    /// The events sink a log message belongs to. Tied to a call by the progress token it
+    /// carries in `_meta`; otherwise only unambiguously: the newest call that listens for
+    /// events, provided every such call has the same caller (a shared server's message is
+    /// never put into another principal's call). `None`: the message is unowned.
+    fn log_owner(&self, params: Option<&Value>) -> Option<mpsc::Sender<CallEvent>> {
+        let state = self.state.lock();
+        let token = meta::progress_token(params).and_then(Value::as_str);
+        if let Some(pending) = token
+            .and_then(|token| state.progress.get(token))
+            .and_then(|id| state.pending.get(id))
+        {
+            return pending.events.clone();
+        }
+        let mut listening = state
+            .pending
+            .iter()
+            .filter(|(_, pending)| pending.events.is_some());
+        let (first_id, first) = listening.next()?;
+        let caller = first.caller.as_ref()?;
+        let mut newest = (*first_id, first);
+        for (id, pending) in listening {
+            if pending.caller.as_ref() != Some(caller) {
+                return None;
+            }
+            if *id > newest.0 {
+                newest = (*id, pending);
+            }
+        }
+        newest.1.events.clone()
     }
 
     /// Dispatches one inbound message.
@@ -207,7 +240,7 @@ impl Mux {
             return;
         }
         if method == "notifications/message"
-            && let Some(events) = self.plausible_owner()
+            && let Some(events) = self.log_owner(params.as_ref())
         {
             let _ = events.try_send(CallEvent::Notification { method, params });
             return;
@@ -229,6 +262,7 @@ impl Mux {
             return;
         }
         let (reply_tx, reply_rx) = oneshot::channel();
+        let kept = params.clone();
         let request = ServerRequest {
             method: method.clone(),
             params,
@@ -244,23 +278,25 @@ impl Mux {
                 }),
             None => Err(request),
         };
-        if let Err(request) = delivered
-            && self
-                .events
-                .send(UpstreamEvent::Request(request))
-                .await
-                .is_err()
-        {
-            return;
-        }
+        let handed_to_call = match delivered {
+            Ok(()) => Some(kept),
+            Err(request) => {
+                if self
+                    .events
+                    .send(UpstreamEvent::Request(request))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                None
+            }
+        };
         let out = self.out.clone();
+        let events = self.events.clone();
         // Owned by the reply channel: ends when the gateway answers or drops the request.
         tokio::spawn(async move {
-            let outcome = reply_rx.await.unwrap_or_else(|_| {
-                Err(RpcError::internal(format!(
-                    "no client could answer {method}"
-                )))
-            });
+            let outcome = crate::answer_of(reply_rx, method, handed_to_call, &events).await;
             let _ = out.send(Message::reply(id, outcome).to_bytes()).await;
         });
     }

@@ -662,7 +662,8 @@ fn listen_stream(
     let guard = ctx.cancel.clone().drop_guard();
     tokio::spawn(async move {
         let mut changes = gateway.subscribe();
-        gateway.watch_resources(filter.uris(), true);
+        let holder = format!("listen-{}", uuid::Uuid::new_v4().simple());
+        gateway.watch_resources(&holder, filter.uris(), true).await;
         let mut open = tx
             .send(sse_frame(&filter.acknowledgement(&id)))
             .await
@@ -678,7 +679,7 @@ fn listen_stream(
             };
             match change {
                 Ok(change) => {
-                    if let Some(message) = filter.render(&change, &id) {
+                    if let Some(message) = filter.render(&change, &id, ctx.principal.session()) {
                         open = tx.send(sse_frame(&message)).await.is_ok();
                     }
                 }
@@ -689,7 +690,7 @@ fn listen_stream(
                 }
             }
         }
-        gateway.watch_resources(filter.uris(), false);
+        gateway.watch_resources(&holder, filter.uris(), false).await;
     });
     sse_response(rx, Some(guard))
 }

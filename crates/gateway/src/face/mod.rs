@@ -175,10 +175,17 @@ impl ListenFilter {
         )
     }
 
-    /// The notification for a change, if the subscription asked for it.
-    pub(crate) fn render(&self, change: &Change, subscription: &RequestId) -> Option<Message> {
+    /// The notification for a change, if the subscription (held by `principal`) asked
+    /// for it.
+    pub(crate) fn render(
+        &self,
+        change: &Change,
+        subscription: &RequestId,
+        principal: &str,
+    ) -> Option<Message> {
         let (method, mut params) = match change {
-            Change::ListChanged(kind) => {
+            Change::SessionListChanged { session, .. } if session != principal => return None,
+            Change::ListChanged(kind) | Change::SessionListChanged { kind, .. } => {
                 let wanted = match kind {
                     ListKind::Tools => self.tools,
                     ListKind::Prompts => self.prompts,
@@ -195,7 +202,7 @@ impl ListenFilter {
                 }
                 ("notifications/resources/updated", params.clone())
             }
-            Change::Log(_) => return None,
+            Change::Log { .. } => return None,
         };
         meta::get_mut(&mut params).insert(meta::SUBSCRIPTION_ID.into(), subscription.to_value());
         Some(Message::notification(method, Some(params)))
@@ -210,22 +217,28 @@ impl ListenFilter {
     }
 }
 
-/// The notification a legacy session gets for a change (resource updates only when the
-/// session subscribed to the URI).
+/// The notification legacy session `principal` gets for a change (resource updates only
+/// when it subscribed to the URI; its own list changes and log messages only).
 pub(crate) fn legacy_notification(
     change: &Change,
     subscribed: &std::collections::HashSet<String>,
+    principal: &str,
 ) -> Option<Message> {
     match change {
         Change::ListChanged(kind) => Some(Message::notification(kind.changed_notification(), None)),
+        Change::SessionListChanged { kind, session } if session == principal => {
+            Some(Message::notification(kind.changed_notification(), None))
+        }
+        Change::SessionListChanged { .. } => None,
         Change::ResourceUpdated { uri, params } if subscribed.contains(uri) => Some(
             Message::notification("notifications/resources/updated", Some(params.clone())),
         ),
         Change::ResourceUpdated { .. } => None,
-        Change::Log(params) => Some(Message::notification(
+        Change::Log { params, to } if to.contains(principal) => Some(Message::notification(
             "notifications/message",
             Some(params.clone()),
         )),
+        Change::Log { .. } => None,
     }
 }
 
@@ -260,5 +273,37 @@ impl PeerTable {
         if let Some(reply) = key.and_then(|k| self.pending.lock().remove(&k)) {
             let _ = reply.send(outcome);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashSet};
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn session_scoped_changes_reach_their_session_only() {
+        let subscribed = HashSet::new();
+        let log = Change::Log {
+            params: json!({ "level": "info", "data": "x" }),
+            to: Arc::new(BTreeSet::from(["a".to_owned()])),
+        };
+        assert!(legacy_notification(&log, &subscribed, "a").is_some());
+        assert!(legacy_notification(&log, &subscribed, "b").is_none());
+        let own = Change::SessionListChanged {
+            kind: ListKind::Tools,
+            session: "a".into(),
+        };
+        assert!(legacy_notification(&own, &subscribed, "a").is_some());
+        assert!(legacy_notification(&own, &subscribed, "b").is_none());
+        let filter = ListenFilter::parse(Some(
+            &json!({ "notifications": { "toolsListChanged": true } }),
+        ));
+        let id = RequestId::Number(1.into());
+        assert!(filter.render(&own, &id, "a").is_some());
+        assert!(filter.render(&own, &id, "b").is_none());
+        assert!(filter.render(&log, &id, "a").is_none());
     }
 }

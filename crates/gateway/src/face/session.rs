@@ -143,7 +143,7 @@ impl LegacySession {
 
     /// The notification this session gets for a change, if any.
     pub(crate) fn notification(&self, change: &Change) -> Option<Message> {
-        legacy_notification(change, &self.subscribed.lock())
+        legacy_notification(change, &self.subscribed.lock(), self.principal.session())
     }
 
     pub(crate) fn touch(&self) {

@@ -313,7 +313,8 @@ async fn listen(
     }
     let filter = ListenFilter::parse(params);
     let mut changes = gateway.subscribe();
-    gateway.watch_resources(filter.uris(), true);
+    let holder = format!("listen-{}", uuid::Uuid::new_v4().simple());
+    gateway.watch_resources(&holder, filter.uris(), true).await;
     let _ = shared.out.send(filter.acknowledgement(id)).await;
     loop {
         let change = tokio::select! {
@@ -322,7 +323,7 @@ async fn listen(
         };
         match change {
             Ok(change) => {
-                if let Some(message) = filter.render(&change, id) {
+                if let Some(message) = filter.render(&change, id, ctx.principal.session()) {
                     let _ = shared.out.send(message).await;
                 }
             }
@@ -330,6 +331,6 @@ async fn listen(
             Err(broadcast::error::RecvError::Closed) => break,
         }
     }
-    gateway.watch_resources(filter.uris(), false);
+    gateway.watch_resources(&holder, filter.uris(), false).await;
     Some(ListenFilter::completion(id))
 }

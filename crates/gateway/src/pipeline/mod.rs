@@ -216,7 +216,8 @@ impl crate::gateway::Gateway {
             Some(_) => return Err(Error::invalid_params("params must be an object")),
         };
         let chain = self.inner.chain.clone();
-        let catalog = self.catalog();
+        // The session's own snapshot when a per-session instance lists differently (views.rs).
+        let catalog = self.catalog_for(ctx.principal.session());
         let view = chain
             .filter(ctx)
             .map(|filter| catalog.view(&filter.key, &filter.admit));

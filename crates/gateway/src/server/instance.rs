@@ -11,17 +11,31 @@ use switchboard_upstream::{CallOptions, Upstream, UpstreamEvent};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{ServerSignal, Watch};
-use crate::catalog::ListKind;
+use super::{ServerSignal, Source, Watch};
+use crate::catalog::{ListKind, ServerLists};
 
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+/// An instance's owner, shared with its event tasks (a claim happens after they start).
+type Owner = Arc<parking_lot::Mutex<Option<String>>>;
+
+/// Where an instance's unsolicited traffic came from.
+fn source(id: u64, owner: &Owner) -> Source {
+    Source {
+        instance: id,
+        owner: owner.lock().clone(),
+    }
+}
 
 pub(crate) struct Instance {
     pub(crate) id: u64,
     pub(crate) upstream: Upstream,
     /// The client session that owns it (per-session sharing); an unowned instance (the
     /// one the gateway started to list capabilities) is claimed by the first session.
-    owner: parking_lot::Mutex<Option<String>>,
+    owner: Owner,
+    /// This instance's own lists, once it announced a change of its own (per-session
+    /// sharing: its session's view; `None` means the server's lists).
+    lists: arc_swap::ArcSwapOption<ServerLists>,
     /// Stops the event pump and the listen stream.
     stop: CancellationToken,
     inflight: AtomicUsize,
@@ -61,8 +75,11 @@ impl Instance {
         watch: Watch,
     ) -> Arc<Instance> {
         let stop = CancellationToken::new();
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        let owner: Owner = Arc::new(parking_lot::Mutex::new(owner));
         tokio::spawn(pump_events(
             server.to_owned(),
+            (id, owner.clone()),
             events,
             signals.clone(),
             stop.clone(),
@@ -70,6 +87,7 @@ impl Instance {
         if upstream.era() == switchboard_protocol::Era::Modern {
             spawn_listen(
                 server.to_owned(),
+                (id, owner.clone()),
                 upstream.clone(),
                 signals,
                 stop.clone(),
@@ -77,9 +95,10 @@ impl Instance {
             );
         }
         Arc::new(Instance {
-            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            id,
             upstream,
-            owner: parking_lot::Mutex::new(owner),
+            owner,
+            lists: arc_swap::ArcSwapOption::empty(),
             stop,
             inflight: AtomicUsize::new(0),
             calls: AtomicU64::new(0),
@@ -98,6 +117,15 @@ impl Instance {
 
     pub(crate) fn is_owned_by(&self, session: &str) -> bool {
         self.owner.lock().as_deref() == Some(session)
+    }
+
+    /// The instance's own lists, if it has diverged from the server's.
+    pub(crate) fn own_lists(&self) -> Option<Arc<ServerLists>> {
+        self.lists.load_full()
+    }
+
+    pub(crate) fn set_own_lists(&self, lists: ServerLists) {
+        self.lists.store(Some(Arc::new(lists)));
     }
 
     pub(crate) fn is_unowned(&self) -> bool {
@@ -157,6 +185,7 @@ impl Instance {
 /// replaced or stopped.
 async fn pump_events(
     server: String,
+    (id, owner): (u64, Owner),
     mut events: mpsc::Receiver<UpstreamEvent>,
     signals: mpsc::Sender<ServerSignal>,
     stop: CancellationToken,
@@ -170,7 +199,7 @@ async fn pump_events(
         let Some(event) = event else { break };
         let signal = match event {
             UpstreamEvent::Notification { method, params } => {
-                match signal_for(&server, &method, params) {
+                match signal_for(&server, &source(id, &owner), &method, params) {
                     Some(signal) => signal,
                     None => continue,
                 }
@@ -186,18 +215,25 @@ async fn pump_events(
 
 pub(crate) fn signal_for(
     server: &str,
+    source: &Source,
     method: &str,
     params: Option<Value>,
 ) -> Option<ServerSignal> {
     if let Some(kind) = ListKind::from_notification(method) {
-        return Some(ServerSignal::ListChanged(server.to_owned(), kind));
+        return Some(ServerSignal::ListChanged(
+            server.to_owned(),
+            kind,
+            source.clone(),
+        ));
     }
     match method {
         "notifications/resources/updated" => Some(ServerSignal::ResourceUpdated(
             server.to_owned(),
             params.unwrap_or_else(|| json!({})),
         )),
-        "notifications/message" => Some(ServerSignal::Log(server.to_owned(), params)),
+        "notifications/message" => {
+            Some(ServerSignal::Log(server.to_owned(), source.clone(), params))
+        }
         _ => None,
     }
 }
@@ -206,6 +242,7 @@ pub(crate) fn signal_for(
 /// open for the life of the connection.
 fn spawn_listen(
     server: String,
+    (id, owner): (u64, Owner),
     upstream: Upstream,
     signals: mpsc::Sender<ServerSignal>,
     stop: CancellationToken,
@@ -261,7 +298,7 @@ fn spawn_listen(
                     }
                     event = events_rx.recv() => {
                         let Some(switchboard_upstream::CallEvent::Notification { method, params }) = event else { continue };
-                        if let Some(signal) = signal_for(&server, &method, params) {
+                        if let Some(signal) = signal_for(&server, &source(id, &owner), &method, params) {
                             let _ = signals.send(signal).await;
                         }
                     }

@@ -14,7 +14,7 @@ mod breaker;
 mod health;
 mod instance;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -109,12 +109,19 @@ impl Drop for CallGuard {
     }
 }
 
+/// Which instance sent a signal, and the session that owns it (per-session sharing).
+#[derive(Clone, Debug)]
+pub(crate) struct Source {
+    pub(crate) instance: u64,
+    pub(crate) owner: Option<String>,
+}
+
 /// Events from a server's connections that the gateway must act on.
 #[derive(Debug)]
 pub(crate) enum ServerSignal {
-    ListChanged(String, ListKind),
+    ListChanged(String, ListKind, Source),
     ResourceUpdated(String, Value),
-    Log(String, Option<Value>),
+    Log(String, Source, Option<Value>),
     Request(String, switchboard_upstream::ServerRequest),
     /// A connection came up: the server's name and its generation.
     Connected(String, u64),
@@ -197,6 +204,8 @@ pub struct Server {
     lists: ArcSwap<ServerLists>,
     signals: mpsc::Sender<ServerSignal>,
     watch: Watch,
+    /// Resource subscriptions held by clients: upstream URI → holders (`subscriptions.rs`).
+    pub(crate) holds: tokio::sync::Mutex<BTreeMap<String, BTreeSet<String>>>,
     pub stats: ServerStats,
     /// Coalesces `list_changed` signals into re-lists (`relist`).
     pub(crate) relists: crate::relist::Relists,
@@ -205,8 +214,32 @@ pub struct Server {
 }
 
 const LIST_PAGES_MAX: usize = 100;
+
 /// How long a replaced instance may finish its calls.
 const INSTANCE_DRAIN: Duration = Duration::from_secs(30);
+
+/// One kind of list, just read from an upstream.
+struct Fresh {
+    kind: ListKind,
+    items: Vec<Value>,
+    templates: Vec<Value>,
+}
+
+impl Fresh {
+    /// `lists` with this kind replaced.
+    fn apply(&self, lists: &ServerLists) -> ServerLists {
+        let mut lists = lists.clone();
+        match self.kind {
+            ListKind::Tools => lists.tools = self.items.clone(),
+            ListKind::Prompts => lists.prompts = self.items.clone(),
+            ListKind::Resources => {
+                lists.resources = self.items.clone();
+                lists.templates = self.templates.clone();
+            }
+        }
+        lists
+    }
+}
 
 impl Server {
     pub(crate) fn new(
@@ -241,6 +274,7 @@ impl Server {
             lists: ArcSwap::from_pointee(ServerLists::default()),
             signals,
             watch: (Arc::default(), Arc::default()),
+            holds: tokio::sync::Mutex::default(),
             stats,
             relists: Default::default(),
             tasks: CancellationToken::new(),
@@ -713,33 +747,67 @@ impl Server {
         kind: ListKind,
     ) -> Result<(), RpcError> {
         let upstream = self.upstream(cache).await?;
-        let (first, second) = match kind {
-            ListKind::Tools => (self.list(&upstream, "tools/list", "tools").await?, None),
-            ListKind::Prompts => (self.list(&upstream, "prompts/list", "prompts").await?, None),
-            ListKind::Resources => (
-                self.list(&upstream, "resources/list", "resources").await?,
-                Some(
-                    self.list(&upstream, "resources/templates/list", "resourceTemplates")
-                        .await
-                        .unwrap_or_default(),
-                ),
-            ),
-        };
+        let fresh = self.list_kind(&upstream, kind).await?;
         // Read-modify-write on the current lists (not a copy taken before the awaits), so a
         // concurrent refresh of another kind is never undone.
-        self.lists.rcu(|current| {
-            let mut lists = (**current).clone();
-            match kind {
-                ListKind::Tools => lists.tools = first.clone(),
-                ListKind::Prompts => lists.prompts = first.clone(),
-                ListKind::Resources => {
-                    lists.resources = first.clone();
-                    lists.templates = second.clone().unwrap_or_default();
-                }
-            }
-            lists
-        });
+        self.lists.rcu(|current| fresh.apply(current));
         Ok(())
+    }
+
+    /// Re-reads one kind of list of one session's own instance (per-session sharing),
+    /// which then serves that session's view. `None` when the instance is gone.
+    pub(crate) async fn refresh_instance(
+        &self,
+        instance: u64,
+        kind: ListKind,
+    ) -> Result<Option<()>, RpcError> {
+        let Some(instance) = self
+            .instances_snapshot()
+            .into_iter()
+            .find(|i| i.id == instance)
+        else {
+            return Ok(None);
+        };
+        let fresh = self.list_kind(&instance.upstream, kind).await?;
+        let current = instance.own_lists().unwrap_or_else(|| self.lists());
+        instance.set_own_lists(fresh.apply(&current));
+        Ok(Some(()))
+    }
+
+    /// The lists `session` sees of this server: its own instance's when that instance
+    /// announced changes of its own (per-session sharing), else `None` (the server's).
+    pub(crate) fn own_lists_for(&self, session: &str) -> Option<Arc<ServerLists>> {
+        if self.policy().sharing != Sharing::PerSession {
+            return None;
+        }
+        self.instances
+            .lock()
+            .iter()
+            .find(|i| i.is_owned_by(session))?
+            .own_lists()
+    }
+
+    async fn list_kind(&self, upstream: &Upstream, kind: ListKind) -> Result<Fresh, RpcError> {
+        Ok(match kind {
+            ListKind::Tools => Fresh {
+                kind,
+                items: self.list(upstream, "tools/list", "tools").await?,
+                templates: Vec::new(),
+            },
+            ListKind::Prompts => Fresh {
+                kind,
+                items: self.list(upstream, "prompts/list", "prompts").await?,
+                templates: Vec::new(),
+            },
+            ListKind::Resources => Fresh {
+                kind,
+                items: self.list(upstream, "resources/list", "resources").await?,
+                templates: self
+                    .list(upstream, "resources/templates/list", "resourceTemplates")
+                    .await
+                    .unwrap_or_default(),
+            },
+        })
     }
 
     async fn list(

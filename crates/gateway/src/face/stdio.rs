@@ -3,7 +3,10 @@
 //! send modern requests with per-request `_meta`, or both.
 //!
 //! Tasks: the reader (this function) owns stdin; one writer task owns stdout; each request
-//! runs in its own task, cancelled by `notifications/cancelled` or when stdin closes.
+//! runs in its own task, cancelled by `notifications/cancelled` or when stdin closes. At
+//! most `MAX_INFLIGHT` requests run at once: at the bound the reader stops reading stdin
+//! (backpressure). Lines are framed with the upstream crate's bounded `Framer`, so an
+//! oversized line is skipped without being buffered.
 
 use std::collections::HashMap;
 use std::sync::Arc;

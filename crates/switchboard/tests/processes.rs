@@ -498,3 +498,43 @@ async fn sigterm_drains_servers_being_retired() {
         .unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// Issue 10: retries back off by their own settings, not the restart backoff (here five
+/// minutes, which a retry would wait for at least half of).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_use_their_own_backoff() {
+    let extra = "restart_backoff_ms = 300000\nrestart_backoff_max_ms = 300000\n\
+                 retry_backoff_ms = 10\nretry_backoff_max_ms = 20\n\
+                 [servers.fx.tools.crash]\nretries = 3\n";
+    let config = format!(
+        "[gateway]\nrequest_timeout_ms = 5000\n\n{}",
+        stdio_server("fx", &[], extra)
+    );
+    let proc = spawn_gateway_http(&gateway(), &config).await.unwrap();
+    let client = switchboard_testkit::ModernHttp::new(&proc.url);
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(90),
+        client.request(
+            "tools/call",
+            json!({ "name": "fx__crash", "arguments": { "after_ms": 0 } }),
+        ),
+    )
+    .await
+    .expect("three attempts end long before a restart backoff would");
+    assert!(outcome.outcome.is_err(), "crashes every time");
+    let metrics = reqwest::get(proc.url.replace("/mcp", "/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let attempts = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("switchboard_calls_total{")
+                && l.contains("tool=\"crash\"")
+                && l.contains("outcome=\"unavailable\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok());
+    assert_eq!(attempts, Some(3), "{metrics}");
+}

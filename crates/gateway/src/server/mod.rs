@@ -892,7 +892,14 @@ mod tests {
             legacy_client_capabilities: json!({}),
         };
         let (signals, _) = mpsc::channel(8);
-        Server::new(options, Origin::Config, Duration::from_secs(5), signals)
+        let stats = crate::metrics::Metrics::default().server("s");
+        Server::new(
+            options,
+            Origin::Config,
+            Duration::from_secs(5),
+            signals,
+            stats,
+        )
     }
 
     #[tokio::test(start_paused = true)]

@@ -121,7 +121,11 @@ mod tests {
         assert_ne!(a.binding(), c.binding());
         let d = Principal::anonymous_stateless(Face::Http, "conn:127.0.0.1:1000", Peer::default());
         let e = Principal::anonymous_stateless(Face::Http, "conn:127.0.0.1:1001", Peer::default());
-        assert_eq!(d.binding(), e.binding(), "a retry may come on another connection");
+        assert_eq!(
+            d.binding(),
+            e.binding(),
+            "a retry may come on another connection"
+        );
         assert_ne!(d.session(), e.session(), "per-session instances stay apart");
         assert_eq!(a.session(), "conn:127.0.0.1:1000");
         assert!(!a.is_authenticated());

@@ -120,29 +120,52 @@ impl Mux {
             error = deadline.expired() => Err(error),
             () = options.cancel.cancelled() => Err(CallError::Cancelled),
         };
-        if matches!(outcome, Err(CallError::Timeout(_) | CallError::Cancelled))
-            && self.forget(id, our_token.as_deref())
-        {
+        if let Err(CallError::Timeout(_) | CallError::Cancelled) = &outcome {
             let reason = match &outcome {
                 Err(CallError::Timeout(_)) => "timeout",
                 _ => "cancelled by client",
             };
-            let cancel = json!({ "requestId": id, "reason": reason });
-            // Best effort: the upstream may already be gone.
-            let _ = self.notify("notifications/cancelled", Some(cancel)).await;
+            self.cancel_upstream(id, our_token.as_deref(), reason).await;
         } else if let Some(token) = &our_token {
             self.state.lock().progress.remove(token);
         }
         outcome
     }
 
-    /// Drops a call's entries; whether it was still pending (not yet answered or closed).
-    fn forget(&self, id: u64, token: Option<&str>) -> bool {
+    /// Drops a call's entries and, if it was still pending, tells the upstream to cancel
+    /// it. The notification is queued under the same lock `close_with` takes, so a stop
+    /// running at the same time either finds the call pending (and cancels it itself) or
+    /// finds its cancellation already queued ahead of the close.
+    async fn cancel_upstream(&self, id: u64, token: Option<&str>, reason: &str) {
+        let cancel = Message::notification(
+            "notifications/cancelled",
+            Some(json!({ "requestId": id, "reason": reason })),
+        );
+        let queue_full = {
+            let mut state = self.state.lock();
+            if let Some(token) = token {
+                state.progress.remove(token);
+            }
+            if state.pending.remove(&id).is_none() {
+                return;
+            }
+            match self.out.try_send(cancel.to_bytes()) {
+                Err(mpsc::error::TrySendError::Full(bytes)) => Some(bytes),
+                _ => None,
+            }
+        };
+        if let Some(bytes) = queue_full {
+            // Best effort: the upstream may be gone by the time there is room.
+            let _ = self.out.send(bytes).await;
+        }
+    }
+
+    fn forget(&self, id: u64, token: Option<&str>) {
         let mut state = self.state.lock();
+        state.pending.remove(&id);
         if let Some(token) = token {
             state.progress.remove(token);
         }
-        state.pending.remove(&id).is_some()
     }
 
     /// The events sink of the single call a message without correlation most plausibly

@@ -95,6 +95,10 @@ pub struct ServerPolicy {
     /// `restart_backoff_max`.
     pub restart_backoff: Duration,
     pub restart_backoff_max: Duration,
+    /// First delay before retrying a call that is safe to repeat; doubles up to
+    /// `retry_backoff_max` (independent of the restart backoff).
+    pub retry_backoff: Duration,
+    pub retry_backoff_max: Duration,
     /// Restart the timeout clock when the call reports progress…
     pub timeout_reset_on_progress: bool,
     /// …but never let a call run longer than this.
@@ -132,6 +136,8 @@ impl Default for ServerPolicy {
             },
             restart_backoff: Duration::from_millis(250),
             restart_backoff_max: Duration::from_secs(30),
+            retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(2),
             timeout_reset_on_progress: false,
             max_total_timeout: None,
             read_only_retries: 1,
@@ -198,6 +204,8 @@ pub(crate) struct RawPolicy {
     pub(crate) limits: Option<Table<RawLimits>>,
     pub(crate) restart_backoff_ms: Option<u64>,
     pub(crate) restart_backoff_max_ms: Option<u64>,
+    pub(crate) retry_backoff_ms: Option<u64>,
+    pub(crate) retry_backoff_max_ms: Option<u64>,
     pub(crate) timeout_reset_on_progress: Option<bool>,
     pub(crate) max_total_timeout_ms: Option<u64>,
     pub(crate) read_only_retries: Option<u32>,
@@ -222,6 +230,24 @@ pub(crate) fn count(value: Option<u64>, default: usize, path: &KeyPath) -> Resul
         Some(0) => Err(Problem::new(path.clone(), "must be at least 1")),
         Some(n) => usize::try_from(n).map_err(|_| Problem::new(path.clone(), "too large")),
     }
+}
+
+/// A backoff's first delay and cap (`(first, max)` in ms, their defaults and key names).
+fn backoff_pair(
+    (first, max): (Option<u64>, Option<u64>),
+    (default_first, default_max): (Duration, Duration),
+    (first_key, max_key): (&str, &str),
+    path: &KeyPath,
+) -> Result<(Duration, Duration), Problem> {
+    let first = millis(first, &path.key(first_key))?.unwrap_or(default_first);
+    let max = millis(max, &path.key(max_key))?.unwrap_or(default_max);
+    if max < first {
+        return Err(Problem::new(
+            path.key(max_key),
+            format!("must not be below {first_key}"),
+        ));
+    }
+    Ok((first, max))
 }
 
 pub(crate) fn validate(raw: RawPolicy, path: &KeyPath) -> Result<ServerPolicy, Problem> {
@@ -290,19 +316,18 @@ pub(crate) fn validate(raw: RawPolicy, path: &KeyPath) -> Result<ServerPolicy, P
                 .map_or(defaults.limits.max_queue, |q| q as usize),
         }
     };
-    let restart_backoff = millis(raw.restart_backoff_ms, &path.key("restart_backoff_ms"))?
-        .unwrap_or(defaults.restart_backoff);
-    let restart_backoff_max = millis(
-        raw.restart_backoff_max_ms,
-        &path.key("restart_backoff_max_ms"),
-    )?
-    .unwrap_or(defaults.restart_backoff_max);
-    if restart_backoff_max < restart_backoff {
-        return Err(Problem::new(
-            path.key("restart_backoff_max_ms"),
-            "must not be below restart_backoff_ms",
-        ));
-    }
+    let (restart_backoff, restart_backoff_max) = backoff_pair(
+        (raw.restart_backoff_ms, raw.restart_backoff_max_ms),
+        (defaults.restart_backoff, defaults.restart_backoff_max),
+        ("restart_backoff_ms", "restart_backoff_max_ms"),
+        path,
+    )?;
+    let (retry_backoff, retry_backoff_max) = backoff_pair(
+        (raw.retry_backoff_ms, raw.retry_backoff_max_ms),
+        (defaults.retry_backoff, defaults.retry_backoff_max),
+        ("retry_backoff_ms", "retry_backoff_max_ms"),
+        path,
+    )?;
     let mut tools = BTreeMap::new();
     for (name, tool) in raw.tools.map(|m| m.0).unwrap_or_default() {
         let tool_path = path.key("tools").key(&name);
@@ -328,10 +353,56 @@ pub(crate) fn validate(raw: RawPolicy, path: &KeyPath) -> Result<ServerPolicy, P
         limits,
         restart_backoff,
         restart_backoff_max,
+        retry_backoff,
+        retry_backoff_max,
         timeout_reset_on_progress: raw.timeout_reset_on_progress.unwrap_or(false),
         max_total_timeout: millis(raw.max_total_timeout_ms, &path.key("max_total_timeout_ms"))?,
         read_only_retries: raw.read_only_retries.unwrap_or(1).max(1),
         trust_annotations: raw.trust_annotations.unwrap_or(false),
         tools,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(raw: RawPolicy) -> Result<ServerPolicy, Problem> {
+        validate(raw, &KeyPath::root().key("servers").key("s"))
+    }
+
+    #[test]
+    fn retries_have_their_own_backoff() {
+        let defaults = policy(RawPolicy::default()).unwrap();
+        assert_eq!(defaults.retry_backoff, Duration::from_millis(100));
+        assert_eq!(defaults.retry_backoff_max, Duration::from_secs(2));
+        let raw = RawPolicy {
+            restart_backoff_ms: Some(5000),
+            restart_backoff_max_ms: Some(60_000),
+            retry_backoff_ms: Some(20),
+            retry_backoff_max_ms: Some(40),
+            ..RawPolicy::default()
+        };
+        let set = policy(raw).unwrap();
+        assert_eq!(
+            (set.retry_backoff, set.retry_backoff_max),
+            (Duration::from_millis(20), Duration::from_millis(40))
+        );
+        assert_eq!(
+            (set.restart_backoff, set.restart_backoff_max),
+            (Duration::from_secs(5), Duration::from_secs(60))
+        );
+        let inverted = RawPolicy {
+            retry_backoff_ms: Some(500),
+            retry_backoff_max_ms: Some(50),
+            ..RawPolicy::default()
+        };
+        let problem = format!("{:?}", policy(inverted).unwrap_err());
+        assert!(problem.contains("retry_backoff_max_ms"), "{problem}");
+        let zero = RawPolicy {
+            retry_backoff_ms: Some(0),
+            ..RawPolicy::default()
+        };
+        assert!(policy(zero).is_err());
+    }
 }

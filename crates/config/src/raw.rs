@@ -135,6 +135,8 @@ pub(crate) struct RawNativeServer {
     pub(crate) limits: Option<Table<crate::policy::RawLimits>>,
     pub(crate) restart_backoff_ms: Option<u64>,
     pub(crate) restart_backoff_max_ms: Option<u64>,
+    pub(crate) retry_backoff_ms: Option<u64>,
+    pub(crate) retry_backoff_max_ms: Option<u64>,
     pub(crate) timeout_reset_on_progress: Option<bool>,
     pub(crate) max_total_timeout_ms: Option<u64>,
     pub(crate) read_only_retries: Option<u32>,

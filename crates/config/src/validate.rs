@@ -102,6 +102,8 @@ impl From<RawNativeServer> for ServerFields {
                 limits: raw.limits,
                 restart_backoff_ms: raw.restart_backoff_ms,
                 restart_backoff_max_ms: raw.restart_backoff_max_ms,
+                retry_backoff_ms: raw.retry_backoff_ms,
+                retry_backoff_max_ms: raw.retry_backoff_max_ms,
                 timeout_reset_on_progress: raw.timeout_reset_on_progress,
                 max_total_timeout_ms: raw.max_total_timeout_ms,
                 read_only_retries: raw.read_only_retries,

@@ -263,8 +263,8 @@ impl Gateway {
                     // Safe to repeat (configured, or a trusted read-only hint): back off, retry.
                     let policy = server.policy();
                     let delay = crate::server::backoff_delay(
-                        policy.restart_backoff,
-                        policy.restart_backoff_max,
+                        policy.retry_backoff,
+                        policy.retry_backoff_max,
                         attempt,
                     );
                     tracing::info!(server = %server.name, tool, attempt, delay_ms = delay.as_millis() as u64, %error, "retrying");

@@ -104,6 +104,7 @@ pub(crate) struct Inner {
     /// Per-session catalog views (`views.rs`), and whether any session has one.
     pub(crate) views: Mutex<HashMap<String, crate::views::View>>,
     pub(crate) has_views: std::sync::atomic::AtomicBool,
+    pub(crate) retiring: crate::roster::Retiring,
 }
 
 /// The gateway. Cheap to clone; all clones share one state.
@@ -137,6 +138,7 @@ impl Gateway {
         let inner = Arc::new(Inner {
             settings: config.gateway.clone(),
             servers: RwLock::new(BTreeMap::new()),
+            retiring: Default::default(),
             catalog: ArcSwap::from_pointee(Catalog::default()),
             changes,
             era_cache: EraCache::new(),
@@ -276,7 +278,8 @@ impl Gateway {
         self.inner.shutdown.cancel();
         self.inner.store.flush();
         self.inner.parked.lock().clear();
-        let servers = self.servers();
+        let mut servers = self.servers();
+        servers.extend(self.inner.retiring.list());
         futures::future::join_all(servers.iter().map(|s| s.stop())).await;
     }
 }
@@ -422,7 +425,9 @@ fn handle_signal(gateway: &Gateway, signal: ServerSignal, connected: &mut bool) 
 impl Gateway {
     /// Waits until no call is in flight on any server, or `deadline` passes; says which.
     pub async fn drain(&self, deadline: std::time::Duration) -> bool {
-        let servers = self.servers();
+        let mut servers = self.servers();
+        // Servers being retired after a remove or reload finish their calls too.
+        servers.extend(self.inner.retiring.list());
         let all = futures::future::join_all(servers.iter().map(|server| server.drained()));
         tokio::time::timeout(deadline, all).await.is_ok()
     }

@@ -122,6 +122,17 @@ pub struct ApplyReport {
     pub failed: BTreeMap<String, String>,
 }
 
+/// Servers taken out of the roster (removed, or replaced by a reload) that are still
+/// finishing their calls: SIGTERM's drain waits for them too, and shutdown stops them.
+#[derive(Default)]
+pub(crate) struct Retiring(parking_lot::Mutex<Vec<Arc<Server>>>);
+
+impl Retiring {
+    pub(crate) fn list(&self) -> Vec<Arc<Server>> {
+        self.0.lock().clone()
+    }
+}
+
 /// Parses one server definition in the `.mcp.json` entry shape (as the admin API and
 /// meta-tools accept it), with the config crate's full validation. Unlike a file, whose
 /// other hosts' keys are only warned about, a definition sent to the API must not carry
@@ -327,9 +338,21 @@ impl Gateway {
         };
         tracing::info!(server = name, "server removed");
         self.announce();
-        let deadline = self.inner.settings.drain_timeout;
-        tokio::spawn(async move { server.retire(deadline).await });
+        self.retire(server);
         Ok(())
+    }
+
+    /// Lets a server that left the roster finish its calls (up to the drain deadline),
+    /// then stops it; until then a drain waits for it.
+    fn retire(&self, server: Arc<Server>) {
+        self.inner.retiring.0.lock().push(server.clone());
+        let deadline = self.inner.settings.drain_timeout;
+        let gateway = self.clone();
+        tokio::spawn(async move {
+            server.retire(deadline).await;
+            let mut retiring = gateway.inner.retiring.0.lock();
+            retiring.retain(|s| !Arc::ptr_eq(s, &server));
+        });
     }
 
     /// Replaces a server's instance with a fresh one (optionally with a new definition),
@@ -371,8 +394,7 @@ impl Gateway {
         tracing::info!(server = name, "server reloaded");
         self.announce();
         if let Some(old) = old {
-            let deadline = self.inner.settings.drain_timeout;
-            tokio::spawn(async move { old.retire(deadline).await });
+            self.retire(old);
         }
         Ok(())
     }

@@ -112,6 +112,12 @@ fn stdout() -> Pin<Box<dyn AsyncWrite + Send>> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    if matches!(cli.command, Command::Serve { .. } | Command::Stdio { .. }) {
+        // Before the runtime: the guardian is forked while we have one thread.
+        if let Err(error) = switchboard_upstream::guardian::start() {
+            tracing::warn!(%error, "no guardian: a server's grandchildren may outlive a killed gateway");
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

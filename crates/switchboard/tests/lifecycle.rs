@@ -337,7 +337,10 @@ async fn oversized_output_and_stderr_floods_are_bounded() {
         "[servers.noisy]\ncommand = {:?}\nargs = [\"stdio\", \"--stderr-flood\"]\n",
         fixture()
     );
-    let gateway = spawn_gateway_http(GATEWAY, &config(&[server("fx", ""), noisy]))
+    // The debug fixture needs seconds to build 100 MB on a loaded machine: the refusal,
+    // not the gateway-wide 5 s timeout, is what this test is about.
+    let fx = server("fx", "request_timeout_ms = 120000");
+    let gateway = spawn_gateway_http(GATEWAY, &config(&[fx, noisy]))
         .await
         .unwrap();
     let client = ModernHttp::new(&gateway.url);

@@ -150,7 +150,7 @@ type Pending = Arc<Mutex<HashMap<String, oneshot::Sender<(Result<Value, Value>, 
 /// A client of `switchboard stdio`, legacy (after `initialize`) or modern.
 pub struct Stdio {
     child: Child,
-    stdin: Arc<Mutex<ChildStdin>>,
+    stdin: Arc<Mutex<Option<ChildStdin>>>,
     pending: Pending,
     next_id: AtomicU64,
     modern: bool,
@@ -198,7 +198,7 @@ impl Stdio {
             .kill_on_drop(true)
             .spawn()
             .context("spawn switchboard stdio")?;
-        let stdin = Arc::new(Mutex::new(child.stdin.take().unwrap()));
+        let stdin = Arc::new(Mutex::new(child.stdin.take()));
         let stdout = child.stdout.take().unwrap();
         let pending: Pending = Arc::default();
         let (unsolicited_tx, unsolicited_rx) = mpsc::unbounded_channel();
@@ -239,7 +239,9 @@ impl Stdio {
                                 json!({ "jsonrpc": "2.0", "id": message["id"], "result": result });
                             let mut bytes = serde_json::to_vec(&reply).unwrap();
                             bytes.push(b'\n');
-                            let _ = stdin.lock().await.write_all(&bytes).await;
+                            if let Some(stdin) = stdin.lock().await.as_mut() {
+                                let _ = stdin.write_all(&bytes).await;
+                            }
                         }
                         (None, Some(method)) => {
                             let related_to_call = method == "notifications/progress"
@@ -286,10 +288,21 @@ impl Stdio {
     /// Writes raw bytes plus a newline (for malformed-input tests).
     pub async fn write_raw(&self, bytes: &[u8]) -> anyhow::Result<()> {
         let mut stdin = self.stdin.lock().await;
+        let stdin = stdin.as_mut().context("stdin closed")?;
         stdin.write_all(bytes).await?;
         stdin.write_all(b"\n").await?;
         stdin.flush().await?;
         Ok(())
+    }
+
+    /// Closes the gateway's stdin (the client leaves).
+    pub async fn close_stdin(&self) {
+        self.stdin.lock().await.take();
+    }
+
+    /// Waits up to `limit` for the gateway to exit; whether it did.
+    pub async fn wait(mut self, limit: Duration) -> bool {
+        tokio::time::timeout(limit, self.child.wait()).await.is_ok()
     }
 
     pub async fn notify(&self, method: &str, params: Value) -> anyhow::Result<()> {

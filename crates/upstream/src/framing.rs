@@ -1,34 +1,44 @@
-//! Bounded newline framing for a child's stdout: a line longer than the bound is reported
-//! the moment it crosses the bound (with a short prefix, so the call it answers can be
-//! failed at once) and the rest of it is then discarded without being buffered.
+//! Bounded newline framing for newline-delimited JSON-RPC (a child's stdout, the stdio
+//! face's stdin): a line longer than the bound is never buffered past the bound. Its tail is
+//! discarded as it arrives, scanned on the way for the message's top-level `id` (which may
+//! come last), so the call it answers (or the request it carries) can be answered at once.
 
+use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
 
-/// Bytes of an oversized line kept to identify it.
-const PREFIX_KEPT: usize = 256;
+use crate::idscan::IdScanner;
 
-pub(crate) enum Frame {
+pub enum Frame {
     Line(Vec<u8>),
-    Oversized { prefix: Vec<u8> },
+    /// A line over the bound, reported as soon as its id is known (else at its end), with
+    /// the id if one was found.
+    Oversized {
+        id: Option<Value>,
+    },
     Eof,
 }
 
+/// The tail of an oversized line being skipped.
+struct Discarding {
+    scanner: Option<IdScanner>,
+}
+
 /// Reads frames from one stream; remembers when it is skipping the tail of a long line.
-pub(crate) struct Framer {
+pub struct Framer {
     limit: usize,
-    discarding: bool,
+    discarding: Option<Discarding>,
 }
 
 impl Framer {
-    pub(crate) fn new(limit: usize) -> Framer {
+    pub fn new(limit: usize) -> Framer {
         Framer {
             limit,
-            discarding: false,
+            discarding: None,
         }
     }
 
-    /// Reads the next frame; empty lines are skipped.
-    pub(crate) async fn next<R: AsyncBufRead + Unpin>(
+    /// Reads the next frame; empty lines are skipped. Cancel-safe only between frames.
+    pub async fn next<R: AsyncBufRead + Unpin>(
         &mut self,
         reader: &mut R,
     ) -> std::io::Result<Frame> {
@@ -36,30 +46,56 @@ impl Framer {
         loop {
             let available = reader.fill_buf().await?;
             if available.is_empty() {
-                return Ok(if line.is_empty() || self.discarding {
-                    Frame::Eof
-                } else {
-                    Frame::Line(line)
+                return Ok(match self.discarding.take() {
+                    Some(Discarding {
+                        scanner: Some(scanner),
+                    }) => Frame::Oversized {
+                        id: scanner.finish(),
+                    },
+                    Some(_) => Frame::Eof,
+                    None if line.is_empty() => Frame::Eof,
+                    None => Frame::Line(line),
                 });
             }
             let newline = available.iter().position(|b| *b == b'\n');
             let chunk = &available[..newline.unwrap_or(available.len())];
             let consumed = chunk.len() + usize::from(newline.is_some());
-            if self.discarding {
+            if let Some(discarding) = &mut self.discarding {
+                if let Some(scanner) = &mut discarding.scanner {
+                    scanner.feed(chunk);
+                }
                 reader.consume(consumed);
-                if newline.is_some() {
-                    self.discarding = false;
+                if newline.is_none() {
+                    continue;
+                }
+                let discarding = self.discarding.take().expect("checked above");
+                if let Some(scanner) = discarding.scanner {
+                    return Ok(Frame::Oversized {
+                        id: scanner.finish(),
+                    });
                 }
                 continue;
             }
             if line.len() + chunk.len() > self.limit {
-                let keep = PREFIX_KEPT.saturating_sub(line.len()).min(chunk.len());
-                line.extend_from_slice(&chunk[..keep]);
-                line.truncate(PREFIX_KEPT);
+                let mut scanner = IdScanner::default();
+                scanner.feed(&line);
+                scanner.feed(chunk);
+                line = Vec::new();
                 reader.consume(consumed);
-                // The rest of this line is skipped on the next reads.
-                self.discarding = newline.is_none();
-                return Ok(Frame::Oversized { prefix: line });
+                if newline.is_some() {
+                    return Ok(Frame::Oversized {
+                        id: scanner.finish(),
+                    });
+                }
+                if let Some(id) = scanner.found().cloned() {
+                    // Known already: report now, skip the rest without scanning.
+                    self.discarding = Some(Discarding { scanner: None });
+                    return Ok(Frame::Oversized { id: Some(id) });
+                }
+                self.discarding = Some(Discarding {
+                    scanner: Some(scanner),
+                });
+                continue;
             }
             line.extend_from_slice(chunk);
             reader.consume(consumed);
@@ -93,9 +129,7 @@ mod tests {
             matches!(framer.next(&mut reader).await.unwrap(), Frame::Line(l) if l == b"{\"a\":1}")
         );
         match framer.next(&mut reader).await.unwrap() {
-            Frame::Oversized { prefix } => {
-                assert!(prefix.starts_with(b"{\"id\":7,") && prefix.len() <= 256)
-            }
+            Frame::Oversized { id } => assert_eq!(id, Some(serde_json::json!(7))),
             _ => panic!("expected an oversized frame"),
         }
         assert!(
@@ -105,5 +139,22 @@ mod tests {
             framer.next(&mut reader).await.unwrap(),
             Frame::Eof
         ));
+    }
+
+    #[tokio::test]
+    async fn finds_an_id_written_after_an_oversized_result() {
+        let input = format!(
+            "{{\"result\":{{\"text\":\"{}\"}},\"jsonrpc\":\"2.0\",\"id\":31}}\n{{\"b\":2}}\n",
+            "y".repeat(100_000)
+        );
+        let mut reader = tokio::io::BufReader::with_capacity(64, input.as_bytes());
+        let mut framer = Framer::new(1000);
+        assert!(matches!(
+            framer.next(&mut reader).await.unwrap(),
+            Frame::Oversized { id: Some(id) } if id == 31
+        ));
+        assert!(
+            matches!(framer.next(&mut reader).await.unwrap(), Frame::Line(l) if l == b"{\"b\":2}")
+        );
     }
 }

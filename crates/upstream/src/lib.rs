@@ -14,8 +14,10 @@
 mod deadline;
 mod detect;
 mod error;
-mod framing;
+pub mod framing;
+pub mod guardian;
 mod http;
+pub mod idscan;
 pub mod lines;
 mod mux;
 mod oauth;

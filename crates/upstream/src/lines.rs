@@ -13,7 +13,9 @@ const MAX_BATCH_BYTES: usize = 256 * 1024;
 const KEPT_CAPACITY: usize = 4 * MAX_BATCH_BYTES;
 
 /// Writes each queued item, `encode`d and followed by `\n`, until the queue closes, `close`
-/// fires or the output fails. Dropping `output` on return closes it.
+/// fires or the output fails. When `close` fires, what is queued at that moment is still
+/// written (a stopping connection's last cancellations), then the output is dropped, which
+/// closes it.
 pub async fn write_lines<W, T>(
     mut output: W,
     mut queue: mpsc::Receiver<T>,
@@ -24,21 +26,31 @@ pub async fn write_lines<W, T>(
 {
     let mut batch = Vec::with_capacity(4 * 1024);
     loop {
-        let item = tokio::select! {
-            item = queue.recv() => item,
-            () = close.cancelled() => None,
+        let (item, closing) = tokio::select! {
+            item = queue.recv() => (item, false),
+            () = close.cancelled() => (None, true),
         };
-        let Some(item) = item else { break };
+        if item.is_none() && !closing {
+            break;
+        }
         batch.clear();
-        encode(&item, &mut batch);
-        batch.push(b'\n');
-        while batch.len() < MAX_BATCH_BYTES
+        if let Some(item) = &item {
+            encode(item, &mut batch);
+            batch.push(b'\n');
+        }
+        // Closing: everything queued now (at most the queue's capacity), whatever its size.
+        let mut left = queue.max_capacity();
+        while (closing || batch.len() < MAX_BATCH_BYTES)
+            && left > 0
             && let Ok(more) = queue.try_recv()
         {
+            left -= 1;
             encode(&more, &mut batch);
             batch.push(b'\n');
         }
-        if output.write_all(&batch).await.is_err() || output.flush().await.is_err() {
+        let written = batch.is_empty()
+            || (output.write_all(&batch).await.is_ok() && output.flush().await.is_ok());
+        if closing || !written {
             break;
         }
         if batch.capacity() > KEPT_CAPACITY {
@@ -64,5 +76,21 @@ mod tests {
         })
         .await;
         assert_eq!(out, b"a\nbb\nccc\n");
+    }
+
+    #[tokio::test]
+    async fn closing_still_writes_what_is_queued() {
+        let (tx, rx) = mpsc::channel(8);
+        for text in ["cancel-1", "cancel-2"] {
+            tx.send(text.to_owned()).await.unwrap();
+        }
+        let close = CancellationToken::new();
+        close.cancel();
+        let mut out = Vec::new();
+        write_lines(&mut out, rx, close, |s: &String, buf| {
+            buf.extend_from_slice(s.as_bytes())
+        })
+        .await;
+        assert_eq!(out, b"cancel-1\ncancel-2\n");
     }
 }

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use switchboard_protocol::{Message, RequestId, meta};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::idscan::IdScanner;
 use crate::{CallError, CallEvent, CallOptions, ServerRequest, UpstreamEvent};
 
 struct Pending {
@@ -121,19 +122,44 @@ impl Mux {
             error = deadline.expired() => Err(error),
             () = options.cancel.cancelled() => Err(CallError::Cancelled),
         };
-        if matches!(outcome, Err(CallError::Timeout(_) | CallError::Cancelled)) {
-            self.forget(id, our_token.as_deref());
+        if let Err(CallError::Timeout(_) | CallError::Cancelled) = &outcome {
             let reason = match &outcome {
                 Err(CallError::Timeout(_)) => "timeout",
                 _ => "cancelled by client",
             };
-            let cancel = json!({ "requestId": id, "reason": reason });
-            // Best effort: the upstream may already be gone.
-            let _ = self.notify("notifications/cancelled", Some(cancel)).await;
+            self.cancel_upstream(id, our_token.as_deref(), reason).await;
         } else if let Some(token) = &our_token {
             self.state.lock().progress.remove(token);
         }
         outcome
+    }
+
+    /// Drops a call's entries and, if it was still pending, tells the upstream to cancel
+    /// it. The notification is queued under the same lock `close_with` takes, so a stop
+    /// running at the same time either finds the call pending (and cancels it itself) or
+    /// finds its cancellation already queued ahead of the close.
+    async fn cancel_upstream(&self, id: u64, token: Option<&str>, reason: &str) {
+        let cancel = Message::notification(
+            "notifications/cancelled",
+            Some(json!({ "requestId": id, "reason": reason })),
+        );
+        let queue_full = {
+            let mut state = self.state.lock();
+            if let Some(token) = token {
+                state.progress.remove(token);
+            }
+            if state.pending.remove(&id).is_none() {
+                return;
+            }
+            match self.out.try_send(cancel.to_bytes()) {
+                Err(mpsc::error::TrySendError::Full(bytes)) => Some(bytes),
+                _ => None,
+            }
+        };
+        if let Some(bytes) = queue_full {
+            // Best effort: the upstream may be gone by the time there is room.
+            let _ = self.out.send(bytes).await;
+        }
     }
 
     fn forget(&self, id: u64, token: Option<&str>) {
@@ -302,55 +328,68 @@ impl Mux {
     }
 
     /// A line longer than the bound arrived; fail the call it answered, if we can tell.
-    pub(crate) fn fail_oversized(&self, prefix: &[u8], limit: usize) {
+    pub(crate) fn fail_oversized(&self, id: Option<&Value>, limit: usize) {
         tracing::warn!(server = %self.server, limit, "upstream message over the size bound discarded");
-        if let Some(id) = id_from_prefix(prefix) {
-            let pending = self.state.lock().pending.remove(&id);
-            if let Some(pending) = pending {
-                let _ = pending.reply.send(Err(CallError::TooLarge { limit }));
-            }
+        self.fail_answer(id, CallError::TooLarge { limit });
+    }
+
+    /// A line that is not a valid message arrived: if it names a call of ours, that call
+    /// fails now (its answer will never come in a readable form).
+    pub(crate) fn fail_unparseable(&self, line: &[u8], error: &str) {
+        let id = IdScanner::scan(line);
+        self.fail_answer(
+            id.as_ref(),
+            CallError::Protocol(format!("unreadable answer: {error}")),
+        );
+    }
+
+    fn fail_answer(&self, id: Option<&Value>, error: CallError) {
+        let Some(id) = id.and_then(Value::as_u64) else {
+            return;
+        };
+        let pending = self.state.lock().pending.remove(&id);
+        if let Some(pending) = pending {
+            let _ = pending.reply.send(Err(error));
         }
+    }
+
+    /// We are stopping the connection: every call still waiting is cancelled upstream
+    /// first (queued ahead of the close, so the writer flushes them before stdin closes),
+    /// then closed for its caller.
+    pub(crate) fn close_cancelling(&self, reason: &str) {
+        self.close_with(reason, true);
     }
 
     /// The stream is gone: every waiting caller learns it now.
     pub(crate) fn close(&self, reason: &str) {
-        if !self.alive.swap(false, Ordering::AcqRel) {
-            return;
-        }
-        let pending: Vec<Pending> = {
+        self.close_with(reason, false);
+    }
+
+    fn close_with(&self, reason: &str, cancel_upstream: bool) {
+        // Taken under the lock: a call cancelled concurrently either finds itself still
+        // pending (and sends its own cancellation) or finds itself gone (and we send it).
+        let pending: Vec<(u64, Pending)> = {
             let mut state = self.state.lock();
+            if !self.alive.swap(false, Ordering::AcqRel) {
+                return;
+            }
             state.progress.clear();
-            state.pending.drain().map(|(_, p)| p).collect()
+            state.pending.drain().collect()
         };
-        for call in pending {
+        if cancel_upstream {
+            for (id, _) in &pending {
+                let cancel = json!({ "requestId": id, "reason": reason });
+                let message = Message::notification("notifications/cancelled", Some(cancel));
+                if self.out.try_send(message.to_bytes()).is_err() {
+                    tracing::warn!(server = %self.server, id, "write queue full: cancellation not sent");
+                }
+            }
+        }
+        for (_, call) in pending {
             let _ = call.reply.send(Err(CallError::Closed(reason.to_owned())));
         }
         let _ = self.events.try_send(UpstreamEvent::Closed {
             reason: reason.to_owned(),
         });
-    }
-}
-
-/// Finds a numeric `"id":N` in the first bytes of a message (our ids are numbers).
-fn id_from_prefix(prefix: &[u8]) -> Option<u64> {
-    let text = String::from_utf8_lossy(prefix);
-    let at = text.find("\"id\"")?;
-    let rest = text[at + 4..].trim_start().strip_prefix(':')?.trim_start();
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn finds_ids_in_prefixes() {
-        assert_eq!(
-            id_from_prefix(br#"{"jsonrpc":"2.0","id":42,"result":{"content":"xxxx"#),
-            Some(42)
-        );
-        assert_eq!(id_from_prefix(br#"{"id" : 7, "jsonrpc""#), Some(7));
-        assert_eq!(id_from_prefix(br#"{"jsonrpc":"2.0","result":"#), None);
     }
 }

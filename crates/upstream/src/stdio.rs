@@ -5,7 +5,8 @@
 //! task owns stderr and the supervisor owns the `Child` (and so reaps it). Dropping the
 //! link (or calling `shutdown`) runs the stop sequence: close stdin, wait, SIGTERM the
 //! group, wait, SIGKILL the group. The child also gets SIGKILL if the gateway dies
-//! (`PR_SET_PDEATHSIG`), so no child outlives us even after `kill -9`.
+//! (`PR_SET_PDEATHSIG`), and its whole group is killed by the guardian (see `guardian.rs`),
+//! so no process of a server outlives us even after `kill -9`.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -83,6 +84,10 @@ impl StdioLink {
             source,
         })?;
         let pid = child.id();
+        if let Some(pid) = pid {
+            // The child leads its own group: the guardian kills it if we die.
+            crate::guardian::watch(pid);
+        }
         let stdin = child.stdin.take().expect("stdin is piped");
         let stdout = child.stdout.take().expect("stdout is piped");
         let stderr = child.stderr.take().expect("stderr is piped");
@@ -178,12 +183,13 @@ async fn read_loop(mux: Arc<Mux>, stdout: tokio::process::ChildStdout, limit: us
                 Ok(message) => mux.handle(message).await,
                 Err(error) => {
                     garbage += 1;
+                    mux.fail_unparseable(&line, &error.to_string());
                     let excerpt: String =
                         String::from_utf8_lossy(&line).chars().take(200).collect();
                     tracing::warn!(server = %mux.server, %error, excerpt, garbage, "upstream wrote a non-MCP line to stdout");
                 }
             },
-            Ok(Frame::Oversized { prefix }) => mux.fail_oversized(&prefix, limit),
+            Ok(Frame::Oversized { id }) => mux.fail_oversized(id.as_ref(), limit),
             Ok(Frame::Eof) | Err(_) => break,
         }
     }
@@ -244,13 +250,14 @@ async fn supervise(
             status
         }
         _ = stop => {
-            mux.close("server stopped");
+            mux.close_cancelling("server stopped");
             stop_child(&mut child, &close_stdin).await
         }
     };
     // Grandchildren share the group: make sure none outlives its parent.
     if let Some(pid) = pid {
         let _ = killpg(Pid::from_raw(pid as i32), Signal::SIGKILL);
+        crate::guardian::forget(pid);
     }
     tracing::debug!(server = %mux.server, pid, %status, "stdio upstream reaped");
     exited.cancel();

@@ -3,7 +3,10 @@
 //! send modern requests with per-request `_meta`, or both.
 //!
 //! Tasks: the reader (this function) owns stdin; one writer task owns stdout; each request
-//! runs in its own task, cancelled by `notifications/cancelled` or when stdin closes.
+//! runs in its own task, cancelled by `notifications/cancelled` or when stdin closes. At
+//! most `MAX_INFLIGHT` requests run at once: at the bound the reader stops reading stdin
+//! (backpressure). Lines are framed with the upstream crate's bounded `Framer`, so an
+//! oversized line is skipped without being buffered.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,9 +14,10 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use serde_json::Value;
 use switchboard_protocol::{Era, Message, RequestId, RpcError};
+use switchboard_upstream::framing::{Frame, Framer};
 use switchboard_upstream::lines::write_lines;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, BufReader};
-use tokio::sync::{broadcast, mpsc};
+use tokio::io::{AsyncRead, AsyncWrite, BufReader};
+use tokio::sync::{Semaphore, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::session::LegacySession;
@@ -22,6 +26,9 @@ use crate::gateway::{ClientCtx, Gateway, PeerRequest};
 use crate::principal::{Face, Peer, Principal};
 
 const OUT_QUEUE: usize = 1024;
+/// Requests of the one client running at once; at the bound stdin is not read, so a client
+/// that writes without reading its answers cannot make the gateway hold more.
+const MAX_INFLIGHT: usize = 256;
 /// The principal of the one client a stdio face serves.
 const STDIO_SESSION: &str = "stdio";
 
@@ -73,33 +80,24 @@ pub async fn serve<R, W>(
     });
     let mut session: Option<Arc<LegacySession>> = None;
     let mut reader = BufReader::with_capacity(64 * 1024, input);
-    let mut line = Vec::new();
+    let mut framer = Framer::new(max_message_bytes);
+    let inflight_bound = Arc::new(Semaphore::new(MAX_INFLIGHT));
     loop {
-        line.clear();
-        let read = (&mut reader)
-            .take(max_message_bytes as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .await;
-        match read {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {}
-        }
-        if line.len() > max_message_bytes && line.last() != Some(&b'\n') {
-            // Oversized: answer, then skip the rest of the line.
-            let error = RpcError::new(
-                switchboard_protocol::error::gateway::MESSAGE_TOO_LARGE,
-                format!("message exceeds {max_message_bytes} bytes"),
-            );
-            let _ = shared.out.send(Message::error(None, error)).await;
-            let mut rest = Vec::new();
-            let _ = reader.read_until(b'\n', &mut rest).await;
-            continue;
-        }
-        let trimmed = trim(&line);
-        if trimmed.is_empty() {
-            continue;
-        }
-        let message = match Message::parse(trimmed) {
+        let line = match framer.next(&mut reader).await {
+            Ok(Frame::Line(line)) => line,
+            Ok(Frame::Oversized { id }) => {
+                // Skipped without being buffered; answered with its id when it had one.
+                let error = RpcError::new(
+                    switchboard_protocol::error::gateway::MESSAGE_TOO_LARGE,
+                    format!("message exceeds {max_message_bytes} bytes"),
+                );
+                let id = id.as_ref().and_then(RequestId::from_value);
+                let _ = shared.out.send(Message::error(id, error)).await;
+                continue;
+            }
+            Ok(Frame::Eof) | Err(_) => break,
+        };
+        let message = match Message::parse(&line) {
             Ok(message) => message,
             Err(error) => {
                 let _ = shared
@@ -143,6 +141,10 @@ pub async fn serve<R, W>(
                     let _ = shared.out.send(Message::error(Some(id), error)).await;
                     continue;
                 }
+                // Backpressure: at the bound, stdin is not read until a request finishes.
+                let Ok(permit) = inflight_bound.clone().acquire_owned().await else {
+                    break;
+                };
                 shared
                     .inflight
                     .lock()
@@ -168,6 +170,7 @@ pub async fn serve<R, W>(
                     if let (Some(reply), false) = (reply, cancelled) {
                         let _ = shared.out.send(reply).await;
                     }
+                    drop(permit);
                 });
             }
             Message::Notification { method, .. }
@@ -216,14 +219,6 @@ pub async fn serve<R, W>(
     }
     drop(shared);
     let _ = writer.await;
-}
-
-fn trim(line: &[u8]) -> &[u8] {
-    let mut end = line.len();
-    while end > 0 && (line[end - 1] == b'\n' || line[end - 1] == b'\r') {
-        end -= 1;
-    }
-    &line[..end]
 }
 
 /// The context of one request: modern (stateless, its own `_meta`) or of the legacy

@@ -5,9 +5,10 @@
 //!
 //! Pure state machine: time is passed in, so tests need no clock.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use switchboard_config::BreakerPolicy;
+use tokio::time::Instant;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BreakerState {

@@ -17,7 +17,7 @@ mod instance;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use parking_lot::Mutex;
@@ -26,6 +26,7 @@ use switchboard_config::{ServerPolicy, Sharing};
 use switchboard_protocol::{RpcError, error::gateway};
 use switchboard_upstream::{CallOptions, ConnectOptions, EraCache, Upstream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use breaker::BreakerState;
@@ -936,5 +937,61 @@ impl Server {
 
     pub(crate) fn instances_snapshot(&self) -> Vec<Arc<Instance>> {
         self.instances.lock().clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server whose command cannot start, with a fixed 1 s restart backoff.
+    fn unstartable() -> Arc<Server> {
+        let config = switchboard_config::parse(
+            "[servers.s]\ncommand = \"/nonexistent/switchboard-test-command\"\n\
+             restart_backoff_ms = 1000\nrestart_backoff_max_ms = 1000\n",
+            switchboard_config::ConfigFormat::Native,
+            None,
+        )
+        .expect("valid config");
+        let spec = config.servers.into_values().next().expect("one server");
+        let options = ConnectOptions {
+            server: "s".into(),
+            spec,
+            max_message_bytes: 1 << 20,
+            probe_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            legacy_client_capabilities: json!({}),
+        };
+        let (signals, _) = mpsc::channel(8);
+        let stats = crate::metrics::Metrics::default().server("s");
+        Server::new(
+            options,
+            Origin::Config,
+            Duration::from_secs(5),
+            signals,
+            stats,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn restart_backoff_runs_on_tokios_clock() {
+        let server = unstartable();
+        let cache = EraCache::new();
+        let first = server.acquire(&cache, "c").await.err().expect("fails");
+        assert!(
+            first.message.contains("failed to start"),
+            "{}",
+            first.message
+        );
+        let waiting = server.acquire(&cache, "c").await.err().expect("fails");
+        assert!(waiting.message.contains("backoff"), "{}", waiting.message);
+        // No real time passes: the paused clock is moved past the backoff (≤ 1 s).
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        let again = server.acquire(&cache, "c").await.err().expect("fails");
+        assert!(
+            again.message.contains("failed to start"),
+            "{}",
+            again.message
+        );
     }
 }

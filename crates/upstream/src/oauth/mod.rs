@@ -27,6 +27,14 @@
 //! upper-cased with every other character than letters and digits as `_`. A server
 //! configured with its own `Authorization` header never takes part. Tokens and secrets
 //! stay in the gateway: no client of the gateway ever sees them.
+//!
+//! This module answers challenges (authorize, refresh, the token request, the headless
+//! user agent); `challenge` parses them, `discovery` finds the authorization server and
+//! `client` chooses or registers the client presented to it.
+
+mod challenge;
+mod client;
+mod discovery;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};
@@ -36,14 +44,17 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use rand::RngCore as _;
 use reqwest::Url;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use switchboard_config::OAuthClient;
+
+use challenge::{join, parse_challenge, scope_set};
+use client::{ClientCredentials, StaticClient};
+use discovery::Discovery;
 
 /// Where the authorization server sends the user-agent back. Never served: the headless
 /// user agent stops at the redirect and reads the code from it.
 pub(crate) const REDIRECT_URI: &str = "http://127.0.0.1/switchboard/oauth/callback";
-const CLIENT_NAME: &str = "switchboard";
 /// Redirects followed inside the authorization server before giving up.
 const MAX_HOPS: usize = 5;
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,33 +66,6 @@ pub(crate) struct AuthError(String);
 
 fn fail<T>(message: impl Into<String>) -> Result<T, AuthError> {
     Err(AuthError(message.into()))
-}
-
-/// Client information for one authorization server.
-#[derive(Clone, Debug)]
-struct ClientCredentials {
-    client_id: String,
-    client_secret: Option<String>,
-    /// `none`, `client_secret_basic` or `client_secret_post`.
-    auth_method: String,
-}
-
-/// A `WWW-Authenticate: Bearer ...` challenge.
-#[derive(Debug, Default, PartialEq)]
-struct Challenge {
-    resource_metadata: Option<String>,
-    scope: Option<String>,
-    error: Option<String>,
-}
-
-/// What discovery found for the server.
-struct Discovery {
-    /// The resource identifier, exactly as the metadata published it.
-    resource: String,
-    scopes_supported: Vec<String>,
-    /// The authorization server's issuer, validated against its metadata.
-    issuer: String,
-    metadata: Value,
 }
 
 /// The state of the authorization flow, serialized by the flow lock.
@@ -129,75 +113,6 @@ pub(crate) fn for_server(
         .entry(key)
         .or_insert_with(|| Arc::new(Authorizer::new(server, url.clone(), client)));
     Some(authorizer.clone())
-}
-
-/// The client information known before any registration: configured, else from the
-/// environment, field by field.
-#[derive(Default)]
-struct StaticClient {
-    preregistered: Option<ClientCredentials>,
-    metadata_document: Option<String>,
-}
-
-impl StaticClient {
-    fn resolve(server: &str, configured: Option<&OAuthClient>) -> StaticClient {
-        let configured = configured.cloned().unwrap_or_default();
-        let client_id = configured.client_id.or_else(|| env(server, "CLIENT_ID"));
-        let preregistered = client_id.map(|client_id| {
-            let client_secret = configured
-                .client_secret
-                .or_else(|| env(server, "CLIENT_SECRET"));
-            ClientCredentials {
-                client_id,
-                auth_method: if client_secret.is_some() {
-                    "client_secret_basic".into()
-                } else {
-                    "none".into()
-                },
-                client_secret,
-            }
-        });
-        StaticClient {
-            preregistered,
-            metadata_document: configured
-                .client_metadata_url
-                .or_else(|| env(server, "CLIENT_METADATA_URL")),
-        }
-    }
-
-    /// Identifies the information (the secret by a hash, never in clear).
-    fn fingerprint(&self) -> String {
-        let credentials = self.preregistered.as_ref();
-        let secret = credentials
-            .and_then(|c| c.client_secret.as_deref())
-            .map(|secret| URL_SAFE_NO_PAD.encode(Sha256::digest(secret.as_bytes())));
-        format!(
-            "{:?}|{:?}|{:?}",
-            credentials.map(|c| &c.client_id),
-            secret,
-            self.metadata_document
-        )
-    }
-}
-
-fn env_key(server: &str, field: &str) -> String {
-    let name: String = server
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    format!("SWITCHBOARD_OAUTH_{name}_{field}")
-}
-
-fn env(server: &str, field: &str) -> Option<String> {
-    std::env::var(env_key(server, field))
-        .ok()
-        .filter(|v| !v.is_empty())
 }
 
 impl Authorizer {
@@ -281,197 +196,6 @@ impl Authorizer {
             wanted.extend(flow.requested.iter().cloned());
         }
         self.authorize(&mut flow, &discovery, wanted).await
-    }
-
-    async fn get_json(&self, url: &str) -> Result<Option<Value>, AuthError> {
-        let response = self
-            .http
-            .get(url)
-            .header("accept", "application/json")
-            .send()
-            .await
-            .map_err(|e| AuthError(format!("GET {url}: {e}")))?;
-        if !response.status().is_success() {
-            return Ok(None);
-        }
-        Ok(Some(read_json(response).await).filter(Value::is_object))
-    }
-
-    /// Protected resource metadata, then authorization server metadata.
-    async fn discover(&self, challenge: &Challenge) -> Result<Discovery, AuthError> {
-        let origin = self.url.origin().ascii_serialization();
-        let path = self.url.path().trim_end_matches('/');
-        let candidates = match &challenge.resource_metadata {
-            Some(url) => vec![url.clone()],
-            None if path.is_empty() => {
-                vec![format!("{origin}/.well-known/oauth-protected-resource")]
-            }
-            None => vec![
-                format!("{origin}/.well-known/oauth-protected-resource{path}"),
-                format!("{origin}/.well-known/oauth-protected-resource"),
-            ],
-        };
-        let mut prm = None;
-        for candidate in &candidates {
-            if let Some(document) = self.get_json(candidate).await? {
-                prm = Some(document);
-                break;
-            }
-        }
-        let Some(prm) = prm else {
-            return fail(format!(
-                "server `{}` asked for authorization but publishes no protected resource metadata (tried {})",
-                self.server,
-                candidates.join(", ")
-            ));
-        };
-        let resource = prm["resource"]
-            .as_str()
-            .ok_or_else(|| AuthError("protected resource metadata without `resource`".into()))?
-            .to_owned();
-        if !resource_covers(&resource, &self.url) {
-            return fail(format!(
-                "protected resource metadata names resource `{resource}`, not `{}`: refusing to authorize",
-                self.url
-            ));
-        }
-        let issuer = prm["authorization_servers"]
-            .as_array()
-            .and_then(|servers| servers.first())
-            .and_then(Value::as_str)
-            .ok_or_else(|| {
-                AuthError("protected resource metadata names no authorization server".into())
-            })?
-            .to_owned();
-        let metadata = self.authorization_server_metadata(&issuer).await?;
-        Ok(Discovery {
-            resource,
-            scopes_supported: strings(&prm["scopes_supported"]),
-            issuer,
-            metadata,
-        })
-    }
-
-    /// RFC 8414 and OpenID discovery, in the order the MCP specification gives; a
-    /// document whose `issuer` is not the issuer it was derived from is never used.
-    async fn authorization_server_metadata(&self, issuer: &str) -> Result<Value, AuthError> {
-        let parsed = Url::parse(issuer)
-            .map_err(|e| AuthError(format!("authorization server `{issuer}`: {e}")))?;
-        let origin = parsed.origin().ascii_serialization();
-        let path = parsed.path().trim_end_matches('/');
-        let candidates = if path.is_empty() {
-            vec![
-                format!("{origin}/.well-known/oauth-authorization-server"),
-                format!("{origin}/.well-known/openid-configuration"),
-            ]
-        } else {
-            vec![
-                format!("{origin}/.well-known/oauth-authorization-server{path}"),
-                format!("{origin}/.well-known/openid-configuration{path}"),
-                format!("{origin}{path}/.well-known/openid-configuration"),
-            ]
-        };
-        for candidate in &candidates {
-            let Some(metadata) = self.get_json(candidate).await? else {
-                continue;
-            };
-            if metadata["issuer"].as_str() == Some(issuer) {
-                return Ok(metadata);
-            }
-            tracing::warn!(
-                server = %self.server,
-                url = %candidate,
-                issuer = ?metadata["issuer"],
-                expected = issuer,
-                "authorization server metadata with another issuer ignored"
-            );
-        }
-        fail(format!(
-            "no valid authorization server metadata for `{issuer}` (tried {})",
-            candidates.join(", ")
-        ))
-    }
-
-    /// The client to present to this authorization server.
-    async fn client(
-        &self,
-        flow: &mut Flow,
-        discovery: &Discovery,
-    ) -> Result<ClientCredentials, AuthError> {
-        if let Some(client) = &self.preregistered {
-            return Ok(client.clone());
-        }
-        let metadata = &discovery.metadata;
-        if let Some(document) = &self.metadata_document
-            && metadata["client_id_metadata_document_supported"].as_bool() == Some(true)
-        {
-            return Ok(ClientCredentials {
-                client_id: document.clone(),
-                client_secret: None,
-                auth_method: "none".into(),
-            });
-        }
-        if let Some(client) = flow.registrations.get(&discovery.issuer) {
-            return Ok(client.clone());
-        }
-        let Some(endpoint) = metadata["registration_endpoint"].as_str() else {
-            return fail(format!(
-                "authorization server `{}` offers no client registration; pre-register switchboard and set {}",
-                discovery.issuer,
-                env_key(&self.server, "CLIENT_ID")
-            ));
-        };
-        let supported = strings(&metadata["token_endpoint_auth_methods_supported"]);
-        let method = ["none", "client_secret_basic", "client_secret_post"]
-            .into_iter()
-            .find(|m| supported.iter().any(|s| s == m))
-            .unwrap_or("client_secret_basic");
-        let request = json!({
-            "client_name": CLIENT_NAME,
-            "redirect_uris": [REDIRECT_URI],
-            "grant_types": ["authorization_code", "refresh_token"],
-            "response_types": ["code"],
-            "token_endpoint_auth_method": method,
-            "application_type": "native",
-        });
-        let response = self
-            .http
-            .post(endpoint)
-            .header("content-type", "application/json")
-            .header("accept", "application/json")
-            .body(request.to_string())
-            .send()
-            .await
-            .map_err(|e| AuthError(format!("client registration at {endpoint}: {e}")))?;
-        let status = response.status();
-        let registered = read_json(response).await;
-        let Some(client_id) = registered["client_id"]
-            .as_str()
-            .filter(|_| status.is_success())
-        else {
-            return fail(format!(
-                "client registration at {endpoint} failed ({status}): {registered}"
-            ));
-        };
-        let client_secret = registered["client_secret"].as_str().map(str::to_owned);
-        let auth_method = registered["token_endpoint_auth_method"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| {
-                if client_secret.is_some() && method == "none" {
-                    "client_secret_basic".into()
-                } else {
-                    method.into()
-                }
-            });
-        let client = ClientCredentials {
-            client_id: client_id.to_owned(),
-            client_secret,
-            auth_method,
-        };
-        flow.registrations
-            .insert(discovery.issuer.clone(), client.clone());
-        Ok(client)
     }
 
     /// The authorization code grant for `scopes`, ending with a new token.
@@ -715,165 +439,13 @@ fn strings(value: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn scope_set(scope: Option<&str>) -> BTreeSet<String> {
-    scope
-        .unwrap_or_default()
-        .split_ascii_whitespace()
-        .map(str::to_owned)
-        .collect()
-}
-
-fn join(scopes: &BTreeSet<String>) -> String {
-    scopes
-        .iter()
-        .map(String::as_str)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Whether a published resource identifier covers the server's URL: same origin, and
-/// the server's path at or below the resource's (a root resource covers every path).
-fn resource_covers(resource: &str, server: &Url) -> bool {
-    let Ok(resource) = Url::parse(resource) else {
-        return false;
-    };
-    if resource.origin() != server.origin() {
-        return false;
-    }
-    let base = resource.path().trim_end_matches('/');
-    let path = server.path().trim_end_matches('/');
-    path == base || path.starts_with(&format!("{base}/"))
-}
-
-/// Parses the Bearer challenge of a `WWW-Authenticate` header (RFC 6750 section 3).
-fn parse_challenge(header: &str) -> Option<Challenge> {
-    let rest = header.trim_start();
-    let scheme_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-    if !rest[..scheme_end].eq_ignore_ascii_case("bearer") {
-        return None;
-    }
-    let mut challenge = Challenge::default();
-    let mut chars = rest[scheme_end..].chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
-            chars.next();
-        }
-        let name: String = chars
-            .by_ref()
-            .take_while(|c| *c != '=')
-            .collect::<String>()
-            .trim()
-            .to_ascii_lowercase();
-        if name.is_empty() {
-            break;
-        }
-        let value = if chars.peek() == Some(&'"') {
-            chars.next();
-            let mut value = String::new();
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => value.extend(chars.next()),
-                    '"' => break,
-                    c => value.push(c),
-                }
-            }
-            value
-        } else {
-            chars
-                .by_ref()
-                .take_while(|c| *c != ',')
-                .collect::<String>()
-                .trim()
-                .to_owned()
-        };
-        match name.as_str() {
-            "resource_metadata" => challenge.resource_metadata = Some(value),
-            "scope" => challenge.scope = Some(value),
-            "error" => challenge.error = Some(value),
-            _ => {}
-        }
-    }
-    Some(challenge)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn parses_bearer_challenges() {
-        let parsed = parse_challenge(
-            r#"Bearer error="insufficient_scope", scope="a b", resource_metadata="https://x/.well-known/oauth-protected-resource/mcp", error_description="say \"no\"""#,
-        )
-        .unwrap();
-        assert_eq!(
-            parsed,
-            Challenge {
-                resource_metadata: Some(
-                    "https://x/.well-known/oauth-protected-resource/mcp".into()
-                ),
-                scope: Some("a b".into()),
-                error: Some("insufficient_scope".into()),
-            }
-        );
-        assert_eq!(parse_challenge("Bearer").unwrap(), Challenge::default());
-        assert_eq!(parse_challenge("Basic realm=\"x\""), None);
-        assert_eq!(
-            parse_challenge("bearer error=invalid_token")
-                .unwrap()
-                .error
-                .as_deref(),
-            Some("invalid_token")
-        );
-    }
-
-    #[test]
-    fn resources_cover_their_own_paths_only() {
-        let server = Url::parse("http://localhost:3000/mcp").unwrap();
-        assert!(resource_covers("http://localhost:3000/mcp", &server));
-        assert!(resource_covers("http://localhost:3000", &server));
-        assert!(resource_covers("http://localhost:3000/", &server));
-        assert!(!resource_covers("https://evil.example.com/mcp", &server));
-        assert!(!resource_covers("http://localhost:3001/mcp", &server));
-        assert!(!resource_covers("http://localhost:3000/mc", &server));
-        assert!(!resource_covers("http://localhost:3000/mcp/other", &server));
-    }
-
-    #[test]
-    fn configured_client_information_comes_before_the_environment() {
-        let configured = OAuthClient {
-            client_id: Some("from-config".into()),
-            client_secret: Some("s3cret".into()),
-            client_metadata_url: None,
-        };
-        let client = StaticClient::resolve("no-such-env-server", Some(&configured));
-        let credentials = client.preregistered.as_ref().expect("pre-registered");
-        assert_eq!(credentials.client_id, "from-config");
-        assert_eq!(credentials.auth_method, "client_secret_basic");
-        assert!(!client.fingerprint().contains("s3cret"));
-        let public = StaticClient::resolve(
-            "no-such-env-server",
-            Some(&OAuthClient {
-                client_id: Some("public".into()),
-                ..OAuthClient::default()
-            }),
-        );
-        assert_eq!(public.preregistered.as_ref().unwrap().auth_method, "none");
-        assert_ne!(client.fingerprint(), public.fingerprint());
-        assert!(
-            StaticClient::resolve("no-such-env-server", None)
-                .preregistered
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn form_encoding_and_env_names() {
+    fn form_encoding() {
         assert_eq!(form_encode(&[("a", "x y"), ("b", "1&2")]), "a=x+y&b=1%262");
         assert_eq!(&form_encode(&[("", "id:1")])[1..], "id%3A1");
-        assert_eq!(
-            env_key("my-server.1", "CLIENT_ID"),
-            "SWITCHBOARD_OAUTH_MY_SERVER_1_CLIENT_ID"
-        );
     }
 }

@@ -21,6 +21,7 @@ use switchboard_upstream::{CallError, CallEvent, CallOptions, ServerRequest};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::error::Error;
 use crate::gateway::{ClientCtx, Gateway, PeerRequest};
 use crate::roster::now_ms;
 use crate::server::{CallGuard, Lease};
@@ -165,7 +166,7 @@ impl Gateway {
         &self,
         ctx: &ClientCtx,
         mut call: Forward<'_>,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Value, Error> {
         // A modern client retrying after `input_required`: resume what its state names.
         let presented = call
             .params
@@ -175,16 +176,14 @@ impl Gateway {
         if let Some(state) = presented {
             let state = state
                 .as_str()
-                .ok_or_else(|| RpcError::invalid_params("requestState must be a string"))?;
+                .ok_or_else(|| Error::StateRejected("it must be a string".into()))?;
             let opened = self
                 .inner
                 .sealer
                 .open(state, now_ms())
-                .map_err(|e| RpcError::invalid_params(format!("requestState rejected: {e}")))?;
+                .map_err(|e| Error::StateRejected(e.to_string()))?;
             if opened.get("p").and_then(Value::as_str) != Some(ctx.principal.binding()) {
-                return Err(RpcError::invalid_params(
-                    "requestState rejected: issued to another client",
-                ));
+                return Err(Error::StateRejected("issued to another client".into()));
             }
             match opened.get("k").and_then(Value::as_str) {
                 Some("flight") => {
@@ -198,16 +197,12 @@ impl Gateway {
                 }
                 Some("wrap") => {
                     if opened.get("s").and_then(Value::as_str) != Some(call.server) {
-                        return Err(RpcError::invalid_params(
-                            "requestState rejected: issued for another server",
-                        ));
+                        return Err(Error::StateRejected("issued for another server".into()));
                     }
                     upstream_state = opened.get("rs").filter(|s| s.is_string()).cloned();
                 }
                 _ => {
-                    return Err(RpcError::invalid_params(
-                        "requestState rejected: unknown kind",
-                    ));
+                    return Err(Error::StateRejected("unknown kind".into()));
                 }
             }
         }
@@ -218,7 +213,7 @@ impl Gateway {
         // removal drains it instead of cutting it off.
         let (server, guard) = self
             .server_for_call(call.server)
-            .ok_or_else(|| RpcError::invalid_params(format!("unknown server `{}`", call.server)))?;
+            .ok_or_else(|| Error::invalid_params(format!("unknown server `{}`", call.server)))?;
         meta::strip_protocol_fields(&mut call.params);
         let progress_token = meta::progress_token(Some(&call.params)).cloned();
         if progress_token.is_some()
@@ -287,9 +282,8 @@ impl Gateway {
                 Era::Legacy => {
                     rounds += 1;
                     if rounds > MAX_INPUT_ROUNDS {
-                        return Err(RpcError::new(
-                            codes::UPSTREAM_PROTOCOL,
-                            "upstream kept asking for input",
+                        return Err(Error::UpstreamProtocol(
+                            "upstream kept asking for input".into(),
                         ));
                     }
                     let responses = self.fulfil_for_legacy(ctx, &result).await?;
@@ -306,7 +300,7 @@ impl Gateway {
 
     /// Waits for a flight's answer, relaying its notifications, bridging its server→client
     /// requests, and propagating the client's cancellation.
-    async fn drive(&self, ctx: &ClientCtx, mut flight: Flight) -> Result<Driven, RpcError> {
+    async fn drive(&self, ctx: &ClientCtx, mut flight: Flight) -> Result<Driven, Error> {
         loop {
             tokio::select! {
                 outcome = flight.work.outcome() => {
@@ -316,7 +310,9 @@ impl Gateway {
                             let _ = notify.try_send(Message::notification(method, params));
                         }
                     }
-                    return outcome.map(Driven::Answer).map_err(|e| e.to_rpc_error(&flight.server));
+                    return outcome
+                        .map(Driven::Answer)
+                        .map_err(|e| Error::Rpc(e.to_rpc_error(&flight.server)));
                 }
                 event = flight.events.recv() => match event {
                     Some(CallEvent::Notification { method, params }) => {
@@ -336,7 +332,7 @@ impl Gateway {
                 },
                 () = ctx.cancel.cancelled() => {
                     flight.cancel.cancel();
-                    return Err(RpcError::new(codes::UPSTREAM_UNAVAILABLE, "request cancelled"));
+                    return Err(Error::Cancelled);
                 }
             }
         }
@@ -379,14 +375,15 @@ impl Gateway {
     }
 
     /// Resumes a parked flight with the client's input responses.
-    async fn resume(&self, ctx: &ClientCtx, id: &str, responses: Value) -> Result<Value, RpcError> {
-        let parked = self.inner.parked.lock().remove(id).ok_or_else(|| {
-            RpcError::invalid_params("requestState rejected: the call it resumes has expired")
-        })?;
+    async fn resume(&self, ctx: &ClientCtx, id: &str, responses: Value) -> Result<Value, Error> {
+        let parked = self
+            .inner
+            .parked
+            .lock()
+            .remove(id)
+            .ok_or_else(|| Error::StateRejected("the call it resumes has expired".into()))?;
         if parked.principal != ctx.principal.binding() {
-            return Err(RpcError::invalid_params(
-                "requestState rejected: issued to another client",
-            ));
+            return Err(Error::StateRejected("issued to another client".into()));
         }
         for (key, reply) in parked.waiting {
             let outcome = match responses.get(&key) {
@@ -416,7 +413,7 @@ impl Gateway {
     }
 
     /// Walks a legacy client through a modern upstream's input requests.
-    async fn fulfil_for_legacy(&self, ctx: &ClientCtx, result: &Value) -> Result<Value, RpcError> {
+    async fn fulfil_for_legacy(&self, ctx: &ClientCtx, result: &Value) -> Result<Value, Error> {
         let mut responses = Map::new();
         let Some(requests) = result.get("inputRequests").and_then(Value::as_object) else {
             return Ok(Value::Object(responses));
@@ -437,14 +434,18 @@ impl Gateway {
 
 /// An upstream error in the client's era. 2026-07-28 server/resources: "Resource not
 /// found" is -32602 where earlier revisions (and so legacy upstreams) used -32002.
-pub(crate) fn error_for_client(ctx: &ClientCtx, method: &str, mut error: RpcError) -> RpcError {
-    if ctx.era == Era::Modern
-        && method == "resources/read"
-        && error.code == switchboard_protocol::error::RESOURCE_NOT_FOUND
-    {
-        error.code = switchboard_protocol::error::INVALID_PARAMS;
+pub(crate) fn error_for_client(ctx: &ClientCtx, method: &str, error: Error) -> Error {
+    match error {
+        Error::Rpc(mut error)
+            if ctx.era == Era::Modern
+                && method == "resources/read"
+                && error.code == switchboard_protocol::error::RESOURCE_NOT_FOUND =>
+        {
+            error.code = switchboard_protocol::error::INVALID_PARAMS;
+            Error::Rpc(error)
+        }
+        other => other,
     }
-    error
 }
 
 /// Starts the upstream call in its own task, so it can outlive the client request that

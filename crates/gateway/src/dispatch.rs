@@ -187,9 +187,9 @@ impl Gateway {
         if matches!(call.method, "resources/subscribe" | "resources/unsubscribe") {
             // Shared with every other holder of the URI (`subscriptions.rs`).
             let (server, uri) = (&route.server, route.name.clone());
-            return Ok(self
+            return self
                 .session_subscription(call.ctx, call.method, server, uri)
-                .await?);
+                .await;
         }
         let forward = Forward {
             server: &route.server,

@@ -44,6 +44,16 @@ pub enum Error {
     /// A pipeline step refused the call.
     #[error("{reason}")]
     Denied { step: &'static str, reason: String },
+    /// A presented MRTR `requestState` was refused (forged, expired, another caller's or
+    /// another server's).
+    #[error("requestState rejected: {0}")]
+    StateRejected(String),
+    /// The client cancelled the request, or went away, while it was in flight.
+    #[error("request cancelled")]
+    Cancelled,
+    /// The upstream broke the protocol in a way the gateway cannot bridge.
+    #[error("{0}")]
+    UpstreamProtocol(String),
     /// An error that is already a JSON-RPC error (an upstream's answer, admission).
     #[error("{0}")]
     Rpc(RpcError),
@@ -93,6 +103,11 @@ impl Error {
             Error::Unknown { .. } => RpcError::invalid_params(self.to_string()),
             Error::Denied { step, reason } => RpcError::new(gateway::DENIED, reason.clone())
                 .with_data(json!({ "reason": reason, "step": step })),
+            Error::StateRejected(_) => RpcError::invalid_params(self.to_string()),
+            Error::Cancelled => RpcError::new(gateway::UPSTREAM_UNAVAILABLE, self.to_string()),
+            Error::UpstreamProtocol(message) => {
+                RpcError::new(gateway::UPSTREAM_PROTOCOL, message.clone())
+            }
             Error::Rpc(error) => error.clone(),
         }
     }
@@ -103,19 +118,26 @@ impl Error {
     pub fn http_status(&self) -> http::StatusCode {
         match self {
             Error::MethodNotFound(_) => http::StatusCode::NOT_FOUND,
-            Error::InvalidParams(_) | Error::Unknown { .. } => http::StatusCode::OK,
-            Error::Denied { .. } => http::StatusCode::OK,
-            Error::Rpc(_) => http::StatusCode::OK,
+            Error::InvalidParams(_)
+            | Error::Unknown { .. }
+            | Error::Denied { .. }
+            | Error::StateRejected(_)
+            | Error::Cancelled
+            | Error::UpstreamProtocol(_)
+            | Error::Rpc(_) => http::StatusCode::OK,
         }
     }
 
     /// The `outcome` label of the call metrics.
     pub fn outcome(&self) -> &'static str {
         match self {
-            Error::InvalidParams(_) | Error::MethodNotFound(_) | Error::Unknown { .. } => {
-                "rejected"
-            }
+            Error::InvalidParams(_)
+            | Error::MethodNotFound(_)
+            | Error::Unknown { .. }
+            | Error::StateRejected(_) => "rejected",
             Error::Denied { .. } => "denied",
+            Error::Cancelled => "cancelled",
+            Error::UpstreamProtocol(_) => "rpc_error",
             Error::Rpc(error) => match error.code {
                 gateway::UPSTREAM_TIMEOUT => "timeout",
                 gateway::UPSTREAM_UNAVAILABLE => "unavailable",
@@ -129,6 +151,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Rpc(error) => error.is_retryable(),
+            Error::Cancelled => true,
             _ => false,
         }
     }

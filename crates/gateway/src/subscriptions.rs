@@ -54,10 +54,10 @@ impl Gateway {
         method: &str,
         server: &str,
         uri: String,
-    ) -> Result<Value, RpcError> {
+    ) -> Result<Value, crate::error::Error> {
         let owner = self
             .server(server)
-            .ok_or_else(|| RpcError::invalid_params("unknown server"))?;
+            .ok_or_else(|| crate::error::Error::invalid_params("unknown server"))?;
         if owner.policy().sharing == Sharing::PerSession
             && owner.upstream(&self.inner.era_cache).await?.era() == Era::Legacy
         {

@@ -44,6 +44,12 @@ pub enum Error {
     /// A pipeline step refused the call.
     #[error("{reason}")]
     Denied { step: &'static str, reason: String },
+    /// A rate limit refused the call; the same call may pass after `retry_after`.
+    #[error("{reason}")]
+    Limited {
+        reason: String,
+        retry_after: std::time::Duration,
+    },
     /// An error that is already a JSON-RPC error (an upstream's answer, admission).
     #[error("{0}")]
     Rpc(RpcError),
@@ -74,6 +80,13 @@ impl Error {
         }
     }
 
+    pub fn limited(reason: impl Into<String>, retry_after: std::time::Duration) -> Error {
+        Error::Limited {
+            reason: reason.into(),
+            retry_after,
+        }
+    }
+
     /// The JSON-RPC error a client of `era` sees. 2026-07-28 answers an unknown resource
     /// with -32602 where earlier revisions used -32002.
     pub fn to_rpc(&self, era: Era) -> RpcError {
@@ -93,6 +106,14 @@ impl Error {
             Error::Unknown { .. } => RpcError::invalid_params(self.to_string()),
             Error::Denied { step, reason } => RpcError::new(gateway::DENIED, reason.clone())
                 .with_data(json!({ "reason": reason, "step": step })),
+            Error::Limited {
+                reason,
+                retry_after,
+            } => RpcError::new(gateway::DENIED, reason.clone()).with_data(json!({
+                "reason": reason,
+                "step": "limits",
+                "retryAfterMs": u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
+            })),
             Error::Rpc(error) => error.clone(),
         }
     }
@@ -104,7 +125,7 @@ impl Error {
         match self {
             Error::MethodNotFound(_) => http::StatusCode::NOT_FOUND,
             Error::InvalidParams(_) | Error::Unknown { .. } => http::StatusCode::OK,
-            Error::Denied { .. } => http::StatusCode::OK,
+            Error::Denied { .. } | Error::Limited { .. } => http::StatusCode::OK,
             Error::Rpc(_) => http::StatusCode::OK,
         }
     }
@@ -116,6 +137,7 @@ impl Error {
                 "rejected"
             }
             Error::Denied { .. } => "denied",
+            Error::Limited { .. } => "limited",
             Error::Rpc(error) => match error.code {
                 gateway::UPSTREAM_TIMEOUT => "timeout",
                 gateway::UPSTREAM_UNAVAILABLE => "unavailable",
@@ -129,6 +151,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Rpc(error) => error.is_retryable(),
+            Error::Limited { .. } => true,
             _ => false,
         }
     }
@@ -153,6 +176,13 @@ mod tests {
 
         let tool = Error::unknown(Kind::Tool, "a__b");
         assert_eq!(tool.to_rpc(Era::Modern).message, "Unknown tool: a__b");
+
+        let limited = Error::limited("slow down", std::time::Duration::from_millis(1500));
+        let rpc = limited.to_rpc(Era::Modern);
+        assert_eq!(rpc.code, gateway::DENIED);
+        assert_eq!(rpc.data.unwrap()["retryAfterMs"], 1500);
+        assert!(limited.is_retryable());
+        assert_eq!(limited.outcome(), "limited");
 
         let timeout = Error::from(RpcError::new(gateway::UPSTREAM_TIMEOUT, "slow"));
         assert!(timeout.is_retryable());

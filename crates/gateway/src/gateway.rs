@@ -142,6 +142,7 @@ impl Gateway {
             Some(secret) => Sealer::new(secret.as_bytes().to_vec()),
             None => Sealer::random(),
         };
+        let metrics = crate::metrics::Metrics::default();
         let inner = Arc::new(Inner {
             settings: config.gateway.clone(),
             servers: RwLock::new(BTreeMap::new()),
@@ -156,8 +157,8 @@ impl Gateway {
             store: Store::open(config.gateway.state_dir.as_deref()),
             roots_peers: Mutex::new(HashMap::new()),
             config_status: Mutex::new(ConfigStatus::loaded(config)),
-            chain: crate::pipeline::chain::declared(config, steps),
-            metrics: Default::default(),
+            chain: crate::pipeline::chain::declared(config, steps, &metrics),
+            metrics,
             adding: Mutex::default(),
             log_subscribers: Mutex::new(HashMap::new()),
             views: Mutex::new(HashMap::new()),

@@ -227,14 +227,16 @@ async fn attempt(url: &str, headers: &[(&str, &str)]) -> (u16, Option<String>) {
     (response.status().as_u16(), challenge)
 }
 
+/// What is refused, the headers sent, and what the challenge must say.
+type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_are_verified_before_anything_else() {
     let setup = setup().await;
     let url = &setup.gateway.url;
     let origin = url.trim_end_matches("/mcp");
-    let challenge = format!(
-        "Bearer resource_metadata=\"https://gw.test/.well-known/oauth-protected-resource\""
-    );
+    let challenge =
+        "Bearer resource_metadata=\"https://gw.test/.well-known/oauth-protected-resource\"";
 
     // Accepted: both key headers, a JWT signed by a configured key, one from the JWKS.
     for headers in [
@@ -285,7 +287,7 @@ async fn credentials_are_verified_before_anything_else() {
         &EncodingKey::from_secret(setup.k1.public.as_bytes()),
     )
     .unwrap();
-    let cases: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
+    let cases: Vec<Case<'_>> = vec![
         ("missing", vec![], ""),
         (
             "wrong key",
@@ -354,7 +356,7 @@ async fn credentials_are_verified_before_anything_else() {
         let (status, got) = attempt(url, &headers).await;
         assert_eq!(status, 401, "{what}");
         let got = got.unwrap_or_else(|| panic!("{what}: no challenge"));
-        assert!(got.starts_with(&challenge), "{what}: {got}");
+        assert!(got.starts_with(challenge), "{what}: {got}");
         assert!(got.contains(detail), "{what}: {got}");
     }
 

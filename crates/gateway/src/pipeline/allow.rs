@@ -56,10 +56,13 @@ impl Rules {
     }
 }
 
+/// A caller's list filter and the rules behind it; `None`: unrestricted.
+type CallerRules = Option<(Filter, Arc<Rules>)>;
+
 pub struct Allow {
     tenants: BTreeMap<String, Visibility>,
     roles: BTreeMap<String, Visibility>,
-    filters: Mutex<HashMap<String, Option<(Filter, Arc<Rules>)>>>,
+    filters: Mutex<HashMap<String, CallerRules>>,
 }
 
 impl Allow {
@@ -88,7 +91,7 @@ impl Allow {
     }
 
     /// The caller's filter and rules; `None`: unrestricted.
-    fn rules(&self, principal: &Principal) -> Option<(Filter, Arc<Rules>)> {
+    fn rules(&self, principal: &Principal) -> CallerRules {
         let key = Allow::key(principal);
         if let Some(found) = self.filters.lock().get(&key) {
             return found.clone();

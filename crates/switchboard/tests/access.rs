@@ -91,8 +91,15 @@ fn config(public_pem: &str, jwks_url: &str) -> String {
     let fixture = format!("{:?}", fixture.display().to_string());
     format!(
         r#"
+[gateway]
+meta_tools = ["call", "list_servers"]
+meta_tools_by_default = true
+
 [access]
 resource = "{AUDIENCE}"
+
+[access.stdio]
+tenant = "globex"
 
 [[access.keys]]
 id = "acme-ci"
@@ -200,12 +207,14 @@ fn bearer(token: &str) -> String {
     format!("Bearer {token}")
 }
 
+/// The upstream tools listed (meta-tools left out).
 fn tool_names(result: &Value) -> Vec<String> {
     let mut names: Vec<String> = result["tools"]
         .as_array()
         .unwrap()
         .iter()
         .map(|t| t["name"].as_str().unwrap().to_owned())
+        .filter(|name| !name.starts_with("switchboard__"))
         .collect();
     names.sort();
     names
@@ -505,4 +514,57 @@ async fn a_legacy_session_stays_with_the_identity_that_opened_it() {
         .await
         .unwrap();
     assert_eq!(response.status().as_u16(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meta_tools_and_the_stdio_face_keep_hidden_servers_hidden() {
+    let setup = setup().await;
+    let acme = ModernHttp::with_headers(&setup.gateway.url, &[("x-api-key", ACME_KEY)]);
+    let meta_call = |server: &str| {
+        json!({ "name": "switchboard__call",
+                "arguments": { "server": server, "tool": "echo", "arguments": { "text": "hi" } } })
+    };
+    let hidden = acme.request("tools/call", meta_call("fb")).await;
+    let missing = acme.request("tools/call", meta_call("zz")).await;
+    assert_eq!(hidden.result()["isError"], true);
+    assert_eq!(
+        hidden.result()["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .replace("fb", "NAME"),
+        missing.result()["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .replace("zz", "NAME"),
+    );
+    let own = acme.request("tools/call", meta_call("fa")).await;
+    assert_ne!(own.result()["isError"], true, "{:?}", own.outcome);
+    let listed = acme
+        .request(
+            "tools/call",
+            json!({ "name": "switchboard__list_servers", "arguments": {} }),
+        )
+        .await;
+    let names: Vec<&str> = listed.result()["structuredContent"]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["fa"]);
+    assert!(
+        !listed.result()["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("\"fb\"")
+    );
+
+    // The stdio client is the principal `[access.stdio]` names: tenant globex.
+    let config = setup.gateway.config.clone().unwrap();
+    let stdio = switchboard_testkit::Stdio::spawn(GATEWAY, &config, false)
+        .await
+        .unwrap();
+    let tools = tool_names(stdio.request("tools/list", json!({})).await.result());
+    assert!(!tools.is_empty());
+    assert!(tools.iter().all(|t| t.starts_with("fb__")), "{tools:?}");
 }

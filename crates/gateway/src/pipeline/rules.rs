@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use cel::objects::{Key, Map};
-use cel::{Context, Program, Value as Cel};
+use cel::{Context, Env, Program, Value as Cel};
 use serde_json::Value;
 use switchboard_config::{ArgumentRule, Effect};
 
@@ -27,14 +27,18 @@ struct Compiled {
 
 pub struct Rules {
     rules: Vec<Compiled>,
+    /// The standard environment, built once (a fresh one per call would redo the
+    /// standard library's registrations every time).
+    env: Arc<Env>,
 }
 
 impl Rules {
     /// Compiles the rules (each already compiled once when the config was validated).
     pub fn new(rules: &[ArgumentRule]) -> Rules {
+        let env = Arc::new(Env::stdlib());
         let rules = rules
             .iter()
-            .filter_map(|rule| match Program::compile(&rule.when) {
+            .filter_map(|rule| match env.compile(&rule.when) {
                 Ok(program) => Some(Compiled {
                     program,
                     rule: rule.clone(),
@@ -45,7 +49,7 @@ impl Rules {
                 }
             })
             .collect();
-        Rules { rules }
+        Rules { rules, env }
     }
 
     fn decide(&self, context: &Context<'_, '_>) -> Result<(), Error> {
@@ -106,8 +110,8 @@ fn string(s: &str) -> Cel {
     Cel::String(Arc::new(s.to_owned()))
 }
 
-fn context_of(call: &Call<'_>) -> Context<'static, 'static> {
-    let mut context = Context::default();
+fn context_of(env: &Arc<Env>, call: &Call<'_>) -> Context<'static, 'static> {
+    let mut context = Context::with_env(env.clone());
     let principal = &call.ctx.principal;
     let route = match &call.target {
         Target::Upstream(route) => Some(route),
@@ -153,7 +157,9 @@ impl Step for Rules {
 
     fn before<'a>(&'a self, call: &'a mut Call<'_>) -> StepFuture<'a, Flow> {
         let decision = match &call.target {
-            Target::Upstream(_) => self.decide(&context_of(call)).map(|()| Flow::Continue),
+            Target::Upstream(_) => self
+                .decide(&context_of(&self.env, call))
+                .map(|()| Flow::Continue),
             _ => Ok(Flow::Continue),
         };
         Box::pin(std::future::ready(decision))
@@ -174,7 +180,7 @@ mod tests {
     }
 
     fn context(tool: &str, args: Value) -> Context<'static, 'static> {
-        let mut context = Context::default();
+        let mut context = Context::with_env(Arc::new(Env::stdlib()));
         context.add_variable_from_value("tool", string(tool));
         context.add_variable_from_value("args", to_cel(&args));
         context

@@ -9,6 +9,7 @@
 //! only, bounded: see [`read`]); it knows nothing about processes, sockets or the MCP
 //! protocol.
 
+mod access;
 mod decode;
 mod error;
 mod expand;
@@ -21,6 +22,10 @@ mod validate;
 
 use std::path::Path;
 
+pub use access::{
+    AccessSettings, ApiKey, ArgumentRule, Effect, Glob, Globs, JwtKey, JwtSettings, LimitScope,
+    RateLimit, SecretHash, StdioIdentity, Visibility,
+};
 pub use error::{ConfigError, ConfigWarning};
 pub use model::{
     Config, ConfigFormat, ConfigSource, EraPreference, GatewaySettings, ListenSettings,
@@ -80,6 +85,7 @@ pub fn parse_with_env(
         gateway: validated.gateway,
         listen: validated.listen,
         servers: validated.servers,
+        access: validated.access,
         source: ConfigSource {
             path: path.map(Path::to_path_buf),
             format,

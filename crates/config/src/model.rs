@@ -20,6 +20,9 @@ pub struct Config {
     pub listen: ListenSettings,
     /// Upstream servers, in name order so iteration is deterministic.
     pub servers: BTreeMap<ServerName, ServerSpec>,
+    /// Who may call what (`[access]`); `None`: no access control (anyone who reaches a
+    /// face may call everything, as without the section).
+    pub access: Option<crate::access::AccessSettings>,
     /// Where this configuration was read from.
     pub source: ConfigSource,
     /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.

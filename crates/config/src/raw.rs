@@ -23,6 +23,7 @@ pub(crate) struct RawNative {
     pub(crate) listen: Table<RawListen>,
     #[serde(default)]
     pub(crate) servers: UniqueMap<Table<RawNativeServer>>,
+    pub(crate) access: Option<Table<crate::access::RawAccess>>,
 }
 
 /// `[gateway]`; also `"switchboard": { "gateway": ... }` in `.mcp.json`.

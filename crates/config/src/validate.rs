@@ -27,6 +27,7 @@ pub(crate) struct Validated {
     pub(crate) servers: BTreeMap<ServerName, ServerSpec>,
     /// Keys that were ignored.
     pub(crate) warnings: Vec<Problem>,
+    pub(crate) access: Option<crate::access::AccessSettings>,
 }
 
 /// How a format spells the keys that differ between formats.
@@ -184,7 +185,13 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
         .into_iter()
         .map(|(name, server)| (name, ServerFields::from(server.0)))
         .collect();
-    document(raw.gateway.0, raw.listen.0, servers, &root, &NATIVE, env)
+    let access = raw
+        .access
+        .map(|table| crate::access::validate(table.0, &root.key("access"), env))
+        .transpose()?;
+    let mut validated = document(raw.gateway.0, raw.listen.0, servers, &root, &NATIVE, env)?;
+    validated.access = access;
+    Ok(validated)
 }
 
 /// Validates a `.mcp.json` document.
@@ -259,6 +266,7 @@ fn document(
         listen,
         servers,
         warnings: Vec::new(),
+        access: None,
     })
 }
 

@@ -54,6 +54,12 @@ pub enum Error {
     /// The upstream broke the protocol in a way the gateway cannot bridge.
     #[error("{0}")]
     UpstreamProtocol(String),
+    /// A rate limit refused the call; the same call may pass after `retry_after`.
+    #[error("{reason}")]
+    Limited {
+        reason: String,
+        retry_after: std::time::Duration,
+    },
     /// An error that is already a JSON-RPC error (an upstream's answer, admission).
     #[error("{0}")]
     Rpc(RpcError),
@@ -84,6 +90,13 @@ impl Error {
         }
     }
 
+    pub fn limited(reason: impl Into<String>, retry_after: std::time::Duration) -> Error {
+        Error::Limited {
+            reason: reason.into(),
+            retry_after,
+        }
+    }
+
     /// The JSON-RPC error a client of `era` sees. 2026-07-28 answers an unknown resource
     /// with -32602 where earlier revisions used -32002.
     pub fn to_rpc(&self, era: Era) -> RpcError {
@@ -108,6 +121,14 @@ impl Error {
             Error::UpstreamProtocol(message) => {
                 RpcError::new(gateway::UPSTREAM_PROTOCOL, message.clone())
             }
+            Error::Limited {
+                reason,
+                retry_after,
+            } => RpcError::new(gateway::DENIED, reason.clone()).with_data(json!({
+                "reason": reason,
+                "step": "limits",
+                "retryAfterMs": u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
+            })),
             Error::Rpc(error) => error.clone(),
         }
     }
@@ -124,6 +145,7 @@ impl Error {
             | Error::StateRejected(_)
             | Error::Cancelled
             | Error::UpstreamProtocol(_)
+            | Error::Limited { .. }
             | Error::Rpc(_) => http::StatusCode::OK,
         }
     }
@@ -138,6 +160,7 @@ impl Error {
             Error::Denied { .. } => "denied",
             Error::Cancelled => "cancelled",
             Error::UpstreamProtocol(_) => "rpc_error",
+            Error::Limited { .. } => "limited",
             Error::Rpc(error) => match error.code {
                 gateway::UPSTREAM_TIMEOUT => "timeout",
                 gateway::UPSTREAM_UNAVAILABLE => "unavailable",
@@ -152,6 +175,7 @@ impl Error {
         match self {
             Error::Rpc(error) => error.is_retryable(),
             Error::Cancelled => true,
+            Error::Limited { .. } => true,
             _ => false,
         }
     }
@@ -176,6 +200,13 @@ mod tests {
 
         let tool = Error::unknown(Kind::Tool, "a__b");
         assert_eq!(tool.to_rpc(Era::Modern).message, "Unknown tool: a__b");
+
+        let limited = Error::limited("slow down", std::time::Duration::from_millis(1500));
+        let rpc = limited.to_rpc(Era::Modern);
+        assert_eq!(rpc.code, gateway::DENIED);
+        assert_eq!(rpc.data.unwrap()["retryAfterMs"], 1500);
+        assert!(limited.is_retryable());
+        assert_eq!(limited.outcome(), "limited");
 
         let timeout = Error::from(RpcError::new(gateway::UPSTREAM_TIMEOUT, "slow"));
         assert!(timeout.is_retryable());

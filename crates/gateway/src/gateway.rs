@@ -105,6 +105,8 @@ pub(crate) struct Inner {
     pub(crate) views: Mutex<HashMap<String, crate::views::View>>,
     pub(crate) has_views: std::sync::atomic::AtomicBool,
     pub(crate) retiring: crate::roster::Retiring,
+    /// Client identity at the faces (`[access]`); `None`: everyone is anonymous.
+    pub(crate) access: Option<Arc<crate::access::Authenticator>>,
 }
 
 /// The gateway. Cheap to clone; all clones share one state.
@@ -120,6 +122,11 @@ pub(crate) fn upstream_client_capabilities() -> Value {
 }
 
 impl Gateway {
+    /// Client identity, when `[access]` is configured.
+    pub fn authenticator(&self) -> Option<&Arc<crate::access::Authenticator>> {
+        self.inner.access.as_ref()
+    }
+
     /// Builds the gateway and connects every enabled server concurrently; a server that
     /// fails to start is reported in its status and retried on its next call.
     pub async fn start(config: &Config) -> Gateway {
@@ -135,6 +142,7 @@ impl Gateway {
             Some(secret) => Sealer::new(secret.as_bytes().to_vec()),
             None => Sealer::random(),
         };
+        let metrics = crate::metrics::Metrics::default();
         let inner = Arc::new(Inner {
             settings: config.gateway.clone(),
             servers: RwLock::new(BTreeMap::new()),
@@ -149,12 +157,16 @@ impl Gateway {
             store: Store::open(config.gateway.state_dir.as_deref()),
             roots_peers: Mutex::new(HashMap::new()),
             config_status: Mutex::new(ConfigStatus::loaded(config)),
-            chain: crate::pipeline::chain::declared(config, steps),
-            metrics: Default::default(),
+            chain: crate::pipeline::chain::declared(config, steps, &metrics),
+            metrics,
             adding: Mutex::default(),
             log_subscribers: Mutex::new(HashMap::new()),
             views: Mutex::new(HashMap::new()),
             has_views: std::sync::atomic::AtomicBool::new(false),
+            access: config
+                .access
+                .as_ref()
+                .map(|access| Arc::new(crate::access::Authenticator::new(access))),
         });
         let gateway = Gateway { inner };
         tokio::spawn(signal_loop(

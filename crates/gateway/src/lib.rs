@@ -13,6 +13,7 @@
 //! - Every spawned task is owned: by a connection (`Live`), a session, a parked flight
 //!   (with a deadline) or the gateway's shutdown token.
 
+pub mod access;
 mod bridge;
 pub mod catalog;
 mod dispatch;

@@ -159,9 +159,22 @@ pub struct Metrics {
     queue_wait: Family<ServerLabels, Histogram>,
     restarts: Family<ServerLabels, Counter>,
     list_changed_coalesced: Family<ServerLabels, Counter>,
+    access_refusals: Family<StepLabels, Counter>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StepLabels {
+    step: String,
 }
 
 impl Metrics {
+    /// The counter of calls refused by the access step `step` (rate limits, …).
+    pub fn access_refusal(&self, step: &str) -> Counter {
+        self.access_refusals.get_or_create_owned(&StepLabels {
+            step: step.to_owned(),
+        })
+    }
+
     /// The handles of server `name`: the same counters every time the name comes back.
     pub fn server(&self, name: &str) -> ServerStats {
         let labels = ServerLabels {
@@ -331,6 +344,11 @@ impl crate::Gateway {
             "switchboard_list_changed_coalesced",
             "list_changed signals from a server folded into a re-list already queued",
             metrics.list_changed_coalesced.clone(),
+        );
+        registry.register(
+            "switchboard_access_refusals",
+            "Calls refused by an access step (rate limits)",
+            metrics.access_refusals.clone(),
         );
         self.register_server_gauges(&mut registry);
         let status = self.config_status();

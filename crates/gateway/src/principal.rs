@@ -1,7 +1,7 @@
-//! Who is calling. Every request carries a [`Principal`]: today an anonymous one per face
-//! and client session, with whatever the transport knows about the peer; the access
-//! layer (client keys, JWT, OAuth) will fill in authenticated ones. Nothing in the gateway
-//! may assume one identity per face.
+//! Who is calling. Every request carries a [`Principal`]: an anonymous one per face and
+//! client session, or an authenticated one (an API key, a JWT subject, the configured
+//! stdio principal) with its tenant and roles, plus whatever the transport knows about
+//! the peer. Nothing in the gateway may assume one identity per face.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -44,6 +44,19 @@ pub struct Principal {
     face: Face,
     authenticated: bool,
     peer: Peer,
+    /// The tenant the caller belongs to (from its key entry or token claims).
+    tenant: Option<Arc<str>>,
+    /// The caller's roles, sorted and without duplicates.
+    roles: Arc<[String]>,
+}
+
+/// Who a credential proved the caller to be: what the faces learn at their edge.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Identity {
+    /// Stable name, e.g. `key:ci` or `jwt:alice`.
+    pub id: String,
+    pub tenant: Option<String>,
+    pub roles: Vec<String>,
 }
 
 impl Principal {
@@ -56,6 +69,8 @@ impl Principal {
             face,
             authenticated: false,
             peer,
+            tenant: None,
+            roles: Arc::new([]),
         }
     }
 
@@ -69,7 +84,54 @@ impl Principal {
             face,
             authenticated: false,
             peer,
+            tenant: None,
+            roles: Arc::new([]),
         }
+    }
+
+    /// A caller whose credential proved `identity`.
+    pub fn authenticated(
+        face: Face,
+        session: impl Into<Arc<str>>,
+        peer: Peer,
+        identity: &Identity,
+    ) -> Principal {
+        let mut roles = identity.roles.clone();
+        roles.sort_unstable();
+        roles.dedup();
+        Principal {
+            id: identity.id.as_str().into(),
+            session: session.into(),
+            face,
+            authenticated: true,
+            peer,
+            tenant: identity.tenant.as_deref().map(Arc::from),
+            roles: roles.into(),
+        }
+    }
+
+    /// Whether this principal is the one `identity` proves (`None`: an anonymous one).
+    pub fn is(&self, identity: Option<&Identity>) -> bool {
+        match identity {
+            None => !self.authenticated,
+            Some(identity) => {
+                let mut roles = identity.roles.clone();
+                roles.sort_unstable();
+                roles.dedup();
+                self.authenticated
+                    && *self.id == *identity.id
+                    && self.tenant.as_deref() == identity.tenant.as_deref()
+                    && *self.roles == *roles
+            }
+        }
+    }
+
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_deref()
+    }
+
+    pub fn roles(&self) -> &[String] {
+        &self.roles
     }
 
     pub fn id(&self) -> &str {
@@ -130,5 +192,19 @@ mod tests {
         assert_eq!(a.session(), "conn:127.0.0.1:1000");
         assert!(!a.is_authenticated());
         assert_eq!(a.to_string(), "anonymous:http:conn:127.0.0.1:1000");
+    }
+
+    #[test]
+    fn authenticated_principals_carry_tenant_and_sorted_roles() {
+        let identity = Identity {
+            id: "key:ci".into(),
+            tenant: Some("acme".into()),
+            roles: vec!["b".into(), "a".into(), "b".into()],
+        };
+        let p = Principal::authenticated(Face::Http, "s1", Peer::default(), &identity);
+        assert!(p.is_authenticated());
+        assert_eq!(p.id(), "key:ci");
+        assert_eq!(p.tenant(), Some("acme"));
+        assert_eq!(p.roles(), ["a", "b"]);
     }
 }

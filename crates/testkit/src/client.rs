@@ -363,9 +363,18 @@ impl Stdio {
 
 // ---------------------------------------------------------------- HTTP
 
-fn http() -> reqwest::Client {
+/// A client sending `headers` (e.g. a credential) with every request.
+fn http_with(headers: &[(&str, &str)]) -> reqwest::Client {
+    let mut defaults = reqwest::header::HeaderMap::new();
+    for (name, value) in headers {
+        defaults.append(
+            reqwest::header::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            reqwest::header::HeaderValue::from_str(value).expect("header value"),
+        );
+    }
     reqwest::Client::builder()
         .tcp_nodelay(true)
+        .default_headers(defaults)
         .build()
         .unwrap()
 }
@@ -451,7 +460,12 @@ fn answer_with(method: &str, roots: &std::sync::Mutex<Option<Value>>) -> Value {
 
 impl LegacyHttp {
     pub async fn connect(url: &str) -> anyhow::Result<LegacyHttp> {
-        let client = http();
+        LegacyHttp::connect_with(url, &[]).await
+    }
+
+    /// [`LegacyHttp::connect`], sending `headers` (a credential) with every request.
+    pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> anyhow::Result<LegacyHttp> {
+        let client = http_with(headers);
         let response = client
             .post(url)
             .header("accept", "application/json, text/event-stream")
@@ -624,9 +638,14 @@ pub struct ModernHttp {
 
 impl ModernHttp {
     pub fn new(url: &str) -> ModernHttp {
+        ModernHttp::with_headers(url, &[])
+    }
+
+    /// A client sending `headers` (a credential) with every request.
+    pub fn with_headers(url: &str, headers: &[(&str, &str)]) -> ModernHttp {
         ModernHttp {
             url: url.to_owned(),
-            client: http(),
+            client: http_with(headers),
             next_id: AtomicU64::new(1),
         }
     }

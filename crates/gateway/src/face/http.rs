@@ -1,7 +1,10 @@
 //! The Streamable HTTP face: one `/mcp` endpoint serving legacy sessions (2025-03-26 to
 //! 2025-11-25: `initialize`, `Mcp-Session-Id`, GET stream, DELETE) and modern stateless
 //! requests (2026-07-28: per-request `_meta`, mirrored headers, `subscriptions/listen`)
-//! side by side. Origin and Host are validated on every request (403).
+//! side by side. Origin and Host are validated on every request (403); with `[access]`,
+//! the credential is verified next, before anything else (401 with an RFC 9728
+//! `WWW-Authenticate` challenge), and a legacy session stays bound to the identity that
+//! initialized it.
 //!
 //! Each request answers with JSON when nothing precedes its result, and switches to an SSE
 //! stream the moment a related notification or a server→client request must go first.
@@ -30,8 +33,9 @@ use super::origin::OriginPolicy;
 use super::serve::{BodyError, read_body};
 use super::session::{Capacity, LegacySession, MemorySessions, SessionStore};
 use super::{ListenFilter, declared_version, is_modern_method, modern_meta, parse_switch};
+use crate::access::{AuthError, Authenticator};
 use crate::gateway::{ClientCtx, Gateway, PeerRequest};
-use crate::principal::{Face, Peer, Principal};
+use crate::principal::{Face, Identity, Peer, Principal};
 use crate::reply::Reply;
 
 /// Legacy sessions idle longer than this are forgotten.
@@ -48,23 +52,101 @@ struct FaceState {
     max_body_bytes: usize,
     body_read_timeout: Duration,
     max_sessions_per_client: usize,
+    auth: Option<Arc<Authenticator>>,
 }
 
 /// Builds the `/mcp` router (callers may merge more routes, e.g. admin and metrics).
 pub fn router(gateway: Gateway, listen: &ListenSettings) -> Router {
     let state = Arc::new(FaceState {
-        gateway,
         sessions: Box::new(MemorySessions::default()),
         origin: OriginPolicy::new(listen),
         max_body_bytes: listen.max_body_bytes,
         body_read_timeout: listen.body_read_timeout,
         max_sessions_per_client: listen.max_sessions_per_client,
+        auth: gateway.authenticator().cloned(),
+        gateway,
     });
     spawn_session_reaper(&state);
-    Router::new()
-        .route("/mcp", any(mcp))
-        .layer(DefaultBodyLimit::disable())
-        .with_state(state)
+    let mut router = Router::new().route("/mcp", any(mcp));
+    if state.auth.is_some() {
+        router = router
+            .route(
+                "/.well-known/oauth-protected-resource",
+                axum::routing::get(resource_metadata),
+            )
+            .route(
+                "/.well-known/oauth-protected-resource/mcp",
+                axum::routing::get(resource_metadata),
+            );
+    }
+    router.layer(DefaultBodyLimit::disable()).with_state(state)
+}
+
+fn request_host(request_headers: &HeaderMap) -> &str {
+    request_headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost")
+}
+
+/// RFC 9728 protected resource metadata.
+async fn resource_metadata(
+    State(state): State<Arc<FaceState>>,
+    request_headers: HeaderMap,
+) -> Response {
+    if let Err(reason) = state.origin.check(&request_headers) {
+        return reject(
+            StatusCode::FORBIDDEN,
+            None,
+            RpcError::invalid_request(reason),
+        );
+    }
+    let Some(auth) = &state.auth else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let document = auth.metadata(request_host(&request_headers));
+    json_body(StatusCode::OK, document.to_string().into_bytes())
+}
+
+/// The request's identity (`None`: anonymous), or the 401 that answers it.
+async fn authenticate(
+    state: &FaceState,
+    request_headers: &HeaderMap,
+) -> Result<Option<Identity>, Response> {
+    let Some(auth) = &state.auth else {
+        return Ok(None);
+    };
+    auth.authenticate(request_headers).await.map_err(|error| {
+        let challenge = auth.challenge(request_host(request_headers), &error);
+        let message = match &error {
+            AuthError::Missing => error.to_string(),
+            AuthError::Invalid(reason) => format!("invalid credential: {reason}"),
+        };
+        let mut response = reject(
+            StatusCode::UNAUTHORIZED,
+            None,
+            RpcError::invalid_request(message),
+        );
+        if let Ok(value) = header::HeaderValue::from_str(&challenge) {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, value);
+        }
+        response
+    })
+}
+
+/// The legacy session `session_id`, when the request's identity is the one that opened it
+/// (a session of another identity does not exist for this caller).
+fn owned_session(
+    state: &FaceState,
+    session_id: &str,
+    identity: Option<&Identity>,
+) -> Option<Arc<LegacySession>> {
+    state
+        .sessions
+        .get(session_id)
+        .filter(|session| session.principal().is(identity))
 }
 
 fn spawn_session_reaper(state: &Arc<FaceState>) {
@@ -114,11 +196,17 @@ async fn mcp(State(state): State<Arc<FaceState>>, request: axum::extract::Reques
             RpcError::invalid_request(reason),
         );
     }
+    let identity = match authenticate(&state, &request_headers).await {
+        Ok(identity) => identity,
+        Err(response) => return response,
+    };
     let session_id = header_str(&request_headers, headers::SESSION_ID).map(str::to_owned);
     match method {
         Method::POST => {}
-        Method::GET => return get_stream(&state, session_id.as_deref()),
-        Method::DELETE => return delete_session(&state, session_id.as_deref()),
+        Method::GET => return get_stream(&state, session_id.as_deref(), identity.as_ref()),
+        Method::DELETE => {
+            return delete_session(&state, session_id.as_deref(), identity.as_ref());
+        }
         _ => return StatusCode::METHOD_NOT_ALLOWED.into_response(),
     }
     let meta_tools = match meta_tools_choice(query) {
@@ -152,7 +240,15 @@ async fn mcp(State(state): State<Arc<FaceState>>, request: axum::extract::Reques
     let modern = declared_version(params).is_some()
         || header_version.is_some_and(ProtocolVersion::is_modern);
     if modern {
-        modern_post(&state, &request_headers, message, meta_tools, peer).await
+        modern_post(
+            &state,
+            &request_headers,
+            message,
+            meta_tools,
+            peer,
+            identity,
+        )
+        .await
     } else {
         legacy_post(
             &state,
@@ -161,6 +257,7 @@ async fn mcp(State(state): State<Arc<FaceState>>, request: axum::extract::Reques
             message,
             meta_tools,
             peer,
+            identity,
         )
         .await
     }
@@ -281,19 +378,19 @@ fn values_match(header_value: &str, body_value: &str) -> bool {
 
 /// A modern (stateless) client's principal. Until clients authenticate, its session is
 /// the TCP connection it sends on: two clients never share one `per_session` instance.
-fn modern_principal(peer: Option<SocketAddr>) -> Principal {
+fn modern_principal(peer: Option<SocketAddr>, identity: Option<&Identity>) -> Principal {
     let session = match peer {
         Some(addr) => format!("conn:{addr}"),
         None => "conn:unknown".to_owned(),
     };
-    Principal::anonymous_stateless(
-        Face::Http,
-        session,
-        Peer {
-            addr: peer,
-            user: None,
-        },
-    )
+    let peer = Peer {
+        addr: peer,
+        user: None,
+    };
+    match identity {
+        Some(identity) => Principal::authenticated(Face::Http, session, peer, identity),
+        None => Principal::anonymous_stateless(Face::Http, session, peer),
+    }
 }
 
 async fn modern_post(
@@ -302,6 +399,7 @@ async fn modern_post(
     message: Message,
     meta_tools: bool,
     peer: Option<SocketAddr>,
+    identity: Option<Identity>,
 ) -> Response {
     let (id, method, params) = match message {
         Message::Request { id, method, params } => (Some(id), method, params),
@@ -346,7 +444,7 @@ async fn modern_post(
         protocol_version: meta.version,
         capabilities: meta.capabilities,
         client_info: meta.client_info,
-        principal: modern_principal(peer),
+        principal: modern_principal(peer, identity.as_ref()),
         notify: Some(notify_tx),
         peer: None,
         cancel: CancellationToken::new(),
@@ -383,11 +481,19 @@ async fn legacy_post(
     message: Message,
     meta_tools: bool,
     peer: Option<SocketAddr>,
+    identity: Option<Identity>,
 ) -> Response {
     if let Message::Request { id, method, params } = &message
         && method == "initialize"
     {
-        return initialize(state, id.clone(), params.as_ref(), meta_tools, peer);
+        return initialize(
+            state,
+            id.clone(),
+            params.as_ref(),
+            meta_tools,
+            peer,
+            identity.as_ref(),
+        );
     }
     let Some(session_id) = session_id else {
         let id = match &message {
@@ -400,7 +506,7 @@ async fn legacy_post(
             RpcError::invalid_request("missing Mcp-Session-Id header (send initialize first)"),
         );
     };
-    let Some(session) = state.sessions.get(&session_id) else {
+    let Some(session) = owned_session(state, &session_id, identity.as_ref()) else {
         return reject(
             StatusCode::NOT_FOUND,
             None,
@@ -469,16 +575,18 @@ fn initialize(
     params: Option<&Value>,
     meta_tools: bool,
     peer: Option<SocketAddr>,
+    identity: Option<&Identity>,
 ) -> Response {
     let session_id = uuid::Uuid::new_v4().simple().to_string();
-    let principal = Principal::anonymous(
-        Face::Http,
-        session_id.as_str(),
-        Peer {
-            addr: peer,
-            user: None,
-        },
-    );
+    let peer = Peer {
+        addr: peer,
+        user: None,
+    };
+    // Fixed for the session's life: every later request must present the same identity.
+    let principal = match identity {
+        Some(identity) => Principal::authenticated(Face::Http, session_id.as_str(), peer, identity),
+        None => Principal::anonymous(Face::Http, session_id.as_str(), peer),
+    };
     let (session, result) = LegacySession::open(
         &state.gateway,
         session_id.clone(),
@@ -520,10 +628,21 @@ fn initialize(
         .into_response()
 }
 
-fn delete_session(state: &FaceState, session_id: Option<&str>) -> Response {
+fn delete_session(
+    state: &FaceState,
+    session_id: Option<&str>,
+    identity: Option<&Identity>,
+) -> Response {
     let Some(session_id) = session_id else {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     };
+    if owned_session(state, session_id, identity).is_none() {
+        return reject(
+            StatusCode::NOT_FOUND,
+            None,
+            RpcError::invalid_request("unknown or expired session"),
+        );
+    }
     match state.sessions.remove(session_id) {
         Some(session) => {
             session.end();
@@ -587,11 +706,15 @@ fn sse_response(rx: mpsc::Receiver<Bytes>, guard: Option<tokio_util::sync::DropG
 }
 
 /// Legacy GET: the session's stream of server-initiated notifications.
-fn get_stream(state: &Arc<FaceState>, session_id: Option<&str>) -> Response {
+fn get_stream(
+    state: &Arc<FaceState>,
+    session_id: Option<&str>,
+    identity: Option<&Identity>,
+) -> Response {
     let Some(session_id) = session_id else {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     };
-    let Some(session) = state.sessions.get(session_id) else {
+    let Some(session) = owned_session(state, session_id, identity) else {
         return reject(
             StatusCode::NOT_FOUND,
             None,

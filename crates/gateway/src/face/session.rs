@@ -41,6 +41,11 @@ pub(crate) struct LegacySession {
 }
 
 impl LegacySession {
+    /// The principal fixed when the session opened.
+    pub(crate) fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
     /// Opens a session for an `initialize` request; returns it with the result to send.
     pub(crate) fn open(
         gateway: &Gateway,

@@ -43,6 +43,21 @@ struct Shared {
     peers: PeerTable,
 }
 
+/// The stdio client's principal: the one `[access.stdio]` names (default: the local
+/// user), or an anonymous one without `[access]`.
+fn stdio_principal(gateway: &Gateway) -> Principal {
+    let peer = Peer {
+        addr: None,
+        user: std::env::var("USER").ok(),
+    };
+    match gateway.authenticator() {
+        Some(auth) => {
+            Principal::authenticated(Face::Stdio, STDIO_SESSION, peer, auth.stdio_identity())
+        }
+        None => Principal::anonymous(Face::Stdio, STDIO_SESSION, peer),
+    }
+}
+
 /// Serves one client over a byte stream pair until the input closes. `meta_tools` is the
 /// client's choice (`switchboard stdio --meta-tools on|off`), if it made one.
 pub async fn serve<R, W>(
@@ -67,14 +82,7 @@ pub async fn serve<R, W>(
     let shared = Arc::new(Shared {
         out: out_tx,
         meta_tools: gateway.meta_tools_for(meta_tools),
-        principal: Principal::anonymous(
-            Face::Stdio,
-            STDIO_SESSION,
-            Peer {
-                addr: None,
-                user: std::env::var("USER").ok(),
-            },
-        ),
+        principal: stdio_principal(&gateway),
         inflight: Mutex::new(HashMap::new()),
         peers: PeerTable::default(),
     });

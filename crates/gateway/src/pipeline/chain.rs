@@ -21,9 +21,29 @@ use std::sync::Arc;
 use switchboard_config::Config;
 
 use super::{Chain, Step};
+use crate::metrics::Metrics;
 
-/// The chain for a config, with `extra` steps first.
-pub fn declared(_config: &Config, extra: Vec<Arc<dyn Step>>) -> Chain {
-    // No configured step exists yet: an empty chain costs one branch per call.
-    Chain::new(extra)
+/// The chain for a config, with `extra` steps first. Without `[access]` (and without
+/// steps that need it) the chain stays empty: one branch per call.
+pub fn declared(config: &Config, extra: Vec<Arc<dyn Step>>, metrics: &Metrics) -> Chain {
+    let mut steps = extra;
+    if let Some(access) = &config.access {
+        // 1. identity is established at the faces' edge (`crate::access`).
+        // 3. allow-lists and argument rules.
+        let allow = super::allow::Allow::new(access.tenants.clone(), access.roles.clone());
+        if allow.is_needed() {
+            steps.push(Arc::new(allow));
+        }
+        if !access.rules.is_empty() {
+            steps.push(Arc::new(super::rules::Rules::new(&access.rules)));
+        }
+        // 4. rate limits.
+        if !access.limits.is_empty() {
+            steps.push(Arc::new(super::limits::Limits::new(
+                &access.limits,
+                metrics,
+            )));
+        }
+    }
+    Chain::new(steps)
 }

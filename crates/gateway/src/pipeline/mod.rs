@@ -22,8 +22,11 @@
 //! sees the typed [`Call`], the chain is data (built from config at start), and an empty
 //! chain costs one branch per hook.
 
+pub mod allow;
 pub mod chain;
+pub mod limits;
 mod resolve;
+pub mod rules;
 
 use std::future::Future;
 use std::pin::Pin;

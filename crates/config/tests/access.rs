@@ -1,0 +1,112 @@
+//! `[access]`: identities, allow-lists, CEL rules and rate limits, validated with key paths.
+
+mod common;
+
+use common::{assert_invalid, native};
+use switchboard_config::{Effect, LimitScope, SecretHash};
+
+#[test]
+fn absent_section_means_no_access_control() {
+    let config = native("").unwrap();
+    assert!(config.access.is_none());
+}
+
+#[test]
+fn anonymous_defaults_to_whether_identities_exist() {
+    let open = native("[access]\n[access.tenants.a]\n").unwrap();
+    assert!(open.access.unwrap().anonymous);
+    let closed = native("[[access.keys]]\nid = \"ci\"\nkey = \"${SECRET}\"\n").unwrap();
+    let access = closed.access.unwrap();
+    assert!(!access.anonymous);
+    assert_eq!(access.keys[0].hash, SecretHash::of(b"0123456789abcdef0123"));
+}
+
+#[test]
+fn key_hashes_never_print() {
+    let config = native("[[access.keys]]\nid = \"ci\"\nkey = \"${SECRET}\"\n").unwrap();
+    let printed = format!("{config:?}");
+    assert!(printed.contains("<redacted>"), "{printed}");
+    assert!(!printed.contains("0123456789abcdef0123"), "{printed}");
+}
+
+#[test]
+fn rules_and_limits_validate() {
+    let config = native(
+        r#"
+[[access.rules]]
+when = "tool == 'fx__echo' && args.text.startsWith('secret')"
+message = "no secrets"
+
+[[access.limits]]
+per = "tenant"
+tools = "fx__*"
+requests = 3
+period_ms = 1000
+"#,
+    )
+    .unwrap();
+    let access = config.access.unwrap();
+    assert_eq!(access.rules[0].effect, Effect::Deny);
+    assert_eq!(access.rules[0].path, "access.rules[0]");
+    assert_eq!(access.limits[0].per, LimitScope::Tenant);
+    assert_eq!(access.limits[0].burst, 3);
+}
+
+#[test]
+fn a_rule_that_does_not_compile_is_rejected_with_its_key_path() {
+    assert_invalid(
+        native("[[access.rules]]\nwhen = \"tool == \"\n"),
+        "access.rules[0].when",
+        "does not compile as CEL",
+    );
+    assert_invalid(
+        native("[[access.rules]]\nwhen = \"nope.x == 1\"\n"),
+        "access.rules[0].when",
+        "unknown variable(s) nope",
+    );
+}
+
+#[test]
+fn bad_identities_are_rejected() {
+    assert_invalid(
+        native("[[access.keys]]\nid = \"a\"\nsha256 = \"xyz\"\n"),
+        "access.keys[0].sha256",
+        "64 hex digits",
+    );
+    assert_invalid(
+        native("[[access.keys]]\nid = \"a\"\nkey = \"short\"\n"),
+        "access.keys[0].key",
+        "at least 16",
+    );
+    assert_invalid(
+        native(
+            "[access.jwt]\nissuer = \"i\"\naudience = \"a\"\njwks_url = \"https://x/j\"\nalgorithms = [\"none\"]\n",
+        ),
+        "access.jwt.algorithms[0]",
+        "`none` is never accepted",
+    );
+    assert_invalid(
+        native(
+            "[access.jwt]\nissuer = \"i\"\naudience = \"a\"\njwks_url = \"https://x/j\"\nalgorithms = [\"HS256\"]\n",
+        ),
+        "access.jwt.algorithms[0]",
+        "HMAC",
+    );
+    assert_invalid(
+        native("[access.jwt]\nissuer = \"i\"\njwks_url = \"https://x/j\"\n"),
+        "access.jwt.audience",
+        "is required",
+    );
+    assert_invalid(
+        native(
+            "[access.tenants.a]\n[[access.keys]]\nid = \"k\"\nkey = \"${SECRET}\"\ntenant = \"b\"\n",
+        ),
+        "access.keys[0].tenant",
+        "unknown tenant `b`",
+    );
+    assert_invalid(
+        native("[access]\nanonymus = true\n"),
+        "access.anonymus",
+        "unknown field",
+    );
+}

@@ -1,0 +1,166 @@
+//! `limits`: call rates per principal, tenant or for everyone (`[[access.limits]]`), as
+//! GCRA (governor's keyed limiters): `requests` per `period`, up to `burst` at once. A
+//! call counts against every limit whose server and name globs match it; the first
+//! limit that refuses answers with a JSON-RPC error carrying `retryAfterMs` in `data`,
+//! and the refusal is counted in `switchboard_access_refusals_total`.
+
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use governor::clock::{Clock, DefaultClock};
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use switchboard_config::{LimitScope, RateLimit};
+
+use super::{Call, Flow, Hooks, Step, StepFuture, Target};
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::principal::Principal;
+
+/// Forgotten idle keys are swept every this many checks (keyed limiters otherwise grow
+/// with every principal ever seen).
+const SWEEP_EVERY: u64 = 4096;
+
+type Keyed = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
+
+struct Limit {
+    spec: RateLimit,
+    limiter: Keyed,
+}
+
+pub struct Limits {
+    limits: Vec<Limit>,
+    checks: AtomicU64,
+    refusals: prometheus_client::metrics::counter::Counter,
+}
+
+impl Limits {
+    pub fn new(specs: &[RateLimit], metrics: &Metrics) -> Limits {
+        let limits = specs
+            .iter()
+            .filter_map(|spec| {
+                let quota = Quota::with_period(spec.period / spec.requests)?
+                    .allow_burst(NonZeroU32::new(spec.burst)?);
+                Some(Limit {
+                    spec: spec.clone(),
+                    limiter: RateLimiter::keyed(quota),
+                })
+            })
+            .collect();
+        Limits {
+            limits,
+            checks: AtomicU64::new(0),
+            refusals: metrics.access_refusal("limits"),
+        }
+    }
+
+    fn key(scope: LimitScope, principal: &Principal) -> String {
+        match scope {
+            LimitScope::Principal => principal.id().to_owned(),
+            LimitScope::Tenant => match principal.tenant() {
+                Some(tenant) => format!("tenant:{tenant}"),
+                None => principal.id().to_owned(),
+            },
+            LimitScope::Global => String::new(),
+        }
+    }
+
+    fn check(&self, principal: &Principal, server: &str, name: &str) -> Result<(), Error> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            for limit in &self.limits {
+                limit.limiter.retain_recent();
+                limit.limiter.shrink_to_fit();
+            }
+        }
+        for limit in &self.limits {
+            if !(limit.spec.servers.matches(server) && limit.spec.tools.matches(name)) {
+                continue;
+            }
+            let key = Limits::key(limit.spec.per, principal);
+            if let Err(not_until) = limit.limiter.check_key(&key) {
+                let retry_after = not_until.wait_time_from(limit.limiter.clock().now());
+                self.refusals.inc();
+                return Err(Error::limited(
+                    format!(
+                        "rate limit {} ({} per {} ms) reached",
+                        limit.spec.path,
+                        limit.spec.requests,
+                        limit.spec.period.as_millis()
+                    ),
+                    retry_after,
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Step for Limits {
+    fn name(&self) -> &'static str {
+        "limits"
+    }
+
+    fn hooks(&self) -> Hooks {
+        Hooks::BEFORE
+    }
+
+    fn before<'a>(&'a self, call: &'a mut Call<'_>) -> StepFuture<'a, Flow> {
+        let decision = match &call.target {
+            Target::Upstream(route) => self
+                .check(&call.ctx.principal, &route.server, &route.exposed)
+                .map(|()| Flow::Continue),
+            _ => Ok(Flow::Continue),
+        };
+        Box::pin(std::future::ready(decision))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::principal::{Face, Identity, Peer};
+    use switchboard_config::Glob;
+
+    fn principal(id: &str, tenant: &str) -> Principal {
+        let identity = Identity {
+            id: id.into(),
+            tenant: Some(tenant.into()),
+            roles: vec![],
+        };
+        Principal::authenticated(Face::Http, "s", Peer::default(), &identity)
+    }
+
+    #[test]
+    fn exact_at_the_boundary_per_key() {
+        let spec = RateLimit {
+            per: LimitScope::Tenant,
+            servers: Glob::new("*"),
+            tools: Glob::new("fx__*"),
+            requests: 3,
+            period: Duration::from_secs(3600),
+            burst: 3,
+            path: "access.limits[0]".into(),
+        };
+        let metrics = Metrics::default();
+        let limits = Limits::new(&[spec], &metrics);
+        let (a1, a2, b) = (
+            principal("a1", "a"),
+            principal("a2", "a"),
+            principal("b", "b"),
+        );
+        assert!(limits.check(&a1, "fx", "fx__echo").is_ok());
+        assert!(limits.check(&a2, "fx", "fx__echo").is_ok());
+        assert!(limits.check(&a1, "fx", "fx__add").is_ok());
+        let refused = limits.check(&a2, "fx", "fx__echo").unwrap_err();
+        let Error::Limited { retry_after, .. } = refused else {
+            panic!("{refused:?}")
+        };
+        assert!(retry_after > Duration::from_secs(1000), "{retry_after:?}");
+        // Another tenant, and names outside the glob, are not counted.
+        assert!(limits.check(&b, "fx", "fx__echo").is_ok());
+        assert!(limits.check(&a1, "other", "other__x").is_ok());
+        assert_eq!(limits.refusals.get(), 1);
+    }
+}

@@ -67,7 +67,9 @@ impl Lease {
             // A timeout may mean a wedged process: probe it now, recycle it if it is.
             let server = self.server.clone();
             let instance = self.instance.clone();
-            tokio::spawn(async move { server.check_wedged(instance).await });
+            self.server
+                .tracker
+                .spawn(async move { server.check_wedged(instance).await });
         } else if outcome.is_ok() {
             self.instance.strikes.store(0, Ordering::Relaxed);
         }
@@ -202,7 +204,8 @@ impl Server {
         });
         for old in recycled {
             tracing::info!(server = %self.name, instance = old.id, calls = old.calls(), "recycling instance");
-            tokio::spawn(async move { old.drain_and_shutdown(INSTANCE_DRAIN).await });
+            self.tracker
+                .spawn(async move { old.drain_and_shutdown(INSTANCE_DRAIN).await });
         }
         match (policy.sharing, owner) {
             (Sharing::PerSession, Some(owner)) => instances
@@ -282,7 +285,7 @@ impl Server {
         match idle.map(|(index, _)| index) {
             Some(index) => {
                 let evicted = instances.remove(index);
-                tokio::spawn(async move { evicted.shutdown().await });
+                self.tracker.spawn(async move { evicted.shutdown().await });
                 Ok(())
             }
             None => Err(RpcError::new(
@@ -340,6 +343,7 @@ impl Server {
             events_rx,
             self.signals.clone(),
             self.watch.clone(),
+            &self.tracker,
         );
         self.set_state(State::Ready, None);
         tracing::info!(server = %self.name, era = %upstream.era(), instance = instance.id, pid = upstream.pid(), "upstream ready");
@@ -352,7 +356,8 @@ impl Server {
                 // the call, so re-listing happens beside it, not before it.
                 let server = self.clone();
                 let upstream = upstream.clone();
-                tokio::spawn(async move { server.relist(&upstream).await });
+                self.tracker
+                    .spawn(async move { server.relist(&upstream).await });
             } else {
                 self.relist(&upstream).await;
             }
@@ -438,6 +443,7 @@ mod tests {
             Duration::from_secs(5),
             signals,
             stats,
+            tokio_util::task::TaskTracker::new(),
         )
     }
 

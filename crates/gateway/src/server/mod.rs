@@ -32,6 +32,7 @@ use switchboard_upstream::ConnectOptions;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub(crate) use admission::{CallGuard, Lease, backoff_delay};
 use breaker::Breaker;
@@ -111,6 +112,8 @@ pub struct Server {
     pub(crate) relists: crate::relist::Relists,
     /// Ends the health-probe task.
     tasks: CancellationToken,
+    /// The gateway's task tracker: the server's background tasks are the gateway's.
+    tracker: TaskTracker,
 }
 
 /// How long a replaced instance may finish its calls.
@@ -123,6 +126,7 @@ impl Server {
         request_timeout: Duration,
         signals: mpsc::Sender<ServerSignal>,
         stats: ServerStats,
+        tracker: TaskTracker,
     ) -> Arc<Server> {
         let policy = options.spec.policy.clone();
         let server = Arc::new(Server {
@@ -153,10 +157,16 @@ impl Server {
             stats,
             relists: Default::default(),
             tasks: CancellationToken::new(),
+            tracker,
             options,
         });
         if let Some(interval) = policy.health.interval {
-            health::spawn(Arc::downgrade(&server), interval, server.tasks.clone());
+            health::spawn(
+                Arc::downgrade(&server),
+                interval,
+                server.tasks.clone(),
+                &server.tracker,
+            );
         }
         server
     }

@@ -11,8 +11,8 @@
 //! Not tracked, because they already end with their owner: the HTTP face's per-request
 //! streams and per-connection tasks (the graceful-shutdown watcher in `face/serve.rs`
 //! waits for connections), its session reaper (ends when the face's state is dropped),
-//! the stdio face's per-session reader, writer and peer tasks (they end with stdin and
-//! the output channel), a detached flight in `bridge.rs` (owned by its result channel) and
+//! the stdio face's writer, per-request and peer tasks and its session's change pump
+//! (they end with stdin, the output channel or the session), a detached flight in `bridge.rs` (owned by its result channel) and
 //! a server→client request relayed to the calling client (owned by that client's call).
 
 use std::future::Future;

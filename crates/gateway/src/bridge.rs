@@ -358,7 +358,7 @@ impl Gateway {
         // The deadline owns the parked flight: no retry in time, and it is dropped.
         let gateway = self.clone();
         let expiring = id.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             tokio::select! {
                 () = tokio::time::sleep(PARK_TTL) => {}
                 () = gateway.inner.shutdown.cancelled() => {}

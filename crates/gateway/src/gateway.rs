@@ -107,6 +107,8 @@ pub(crate) struct Inner {
     pub(crate) retiring: crate::roster::Retiring,
     /// Client identity at the faces (`[access]`); `None`: everyone is anonymous.
     pub(crate) access: Option<Arc<crate::access::Authenticator>>,
+    /// Every background task the gateway owns (`tasks.rs`); shutdown waits for them.
+    pub(crate) tasks: tokio_util::task::TaskTracker,
 }
 
 /// The gateway. Cheap to clone; all clones share one state.
@@ -167,9 +169,10 @@ impl Gateway {
                 .access
                 .as_ref()
                 .map(|access| Arc::new(crate::access::Authenticator::new(access))),
+            tasks: tokio_util::task::TaskTracker::new(),
         });
         let gateway = Gateway { inner };
-        tokio::spawn(signal_loop(
+        gateway.spawn(signal_loop(
             Arc::downgrade(&gateway.inner),
             signals_rx,
             gateway.inner.shutdown.clone(),
@@ -285,7 +288,8 @@ impl Gateway {
         result
     }
 
-    /// Stops every server (graceful stop sequence) and ends background tasks.
+    /// Stops every server (graceful stop sequence), ends background tasks and waits for
+    /// them (bounded).
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
         self.inner.store.flush();
@@ -293,6 +297,7 @@ impl Gateway {
         let mut servers = self.servers();
         servers.extend(self.inner.retiring.list());
         futures::future::join_all(servers.iter().map(|s| s.stop())).await;
+        crate::tasks::close_and_wait(&self.inner.tasks, crate::tasks::TASKS_DEADLINE).await;
     }
 }
 
@@ -332,7 +337,7 @@ async fn signal_loop(
 fn spawn_store_flusher(gateway: &Gateway) {
     let inner = Arc::downgrade(&gateway.inner);
     let shutdown = gateway.inner.shutdown.clone();
-    tokio::spawn(async move {
+    gateway.spawn(async move {
         loop {
             let Some(strong) = inner.upgrade() else {
                 return;
@@ -408,9 +413,9 @@ fn handle_signal(gateway: &Gateway, signal: ServerSignal, connected: &mut bool) 
         ServerSignal::Log(_, _, None) => {}
         ServerSignal::Request(server, request) if request.method == "roots/list" => {
             // No call owns it: the union of the roots of the clients we can ask.
-            let gateway = gateway.clone();
-            tokio::spawn(async move {
-                let outcome = gateway.union_of_roots().await;
+            let owner = gateway.clone();
+            gateway.spawn(async move {
+                let outcome = owner.union_of_roots().await;
                 tracing::debug!(server, "answered an upstream's roots/list");
                 let _ = request.reply.send(outcome);
             });

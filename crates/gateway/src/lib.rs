@@ -33,6 +33,7 @@ pub mod roster;
 pub mod server;
 pub mod store;
 mod subscriptions;
+mod tasks;
 mod views;
 pub mod watch;
 

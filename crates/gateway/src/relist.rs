@@ -105,7 +105,7 @@ fn same(kind: ListKind, a: &ServerLists, b: &ServerLists) -> bool {
 pub(crate) fn list_changed(gateway: &Gateway, server: Arc<Server>, kind: ListKind) {
     match server.relists.signal(kind) {
         // Off the signal loop: a slow upstream must not delay other signals.
-        Signal::Start => drop(tokio::spawn(run(gateway.clone(), server, kind))),
+        Signal::Start => drop(gateway.spawn(run(gateway.clone(), server, kind))),
         Signal::Queued => {}
         Signal::Coalesced => server.stats.count_list_changed_coalesced(),
     }

@@ -43,7 +43,7 @@ impl Gateway {
     /// instance hears `notifications/roots/list_changed`.
     pub fn roots_changed(&self) {
         let gateway = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             for server in gateway.servers() {
                 for instance in server.instances_snapshot() {
                     if instance.upstream.era() == Era::Legacy && instance.is_alive() {

@@ -167,7 +167,14 @@ impl Gateway {
         };
         let timeout = spec.effective_request_timeout(settings);
         let stats = self.inner.metrics.server(name);
-        Server::new(options, origin, timeout, self.inner.signals.clone(), stats)
+        Server::new(
+            options,
+            origin,
+            timeout,
+            self.inner.signals.clone(),
+            stats,
+            self.tracker(),
+        )
     }
 
     /// Makes a server ready to serve: connected, or — when lazy — dormant with its last
@@ -348,7 +355,7 @@ impl Gateway {
         self.inner.retiring.0.lock().push(server.clone());
         let deadline = self.inner.settings.drain_timeout;
         let gateway = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             server.retire(deadline).await;
             let mut retiring = gateway.inner.retiring.0.lock();
             retiring.retain(|s| !Arc::ptr_eq(s, &server));
@@ -498,7 +505,7 @@ impl Gateway {
     pub(crate) fn spawn_idle_reaper(&self) {
         let weak = Arc::downgrade(&self.inner);
         let shutdown = self.inner.shutdown.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             loop {
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(250)) => {}

@@ -95,7 +95,7 @@ impl Gateway {
     /// restarted process has forgotten them). Owned by the upstream calls it makes.
     pub(crate) fn resubscribe(&self, server: Arc<Server>) {
         let gateway = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             let holds = server.holds.lock().await;
             for uri in holds.keys() {
                 if let Err(error) = gateway.tell_upstream(&server, uri, true).await {

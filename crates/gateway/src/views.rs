@@ -69,7 +69,7 @@ impl Gateway {
         session: String,
     ) {
         let gateway = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             match server.refresh_instance(instance, kind).await {
                 Ok(Some(())) => {
                     gateway.inner.has_views.store(true, Ordering::Release);

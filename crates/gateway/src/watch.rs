@@ -79,13 +79,14 @@ pub fn watch_config(gateway: Gateway, path: PathBuf, loaded: &str, max_bytes: u6
         stopped: shutdown.clone(),
     };
     let reload = handle.reload.clone();
+    let owner = gateway.clone();
     let mut reloader = Reloader {
         gateway,
         path,
         max_bytes,
         last: Some(digest(loaded.as_bytes())),
     };
-    tokio::spawn(async move {
+    owner.spawn(async move {
         let _watcher = watcher; // lives as long as this task
         // The first check runs at once: an edit made before watching began raised no
         // event this task will see.

@@ -168,7 +168,8 @@ fn spawn_session_reaper(state: &Arc<FaceState>) {
 fn end_session(gateway: &Gateway, session_id: &str) {
     let gateway = gateway.clone();
     let session_id = session_id.to_owned();
-    tokio::spawn(async move { gateway.session_ended(&session_id).await });
+    let owner = gateway.clone();
+    owner.spawn(async move { gateway.session_ended(&session_id).await });
 }
 
 /// The one place face-level failures become HTTP responses.

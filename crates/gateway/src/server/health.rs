@@ -8,6 +8,7 @@ use std::time::Duration;
 use switchboard_protocol::Era;
 use switchboard_upstream::{CallOptions, Upstream};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::Server;
 
@@ -34,8 +35,13 @@ pub(crate) async fn probe(upstream: &Upstream, timeout: Duration) -> Result<(), 
 }
 
 /// Probes every instance of a server each `interval` until `stop`.
-pub(crate) fn spawn(server: Weak<Server>, interval: Duration, stop: CancellationToken) {
-    tokio::spawn(async move {
+pub(crate) fn spawn(
+    server: Weak<Server>,
+    interval: Duration,
+    stop: CancellationToken,
+    tasks: &TaskTracker,
+) {
+    tasks.spawn(async move {
         let mut successes = 0u32;
         loop {
             tokio::select! {

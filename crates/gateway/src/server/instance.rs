@@ -11,6 +11,7 @@ use switchboard_upstream::{CallOptions, Upstream, UpstreamEvent};
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::{ServerSignal, Source, Watch};
 use crate::catalog::{ListKind, ServerLists};
@@ -74,11 +75,12 @@ impl Instance {
         events: mpsc::Receiver<UpstreamEvent>,
         signals: mpsc::Sender<ServerSignal>,
         watch: Watch,
+        tasks: &TaskTracker,
     ) -> Arc<Instance> {
         let stop = CancellationToken::new();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         let owner: Owner = Arc::new(parking_lot::Mutex::new(owner));
-        tokio::spawn(pump_events(
+        tasks.spawn(pump_events(
             server.to_owned(),
             (id, owner.clone()),
             events,
@@ -93,6 +95,7 @@ impl Instance {
                 signals,
                 stop.clone(),
                 watch,
+                tasks,
             );
         }
         Arc::new(Instance {
@@ -248,6 +251,7 @@ fn spawn_listen(
     signals: mpsc::Sender<ServerSignal>,
     stop: CancellationToken,
     (watched, watch_changed): Watch,
+    tasks: &TaskTracker,
 ) {
     let capabilities = upstream.handshake().capabilities.clone();
     let wants = |kind: &str| {
@@ -270,7 +274,7 @@ fn spawn_listen(
         "promptsListChanged": wants("prompts"),
         "resourcesListChanged": wants("resources"),
     });
-    tokio::spawn(async move {
+    tasks.spawn(async move {
         let mut attempt = 0u32;
         while !stop.is_cancelled() && upstream.is_alive() {
             if subscribe {

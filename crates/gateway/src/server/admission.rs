@@ -1,0 +1,471 @@
+//! Admitting a call: circuit breaker, then bulkhead (concurrency limit with a bounded
+//! queue), then an instance — picked, started (with restart backoff), recycled or evicted.
+//! The resulting [`Lease`] records the call's outcome; a [`CallGuard`] counts it for drains.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use switchboard_config::Sharing;
+use switchboard_protocol::{RpcError, error::gateway};
+use switchboard_upstream::{EraCache, Upstream};
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::time::Instant;
+
+use super::breaker::Admission;
+use super::instance::{Instance, InstanceGuard};
+use super::{INSTANCE_DRAIN, Server, State, backoff, health};
+use crate::metrics::Outcome;
+/// Counts one call against a server while it lives (see [`Server::retire`]).
+pub(crate) struct CallGuard(Arc<Server>);
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
+        *self.0.last_used.lock() = Instant::now();
+        self.0.idle.notify_waiters();
+    }
+}
+
+/// Permission to run one call on one instance: the bulkhead permit, the breaker's
+/// admission and the instance's in-flight count, released together when dropped.
+pub(crate) struct Lease {
+    pub(crate) upstream: Upstream,
+    server: Arc<Server>,
+    admission: Admission,
+    _instance: InstanceGuard,
+    _permit: OwnedSemaphorePermit,
+    instance: Arc<Instance>,
+}
+
+impl Lease {
+    /// Records how the call ended (breaker, metrics, wedged-instance strikes).
+    pub(crate) fn finish(
+        self,
+        tool: &str,
+        outcome: &Result<Value, switchboard_upstream::CallError>,
+        elapsed: Duration,
+    ) {
+        use switchboard_upstream::CallError;
+        let label = match outcome {
+            Ok(result) if result.get("isError") == Some(&Value::Bool(true)) => Outcome::ToolError,
+            Ok(_) => Outcome::Ok,
+            Err(CallError::Rpc(_)) => Outcome::RpcError,
+            Err(CallError::Timeout(_)) => Outcome::Timeout,
+            Err(CallError::Cancelled) => Outcome::Cancelled,
+            Err(_) => Outcome::Unavailable,
+        };
+        let failure = outcome.as_ref().is_err_and(CallError::is_transport_failure);
+        self.server
+            .breaker
+            .lock()
+            .record(self.admission, failure, Instant::now());
+        self.server.stats.count(tool, label);
+        self.server.stats.latency.observe(elapsed);
+        if matches!(outcome, Err(CallError::Timeout(_))) {
+            // A timeout may mean a wedged process: probe it now, recycle it if it is.
+            let server = self.server.clone();
+            let instance = self.instance.clone();
+            self.server
+                .tracker
+                .spawn(async move { server.check_wedged(instance).await });
+        } else if outcome.is_ok() {
+            self.instance.strikes.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The delay before retry `attempt` (1-based), with jitter.
+pub(crate) fn backoff_delay(base: Duration, max: Duration, attempt: u32) -> Duration {
+    backoff::delay(base, max, attempt, backoff::jitter())
+}
+
+impl Server {
+    /// Counts a call; taken while the roster lock is held, so a drain cannot miss it.
+    pub(crate) fn call_guard(self: &Arc<Self>) -> CallGuard {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        CallGuard(self.clone())
+    }
+
+    /// Admits one call for `session`: breaker, bulkhead (concurrency limit with a bounded
+    /// queue), then an instance — started, restarted or recycled as needed.
+    pub(crate) async fn acquire(
+        self: &Arc<Self>,
+        cache: &EraCache,
+        session: &str,
+    ) -> Result<Lease, RpcError> {
+        let admission = match self.breaker.lock().admit(Instant::now()) {
+            Ok(admission) => admission,
+            Err(retry_after) => {
+                self.stats.count("*", Outcome::Rejected);
+                return Err(RpcError::new(
+                    gateway::UPSTREAM_UNAVAILABLE,
+                    format!(
+                        "server `{}` is failing: circuit open, next trial in {} ms",
+                        self.name,
+                        retry_after.as_millis()
+                    ),
+                )
+                .with_data(
+                    json!({ "retryable": true, "retryAfterMs": retry_after.as_millis() as u64 }),
+                ));
+            }
+        };
+        let permit = match self.bulkhead.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if self.queued.fetch_add(1, Ordering::AcqRel) >= self.policy().limits.max_queue {
+                    self.queued.fetch_sub(1, Ordering::AcqRel);
+                    self.breaker.lock().abandon(admission);
+                    self.stats.count("*", Outcome::Rejected);
+                    return Err(RpcError::new(
+                        gateway::OVERLOADED,
+                        format!(
+                            "server `{}` is at its concurrency limit and its queue is full",
+                            self.name
+                        ),
+                    )
+                    .with_data(json!({ "retryable": true })));
+                }
+                let waited = Instant::now();
+                let permit = tokio::time::timeout(
+                    self.request_timeout,
+                    self.bulkhead.clone().acquire_owned(),
+                )
+                .await;
+                self.queued.fetch_sub(1, Ordering::AcqRel);
+                self.stats.queue_wait.observe(waited.elapsed());
+                match permit {
+                    Ok(Ok(permit)) => permit,
+                    _ => {
+                        self.breaker.lock().abandon(admission);
+                        return Err(RpcError::new(
+                            gateway::OVERLOADED,
+                            format!("server `{}`: queued too long", self.name),
+                        )
+                        .with_data(json!({ "retryable": true })));
+                    }
+                }
+            }
+        };
+        let owner = (self.policy().sharing == Sharing::PerSession).then(|| session.to_owned());
+        let instance = match self.instance_for(cache, owner).await {
+            Ok(instance) => instance,
+            Err(error) => {
+                // Failing to start counts against the breaker like a transport failure.
+                self.breaker.lock().record(admission, true, Instant::now());
+                return Err(error);
+            }
+        };
+        Ok(Lease {
+            upstream: instance.upstream.clone(),
+            server: self.clone(),
+            admission,
+            _instance: instance.guard(),
+            _permit: permit,
+            instance,
+        })
+    }
+
+    /// A live upstream for the gateway's own requests (lists, subscriptions, probes).
+    pub async fn upstream(self: &Arc<Self>, cache: &EraCache) -> Result<Upstream, RpcError> {
+        self.instance_for(cache, None)
+            .await
+            .map(|i| i.upstream.clone())
+    }
+
+    /// Picks an instance without starting one, pruning dead and recycling due ones.
+    fn pick(self: &Arc<Self>, owner: Option<&str>) -> Option<Arc<Instance>> {
+        let policy = self.policy();
+        let mut instances = self.instances.lock();
+        let before = instances.len();
+        instances.retain(|i| i.is_alive());
+        if instances.len() < before {
+            self.stats.count_restarts((before - instances.len()) as u64);
+        }
+        let due = |i: &Instance| {
+            policy
+                .pool
+                .recycle_after_calls
+                .is_some_and(|n| i.calls() >= n)
+                || policy
+                    .pool
+                    .recycle_after
+                    .is_some_and(|age| i.started.elapsed() >= age)
+        };
+        let mut recycled = Vec::new();
+        instances.retain(|i| {
+            let keep = !due(i);
+            if !keep {
+                recycled.push(i.clone());
+            }
+            keep
+        });
+        for old in recycled {
+            tracing::info!(server = %self.name, instance = old.id, calls = old.calls(), "recycling instance");
+            self.tracker
+                .spawn(async move { old.drain_and_shutdown(INSTANCE_DRAIN).await });
+        }
+        match (policy.sharing, owner) {
+            (Sharing::PerSession, Some(owner)) => instances
+                .iter()
+                .find(|i| i.is_owned_by(owner))
+                .or_else(|| instances.iter().find(|i| i.claim(owner)))
+                .cloned(),
+            (Sharing::Pool, _) => {
+                let least = instances.iter().min_by_key(|i| i.inflight())?;
+                // Busy and room for more: let the caller start another.
+                if least.inflight() > 0 && instances.len() < policy.pool.size {
+                    return None;
+                }
+                Some(least.clone())
+            }
+            _ => instances
+                .iter()
+                .find(|i| i.is_unowned())
+                .or_else(|| instances.first())
+                .cloned(),
+        }
+    }
+
+    async fn instance_for(
+        self: &Arc<Self>,
+        cache: &EraCache,
+        owner: Option<String>,
+    ) -> Result<Arc<Instance>, RpcError> {
+        if let Some(instance) = self.pick(owner.as_deref()) {
+            return Ok(instance);
+        }
+        let _starting = self.connecting.lock().await;
+        if let Some(instance) = self.pick(owner.as_deref()) {
+            return Ok(instance);
+        }
+        // A retired server finishes what it has but never starts again.
+        if self.retired.load(Ordering::Acquire) {
+            let message = format!("server `{}` was removed or replaced", self.name);
+            return Err(RpcError::new(gateway::UPSTREAM_UNAVAILABLE, message));
+        }
+        if let Some(next) = self.status.lock().next_start {
+            let now = Instant::now();
+            if next > now {
+                let wait = next - now;
+                return Err(RpcError::new(
+                    gateway::UPSTREAM_UNAVAILABLE,
+                    format!(
+                        "server `{}` is restarting (backoff): next start in {} ms",
+                        self.name,
+                        wait.as_millis()
+                    ),
+                )
+                .with_data(json!({ "retryable": true, "retryAfterMs": wait.as_millis() as u64 })));
+            }
+        }
+        if self.policy().sharing == Sharing::PerSession {
+            self.evict_for_new_session()?;
+        }
+        let instance = self.start_instance(cache, owner).await?;
+        self.instances.lock().push(instance.clone());
+        Ok(instance)
+    }
+
+    /// Per-session sharing: room for one more session's instance, evicting the least
+    /// recently used idle one when at the limit.
+    fn evict_for_new_session(&self) -> Result<(), RpcError> {
+        let limit = self.policy().pool.size;
+        let mut instances = self.instances.lock();
+        if instances.len() < limit {
+            return Ok(());
+        }
+        let idle = instances
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.inflight() == 0)
+            .max_by_key(|(_, i)| i.idle_for());
+        match idle.map(|(index, _)| index) {
+            Some(index) => {
+                let evicted = instances.remove(index);
+                self.tracker.spawn(async move { evicted.shutdown().await });
+                Ok(())
+            }
+            None => Err(RpcError::new(
+                gateway::OVERLOADED,
+                format!(
+                    "server `{}`: all {limit} per-session instances are busy",
+                    self.name
+                ),
+            )
+            .with_data(json!({ "retryable": true }))),
+        }
+    }
+
+    async fn start_instance(
+        self: &Arc<Self>,
+        cache: &EraCache,
+        owner: Option<String>,
+    ) -> Result<Arc<Instance>, RpcError> {
+        let first = self.instances.lock().is_empty();
+        if first {
+            self.set_state(State::Starting, None);
+        }
+        let (events_tx, events_rx) = mpsc::channel(256);
+        let upstream = match Upstream::connect(self.options.clone(), cache, events_tx).await {
+            Ok(upstream) => upstream,
+            Err(error) => {
+                let mut status = self.status.lock();
+                status.start_failures += 1;
+                let policy = self.policy();
+                let delay = backoff::delay(
+                    policy.restart_backoff,
+                    policy.restart_backoff_max,
+                    status.start_failures,
+                    backoff::jitter(),
+                );
+                status.next_start = Some(Instant::now() + delay);
+                status.state = State::Failed;
+                status.last_error = Some(error.to_string());
+                status.since = Instant::now();
+                drop(status);
+                let message = format!("server `{}` failed to start: {error}", self.name);
+                return Err(RpcError::new(gateway::UPSTREAM_UNAVAILABLE, message)
+                    .with_data(json!({ "retryable": true })));
+            }
+        };
+        {
+            let mut status = self.status.lock();
+            status.start_failures = 0;
+            status.next_start = None;
+        }
+        let instance = Instance::new(
+            &self.name,
+            upstream.clone(),
+            owner,
+            events_rx,
+            self.signals.clone(),
+            self.watch.clone(),
+            &self.tracker,
+        );
+        self.set_state(State::Ready, None);
+        tracing::info!(server = %self.name, era = %upstream.era(), instance = instance.id, pid = upstream.pid(), "upstream ready");
+        if first {
+            let known = self.lists.load();
+            let seeded =
+                !(known.tools.is_empty() && known.prompts.is_empty() && known.resources.is_empty());
+            if seeded {
+                // A dormant server woken by a call: its last known catalog already routes
+                // the call, so re-listing happens beside it, not before it.
+                let server = self.clone();
+                let upstream = upstream.clone();
+                self.tracker
+                    .spawn(async move { server.relist(&upstream).await });
+            } else {
+                self.relist(&upstream).await;
+            }
+        }
+        Ok(instance)
+    }
+
+    /// Starts `min_idle` instances (at least one) now: a warm pool.
+    pub(crate) async fn prewarm(self: &Arc<Self>, cache: &EraCache) -> Result<(), RpcError> {
+        let wanted = self.policy().pool.min_idle.max(1);
+        let _starting = self.connecting.lock().await;
+        while self.instance_count() < wanted {
+            let instance = self.start_instance(cache, None).await?;
+            self.instances.lock().push(instance);
+        }
+        Ok(())
+    }
+
+    /// A timed-out call may have wedged its instance: one quick ping decides; a silent
+    /// instance is taken out of service and stopped.
+    async fn check_wedged(self: Arc<Self>, instance: Arc<Instance>) {
+        if health::probe(&instance.upstream, Duration::from_secs(2))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tracing::warn!(server = %self.name, instance = instance.id, "instance wedged after a timeout: recycling");
+        self.remove_instance(&instance, "wedged: no answer to a probe after a timeout")
+            .await;
+    }
+
+    pub(super) async fn remove_instance(&self, instance: &Arc<Instance>, reason: &str) {
+        let removed = {
+            let mut instances = self.instances.lock();
+            let before = instances.len();
+            instances.retain(|i| i.id != instance.id);
+            instances.len() < before
+        };
+        if removed {
+            self.stats.count_restarts(1);
+            let mut status = self.status.lock();
+            status.last_error = Some(reason.to_owned());
+            if self.instances.lock().is_empty() {
+                status.state = State::Failed;
+                status.since = Instant::now();
+            }
+        }
+        instance.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard_upstream::ConnectOptions;
+
+    use super::*;
+    use crate::server::Origin;
+
+    /// A server whose command cannot start, with a fixed 1 s restart backoff.
+    fn unstartable() -> Arc<Server> {
+        let config = switchboard_config::parse(
+            "[servers.s]\ncommand = \"/nonexistent/switchboard-test-command\"\n\
+             restart_backoff_ms = 1000\nrestart_backoff_max_ms = 1000\n",
+            switchboard_config::ConfigFormat::Native,
+            None,
+        )
+        .expect("valid config");
+        let spec = config.servers.into_values().next().expect("one server");
+        let options = ConnectOptions {
+            server: "s".into(),
+            spec,
+            max_message_bytes: 1 << 20,
+            probe_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(1),
+            legacy_client_capabilities: json!({}),
+        };
+        let (signals, _) = mpsc::channel(8);
+        let stats = crate::metrics::Metrics::default().server("s");
+        Server::new(
+            options,
+            Origin::Config,
+            Duration::from_secs(5),
+            signals,
+            stats,
+            tokio_util::task::TaskTracker::new(),
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn restart_backoff_runs_on_tokios_clock() {
+        let server = unstartable();
+        let cache = EraCache::new();
+        let first = server.acquire(&cache, "c").await.err().expect("fails");
+        assert!(
+            first.message.contains("failed to start"),
+            "{}",
+            first.message
+        );
+        let waiting = server.acquire(&cache, "c").await.err().expect("fails");
+        assert!(waiting.message.contains("backoff"), "{}", waiting.message);
+        // No real time passes: the paused clock is moved past the backoff (≤ 1 s).
+        tokio::time::advance(Duration::from_millis(1001)).await;
+        let again = server.acquire(&cache, "c").await.err().expect("fails");
+        assert!(
+            again.message.contains("failed to start"),
+            "{}",
+            again.message
+        );
+    }
+}

@@ -1,0 +1,290 @@
+//! Legacy sessions on the HTTP face: `initialize` (a session in the store, bound to its
+//! identity), requests of a session, the GET stream, DELETE and idle expiry.
+
+use super::*;
+
+/// The legacy session `session_id`, when the request's identity is the one that opened it
+/// (a session of another identity does not exist for this caller).
+pub(super) fn owned_session(
+    state: &FaceState,
+    session_id: &str,
+    identity: Option<&Identity>,
+) -> Option<Arc<LegacySession>> {
+    state
+        .sessions
+        .get(session_id)
+        .filter(|session| session.principal().is(identity))
+}
+
+pub(super) fn spawn_session_reaper(state: &Arc<FaceState>) {
+    let weak = Arc::downgrade(state);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            let Some(state) = weak.upgrade() else { return };
+            for session in state.sessions.expire(SESSION_IDLE) {
+                session.end();
+                end_session(&state.gateway, session.id());
+            }
+        }
+    });
+}
+
+/// Releases what the gateway holds for a session (its per-session upstream instances).
+/// The task is owned by the gateway's drain of those instances and ends with it.
+pub(super) fn end_session(gateway: &Gateway, session_id: &str) {
+    let gateway = gateway.clone();
+    let session_id = session_id.to_owned();
+    let owner = gateway.clone();
+    owner.spawn(async move { gateway.session_ended(&session_id).await });
+}
+
+pub(super) async fn legacy_post(
+    state: &Arc<FaceState>,
+    request_headers: &HeaderMap,
+    session_id: Option<String>,
+    message: Message,
+    meta_tools: bool,
+    peer: Option<SocketAddr>,
+    identity: Option<Identity>,
+) -> Response {
+    if let Message::Request { id, method, params } = &message
+        && method == "initialize"
+    {
+        return initialize(
+            state,
+            id.clone(),
+            params.as_ref(),
+            meta_tools,
+            peer,
+            identity.as_ref(),
+        );
+    }
+    let Some(session_id) = session_id else {
+        let id = match &message {
+            Message::Request { id, .. } => Some(id.clone()),
+            _ => None,
+        };
+        return reject(
+            StatusCode::BAD_REQUEST,
+            id,
+            RpcError::invalid_request("missing Mcp-Session-Id header (send initialize first)"),
+        );
+    };
+    let Some(session) = owned_session(state, &session_id, identity.as_ref()) else {
+        return reject(
+            StatusCode::NOT_FOUND,
+            None,
+            RpcError::invalid_request("unknown or expired session"),
+        );
+    };
+    session.touch();
+    if let Some(version) = header_str(request_headers, headers::PROTOCOL_VERSION)
+        && version != session.version
+        && ProtocolVersion::is_legacy(&session.version)
+        && session.version != "2025-03-26"
+    {
+        let error = RpcError::invalid_request(format!(
+            "MCP-Protocol-Version `{version}` does not match the session's `{}`",
+            session.version
+        ));
+        return reject(StatusCode::BAD_REQUEST, None, error);
+    }
+    match message {
+        Message::Request {
+            id,
+            method,
+            mut params,
+        } => {
+            let (notify_tx, notify_rx) = mpsc::channel(64);
+            let (peer_tx, peer_rx) = mpsc::channel(8);
+            let ctx = session.begin(&id, &method, &mut params, notify_tx, peer_tx);
+            respond(
+                state.gateway.clone(),
+                ctx,
+                id,
+                method,
+                params,
+                notify_rx,
+                Some(peer_rx),
+                Some(session),
+            )
+            .await
+        }
+        Message::Notification { method, .. } if method == "notifications/roots/list_changed" => {
+            state.gateway.roots_changed();
+            StatusCode::ACCEPTED.into_response()
+        }
+        Message::Notification { method, params } => {
+            if method == "notifications/cancelled" {
+                session.cancel(params.as_ref());
+            }
+            StatusCode::ACCEPTED.into_response()
+        }
+        Message::Response { id, result } => {
+            session.answer(&id, Ok(result));
+            StatusCode::ACCEPTED.into_response()
+        }
+        Message::Error { id, error } => {
+            if let Some(id) = id {
+                session.answer(&id, Err(error));
+            }
+            StatusCode::ACCEPTED.into_response()
+        }
+    }
+}
+
+pub(super) fn initialize(
+    state: &Arc<FaceState>,
+    id: RequestId,
+    params: Option<&Value>,
+    meta_tools: bool,
+    peer: Option<SocketAddr>,
+    identity: Option<&Identity>,
+) -> Response {
+    let session_id = uuid::Uuid::new_v4().simple().to_string();
+    let peer = Peer {
+        addr: peer,
+        user: None,
+    };
+    // Fixed for the session's life: every later request must present the same identity.
+    let principal = match identity {
+        Some(identity) => Principal::authenticated(Face::Http, session_id.as_str(), peer, identity),
+        None => Principal::anonymous(Face::Http, session_id.as_str(), peer),
+    };
+    let (session, result) = LegacySession::open(
+        &state.gateway,
+        session_id.clone(),
+        principal,
+        meta_tools,
+        params,
+    );
+    let capacity = Capacity {
+        total: MAX_SESSIONS,
+        per_client: state.max_sessions_per_client,
+    };
+    match state.sessions.insert(session, capacity) {
+        Ok(None) => {}
+        Ok(Some(shed)) => {
+            tracing::debug!(
+                session = shed.id(),
+                "session shed to make room for a new one"
+            );
+            shed.end();
+            end_session(&state.gateway, shed.id());
+        }
+        Err(full) => {
+            let error = RpcError::new(switchboard_protocol::error::gateway::OVERLOADED, full.0);
+            return reject(StatusCode::SERVICE_UNAVAILABLE, Some(id), error);
+        }
+    }
+    let body = Message::response(id, result).to_bytes();
+    (
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (
+                header::HeaderName::from_static(headers::SESSION_ID),
+                session_id,
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+pub(super) fn delete_session(
+    state: &FaceState,
+    session_id: Option<&str>,
+    identity: Option<&Identity>,
+) -> Response {
+    let Some(session_id) = session_id else {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    };
+    if owned_session(state, session_id, identity).is_none() {
+        return reject(
+            StatusCode::NOT_FOUND,
+            None,
+            RpcError::invalid_request("unknown or expired session"),
+        );
+    }
+    match state.sessions.remove(session_id) {
+        Some(session) => {
+            session.end();
+            end_session(&state.gateway, session_id);
+            StatusCode::OK.into_response()
+        }
+        None => reject(
+            StatusCode::NOT_FOUND,
+            None,
+            RpcError::invalid_request("unknown or expired session"),
+        ),
+    }
+}
+
+/// Legacy GET: the session's stream of server-initiated notifications.
+pub(super) fn get_stream(
+    state: &Arc<FaceState>,
+    session_id: Option<&str>,
+    identity: Option<&Identity>,
+) -> Response {
+    let Some(session_id) = session_id else {
+        return StatusCode::METHOD_NOT_ALLOWED.into_response();
+    };
+    let Some(session) = owned_session(state, session_id, identity) else {
+        return reject(
+            StatusCode::NOT_FOUND,
+            None,
+            RpcError::invalid_request("unknown or expired session"),
+        );
+    };
+    let (tx, rx) = mpsc::channel(64);
+    let mut changes = state.gateway.subscribe();
+    let closed = CancellationToken::new();
+    let guard = closed.clone().drop_guard();
+    // While this stream is open the client can be asked for its roots at any time.
+    let wants_roots = session
+        .capabilities
+        .get("roots")
+        .is_some_and(|r| !r.is_null());
+    let (roots_tx, mut roots_rx) = mpsc::channel::<PeerRequest>(8);
+    let gateway = state.gateway.clone();
+    let session_id = session_id.to_owned();
+    if wants_roots {
+        gateway.roots_peer_joined(&session_id, roots_tx);
+    }
+    tokio::spawn(async move {
+        let _ = tx.send(Bytes::from_static(b": stream open\n\n")).await;
+        loop {
+            let change = tokio::select! {
+                Some(request) = roots_rx.recv() => {
+                    let message = session.peers.request(request);
+                    if tx.send(sse_frame(&message)).await.is_err() { break }
+                    continue;
+                }
+                change = changes.recv() => change,
+                () = tokio::time::sleep(KEEP_ALIVE) => {
+                    if tx.send(Bytes::from_static(b": keep-alive\n\n")).await.is_err() { break }
+                    continue;
+                }
+                () = session.ended.cancelled() => break,
+                () = closed.cancelled() => break,
+            };
+            let change = match change {
+                Ok(change) => change,
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => break,
+            };
+            let message = session.notification(&change);
+            if let Some(message) = message
+                && tx.send(sse_frame(&message)).await.is_err()
+            {
+                break;
+            }
+        }
+        if wants_roots {
+            gateway.roots_peer_left(&session_id);
+        }
+    });
+    sse_response(rx, Some(guard))
+}

@@ -61,6 +61,8 @@ pub struct Attached {
     child: Child,
     control: pipe::Sender,
     ack: BufReader<pipe::Receiver>,
+    /// The two FIFOs, removed when perf is done.
+    fifos: [PathBuf; 2],
     /// perf's output: counts (`stat`) or samples (`record`).
     pub output: PathBuf,
 }
@@ -128,6 +130,7 @@ impl Attached {
             child,
             control,
             ack: BufReader::new(ack),
+            fifos: [control_path, ack_path],
             output: output.to_owned(),
         })
     }
@@ -164,6 +167,9 @@ impl Attached {
         let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
             .await
             .context("perf did not exit after SIGINT")??;
+        for fifo in &self.fifos {
+            let _ = std::fs::remove_file(fifo);
+        }
         // Whether perf calls an interrupted run a success varies; its output is what tells.
         let written = std::fs::metadata(&self.output).is_ok_and(|m| m.len() > 0);
         anyhow::ensure!(written, "perf wrote nothing ({status})");
@@ -252,7 +258,8 @@ mod tests {
             .await
             .unwrap();
         perf.enable().await.unwrap();
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        // Long enough for `yes` to get a core on a loaded machine.
+        tokio::time::sleep(Duration::from_secs(2)).await;
         let output = perf.finish().await.unwrap();
         writer.kill().await.unwrap();
         let counts = SyscallCounts::parse(&std::fs::read_to_string(output).unwrap()).unwrap();

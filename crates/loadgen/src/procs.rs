@@ -1,5 +1,6 @@
 //! What `/proc` says about the process under test: its descendants (the upstream children a
-//! gateway spawned, and theirs), resident memory, and CPU time. Linux only, read-only.
+//! gateway spawned, and theirs), resident memory, CPU time and context switches. Linux only,
+//! read-only.
 
 use std::collections::HashMap;
 use std::fs;
@@ -91,6 +92,36 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
     status_kib(pid, "VmHWM:")
 }
 
+/// Context switches of a process so far, summed over its live threads (`/proc/PID/task/*/status`;
+/// the kernel keeps them per thread, so a thread that has exited takes its count with it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Switches {
+    /// The thread blocked (waited for I/O, a lock, a wake-up).
+    pub voluntary: u64,
+    /// The scheduler took the core away while the thread could still run.
+    pub involuntary: u64,
+}
+
+/// The context switches of `pid`'s live threads so far.
+pub fn switches(pid: u32) -> Option<Switches> {
+    let mut total = Switches::default();
+    for entry in fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        // A thread may exit between the listing and the read: skip it.
+        let Ok(text) = fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        for line in text.lines() {
+            let count = |rest: &str| rest.trim().parse::<u64>().unwrap_or(0);
+            if let Some(rest) = line.strip_prefix("voluntary_ctxt_switches:") {
+                total.voluntary += count(rest);
+            } else if let Some(rest) = line.strip_prefix("nonvoluntary_ctxt_switches:") {
+                total.involuntary += count(rest);
+            }
+        }
+    }
+    Some(total)
+}
+
 /// The summed RSS of several processes, in KiB.
 pub fn total_rss_kib(pids: &[u32]) -> u64 {
     pids.iter().filter_map(|&pid| rss_kib(pid)).sum()
@@ -106,6 +137,9 @@ mod tests {
         assert!(rss_kib(me).unwrap() > 0);
         assert!(peak_rss_kib(me).unwrap() >= rss_kib(me).unwrap() / 2);
         assert!(cpu_seconds(me).is_some());
+        let before = switches(me).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(switches(me).unwrap().voluntary > before.voluntary);
         let mut child = std::process::Command::new("sleep")
             .arg("5")
             .spawn()

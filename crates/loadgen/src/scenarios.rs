@@ -19,6 +19,7 @@ use crate::client::Target;
 use crate::driver::{self, Plan, Tally};
 use crate::hotload::{self, HotLoadFigures};
 use crate::mcp::{Era, Template};
+use crate::perf::{self, Attached, SyscallCounts};
 use crate::procs;
 use crate::report::{Figures, markdown_table, us};
 use crate::session::{Caller, Pool, Workload};
@@ -97,6 +98,18 @@ pub struct ScenarioArgs {
     /// A note on a peer that could not be set up (printed in the report). Repeatable.
     #[arg(long)]
     peer_note: Vec<String>,
+    /// Do not count the front process's syscalls with `perf stat` (counting adds a little
+    /// CPU to every syscall on the machine while a phase is measured).
+    #[arg(long)]
+    no_syscalls: bool,
+    /// After the measured runs, record the gateway's stacks with `perf record` during one
+    /// more (unmeasured) run at the first throughput concurrency, per switchboard path:
+    /// `profile-*.perf.data` in the logs folder, for a flame graph.
+    #[arg(long)]
+    profile: bool,
+    /// Where the syscall counts go, once `perf` proved able to count them here.
+    #[arg(skip)]
+    syscalls_dir: Option<PathBuf>,
 }
 
 impl ScenarioArgs {
@@ -127,6 +140,57 @@ struct Row {
     processes: Option<usize>,
     /// Where the CPU went, per successful call.
     cpu: Option<CpuPerCall>,
+    /// What the front process did per successful call besides using CPU.
+    front: Option<FrontPerCall>,
+}
+
+/// The front process's context switches and syscalls per successful call.
+#[derive(Clone, Debug, Serialize)]
+struct FrontPerCall {
+    voluntary_switches: f64,
+    involuntary_switches: f64,
+    /// All syscalls (`perf stat`), when counted.
+    syscalls: Option<f64>,
+    /// The counted kinds ([`perf::SYSCALLS`]) that occurred, most frequent first.
+    syscalls_by_kind: Vec<(String, f64)>,
+}
+
+impl FrontPerCall {
+    fn new(switches: procs::Switches, syscalls: Option<&SyscallCounts>, calls: u64) -> Self {
+        let per = |count: u64| count as f64 / calls.max(1) as f64;
+        let mut by_kind: Vec<(String, f64)> = syscalls
+            .map(|counts| {
+                counts
+                    .by_kind
+                    .iter()
+                    .filter(|&(_, &count)| count > 0)
+                    .map(|(kind, &count)| (kind.clone(), per(count)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        by_kind.sort_by(|a, b| b.1.total_cmp(&a.1));
+        FrontPerCall {
+            voluntary_switches: per(switches.voluntary),
+            involuntary_switches: per(switches.involuntary),
+            syscalls: syscalls.map(|counts| per(counts.total)),
+            syscalls_by_kind: by_kind,
+        }
+    }
+
+    /// The most frequent kinds, e.g. `futex 1.2, epoll_wait 1.1`.
+    fn top_syscalls(&self, how_many: usize) -> String {
+        let top: Vec<String> = self
+            .syscalls_by_kind
+            .iter()
+            .take(how_many)
+            .map(|(kind, per_call)| format!("{kind} {per_call:.2}"))
+            .collect();
+        if top.is_empty() {
+            "–".into()
+        } else {
+            top.join(", ")
+        }
+    }
 }
 
 /// User + system CPU per successful call, in µs, of each party on the path. On two cores
@@ -142,12 +206,14 @@ struct CpuPerCall {
     upstream: Option<f64>,
 }
 
-/// CPU seconds of the parties of a path at one moment.
+/// CPU seconds of the parties of a path at one moment, and the front process's context
+/// switches.
 #[derive(Clone, Copy)]
 struct CpuSample {
     client: f64,
     front: f64,
     upstream: f64,
+    front_switches: procs::Switches,
 }
 
 impl CpuSample {
@@ -159,23 +225,35 @@ impl CpuSample {
                 .iter()
                 .filter_map(|&pid| procs::cpu_seconds(pid))
                 .sum(),
+            front_switches: procs::switches(front)?,
         })
     }
 
-    /// CPU spent between two samples.
+    /// CPU spent (and switches made) between two samples.
     fn since(self, before: CpuSample) -> CpuSample {
+        let (now, then) = (self.front_switches, before.front_switches);
         CpuSample {
             client: self.client - before.client,
             front: self.front - before.front,
             upstream: self.upstream - before.upstream,
+            // A thread that exited in between took its count along: never below zero.
+            front_switches: procs::Switches {
+                voluntary: now.voluntary.saturating_sub(then.voluntary),
+                involuntary: now.involuntary.saturating_sub(then.involuntary),
+            },
         }
     }
 
     fn plus(self, other: CpuSample) -> CpuSample {
+        let (a, b) = (self.front_switches, other.front_switches);
         CpuSample {
             client: self.client + other.client,
             front: self.front + other.front,
             upstream: self.upstream + other.upstream,
+            front_switches: procs::Switches {
+                voluntary: a.voluntary + b.voluntary,
+                involuntary: a.involuntary + b.involuntary,
+            },
         }
     }
 
@@ -274,12 +352,44 @@ struct RunSpec<'a> {
     front: u32,
     /// An upstream the front process reaches over HTTP (not one of its descendants).
     remote_upstream: Option<u32>,
+    /// What perf does to the front process during the measured phase.
+    perf: PerfMode<'a>,
     era: Era,
     workload: Workload,
     concurrency: usize,
     calls: Option<u64>,
     duration: Option<Duration>,
     warmup: Duration,
+}
+
+/// perf attached to the front process during a measured phase, writing into a folder.
+#[derive(Clone, Copy)]
+enum PerfMode<'a> {
+    Off,
+    CountSyscalls(&'a Path),
+    RecordStacks(&'a Path),
+}
+
+impl<'a> PerfMode<'a> {
+    /// Counting when the scenarios found perf able to.
+    fn counting(args: &'a ScenarioArgs) -> PerfMode<'a> {
+        args.syscalls_dir
+            .as_deref()
+            .map_or(PerfMode::Off, PerfMode::CountSyscalls)
+    }
+}
+
+/// `switchboard → stdio` → `switchboard-stdio`: for file names.
+fn slug(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else if !out.is_empty() && !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_end_matches('-').to_owned()
 }
 
 /// What the runs of one spec added up to; several interleaved rounds merge into one row.
@@ -290,6 +400,8 @@ struct Measurement {
     has_upstream: bool,
     rss_kib: u64,
     processes: usize,
+    /// Summed over the rounds; `None` once a round could not count.
+    syscalls: Option<SyscallCounts>,
 }
 
 impl Measurement {
@@ -299,10 +411,11 @@ impl Measurement {
             .as_ref()
             .map(Figures::from_tally)
             .expect("a measurement has at least one run");
-        let cpu = self
-            .cpu
-            .filter(|_| figures.calls > 0)
-            .map(|cpu| cpu.per_call(figures.calls, self.has_upstream));
+        let cpu = self.cpu.filter(|_| figures.calls > 0);
+        let front = cpu.map(|cpu| {
+            FrontPerCall::new(cpu.front_switches, self.syscalls.as_ref(), figures.calls)
+        });
+        let cpu = cpu.map(|cpu| cpu.per_call(figures.calls, self.has_upstream));
         let row = Row {
             scenario: spec.scenario.clone(),
             path: spec.path.to_owned(),
@@ -312,6 +425,7 @@ impl Measurement {
             rss_kib: Some(self.rss_kib),
             processes: Some(self.processes),
             cpu,
+            front,
         };
         println!("{}", row_line(&row));
         row
@@ -351,17 +465,24 @@ async fn sample(spec: &RunSpec<'_>, into: &mut Measurement) -> anyhow::Result<()
     }
     let mut upstream = procs::descendants(spec.front);
     upstream.extend(spec.remote_upstream);
+    let perf = attach_perf(spec).await;
     let cpu_before = CpuSample::take(spec.front, &upstream);
     let sampler = RssSampler::start(spec.front);
     let tally = driver::run(caller.clone(), pool.clone(), &plan).await;
     let rss = sampler.stop(spec.front);
     let cpu_after = CpuSample::take(spec.front, &upstream);
+    let counted = finish_perf(spec, perf).await;
     into.processes = procs::descendants(spec.front).len();
     pool.close(&caller).await;
     into.rss_kib = into.rss_kib.max(rss);
     into.has_upstream |= !upstream.is_empty();
     let spent = match (cpu_before, cpu_after) {
         (Some(before), Some(after)) => Some(after.since(before)),
+        _ => None,
+    };
+    into.syscalls = match (into.tally.is_none(), &into.syscalls, counted) {
+        (true, _, counted) => counted,
+        (false, Some(total), Some(counted)) => Some(total.plus(&counted)),
         _ => None,
     };
     into.cpu = match (into.tally.is_none(), into.cpu, spent) {
@@ -374,6 +495,51 @@ async fn sample(spec: &RunSpec<'_>, into: &mut Measurement) -> anyhow::Result<()
         Some(total) => total.absorb(&tally),
     }
     Ok(())
+}
+
+/// perf attached to the front process with its events on, as `spec` asks; a failure is
+/// printed and the phase goes on without.
+async fn attach_perf(spec: &RunSpec<'_>) -> Option<Attached> {
+    let attached = match spec.perf {
+        PerfMode::Off => return None,
+        PerfMode::CountSyscalls(dir) => {
+            let name = format!("{}-{}", slug(spec.path), slug(&spec.scenario));
+            Attached::count_syscalls(spec.front, dir, &name).await
+        }
+        PerfMode::RecordStacks(dir) => {
+            let name = format!("profile-{}", slug(spec.path));
+            Attached::record_stacks(spec.front, dir, &name).await
+        }
+    };
+    let enabled = match attached {
+        Ok(mut perf) => perf.enable().await.map(|()| perf),
+        Err(error) => Err(error),
+    };
+    enabled
+        .inspect_err(|error| println!("perf on {}: {error:#}", spec.path))
+        .ok()
+}
+
+/// Stops perf; the syscall counts when it was counting them.
+async fn finish_perf(spec: &RunSpec<'_>, perf: Option<Attached>) -> Option<SyscallCounts> {
+    let output = match perf?.finish().await {
+        Ok(output) => output,
+        Err(error) => {
+            println!("perf on {}: {error:#}", spec.path);
+            return None;
+        }
+    };
+    match spec.perf {
+        PerfMode::CountSyscalls(_) => std::fs::read_to_string(&output)
+            .map_err(anyhow::Error::from)
+            .and_then(|text| SyscallCounts::parse(&text))
+            .inspect_err(|error| println!("perf on {}: {error:#}", spec.path))
+            .ok(),
+        _ => {
+            println!("stacks of {}: {}", spec.path, output.display());
+            None
+        }
+    }
 }
 
 /// One spec, one run: a row.
@@ -458,6 +624,34 @@ struct BenchPath<'a> {
     remote_upstream: Option<u32>,
 }
 
+impl<'a> BenchPath<'a> {
+    /// Echo calls on this path after the scenarios' warm-up; the caller sets how many
+    /// (`calls` or `duration`).
+    fn echo_run(
+        &'a self,
+        scenario: String,
+        era: Era,
+        perf: PerfMode<'a>,
+        concurrency: usize,
+        args: &ScenarioArgs,
+    ) -> anyhow::Result<RunSpec<'a>> {
+        Ok(RunSpec {
+            scenario,
+            path: self.name,
+            url: &self.process.url,
+            front: self.process.pid,
+            remote_upstream: self.remote_upstream,
+            perf,
+            era,
+            workload: echo(era, self.tool)?,
+            concurrency,
+            calls: None,
+            duration: None,
+            warmup: args.warmup(),
+        })
+    }
+}
+
 /// Everything the report needs besides the rows.
 #[derive(Default, Serialize)]
 struct Extras {
@@ -510,7 +704,7 @@ struct CatalogFigures {
     upstream_rss_kib: u64,
 }
 
-pub async fn main(args: ScenarioArgs) -> anyhow::Result<bool> {
+pub async fn main(mut args: ScenarioArgs) -> anyhow::Result<bool> {
     for binary in [&args.gateway, &args.fixture] {
         anyhow::ensure!(binary.is_file(), "{} does not exist", binary.display());
     }
@@ -521,6 +715,14 @@ pub async fn main(args: ScenarioArgs) -> anyhow::Result<bool> {
         load_start: load_average(),
         ..Extras::default()
     };
+    if !args.no_syscalls {
+        match perf::syscalls_countable().await {
+            Ok(()) => args.syscalls_dir = Some(logs.clone()),
+            Err(error) => extras
+                .notes
+                .push(format!("syscalls not counted: {error:#}")),
+        }
+    }
     if args.wants("latency") || args.wants("throughput") || args.wants("peers") {
         paths_scenarios(&args, &logs, &mut rows, &mut extras).await?;
     }
@@ -623,17 +825,8 @@ async fn paths_scenarios(
         if args.wants("latency") {
             let measured = interleaved(&paths, args.rounds, |path| {
                 Ok(RunSpec {
-                    scenario: "latency c1".into(),
-                    path: path.name,
-                    url: &path.process.url,
-                    front: path.process.pid,
-                    remote_upstream: path.remote_upstream,
-                    era,
-                    workload: echo(era, path.tool)?,
-                    concurrency: 1,
                     calls: Some(args.latency_calls),
-                    duration: None,
-                    warmup: args.warmup(),
+                    ..path.echo_run("latency c1".into(), era, PerfMode::counting(args), 1, args)?
                 })
             })
             .await?;
@@ -643,23 +836,23 @@ async fn paths_scenarios(
             for &concurrency in &args.throughput {
                 let measured = interleaved(&paths, args.rounds, |path| {
                     Ok(RunSpec {
-                        scenario: format!("throughput c{concurrency}"),
-                        path: path.name,
-                        url: &path.process.url,
-                        front: path.process.pid,
-                        remote_upstream: path.remote_upstream,
-                        era,
-                        workload: echo(era, path.tool)?,
-                        concurrency,
-                        calls: None,
                         duration: Some(args.duration()),
-                        warmup: args.warmup(),
+                        ..path.echo_run(
+                            format!("throughput c{concurrency}"),
+                            era,
+                            PerfMode::counting(args),
+                            concurrency,
+                            args,
+                        )?
                     })
                 })
                 .await?;
                 rows.extend(measured);
             }
         }
+    }
+    if args.profile {
+        profile(args, logs, &paths, extras).await?;
     }
     let grace = Duration::from_secs(10);
     gateway_stdio.stop(grace).await;
@@ -679,6 +872,51 @@ async fn paths_scenarios(
                 }
             }
         }
+    }
+    Ok(())
+}
+
+/// One more run per switchboard path at the first throughput concurrency with the
+/// gateway's stacks recorded; not measured (sampling slows what it samples).
+async fn profile(
+    args: &ScenarioArgs,
+    logs: &Path,
+    paths: &[BenchPath<'_>],
+    extras: &mut Extras,
+) -> anyhow::Result<()> {
+    let era = args.eras.first().copied().unwrap_or(Era::Modern);
+    let concurrency = args.throughput.first().copied().unwrap_or(16);
+    for path in paths
+        .iter()
+        .filter(|path| path.name.starts_with("switchboard"))
+    {
+        let spec = RunSpec {
+            duration: Some(args.duration()),
+            ..path.echo_run(
+                format!("profile c{concurrency}"),
+                era,
+                PerfMode::RecordStacks(logs),
+                concurrency,
+                args,
+            )?
+        };
+        sample(&spec, &mut Measurement::default()).await?;
+        let data = logs.join(format!("profile-{}.perf.data", slug(path.name)));
+        extras.notes.push(if data.is_file() {
+            format!(
+                "profile: the gateway's stacks on `{}` at c{concurrency} ({era}, {:.0} s, \
+                 not measured) are in `{}`; scripts/bench --profile draws the flame graph \
+                 (`.svg` beside it)",
+                path.name,
+                args.duration().as_secs_f64(),
+                data.display()
+            )
+        } else {
+            format!(
+                "profile: no stacks recorded on `{}` (see the output)",
+                path.name
+            )
+        });
     }
     Ok(())
 }
@@ -732,6 +970,7 @@ async fn run_peer(
             url: &process.url,
             front: process.pid,
             remote_upstream: None,
+            perf: PerfMode::counting(args),
             era,
             workload: echo(era, "echo")?,
             concurrency,
@@ -859,6 +1098,7 @@ async fn fan_in(
         url: &gateway.url,
         front: gateway.pid,
         remote_upstream: None,
+        perf: PerfMode::counting(args),
         era,
         workload: Workload::ToolCall(tools),
         concurrency: args.fanin_sessions,
@@ -977,6 +1217,7 @@ async fn catalog(
             url: &gateway.url,
             front: gateway.pid,
             remote_upstream: None,
+            perf: PerfMode::counting(args),
             era,
             workload: Workload::ToolsList {
                 first: Template::tools_list(era)?,
@@ -1001,6 +1242,7 @@ async fn catalog(
         url: &gateway.url,
         front: gateway.pid,
         remote_upstream: None,
+        perf: PerfMode::counting(args),
         era,
         workload: echo(era, "s000__echo")?,
         concurrency: 1,
@@ -1117,6 +1359,7 @@ fn render(args: &ScenarioArgs, rows: &[Row], extras: &Extras) -> String {
             }
         }
     }
+    out.push_str(&front_section(rows));
     let mut targets: Vec<Vec<String>> = Vec::new();
 
     let compared_paths = [RELAY_PATH, "switchboard → stdio", "switchboard → http"];
@@ -1430,7 +1673,68 @@ fn render(args: &ScenarioArgs, rows: &[Row], extras: &Extras) -> String {
     out
 }
 
-/// A ratio with two significant digits: 0.013×, 0.26×, 5.1×, 24×.
+/// Per call, what the front process of each row did, beside the relay's in the same
+/// scenario and era (the cost of any extra process).
+fn front_section(rows: &[Row]) -> String {
+    let mut table = Vec::new();
+    for row in rows {
+        let (Some(cpu), Some(front)) = (&row.cpu, &row.front) else {
+            continue;
+        };
+        let relay = find(rows, &row.scenario, RELAY_PATH, row.era)
+            .filter(|relay| relay.path != row.path)
+            .and_then(|relay| Some((relay.cpu.as_ref()?, relay.front.as_ref()?)));
+        let ratio = |ours: f64, floor: Option<f64>| {
+            floor.map_or("–".into(), |floor| times(ours / floor.max(1e-9)))
+        };
+        let syscalls = front.syscalls;
+        table.push(vec![
+            row.scenario.clone(),
+            row.path.clone(),
+            row.era.to_string(),
+            us(cpu.front),
+            ratio(cpu.front, relay.map(|(cpu, _)| cpu.front)),
+            format!("{:.2}", front.voluntary_switches),
+            format!("{:.2}", front.involuntary_switches),
+            syscalls.map_or("–".into(), |s| format!("{s:.2}")),
+            syscalls.map_or("–".into(), |s| {
+                ratio(s, relay.and_then(|(_, front)| front.syscalls))
+            }),
+            front.top_syscalls(4),
+        ]);
+    }
+    if table.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(
+        "\n## Front process per call\n\n\
+         The process at the front of the path (the fixture on the direct path, the relay, \
+         the gateway, the peer), per successful call during the measured phase: CPU \
+         (user + system), context switches from `/proc/PID/task/*/status` (voluntary: it \
+         waited; involuntary: it was preempted; threads that exited meanwhile are not \
+         counted), and syscalls counted by `perf stat` (total, and the most frequent of \
+         the kinds counted one by one). × relay compares with the relay's row of the same \
+         scenario and era.\n\n",
+    );
+    out.push_str(&markdown_table(
+        &[
+            "scenario",
+            "path",
+            "era",
+            "CPU µs",
+            "CPU × relay",
+            "voluntary switches",
+            "involuntary switches",
+            "syscalls",
+            "syscalls × relay",
+            "top syscalls",
+        ],
+        3,
+        &table,
+    ));
+    out
+}
+
 fn hotload_section(hot: &HotLoadFigures) -> String {
     let row = |what: &str, (p50, max): (f64, f64)| {
         vec![what.to_owned(), format!("{p50:.1}"), format!("{max:.1}")]
@@ -1463,6 +1767,7 @@ fn hotload_section(hot: &HotLoadFigures) -> String {
     out
 }
 
+/// A ratio with two significant digits: 0.013×, 0.26×, 5.1×, 24×.
 fn times(ratio: f64) -> String {
     if ratio >= 10.0 {
         format!("{ratio:.0}×")
@@ -1525,6 +1830,13 @@ mod tests {
             ]
         );
         assert_eq!(split_words("a '' b"), ["a", "", "b"]);
+    }
+
+    #[test]
+    fn slugs_path_names() {
+        assert_eq!(slug("switchboard → stdio"), "switchboard-stdio");
+        assert_eq!(slug("tcp relay → http (floor)"), "tcp-relay-http-floor");
+        assert_eq!(slug("latency c1"), "latency-c1");
     }
 
     #[test]

@@ -195,10 +195,12 @@ impl Mux {
         {
             return pending.events.clone();
         }
-        let mut listening = state
-            .pending
-            .iter()
-            .filter(|(_, pending)| pending.events.is_some());
+        // Calls someone still listens to, made for a client: a call abandoned by its
+        // client (finishing its cancellation) or the gateway's own (a probe, a re-list)
+        // neither receives the message nor stands in the way of the one that can.
+        let mut listening = state.pending.iter().filter(|(_, pending)| {
+            pending.caller.is_some() && pending.events.as_ref().is_some_and(|e| !e.is_closed())
+        });
         let (first_id, first) = listening.next()?;
         let caller = first.caller.as_ref()?;
         let mut newest = (*first_id, first);

@@ -48,6 +48,8 @@ pub struct Principal {
     tenant: Option<Arc<str>>,
     /// The caller's roles, sorted and without duplicates.
     roles: Arc<[String]>,
+    /// What sealed request state is bound to (see [`Principal::binding`]).
+    binding: Arc<str>,
 }
 
 /// Who a credential proved the caller to be: what the faces learn at their edge.
@@ -63,8 +65,10 @@ impl Principal {
     /// An unauthenticated caller, named after its face and session.
     pub fn anonymous(face: Face, session: impl Into<Arc<str>>, peer: Peer) -> Principal {
         let session = session.into();
+        let id: Arc<str> = format!("anonymous:{}:{session}", face.as_str()).into();
         Principal {
-            id: format!("anonymous:{}:{session}", face.as_str()).into(),
+            binding: id.clone(),
+            id,
             session,
             face,
             authenticated: false,
@@ -78,8 +82,16 @@ impl Principal {
     /// so all such clients share one name; `session` (its connection) still keeps their
     /// per-session server instances apart.
     pub fn anonymous_stateless(face: Face, session: impl Into<Arc<str>>, peer: Peer) -> Principal {
+        let id = format!("anonymous:{}", face.as_str());
+        // Nothing else tells anonymous stateless clients apart across connections: their
+        // sealed state is at least bound to the address they send from.
+        let binding = match peer.addr {
+            Some(addr) => format!("{id}@{}", addr.ip()),
+            None => id.clone(),
+        };
         Principal {
-            id: format!("anonymous:{}", face.as_str()).into(),
+            binding: binding.into(),
+            id: id.into(),
             session: session.into(),
             face,
             authenticated: false,
@@ -100,6 +112,7 @@ impl Principal {
         roles.sort_unstable();
         roles.dedup();
         Principal {
+            binding: identity.id.as_str().into(),
             id: identity.id.as_str().into(),
             session: session.into(),
             face,
@@ -155,12 +168,11 @@ impl Principal {
     }
 
     /// The key sealed request state (MRTR `requestState`) is bound to: the caller. Not
-    /// the session: a stateless client may retry on another connection. For an anonymous
-    /// stateless caller the sealed state itself (unguessable, handed only to the caller
-    /// that got `input_required`) is the proof; an authenticated caller must also be the
-    /// same principal.
+    /// the session: a stateless client may retry on another connection. An anonymous
+    /// stateless caller is bound to its address (another host cannot resume its call even
+    /// holding the state); an authenticated caller must be the same principal.
     pub fn binding(&self) -> &str {
-        &self.id
+        &self.binding
     }
 }
 
@@ -206,5 +218,19 @@ mod tests {
         assert_eq!(p.id(), "key:ci");
         assert_eq!(p.tenant(), Some("acme"));
         assert_eq!(p.roles(), ["a", "b"]);
+    }
+
+    #[test]
+    fn anonymous_stateless_state_is_bound_to_the_address() {
+        let at = |addr: &str| Peer {
+            addr: Some(addr.parse().unwrap()),
+            user: None,
+        };
+        let a = Principal::anonymous_stateless(Face::Http, "conn:a", at("10.0.0.1:1000"));
+        let b = Principal::anonymous_stateless(Face::Http, "conn:b", at("10.0.0.1:2000"));
+        let c = Principal::anonymous_stateless(Face::Http, "conn:c", at("10.0.0.2:1000"));
+        assert_eq!(a.binding(), b.binding(), "same host, another connection");
+        assert_ne!(a.binding(), c.binding(), "another host");
+        assert_eq!(a.id(), c.id());
     }
 }

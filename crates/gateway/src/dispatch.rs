@@ -318,13 +318,13 @@ fn expose_content_uri(catalog: &Catalog, server: &str, block: &mut Value) {
     }
 }
 
-fn encode_cursor(offset: usize) -> String {
+pub fn encode_cursor(offset: usize) -> String {
     URL_SAFE_NO_PAD.encode(format!("sb:{offset}"))
 }
 
 /// A cursor this gateway issued: `sb:` and a page-aligned offset, checked (no overflow,
 /// no leading sign or zeros games).
-fn decode_cursor(cursor: &str) -> Option<usize> {
+pub fn decode_cursor(cursor: &str) -> Option<usize> {
     if cursor.len() > 64 {
         return None;
     }
@@ -332,6 +332,9 @@ fn decode_cursor(cursor: &str) -> Option<usize> {
     let digits = std::str::from_utf8(&bytes).ok()?.strip_prefix("sb:")?;
     if digits.is_empty() || digits.len() > 19 || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
+    }
+    if digits.len() > 1 && digits.starts_with('0') {
+        return None; // one cursor per offset: the one `encode_cursor` writes
     }
     digits.parse().ok()
 }
@@ -351,5 +354,14 @@ mod tests {
             None
         );
         assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("sb:")), None);
+    }
+
+    #[test]
+    fn one_cursor_per_offset() {
+        // Found by the `cursor` fuzz target: leading zeros gave an offset a second cursor.
+        assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("sb:0000")), None);
+        assert_eq!(decode_cursor(&URL_SAFE_NO_PAD.encode("sb:050")), None);
+        assert_eq!(decode_cursor(&encode_cursor(0)), Some(0));
+        assert_eq!(decode_cursor(&encode_cursor(50)), Some(50));
     }
 }

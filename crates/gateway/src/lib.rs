@@ -38,5 +38,11 @@ mod views;
 pub mod watch;
 
 pub use error::Error;
+
+/// Entry points for the fuzz targets in `fuzz/`; not part of the gateway's API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::dispatch::{decode_cursor, encode_cursor};
+}
 pub use gateway::{Change, ClientCtx, Gateway, PeerRequest};
 pub use principal::Principal;

@@ -15,6 +15,8 @@ mod deadline;
 mod detect;
 mod error;
 pub mod framing;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod guardian;
 mod http;
 pub mod idscan;

@@ -74,7 +74,7 @@ impl SseParser {
                     self.line.pop();
                 }
                 let line = std::mem::take(&mut self.line);
-                if let Some(event) = self.take_line(&line) {
+                if let Some(event) = self.take_line(&line)? {
                     events.push(event);
                 }
             } else {
@@ -87,21 +87,21 @@ impl SseParser {
         Ok(events)
     }
 
-    fn take_line(&mut self, line: &[u8]) -> Option<SseEvent> {
+    fn take_line(&mut self, line: &[u8]) -> Result<Option<SseEvent>, EventTooLarge> {
         if line.is_empty() {
             if !self.has_data {
                 self.current = SseEvent::default();
-                return None;
+                return Ok(None);
             }
             self.has_data = false;
             let mut event = std::mem::take(&mut self.current);
             if event.event.is_empty() {
                 event.event = "message".into();
             }
-            return Some(event);
+            return Ok(Some(event));
         }
         if line[0] == b':' {
-            return None; // comment / keep-alive
+            return Ok(None); // comment / keep-alive
         }
         let text = String::from_utf8_lossy(line);
         let (field, value) = match text.split_once(':') {
@@ -113,6 +113,11 @@ impl SseParser {
         };
         match field.as_str() {
             "data" => {
+                // Invalid UTF-8 decodes to U+FFFD, longer than the byte it replaces: the
+                // bound holds for the decoded data too.
+                if self.current.data.len() + usize::from(self.has_data) + value.len() > self.limit {
+                    return Err(EventTooLarge);
+                }
                 if self.has_data {
                     self.current.data.push('\n');
                 }
@@ -131,7 +136,7 @@ impl SseParser {
             }
             _ => {}
         }
-        None
+        Ok(None)
     }
 }
 
@@ -287,6 +292,18 @@ mod tests {
         assert_eq!(events[1].data, "{\"a\":\n1}");
         let mut small = SseParser::new(8);
         assert_eq!(small.push(b"data: 0123456789\n"), Err(EventTooLarge));
+    }
+
+    #[test]
+    fn invalid_utf8_cannot_grow_an_event_past_the_bound() {
+        // Found by the `sse` fuzz target: each invalid byte becomes U+FFFD (3 bytes), so
+        // data bounded only in raw bytes reached 3 times the bound.
+        let mut stream = b"data:".to_vec();
+        stream.extend([0xff; 40]);
+        stream.extend(b"\n\n");
+        assert_eq!(SseParser::new(51).push(&stream), Err(EventTooLarge));
+        let mut parser = SseParser::new(51);
+        assert_eq!(parser.push(b"data:\xff\n\n").unwrap()[0].data, "\u{fffd}");
     }
 
     #[test]

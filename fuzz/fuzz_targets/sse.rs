@@ -4,24 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use switchboard_fuzz::chunks;
 use switchboard_upstream::fuzzing::sse;
-
-/// Splits `bytes` into chunks of 1..=17 bytes drawn from `seed`.
-fn chunks(bytes: &[u8], seed: u8) -> Vec<&[u8]> {
-    let mut state = u32::from(seed) | 0x100;
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        state ^= state << 13;
-        state ^= state >> 17;
-        state ^= state << 5;
-        let size = (state % 17 + 1) as usize;
-        let (head, tail) = rest.split_at(size.min(rest.len()));
-        out.push(head);
-        rest = tail;
-    }
-    out
-}
 
 fuzz_target!(|data: &[u8]| {
     let [bound, seed, stream @ ..] = data else {

@@ -69,6 +69,11 @@ def main():
         '[{"jsonrpc":"2.0","id":1,"method":"ping"}]',
     ]
     write("jsonrpc", messages)
+    # First byte: the chunking seed; the id anywhere in the object, answers with it last.
+    answers = ['{"jsonrpc":"2.0","result":{"content":[{"type":"text","text":"x"}]},"id":7}',
+               '{"jsonrpc":"2.0","result":{"id":1},"id":18446744073709551616}',
+               '{"id":1e3,"x":{"id":2}}']
+    write("idscan", [b"\x05" + m.encode() for m in messages + answers])
 
     schemas = [
         {"type": "object", "properties": {

@@ -28,3 +28,20 @@ pub fn check_config(data: &[u8], format: ConfigFormat, path: &str) {
         }
     }
 }
+
+/// Splits `bytes` into chunks of 1..=17 bytes drawn from `seed`.
+pub fn chunks(bytes: &[u8], seed: u8) -> Vec<&[u8]> {
+    let mut state = u32::from(seed) | 0x100;
+    let mut out = Vec::new();
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        let size = (state % 17 + 1) as usize;
+        let (head, tail) = rest.split_at(size.min(rest.len()));
+        out.push(head);
+        rest = tail;
+    }
+    out
+}

@@ -184,12 +184,13 @@ impl Gateway {
             }
             _ => {}
         }
-        if matches!(call.method, "resources/subscribe" | "resources/unsubscribe") {
+        if matches!(call.method, "resources/subscribe" | "resources/unsubscribe")
+            && let Some(held) = self
+                .session_subscription(call.ctx, call.method, &route.server, &route.name)
+                .await?
+        {
             // Shared with every other holder of the URI (`subscriptions.rs`).
-            let (server, uri) = (&route.server, route.name.clone());
-            return self
-                .session_subscription(call.ctx, call.method, server, uri)
-                .await;
+            return Ok(held);
         }
         let forward = Forward {
             server: &route.server,

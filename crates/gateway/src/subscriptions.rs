@@ -18,7 +18,6 @@ use switchboard_config::Sharing;
 use switchboard_protocol::{Era, RpcError};
 use switchboard_upstream::CallOptions;
 
-use crate::bridge::Forward;
 use crate::gateway::{ClientCtx, Gateway};
 use crate::server::Server;
 
@@ -47,14 +46,16 @@ impl Gateway {
     }
 
     /// A legacy session's `resources/subscribe` / `resources/unsubscribe` of `uri` (the
-    /// upstream's) on `server`.
+    /// upstream's) on `server`, held for the session: `Ok(None)` when the session has the
+    /// server's instance to itself (a legacy `per_session` one), so the request goes to it
+    /// as is — forwarding is the pipeline terminal's job, not this one's.
     pub(crate) async fn session_subscription(
         &self,
         ctx: &ClientCtx,
         method: &str,
         server: &str,
-        uri: String,
-    ) -> Result<Value, crate::error::Error> {
+        uri: &str,
+    ) -> Result<Option<Value>, crate::error::Error> {
         let owner = self
             .server(server)
             .ok_or_else(|| crate::error::Error::invalid_params("unknown server"))?;
@@ -62,17 +63,11 @@ impl Gateway {
             && owner.upstream(&self.inner.era_cache).await?.era() == Era::Legacy
         {
             // The session's own instance: nobody to share the subscription with.
-            let call = Forward {
-                server,
-                method,
-                params: json!({ "uri": uri }),
-                headers: Vec::new(),
-            };
-            return self.forward(ctx, call).await;
+            return Ok(None);
         }
         let on = method == "resources/subscribe";
-        self.hold(&owner, ctx.principal.session(), &uri, on).await?;
-        Ok(json!({}))
+        self.hold(&owner, ctx.principal.session(), uri, on).await?;
+        Ok(Some(json!({})))
     }
 
     /// A modern listen stream (`holder`) starts or stops watching exposed URIs.

@@ -39,6 +39,8 @@ struct Shared {
     meta_tools: bool,
     /// The one client's principal.
     principal: Principal,
+    /// Modern (stateless) requests in flight, for `notifications/cancelled`; legacy ones
+    /// are tracked by their session.
     inflight: Mutex<HashMap<RequestId, CancellationToken>>,
     peers: PeerTable,
 }
@@ -153,13 +155,17 @@ pub async fn serve<R, W>(
                 let Ok(permit) = inflight_bound.clone().acquire_owned().await else {
                     break;
                 };
-                shared
-                    .inflight
-                    .lock()
-                    .insert(id.clone(), ctx.cancel.clone());
+                // A legacy request is tracked (for cancellation) by its session; a modern one
+                // here.
+                let request_session = session.clone().filter(|_| ctx.era == Era::Legacy);
+                if request_session.is_none() {
+                    shared
+                        .inflight
+                        .lock()
+                        .insert(id.clone(), ctx.cancel.clone());
+                }
                 let gateway = gateway.clone();
                 let shared = shared.clone();
-                let request_session = session.clone().filter(|_| ctx.era == Era::Legacy);
                 tokio::spawn(async move {
                     let reply = if method == "subscriptions/listen" {
                         listen(&gateway, &shared, &ctx, &id, params.as_ref()).await
@@ -170,9 +176,11 @@ pub async fn serve<R, W>(
                         ))
                     };
                     let cancelled = ctx.cancel.is_cancelled();
-                    shared.inflight.lock().remove(&id);
-                    if let Some(session) = request_session {
-                        session.finish(&id);
+                    match request_session {
+                        Some(session) => session.finish(&id),
+                        None => {
+                            shared.inflight.lock().remove(&id);
+                        }
                     }
                     // A cancelled request gets no answer (the client stopped waiting).
                     if let (Some(reply), false) = (reply, cancelled) {
@@ -203,9 +211,11 @@ pub async fn serve<R, W>(
                         .as_ref()
                         .and_then(|p| p.get("requestId"))
                         .and_then(RequestId::from_value);
-                    if let Some(token) = id.and_then(|id| shared.inflight.lock().get(&id).cloned())
-                    {
-                        token.cancel();
+                    let modern = id.and_then(|id| shared.inflight.lock().get(&id).cloned());
+                    match (modern, &session) {
+                        (Some(token), _) => token.cancel(),
+                        (None, Some(session)) => session.cancel(params.as_ref()),
+                        (None, None) => {}
                     }
                 }
             }
@@ -217,7 +227,8 @@ pub async fn serve<R, W>(
             Message::Error { id: None, .. } => {}
         }
     }
-    // Input closed: cancel everything still running, let the writer drain, stop.
+    // Input closed: cancel everything still running (the session's requests and the
+    // modern ones), let the writer drain, stop.
     gateway.roots_peer_left(STDIO_SESSION);
     if let Some(session) = &session {
         session.end();

@@ -109,6 +109,15 @@ pub(crate) struct Inner {
     pub(crate) access: Option<Arc<crate::access::Authenticator>>,
     /// Every background task the gateway owns (`tasks.rs`); shutdown waits for them.
     pub(crate) tasks: tokio_util::task::TaskTracker,
+    /// The embedded database (`db.rs`): durable state of budgets, audit, registry.
+    pub(crate) db: Arc<crate::db::Db>,
+}
+
+/// The gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Db(#[from] crate::db::DbError),
 }
 
 /// The gateway. Cheap to clone; all clones share one state.
@@ -131,13 +140,17 @@ impl Gateway {
 
     /// Builds the gateway and connects every enabled server concurrently; a server that
     /// fails to start is reported in its status and retried on its next call.
-    pub async fn start(config: &Config) -> Gateway {
+    pub async fn start(config: &Config) -> Result<Gateway, StartError> {
         Gateway::start_with_steps(config, Vec::new()).await
     }
 
     /// [`Gateway::start`], with `steps` of the embedder's own running first in the call
     /// pipeline (before the configured ones).
-    pub async fn start_with_steps(config: &Config, steps: Vec<Arc<dyn Step>>) -> Gateway {
+    pub async fn start_with_steps(
+        config: &Config,
+        steps: Vec<Arc<dyn Step>>,
+    ) -> Result<Gateway, StartError> {
+        let db = crate::db::Db::open(config.gateway.state_dir.as_deref())?;
         let (signals_tx, signals_rx) = mpsc::channel(1024);
         let (changes, _) = broadcast::channel(1024);
         let sealer = match &config.gateway.state_secret {
@@ -159,7 +172,8 @@ impl Gateway {
             store: Store::open(config.gateway.state_dir.as_deref()),
             roots_peers: Mutex::new(HashMap::new()),
             config_status: Mutex::new(ConfigStatus::loaded(config)),
-            chain: crate::pipeline::chain::declared(config, steps, &metrics),
+            chain: crate::pipeline::chain::declared(config, steps, &metrics, &db),
+            db,
             metrics,
             adding: Mutex::default(),
             log_subscribers: Mutex::new(HashMap::new()),
@@ -181,7 +195,12 @@ impl Gateway {
         gateway.start_servers(config).await;
         gateway.spawn_idle_reaper();
         gateway.rebuild_catalog();
-        gateway
+        Ok(gateway)
+    }
+
+    /// The embedded database (`db.rs`), shared by the parts with durable state.
+    pub fn db(&self) -> &Arc<crate::db::Db> {
+        &self.inner.db
     }
 
     pub fn settings(&self) -> &GatewaySettings {

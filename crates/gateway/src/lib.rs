@@ -16,6 +16,7 @@
 pub mod access;
 mod bridge;
 pub mod catalog;
+pub mod db;
 mod dispatch;
 pub mod error;
 pub mod face;
@@ -44,5 +45,5 @@ pub use error::Error;
 pub mod fuzzing {
     pub use crate::dispatch::{decode_cursor, encode_cursor};
 }
-pub use gateway::{Change, ClientCtx, Gateway, PeerRequest};
+pub use gateway::{Change, ClientCtx, Gateway, PeerRequest, StartError};
 pub use principal::Principal;

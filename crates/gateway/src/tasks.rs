@@ -68,7 +68,7 @@ mod tests {
     async fn empty_gateway() -> Gateway {
         let config = switchboard_config::parse("", switchboard_config::ConfigFormat::Native, None)
             .expect("valid config");
-        Gateway::start(&config).await
+        Gateway::start(&config).await.unwrap()
     }
 
     #[tokio::test(start_paused = true)]

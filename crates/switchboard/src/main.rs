@@ -161,7 +161,7 @@ async fn run(command: Command, max_config_bytes: u64) -> anyhow::Result<()> {
         Command::Stdio { config, meta_tools } => {
             let hangup = hangup_signal();
             let (loaded, text) = load(&config, max_config_bytes)?;
-            let gateway = Gateway::start(&loaded).await;
+            let gateway = Gateway::start(&loaded).await?;
             watch(&gateway, &config, &text, max_config_bytes, hangup);
             let max = loaded.gateway.max_message_bytes;
             let stop = shutdown_signal();
@@ -181,7 +181,7 @@ async fn run(command: Command, max_config_bytes: u64) -> anyhow::Result<()> {
             let address = listen
                 .or(loaded.listen.http)
                 .context("no listen address: set listen.http in the config or pass --listen")?;
-            let gateway = Gateway::start(&loaded).await;
+            let gateway = Gateway::start(&loaded).await?;
             let listener = tokio::net::TcpListener::bind(address)
                 .await
                 .with_context(|| format!("cannot listen on {address}"))?;

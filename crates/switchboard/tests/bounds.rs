@@ -244,7 +244,9 @@ fn leftovers(dir: &Path) -> Vec<String> {
         .unwrap()
         .flatten()
         .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name != "switchboard-state.json" && name != "filler")
+        .filter(|name| {
+            !["switchboard-state.json", "switchboard.redb", "filler"].contains(&name.as_str())
+        })
         .collect()
 }
 

@@ -154,7 +154,7 @@ struct Harness {
 
 async fn start(steps: Vec<Arc<dyn Step>>) -> Harness {
     let config = config();
-    let gateway = Gateway::start_with_steps(&config, steps).await;
+    let gateway = Gateway::start_with_steps(&config, steps).await.unwrap();
     let router = face::http::router(gateway.clone(), &ListenSettings::default());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/mcp", listener.local_addr().unwrap());

@@ -276,7 +276,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_session_records_what_its_requests_mean() {
-        let gateway = Gateway::start(&switchboard_config::Config::default()).await;
+        let gateway = Gateway::start(&switchboard_config::Config::default())
+            .await
+            .unwrap();
         let params = json!({ "protocolVersion": "2025-06-18", "capabilities": { "roots": {} } });
         let (session, result) =
             LegacySession::open(&gateway, "s1", principal("s1"), false, Some(&params));
@@ -309,7 +311,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_store_is_bounded_and_expires_idle_sessions() {
-        let gateway = Gateway::start(&switchboard_config::Config::default()).await;
+        let gateway = Gateway::start(&switchboard_config::Config::default())
+            .await
+            .unwrap();
         let store = MemorySessions::default();
         let capacity = Capacity {
             total: 2,

@@ -21,11 +21,18 @@ use std::sync::Arc;
 use switchboard_config::Config;
 
 use super::{Chain, Step};
+use crate::db::Db;
 use crate::metrics::Metrics;
 
 /// The chain for a config, with `extra` steps first. Without `[access]` (and without
 /// steps that need it) the chain stays empty: one branch per call.
-pub fn declared(config: &Config, extra: Vec<Arc<dyn Step>>, metrics: &Metrics) -> Chain {
+pub fn declared(
+    config: &Config,
+    extra: Vec<Arc<dyn Step>>,
+    metrics: &Metrics,
+    db: &Arc<Db>,
+) -> Chain {
+    let _ = db; // steps with durable state (budgets, audit, registry) open their tables here
     let mut steps = extra;
     if let Some(access) = &config.access {
         // 1. identity is established at the faces' edge (`crate::access`).

@@ -56,6 +56,15 @@ impl ListKind {
 /// Entries per page of a merged list.
 pub const PAGE_SIZE: usize = 1000;
 
+/// The listings a list change of `kind` concerns.
+pub(crate) fn listings_of(kind: ListKind) -> &'static [Listing] {
+    match kind {
+        ListKind::Tools => &[Listing::Tools],
+        ListKind::Prompts => &[Listing::Prompts],
+        ListKind::Resources => &[Listing::Resources, Listing::Templates],
+    }
+}
+
 /// The merged lists a client pages through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Listing {
@@ -200,6 +209,33 @@ impl Catalog {
                 .collect()
         });
         pages.get(index).cloned()
+    }
+
+    /// Whether `listing` reads differently through view `old` of snapshot `before` than
+    /// through view `new` of `after` (compared as rendered pages, which each view renders
+    /// once per snapshot anyway).
+    pub fn view_differs(
+        before: &Catalog,
+        old: &View,
+        after: &Catalog,
+        new: &View,
+        listing: Listing,
+    ) -> bool {
+        if old.len(listing) != new.len(listing) {
+            return true;
+        }
+        (0..)
+            .map(|index| {
+                (
+                    before.rendered_view_page(old, listing, index),
+                    after.rendered_view_page(new, listing, index),
+                )
+            })
+            .take_while(|pages| pages.0.is_some() || pages.1.is_some())
+            .any(|(a, b)| match (a, b) {
+                (Some(a), Some(b)) => a.get() != b.get(),
+                _ => true,
+            })
     }
 
     /// Page `index` of a view's listing as rendered JSON; `None` past the last page.

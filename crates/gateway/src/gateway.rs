@@ -26,17 +26,17 @@ use crate::store::Store;
 /// What changed, for every connected client session.
 #[derive(Clone, Debug)]
 pub enum Change {
-    ListChanged(ListKind),
-    /// A list changed in one session's view only (its own per-session instance).
-    SessionListChanged {
+    /// A merged list changed: the snapshots before and after, so that a caller whose
+    /// view shows nothing different is not told (hidden means nonexistent).
+    ListChanged {
         kind: ListKind,
-        session: String,
+        before: Arc<Catalog>,
+        after: Arc<Catalog>,
     },
+    /// A list changed in one session's view only (its own per-session instance).
+    SessionListChanged { kind: ListKind, session: String },
     /// A subscribed resource changed; `params` carry the exposed URI.
-    ResourceUpdated {
-        uri: String,
-        params: Value,
-    },
+    ResourceUpdated { uri: String, params: Value },
     /// An upstream log message not tied to a call (`notifications/message` params), for
     /// the sessions in `to` (see `subscriptions.rs`).
     Log {
@@ -248,10 +248,51 @@ impl Gateway {
 
     /// Rebuilds the catalog snapshot from every server's last known lists.
     pub(crate) fn rebuild_catalog(&self) -> Arc<Catalog> {
+        self.swap_catalog().1
+    }
+
+    /// Rebuilds the catalog; returns the snapshots before and after.
+    fn swap_catalog(&self) -> (Arc<Catalog>, Arc<Catalog>) {
         let lists = self.server_lists();
         let catalog = Arc::new(Catalog::build(&lists, self.inner.settings.passthrough));
-        self.inner.catalog.store(catalog.clone());
-        catalog
+        let before = self.inner.catalog.swap(catalog.clone());
+        (before, catalog)
+    }
+
+    /// Rebuilds the catalog and announces that lists of `kinds` changed.
+    pub(crate) fn announce_lists(&self, kinds: &[ListKind]) {
+        let (before, after) = self.swap_catalog();
+        for &kind in kinds {
+            let _ = self.inner.changes.send(Change::ListChanged {
+                kind,
+                before: before.clone(),
+                after: after.clone(),
+            });
+        }
+    }
+
+    /// Whether `principal` is told about `change`: a list change is announced to a
+    /// caller whose view filters the lists only when its view of that list changed, so
+    /// a change to something hidden from it does not reveal that it exists.
+    pub(crate) fn sees(&self, principal: &crate::principal::Principal, change: &Change) -> bool {
+        let Change::ListChanged {
+            kind,
+            before,
+            after,
+        } = change
+        else {
+            return true;
+        };
+        let Some(filter) = self.inner.chain.filter(principal) else {
+            return true;
+        };
+        let (old, new) = (
+            before.view(&filter.key, &filter.admit),
+            after.view(&filter.key, &filter.admit),
+        );
+        crate::catalog::listings_of(*kind)
+            .iter()
+            .any(|&listing| Catalog::view_differs(before, &old, after, &new, listing))
     }
 
     /// The capabilities switchboard declares to clients.
@@ -343,10 +384,7 @@ async fn signal_loop(
             next = signals.try_recv().ok();
         }
         if connected {
-            gateway.rebuild_catalog();
-            for kind in [ListKind::Tools, ListKind::Prompts, ListKind::Resources] {
-                let _ = gateway.inner.changes.send(Change::ListChanged(kind));
-            }
+            gateway.announce_lists(&[ListKind::Tools, ListKind::Prompts, ListKind::Resources]);
         }
     }
 }

@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::catalog::{ListKind, ServerLists};
-use crate::gateway::{Change, Gateway};
+use crate::gateway::Gateway;
 use crate::server::Server;
 
 /// The shortest time between two re-lists of one server's list.
@@ -128,8 +128,7 @@ async fn run(gateway: Gateway, server: Arc<Server>, kind: ListKind) {
                     .inner
                     .store
                     .put_catalog(&server.name, &server.lists());
-                gateway.rebuild_catalog();
-                let _ = gateway.inner.changes.send(Change::ListChanged(kind));
+                gateway.announce_lists(&[kind]);
             }
             Ok(()) => {}
             Err(error) => tracing::warn!(server = %server.name, %error, "list refresh failed"),

@@ -27,7 +27,7 @@ use switchboard_protocol::error::gateway as codes;
 use switchboard_upstream::ConnectOptions;
 
 use crate::catalog::ListKind;
-use crate::gateway::{Change, Gateway, upstream_client_capabilities};
+use crate::gateway::{Gateway, upstream_client_capabilities};
 use crate::server::{Origin, Server, State};
 use crate::store::StoreError;
 
@@ -241,10 +241,7 @@ impl Gateway {
 
     /// Rebuilds the catalog and tells every session that lists changed.
     pub(crate) fn announce(&self) {
-        self.rebuild_catalog();
-        for kind in [ListKind::Tools, ListKind::Prompts, ListKind::Resources] {
-            let _ = self.inner.changes.send(Change::ListChanged(kind));
-        }
+        self.announce_lists(&[ListKind::Tools, ListKind::Prompts, ListKind::Resources]);
     }
 
     /// Adds a server from the config file (not persisted: the file is its record).

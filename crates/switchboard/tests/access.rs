@@ -568,3 +568,66 @@ async fn meta_tools_and_the_stdio_face_keep_hidden_servers_hidden() {
     assert!(!tools.is_empty());
     assert!(tools.iter().all(|t| t.starts_with("fb__")), "{tools:?}");
 }
+
+/// The next notification (a message with a method and no id) on a stream, within 10 s.
+async fn next_notification(stream: &mut tokio::sync::mpsc::UnboundedReceiver<Value>) -> String {
+    let deadline = std::time::Duration::from_secs(10);
+    loop {
+        let message = tokio::time::timeout(deadline, stream.recv())
+            .await
+            .expect("a notification within 10 s")
+            .expect("stream open");
+        if message.get("id").is_none()
+            && let Some(method) = message["method"].as_str()
+            && method.contains("list_changed")
+        {
+            return method.to_owned();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_change_is_announced_only_to_callers_who_can_see_it() {
+    let setup = setup().await;
+    let url = &setup.gateway.url;
+    let acme = ModernHttp::with_headers(url, &[("x-api-key", ACME_KEY)]);
+    let globex = ModernHttp::with_headers(url, &[("x-api-key", GLOBEX_KEY)]);
+    let filter = json!({ "toolsListChanged": true, "promptsListChanged": true });
+    let mut acme_listen = acme.listen(filter.clone()).await.unwrap();
+    let mut globex_listen = globex.listen(filter).await.unwrap();
+    let legacy = LegacyHttp::connect_with(url, &[("x-api-key", GLOBEX_KEY)])
+        .await
+        .unwrap();
+    let mut globex_stream = legacy.open_stream().await.unwrap();
+
+    // acme's server changes its tools: acme is told, globex (which cannot see fa) is not.
+    acme.request(
+        "tools/call",
+        json!({ "name": "fa__emit_list_changed", "arguments": { "kind": "tools" } }),
+    )
+    .await
+    .result();
+    assert_eq!(
+        next_notification(&mut acme_listen).await,
+        "notifications/tools/list_changed"
+    );
+    // globex's own server then changes its prompts. Notifications keep their order, so
+    // globex's first one being about prompts proves it never heard of fa's tools.
+    globex
+        .request(
+            "tools/call",
+            json!({ "name": "fb__emit_list_changed", "arguments": { "kind": "prompts" } }),
+        )
+        .await
+        .result();
+    assert_eq!(
+        next_notification(&mut globex_listen).await,
+        "notifications/prompts/list_changed",
+        "modern listener"
+    );
+    assert_eq!(
+        next_notification(&mut globex_stream).await,
+        "notifications/prompts/list_changed",
+        "legacy session"
+    );
+}

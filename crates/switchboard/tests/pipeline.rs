@@ -18,7 +18,7 @@ use switchboard_gateway::catalog::Listing;
 use switchboard_gateway::error::Error;
 use switchboard_gateway::pipeline::{Call, Filter, Flow, Hooks, Step, StepFuture, Target};
 use switchboard_gateway::reply::Reply;
-use switchboard_gateway::{ClientCtx, Gateway, face};
+use switchboard_gateway::{Gateway, Principal, face};
 use switchboard_testkit::client::{LEGACY, canned_answer, client_capabilities, with_modern_meta};
 use switchboard_testkit::{LegacyHttp, ModernHttp, binary_beside};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -138,7 +138,7 @@ impl Step for Rewriter {
         Box::pin(async { Ok(()) })
     }
 
-    fn filter(&self, _ctx: &ClientCtx) -> Option<Filter> {
+    fn filter(&self, _principal: &Principal) -> Option<Filter> {
         Some(Filter::new("no-add", |listing, _server, name| {
             !(listing == Listing::Tools && name == "fx__add")
         }))

@@ -30,6 +30,12 @@ impl Drop for Proc {
             kill_group(pid);
         }
         let _ = self.child.start_kill();
+        // Reap it (bounded): a restarted gateway must not find the old one still holding
+        // its state dir's database lock.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while matches!(self.child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
     }
 }
 

@@ -185,7 +185,7 @@ impl ListenFilter {
     ) -> Option<Message> {
         let (method, mut params) = match change {
             Change::SessionListChanged { session, .. } if session != principal => return None,
-            Change::ListChanged(kind) | Change::SessionListChanged { kind, .. } => {
+            Change::ListChanged { kind, .. } | Change::SessionListChanged { kind, .. } => {
                 let wanted = match kind {
                     ListKind::Tools => self.tools,
                     ListKind::Prompts => self.prompts,
@@ -225,7 +225,9 @@ pub(crate) fn legacy_notification(
     principal: &str,
 ) -> Option<Message> {
     match change {
-        Change::ListChanged(kind) => Some(Message::notification(kind.changed_notification(), None)),
+        Change::ListChanged { kind, .. } => {
+            Some(Message::notification(kind.changed_notification(), None))
+        }
         Change::SessionListChanged { kind, session } if session == principal => {
             Some(Message::notification(kind.changed_notification(), None))
         }

@@ -288,6 +288,7 @@ fn spawn_peer(mut requests: mpsc::Receiver<PeerRequest>, shared: Arc<Shared>) {
 /// Pushes catalog changes to the legacy session.
 fn spawn_change_pump(gateway: &Gateway, shared: Arc<Shared>, session: Arc<LegacySession>) {
     let mut changes = gateway.subscribe();
+    let gateway = gateway.clone();
     tokio::spawn(async move {
         loop {
             let change = tokio::select! {
@@ -299,6 +300,9 @@ fn spawn_change_pump(gateway: &Gateway, shared: Arc<Shared>, session: Arc<Legacy
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => break,
             };
+            if !gateway.sees(session.principal(), &change) {
+                continue;
+            }
             let message = session.notification(&change);
             if let Some(message) = message
                 && shared.out.send(message).await.is_err()
@@ -336,11 +340,12 @@ async fn listen(
             () = ctx.cancel.cancelled() => break,
         };
         match change {
-            Ok(change) => {
+            Ok(change) if gateway.sees(&ctx.principal, &change) => {
                 if let Some(message) = filter.render(&change, id, ctx.principal.session()) {
                     let _ = shared.out.send(message).await;
                 }
             }
+            Ok(_) => {}
             Err(broadcast::error::RecvError::Lagged(_)) => continue,
             Err(broadcast::error::RecvError::Closed) => break,
         }

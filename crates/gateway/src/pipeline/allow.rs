@@ -17,7 +17,6 @@ use switchboard_config::{Glob, Globs, Visibility};
 
 use super::{Call, Filter, Flow, Hooks, Step, StepFuture, Target};
 use crate::catalog::Listing;
-use crate::gateway::ClientCtx;
 use crate::principal::Principal;
 use crate::reply::Reply;
 
@@ -140,8 +139,8 @@ impl Step for Allow {
         Hooks::BOTH
     }
 
-    fn filter(&self, ctx: &ClientCtx) -> Option<Filter> {
-        self.rules(&ctx.principal).map(|(filter, _)| filter)
+    fn filter(&self, principal: &Principal) -> Option<Filter> {
+        self.rules(principal).map(|(filter, _)| filter)
     }
 
     /// Upstream targets were resolved through the view already; meta-tools name servers

@@ -37,6 +37,7 @@ use serde_json::Value;
 use crate::catalog::{Admit, Catalog, Listing, View};
 use crate::error::Error;
 use crate::gateway::ClientCtx;
+use crate::principal::Principal;
 use crate::reply::Reply;
 
 pub use resolve::Target;
@@ -127,8 +128,9 @@ pub trait Step: Send + Sync + 'static {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    /// What this caller may see of the lists; `None`: no restriction.
-    fn filter(&self, _ctx: &ClientCtx) -> Option<Filter> {
+    /// What this caller may see of the lists; `None`: no restriction. It depends on who
+    /// calls only (list changes are filtered with it too, outside any request).
+    fn filter(&self, _principal: &Principal) -> Option<Filter> {
         None
     }
 
@@ -187,8 +189,8 @@ impl Chain {
     }
 
     /// The caller's combined filter: `None` when no step restricts it.
-    fn filter(&self, ctx: &ClientCtx) -> Option<Filter> {
-        let mut filters = self.steps.iter().filter_map(|step| step.filter(ctx));
+    pub(crate) fn filter(&self, principal: &Principal) -> Option<Filter> {
+        let mut filters = self.steps.iter().filter_map(|step| step.filter(principal));
         let first = filters.next()?;
         let rest: Vec<Filter> = filters.collect();
         if rest.is_empty() {
@@ -222,7 +224,7 @@ impl crate::gateway::Gateway {
         // The session's own snapshot when a per-session instance lists differently (views.rs).
         let catalog = self.catalog_for(ctx.principal.session());
         let view = chain
-            .filter(ctx)
+            .filter(&ctx.principal)
             .map(|filter| catalog.view(&filter.key, &filter.admit));
         let target = self.resolve(ctx, method, &params, &catalog, view.as_deref())?;
         let mut call = Call {

@@ -226,7 +226,9 @@ pub(super) fn listen_stream(
             };
             match change {
                 Ok(change) => {
-                    if let Some(message) = filter.render(&change, &id, ctx.principal.session()) {
+                    if gateway.sees(&ctx.principal, &change)
+                        && let Some(message) = filter.render(&change, &id, ctx.principal.session())
+                    {
                         open = tx.send(sse_frame(&message)).await.is_ok();
                     }
                 }

@@ -37,6 +37,8 @@ pub struct AccessSettings {
     /// Argument rules, in order; the first that matches decides.
     pub rules: Vec<ArgumentRule>,
     pub limits: Vec<RateLimit>,
+    /// The role that may use the admin API (default `admin`).
+    pub admin_role: String,
 }
 
 impl AccessSettings {
@@ -241,6 +243,7 @@ pub(crate) struct RawAccess {
     roles: Option<UniqueMap<Table<RawVisibility>>>,
     rules: Option<Vec<Table<RawRule>>>,
     limits: Option<Vec<Table<RawLimit>>>,
+    admin_role: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -409,6 +412,7 @@ pub(crate) fn validate(
         roles,
         rules,
         limits,
+        admin_role: raw.admin_role.unwrap_or_else(|| "admin".to_owned()),
     };
     if !settings.tenants.is_empty() {
         for (index, key) in settings.keys.iter().enumerate() {

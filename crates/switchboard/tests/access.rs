@@ -17,6 +17,7 @@ use switchboard_testkit::{LegacyHttp, ModernHttp, Proc, binary_beside, spawn_gat
 const GATEWAY: &str = env!("CARGO_BIN_EXE_switchboard");
 const ACME_KEY: &str = "acme-key-0123456789";
 const GLOBEX_KEY: &str = "globex-key-0123456789";
+const OPS_KEY: &str = "ops-key-0123456789";
 const ISSUER: &str = "https://issuer.test";
 const AUDIENCE: &str = "https://gw.test/mcp";
 
@@ -110,6 +111,11 @@ tenant = "acme"
 id = "globex-ci"
 key = "{GLOBEX_KEY}"
 tenant = "globex"
+
+[[access.keys]]
+id = "ops"
+key = "{OPS_KEY}"
+roles = ["admin"]
 
 [access.jwt]
 issuer = "{ISSUER}"
@@ -629,5 +635,56 @@ async fn a_list_change_is_announced_only_to_callers_who_can_see_it() {
         next_notification(&mut globex_stream).await,
         "notifications/prompts/list_changed",
         "legacy session"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_takes_access_identities_with_the_admin_role() {
+    let setup = setup().await;
+    let origin = setup.gateway.url.trim_end_matches("/mcp").to_owned();
+    let client = reqwest::Client::new();
+    let get = |headers: Vec<(&'static str, String)>| {
+        let mut request = client.get(format!("{origin}/admin/servers"));
+        for (name, value) in headers {
+            request = request.header(name, value);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(get(vec![]).await, 401, "no credential");
+    assert_eq!(
+        get(vec![("authorization", bearer("not-a-key"))]).await,
+        401,
+        "unknown key"
+    );
+    assert_eq!(
+        get(vec![("x-api-key", ACME_KEY.to_owned())]).await,
+        403,
+        "a tenant's key without the admin role"
+    );
+    assert_eq!(get(vec![("x-api-key", OPS_KEY.to_owned())]).await, 200);
+    assert_eq!(
+        get(vec![("authorization", bearer(OPS_KEY))]).await,
+        200,
+        "the same key as a bearer"
+    );
+    let mut admin_claims = claims("carol", "acme");
+    admin_claims["roles"] = json!(["admin"]);
+    assert_eq!(
+        get(vec![(
+            "authorization",
+            bearer(&sign(&setup.k1, "k1", &admin_claims))
+        )])
+        .await,
+        200,
+        "a JWT whose roles claim holds admin"
+    );
+    assert_eq!(
+        get(vec![(
+            "authorization",
+            bearer(&sign(&setup.k1, "k1", &claims("dave", "acme")))
+        )])
+        .await,
+        403,
+        "a JWT without it"
     );
 }

@@ -57,6 +57,7 @@ pub struct Authenticator {
     resource: Option<String>,
     issuer: Option<String>,
     stdio: Identity,
+    admin_role: String,
 }
 
 impl Authenticator {
@@ -90,7 +91,13 @@ impl Authenticator {
                 tenant: settings.stdio.tenant.clone(),
                 roles: settings.stdio.roles.clone(),
             },
+            admin_role: settings.admin_role.clone(),
         }
+    }
+
+    /// The role that may use the admin API.
+    pub fn admin_role(&self) -> &str {
+        &self.admin_role
     }
 
     /// The identity of a stdio client.

@@ -1,5 +1,8 @@
-//! The admin REST API under `/admin`, on the serve listener, behind its own bearer token
-//! (`[gateway] admin_token`; without one the API is not mounted). JSON in and out.
+//! The admin REST API under `/admin`, on the serve listener. Who may use it: the static
+//! bearer token (`[gateway] admin_token`), or any identity of `[access]` (API key, JWT)
+//! holding the admin role (`[access] admin_role`, default `admin`): 401 without a valid
+//! credential, 403 for a valid one without the role. Without either the API is not
+//! mounted. JSON in and out.
 //!
 //! - `GET /admin/servers` — every server with state, era, last error, in-flight calls
 //! - `POST /admin/servers` — `{"name", "server": {.mcp.json entry}}`: register (persisted
@@ -27,7 +30,8 @@ use crate::roster::RosterError;
 #[derive(Clone)]
 struct AdminState {
     gateway: Gateway,
-    token_digest: [u8; 32],
+    /// The static admin token's digest, when one is configured.
+    token_digest: Option<[u8; 32]>,
     max_body_bytes: usize,
     body_read_timeout: std::time::Duration,
 }
@@ -45,12 +49,16 @@ fn problem(status: StatusCode, message: impl Into<String>) -> Response {
     json_reply(status, json!({ "error": message.into() }))
 }
 
-/// The `/admin` routes, or `None` when no admin token is configured.
+/// The `/admin` routes, or `None` when neither an admin token nor `[access]` identities
+/// are configured.
 pub fn router(gateway: Gateway, listen: &ListenSettings) -> Option<Router> {
-    let token = gateway.settings().admin_token.clone()?;
+    let token = gateway.settings().admin_token.clone();
+    if token.is_none() && gateway.authenticator().is_none() {
+        return None;
+    }
     let state = AdminState {
         gateway,
-        token_digest: Sha256::digest(token.as_bytes()).into(),
+        token_digest: token.map(|token| Sha256::digest(token.as_bytes()).into()),
         max_body_bytes: listen.max_body_bytes,
         body_read_timeout: listen.body_read_timeout,
     };
@@ -68,7 +76,8 @@ pub fn router(gateway: Gateway, listen: &ListenSettings) -> Option<Router> {
     Some(routes)
 }
 
-/// Bearer token check; digests compared so timing does not leak the token.
+/// The static token (digests compared so timing does not leak it), else an `[access]`
+/// identity with the admin role.
 async fn authorize(State(state): State<AdminState>, request: Request, next: Next) -> Response {
     let presented = request
         .headers()
@@ -76,17 +85,40 @@ async fn authorize(State(state): State<AdminState>, request: Request, next: Next
         .and_then(|v| v.to_str().ok())
         .and_then(bearer_token)
         .map(|token| -> [u8; 32] { Sha256::digest(token.as_bytes()).into() });
-    let authorized = presented.is_some_and(|digest| {
-        digest
-            .iter()
-            .zip(state.token_digest.iter())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
-    });
-    if !authorized {
-        return problem(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
+    let by_token = match (presented, state.token_digest) {
+        (Some(presented), Some(expected)) => {
+            presented
+                .iter()
+                .zip(expected.iter())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0
+        }
+        _ => false,
+    };
+    if by_token {
+        return next.run(request).await;
     }
-    next.run(request).await
+    let Some(access) = state.gateway.authenticator() else {
+        return problem(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
+    };
+    match access.authenticate(request.headers()).await {
+        Ok(Some(identity)) if identity.roles.iter().any(|r| r == access.admin_role()) => {
+            next.run(request).await
+        }
+        Ok(Some(identity)) => problem(
+            StatusCode::FORBIDDEN,
+            format!(
+                "`{}` lacks the `{}` role the admin API requires",
+                identity.id,
+                access.admin_role()
+            ),
+        ),
+        Ok(None) => problem(
+            StatusCode::UNAUTHORIZED,
+            "the admin API requires a credential",
+        ),
+        Err(error) => problem(StatusCode::UNAUTHORIZED, error.to_string()),
+    }
 }
 
 /// The token of an `Authorization: Bearer <token>` value; the scheme is

@@ -32,7 +32,14 @@ pub(crate) struct SseParser {
     last_event_id: Option<String>,
     /// The reconnection delay the server asked for with a `retry` field.
     retry: Option<std::time::Duration>,
+    /// The last byte ended a line with CR: an LF right after it belongs to that line end.
+    after_cr: bool,
+    /// How many bytes of a leading UTF-8 byte order mark were seen; `None` once the
+    /// stream's start is behind (a BOM is skipped only there).
+    bom: Option<usize>,
 }
+
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 #[derive(Debug, PartialEq)]
 pub(crate) struct EventTooLarge;
@@ -46,6 +53,8 @@ impl SseParser {
             limit,
             last_event_id: None,
             retry: None,
+            after_cr: false,
+            bom: Some(0),
         }
     }
 
@@ -65,26 +74,46 @@ impl SseParser {
         self.retry
     }
 
-    /// Feeds bytes; returns the events completed by them.
+    /// Feeds bytes; returns the events completed by them. Lines end with CRLF, LF or a
+    /// lone CR (as the SSE specification says), also when a chunk splits a CRLF; one
+    /// leading byte order mark is skipped.
     pub(crate) fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, EventTooLarge> {
         let mut events = Vec::new();
         for &byte in chunk {
-            if byte == b'\n' {
-                if self.line.last() == Some(&b'\r') {
-                    self.line.pop();
+            if let Some(seen) = self.bom {
+                if byte == BOM[seen] {
+                    self.bom = (seen + 1 < BOM.len()).then_some(seen + 1);
+                    continue;
                 }
+                // Not a BOM after all: what looked like its start is content.
+                self.bom = None;
+                for &earlier in &BOM[..seen] {
+                    self.byte(earlier, &mut events)?;
+                }
+            }
+            self.byte(byte, &mut events)?;
+        }
+        Ok(events)
+    }
+
+    fn byte(&mut self, byte: u8, events: &mut Vec<SseEvent>) -> Result<(), EventTooLarge> {
+        let after_cr = std::mem::replace(&mut self.after_cr, byte == b'\r');
+        match byte {
+            b'\n' if after_cr => {}
+            b'\n' | b'\r' => {
                 let line = std::mem::take(&mut self.line);
                 if let Some(event) = self.take_line(&line)? {
                     events.push(event);
                 }
-            } else {
+            }
+            _ => {
                 self.line.push(byte);
                 if self.line.len() + self.current.data.len() > self.limit {
                     return Err(EventTooLarge);
                 }
             }
         }
-        Ok(events)
+        Ok(())
     }
 
     fn take_line(&mut self, line: &[u8]) -> Result<Option<SseEvent>, EventTooLarge> {
@@ -304,6 +333,38 @@ mod tests {
         assert_eq!(SseParser::new(51).push(&stream), Err(EventTooLarge));
         let mut parser = SseParser::new(51);
         assert_eq!(parser.push(b"data:\xff\n\n").unwrap()[0].data, "\u{fffd}");
+    }
+
+    #[test]
+    fn a_lone_cr_ends_a_line_and_a_split_crlf_is_one_line_end() {
+        let mut parser = SseParser::new(1024);
+        let events = parser.push(b"data: a\rdata: b\r\rdata: c\r").unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data, "a\nb");
+        // The CR of a CRLF ends one chunk, its LF starts the next: one line end, not two.
+        assert!(parser.push(b"\ndata: d\r").unwrap().is_empty());
+        let events = parser.push(b"\n\r\n").unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].data, "c\nd");
+    }
+
+    #[test]
+    fn a_leading_byte_order_mark_is_skipped_once() {
+        for split in 0..=3 {
+            let stream = b"\xEF\xBB\xBFdata: x\n\n";
+            let mut parser = SseParser::new(1024);
+            let mut events = parser.push(&stream[..split]).unwrap();
+            events.extend(parser.push(&stream[split..]).unwrap());
+            assert_eq!(events.len(), 1, "split at {split}");
+            assert_eq!(events[0].data, "x");
+        }
+        // Only at the start: a later BOM is data; a partial one at the start is content.
+        let mut parser = SseParser::new(1024);
+        let events = parser.push(b"data: \xEF\xBB\xBFy\n\n").unwrap();
+        assert_eq!(events[0].data, "\u{feff}y");
+        let mut parser = SseParser::new(1024);
+        let events = parser.push(b"\xEFdata: z\n\n").unwrap();
+        assert!(events.is_empty(), "the field name is not `data`");
     }
 
     #[test]

@@ -18,6 +18,8 @@ mod name;
 mod policy;
 mod raw;
 mod read;
+mod secret;
+mod tenants;
 mod validate;
 
 use std::path::Path;
@@ -36,6 +38,8 @@ pub use policy::{
     BreakerPolicy, HealthPolicy, LimitPolicy, PoolPolicy, ServerPolicy, Sharing, ToolPolicy,
 };
 pub use read::{DEFAULT_MAX_CONFIG_BYTES, read};
+pub use secret::{REDACTED, Secret};
+pub use tenants::TenantCredentials;
 
 /// Reads `path` (at most [`DEFAULT_MAX_CONFIG_BYTES`]), detects its format, parses
 /// and validates it.

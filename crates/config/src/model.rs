@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::name::ServerName;
+use crate::secret::Secret;
 
 /// A complete, validated gateway configuration.
 #[derive(Clone, PartialEq, Debug, Default)]
@@ -46,9 +47,9 @@ pub struct GatewaySettings {
     /// Deadline for starting and initializing an upstream.
     pub connect_timeout: Duration,
     /// HMAC key for MRTR `requestState`; `None` means a random key per process.
-    pub state_secret: Option<String>,
+    pub state_secret: Option<Secret<String>>,
     /// Bearer token of the `/admin` API; `None` disables the API.
-    pub admin_token: Option<String>,
+    pub admin_token: Option<Secret<String>>,
     /// Directory of the embedded store (servers registered at runtime, last known
     /// catalogs); `None` keeps that state in memory only.
     pub state_dir: Option<PathBuf>,
@@ -114,7 +115,7 @@ impl Default for GatewaySettings {
     }
 }
 
-// Hand-written so the HMAC key never reaches a log line.
+// Hand-written to keep the log line short; the secrets print as redactions anyway.
 impl fmt::Debug for GatewaySettings {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter
@@ -125,10 +126,8 @@ impl fmt::Debug for GatewaySettings {
             .field("request_timeout", &self.request_timeout)
             .field("probe_timeout", &self.probe_timeout)
             .field("connect_timeout", &self.connect_timeout)
-            .field(
-                "state_secret",
-                &self.state_secret.as_ref().map(|_| "<redacted>"),
-            )
+            .field("state_secret", &self.state_secret)
+            .field("admin_token", &self.admin_token)
             .finish()
     }
 }
@@ -212,9 +211,23 @@ pub struct ServerSpec {
     /// Tools the host file approves without asking (`.mcp.json` `autoApprove` /
     /// `alwaysAllow`), kept for an approval policy; nothing enforces it yet.
     pub auto_approve: Vec<String>,
+    /// Upstream credentials per tenant (`[servers.NAME.tenants.TENANT]`), injected into the
+    /// instance started for that tenant; only on `per_tenant` servers.
+    pub tenants: BTreeMap<String, crate::tenants::TenantCredentials>,
 }
 
 impl ServerSpec {
+    /// How to reach the server on behalf of `tenant`: its transport with that tenant's
+    /// credentials laid over the server's own. The server's own transport for a tenant
+    /// without credentials of its own, and for `None` (callers without a tenant, the
+    /// gateway's own requests).
+    pub fn transport_for(&self, tenant: Option<&str>) -> std::borrow::Cow<'_, TransportSpec> {
+        match tenant.and_then(|tenant| self.tenants.get(tenant)) {
+            Some(credentials) => std::borrow::Cow::Owned(credentials.apply(&self.transport)),
+            None => std::borrow::Cow::Borrowed(&self.transport),
+        }
+    }
+
     /// The deadline for one request to this server, given the gateway default.
     pub fn effective_request_timeout(&self, gateway: &GatewaySettings) -> Duration {
         self.request_timeout.unwrap_or(gateway.request_timeout)
@@ -223,32 +236,19 @@ impl ServerSpec {
 
 /// Static OAuth client information for a protected HTTP upstream. The gateway holds it;
 /// no client of the gateway ever sees it.
-#[derive(Clone, PartialEq, Eq, Default)]
+#[derive(Clone, PartialEq, Eq, Default, Debug)]
 pub struct OAuthClient {
     /// A client id registered in advance with the authorization server.
     pub client_id: Option<String>,
     /// Its secret (confidential client, `client_secret_basic`); `None` for a public client.
-    pub client_secret: Option<String>,
+    pub client_secret: Option<Secret<String>>,
     /// An `https://` URL of a Client ID Metadata Document that identifies this client.
     pub client_metadata_url: Option<String>,
 }
 
-// Hand-written so the secret never reaches a log line.
-impl fmt::Debug for OAuthClient {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter
-            .debug_struct("OAuthClient")
-            .field("client_id", &self.client_id)
-            .field(
-                "client_secret",
-                &self.client_secret.as_ref().map(|_| "<redacted>"),
-            )
-            .field("client_metadata_url", &self.client_metadata_url)
-            .finish()
-    }
-}
-
-/// How an upstream is reached. `${VAR}` references are already expanded.
+/// How an upstream is reached. `${VAR}` references are already expanded. Environment and
+/// header values are [`Secret`]s (they usually carry credentials): `Debug` shows their
+/// names only.
 #[derive(Clone, PartialEq, Debug)]
 pub enum TransportSpec {
     /// A child process speaking newline-delimited JSON-RPC on stdin/stdout.
@@ -258,7 +258,7 @@ pub enum TransportSpec {
         /// Arguments, in order.
         args: Vec<String>,
         /// Extra environment variables for the child.
-        env: BTreeMap<String, String>,
+        env: BTreeMap<String, Secret<String>>,
         /// Working directory; `None` inherits the gateway's.
         cwd: Option<PathBuf>,
     },
@@ -267,7 +267,7 @@ pub enum TransportSpec {
         /// Endpoint URL.
         url: String,
         /// Extra request headers; names and values are valid HTTP header syntax.
-        headers: BTreeMap<String, String>,
+        headers: BTreeMap<String, Secret<String>>,
         /// This client's registration with the server's authorization server, when it is
         /// not registered dynamically (`[servers.NAME.oauth]`).
         oauth: Option<OAuthClient>,
@@ -277,7 +277,7 @@ pub enum TransportSpec {
         /// SSE endpoint URL.
         url: String,
         /// Extra request headers; names and values are valid HTTP header syntax.
-        headers: BTreeMap<String, String>,
+        headers: BTreeMap<String, Secret<String>>,
     },
 }
 
@@ -380,6 +380,7 @@ mod tests {
             idle_timeout: None,
             policy: crate::policy::ServerPolicy::default(),
             auto_approve: Vec::new(),
+            tenants: BTreeMap::new(),
         }
     }
 
@@ -406,11 +407,13 @@ mod tests {
     #[test]
     fn debug_redacts_the_state_secret() {
         let gateway = GatewaySettings {
-            state_secret: Some("very-secret-hmac-key".to_owned()),
+            state_secret: Some(Secret::new("very-secret-hmac-key".to_owned())),
+            admin_token: Some(Secret::new("admin-token-0123456789".to_owned())),
             ..GatewaySettings::default()
         };
         let debug = format!("{gateway:?}");
         assert!(!debug.contains("very-secret"), "{debug}");
+        assert!(!debug.contains("admin-token"), "{debug}");
         assert!(debug.contains("<redacted>"), "{debug}");
     }
 

@@ -21,6 +21,10 @@ pub enum Sharing {
     PerSession,
     /// Up to `pool.size` instances, least-loaded first.
     Pool,
+    /// One instance per tenant of the caller (`[servers.NAME.tenants.TENANT]` credentials
+    /// injected at its start), never serving another tenant; callers without a tenant and
+    /// the gateway's own requests share one on the server's own credentials.
+    PerTenant,
 }
 
 impl Sharing {
@@ -29,6 +33,7 @@ impl Sharing {
             Sharing::Shared => "shared",
             Sharing::PerSession => "per_session",
             Sharing::Pool => "pool",
+            Sharing::PerTenant => "per_tenant",
         }
     }
 }
@@ -36,7 +41,8 @@ impl Sharing {
 /// Warm pool and recycling.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolPolicy {
-    /// Most instances (pool mode; per-session mode: most sessions with an instance).
+    /// Most instances (pool mode; per-session mode: most sessions with an instance;
+    /// per-tenant mode: most tenants with an instance).
     pub size: usize,
     /// Instances kept started even without calls (pool mode).
     pub min_idle: usize,
@@ -153,6 +159,7 @@ pub(crate) enum RawSharing {
     Shared,
     PerSession,
     Pool,
+    PerTenant,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -257,6 +264,7 @@ pub(crate) fn validate(raw: RawPolicy, path: &KeyPath) -> Result<ServerPolicy, P
         Some(RawSharing::Shared) => Sharing::Shared,
         Some(RawSharing::PerSession) => Sharing::PerSession,
         Some(RawSharing::Pool) => Sharing::Pool,
+        Some(RawSharing::PerTenant) => Sharing::PerTenant,
     };
     let pool = {
         let raw = raw.pool.map(|t| t.0).unwrap_or_default();

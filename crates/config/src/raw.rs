@@ -143,6 +143,7 @@ pub(crate) struct RawNativeServer {
     pub(crate) read_only_retries: Option<u32>,
     pub(crate) trust_annotations: Option<bool>,
     pub(crate) tools: Option<UniqueMap<Table<crate::policy::RawTool>>>,
+    pub(crate) tenants: Option<UniqueMap<Table<crate::tenants::RawTenantCredentials>>>,
 }
 
 /// `transport = "..."` in the native format.

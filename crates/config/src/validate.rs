@@ -16,8 +16,9 @@ use crate::model::{
 use crate::name::ServerName;
 use crate::raw::{
     RawEra, RawGateway, RawHttpListen, RawListen, RawMcpJson, RawMcpServer, RawNative,
-    RawNativeServer, RawTransport,
+    RawNativeServer, RawTransport, Table, UniqueMap,
 };
+use crate::secret::Secret;
 
 /// A validated document, before its source is attached.
 #[derive(Debug)]
@@ -59,6 +60,8 @@ struct ServerFields {
     idle_timeout_ms: Option<u64>,
     policy: crate::policy::RawPolicy,
     auto_approve: Vec<String>,
+    /// `tenants` (native format only).
+    tenants: Option<UniqueMap<Table<crate::tenants::RawTenantCredentials>>>,
 }
 
 /// The keys that decide and describe the transport.
@@ -112,6 +115,7 @@ impl From<RawNativeServer> for ServerFields {
                 tools: raw.tools,
             },
             auto_approve: Vec::new(),
+            tenants: raw.tenants,
         }
     }
 }
@@ -173,6 +177,7 @@ fn mcp_server(
         idle_timeout_ms: None,
         policy: crate::policy::RawPolicy::default(),
         auto_approve,
+        tenants: None,
     })
 }
 
@@ -190,8 +195,39 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
         .map(|table| crate::access::validate(table.0, &root.key("access"), env))
         .transpose()?;
     let mut validated = document(raw.gateway.0, raw.listen.0, servers, &root, &NATIVE, env)?;
+    if let Some(access) = &access {
+        known_tenants(&validated.servers, access)?;
+    }
     validated.access = access;
     Ok(validated)
+}
+
+/// Credentials for a tenant `[access.tenants]` does not declare would never be used (a
+/// principal naming an unknown tenant is refused): a typo, reported with its key path.
+fn known_tenants(
+    servers: &BTreeMap<ServerName, ServerSpec>,
+    access: &crate::access::AccessSettings,
+) -> Result<(), Problem> {
+    if access.tenants.is_empty() {
+        return Ok(());
+    }
+    for (name, spec) in servers {
+        if let Some(tenant) = spec
+            .tenants
+            .keys()
+            .find(|tenant| !access.tenants.contains_key(*tenant))
+        {
+            return Err(Problem::new(
+                KeyPath::root()
+                    .key(NATIVE.servers_key)
+                    .key(name.as_str())
+                    .key("tenants")
+                    .key(tenant),
+                format!("unknown tenant `{tenant}` (not in access.tenants)"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Validates a `.mcp.json` document.
@@ -297,7 +333,7 @@ fn gateway(
                     ),
                 ));
             }
-            Some(secret)
+            Some(Secret::new(secret))
         }
     };
     Ok(GatewaySettings {
@@ -332,7 +368,7 @@ fn gateway(
                 if token.len() < 16 {
                     return Err(Problem::new(token_path, "must be at least 16 bytes long"));
                 }
-                Some(token)
+                Some(Secret::new(token))
             }
         },
         state_dir: match raw.state_dir {
@@ -469,15 +505,19 @@ fn server(
         None => None,
         Some(millis) => Some(positive_millis(millis, &path.key("idle_timeout_ms"))?),
     };
+    let transport = transport(fields.transport, path, dialect, env)?;
+    let policy = crate::policy::validate(fields.policy, path)?;
+    let tenants = crate::tenants::validate(fields.tenants, &transport, policy.sharing, path, env)?;
     Ok(ServerSpec {
-        transport: transport(fields.transport, path, dialect, env)?,
+        transport,
         era: fields.era,
         request_timeout,
         enabled: fields.enabled,
         lazy: fields.lazy,
         idle_timeout,
-        policy: crate::policy::validate(fields.policy, path)?,
+        policy,
         auto_approve: fields.auto_approve,
+        tenants,
     })
 }
 
@@ -557,19 +597,7 @@ fn stdio(
         .map(|(index, arg)| process_string(arg, &args_path.index(index), env))
         .collect::<Result<Vec<_>, _>>()?;
 
-    let env_path = path.key("env");
-    let mut child_env = BTreeMap::new();
-    for (key, value) in fields.env.unwrap_or_default() {
-        let value_path = env_path.key(&key);
-        if key.is_empty() || key.contains(['=', '\0']) {
-            return Err(Problem::new(
-                value_path,
-                "invalid environment variable name: must be non-empty without `=` or NUL",
-            ));
-        }
-        let value = process_string(&value, &value_path, env)?;
-        child_env.insert(key, value);
-    }
+    let child_env = child_env(fields.env.unwrap_or_default(), &path.key("env"), env)?;
 
     let cwd = match fields.cwd {
         None => None,
@@ -639,29 +667,11 @@ fn remote(
         )
     })?;
 
-    let headers_path = path.key("headers");
-    let mut headers = BTreeMap::new();
-    let mut seen = BTreeSet::new();
-    for (name, value) in fields.headers.unwrap_or_default() {
-        let header_path = headers_path.key(&name);
-        let header_name = http::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| Problem::new(header_path.clone(), "invalid HTTP header name"))?;
-        if !seen.insert(header_name.as_str().to_owned()) {
-            return Err(Problem::new(
-                header_path,
-                "duplicate header (header names are case-insensitive)",
-            ));
-        }
-        let value = expanded(&value, &header_path, env)?;
-        // The value is not echoed: headers usually carry credentials.
-        http::HeaderValue::from_str(&value).map_err(|_| {
-            Problem::new(
-                header_path.clone(),
-                "invalid HTTP header value (control characters are not allowed)",
-            )
-        })?;
-        headers.insert(name, value);
-    }
+    let headers = headers(
+        fields.headers.unwrap_or_default(),
+        &path.key("headers"),
+        env,
+    )?;
     let oauth = match fields.oauth {
         None => None,
         Some(_) if kind == RawTransport::Sse => {
@@ -682,11 +692,65 @@ fn remote(
     })
 }
 
-/// `[servers.NAME.oauth]`: how the gateway identifies itself to the server's
-/// authorization server.
-fn oauth(
+/// A child's `env` (the server's, or a tenant's): names a process accepts, values
+/// expanded and kept as secrets.
+pub(crate) fn child_env(
+    raw: BTreeMap<String, String>,
+    path: &KeyPath,
+    env: EnvLookup<'_>,
+) -> Result<BTreeMap<String, Secret<String>>, Problem> {
+    let mut child_env = BTreeMap::new();
+    for (key, value) in raw {
+        let value_path = path.key(&key);
+        if key.is_empty() || key.contains(['=', '\0']) {
+            return Err(Problem::new(
+                value_path,
+                "invalid environment variable name: must be non-empty without `=` or NUL",
+            ));
+        }
+        let value = process_string(&value, &value_path, env)?;
+        child_env.insert(key, Secret::new(value));
+    }
+    Ok(child_env)
+}
+
+/// Request `headers` (the server's, or a tenant's): valid HTTP syntax, each name once
+/// (case-insensitively), values expanded and kept as secrets.
+pub(crate) fn headers(
+    raw: BTreeMap<String, String>,
+    path: &KeyPath,
+    env: EnvLookup<'_>,
+) -> Result<BTreeMap<String, Secret<String>>, Problem> {
+    let mut headers = BTreeMap::new();
+    let mut seen = BTreeSet::new();
+    for (name, value) in raw {
+        let header_path = path.key(&name);
+        let header_name = http::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| Problem::new(header_path.clone(), "invalid HTTP header name"))?;
+        if !seen.insert(header_name.as_str().to_owned()) {
+            return Err(Problem::new(
+                header_path,
+                "duplicate header (header names are case-insensitive)",
+            ));
+        }
+        let value = expanded(&value, &header_path, env)?;
+        // The value is not echoed: headers usually carry credentials.
+        http::HeaderValue::from_str(&value).map_err(|_| {
+            Problem::new(
+                header_path.clone(),
+                "invalid HTTP header value (control characters are not allowed)",
+            )
+        })?;
+        headers.insert(name, Secret::new(value));
+    }
+    Ok(headers)
+}
+
+/// `[servers.NAME.oauth]` (or a tenant's): how the gateway identifies itself to the
+/// server's authorization server.
+pub(crate) fn oauth(
     raw: crate::raw::RawOAuth,
-    headers: &BTreeMap<String, String>,
+    headers: &BTreeMap<String, Secret<String>>,
     path: &KeyPath,
     env: EnvLookup<'_>,
 ) -> Result<OAuthClient, Problem> {
@@ -708,7 +772,7 @@ fn oauth(
     };
     let client = OAuthClient {
         client_id: field(raw.client_id, "client_id")?,
-        client_secret: field(raw.client_secret, "client_secret")?,
+        client_secret: field(raw.client_secret, "client_secret")?.map(Secret::new),
         client_metadata_url: field(raw.client_metadata_url, "client_metadata_url")?,
     };
     if client.client_secret.is_some() && client.client_id.is_none() {

@@ -8,18 +8,18 @@ use std::time::Duration;
 
 use common::{json, native};
 use switchboard_config::{
-    Config, ConfigFormat, EraPreference, GatewaySettings, ListenSettings, ServerName, ServerSpec,
-    TransportSpec, detect_format, load,
+    Config, ConfigFormat, EraPreference, GatewaySettings, ListenSettings, Secret, ServerName,
+    ServerSpec, TransportSpec, detect_format, load,
 };
 
 fn name(name: &str) -> ServerName {
     ServerName::new(name).unwrap()
 }
 
-fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, Secret<String>> {
     pairs
         .iter()
-        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .map(|(key, value)| ((*key).to_owned(), Secret::new((*value).to_owned())))
         .collect()
 }
 
@@ -117,7 +117,7 @@ fn full_native_file_parses_to_expected_values() {
             request_timeout: Duration::from_secs(45),
             probe_timeout: Duration::from_millis(1500),
             connect_timeout: Duration::from_secs(10),
-            state_secret: Some("0123456789abcdef0123".to_owned()),
+            state_secret: Some(Secret::new("0123456789abcdef0123".to_owned())),
             ..GatewaySettings::default()
         }
     );
@@ -163,6 +163,7 @@ fn full_native_file_parses_to_expected_values() {
             idle_timeout: None,
             policy: Default::default(),
             auto_approve: Vec::new(),
+            tenants: BTreeMap::new(),
         }
     );
     assert_eq!(
@@ -180,6 +181,7 @@ fn full_native_file_parses_to_expected_values() {
             idle_timeout: None,
             policy: Default::default(),
             auto_approve: Vec::new(),
+            tenants: BTreeMap::new(),
         }
     );
     assert_eq!(
@@ -395,7 +397,7 @@ fn load_reads_detects_and_records_the_source() {
         error.to_string(),
         format!(
             "{}:2:1: servers.time.comand: unknown field `comand`, expected one of `transport`, \
-             `command`, `args`, `env`, `cwd`, `url`, `headers`, `oauth`, `era`, `request_timeout_ms`, `enabled`, `lazy`, `idle_timeout_ms`, `sharing`, `pool`, `health`, `breaker`, `limits`, `restart_backoff_ms`, `restart_backoff_max_ms`, `retry_backoff_ms`, `retry_backoff_max_ms`, `timeout_reset_on_progress`, `max_total_timeout_ms`, `read_only_retries`, `trust_annotations`, `tools`",
+             `command`, `args`, `env`, `cwd`, `url`, `headers`, `oauth`, `era`, `request_timeout_ms`, `enabled`, `lazy`, `idle_timeout_ms`, `sharing`, `pool`, `health`, `breaker`, `limits`, `restart_backoff_ms`, `restart_backoff_max_ms`, `retry_backoff_ms`, `retry_backoff_max_ms`, `timeout_reset_on_progress`, `max_total_timeout_ms`, `read_only_retries`, `trust_annotations`, `tools`, `tenants`",
             bad_path.display()
         )
     );
@@ -414,7 +416,10 @@ fn oauth_client_information_is_read_and_its_secret_redacted() {
     };
     let oauth = oauth.as_ref().expect("oauth read");
     assert_eq!(oauth.client_id.as_deref(), Some("gateway"));
-    assert_eq!(oauth.client_secret.as_deref(), Some("0123456789abcdef0123"));
+    assert_eq!(
+        oauth.client_secret.as_ref().map(Secret::expose_str),
+        Some("0123456789abcdef0123")
+    );
     assert_eq!(
         oauth.client_metadata_url.as_deref(),
         Some("https://gateway.example.com/client.json")

@@ -235,7 +235,7 @@ impl Gateway {
         let mut attempt = 1;
         loop {
             let lease = server
-                .acquire(&self.inner.era_cache, ctx.principal.session())
+                .acquire(&self.inner.era_cache, server.borrower_for(&ctx.principal))
                 .await?;
             let flight = launch(
                 lease,
@@ -321,7 +321,7 @@ impl Gateway {
                         }
                     }
                     Some(CallEvent::Request(request)) => match ctx.era {
-                        Era::Legacy => self.relay_to_peer(ctx, request),
+                        Era::Legacy => self.relay_to_peer(ctx, &flight.server, request),
                         Era::Modern => {
                             if let Err(request) = check_capability(ctx, request) {
                                 return Ok(Driven::Parked(self.park(ctx, flight, request)));
@@ -529,18 +529,22 @@ impl Gateway {
     /// Hands a server→client request to the calling legacy client. A `roots/list` that
     /// outlives its call (a legacy server asks on its own schedule, and the gateway can only
     /// guess the call it belongs to), whether the call was cancelled or completed first, is
-    /// answered with the roots of every reachable client, as an unowned one would be.
-    fn relay_to_peer(&self, ctx: &ClientCtx, request: ServerRequest) {
+    /// answered with the roots of every reachable client, as an unowned one would be (of
+    /// the caller's tenant's clients, on a `per_tenant` server).
+    fn relay_to_peer(&self, ctx: &ClientCtx, server: &str, request: ServerRequest) {
         let Err(request) = check_capability(ctx, request) else {
             return;
         };
+        let tenant = self
+            .server(server)
+            .and_then(|server| server.borrower_for(&ctx.principal).tenant().cloned());
         let ctx = ctx.clone();
         let gateway = self.clone();
         tokio::spawn(async move {
             let roots = request.method == "roots/list";
             let outcome = match ask_peer(&ctx, request.method, request.params).await {
                 Err(error) if roots && error.code == codes::UPSTREAM_UNAVAILABLE => {
-                    gateway.union_of_roots().await
+                    gateway.union_of_roots(tenant.as_ref()).await
                 }
                 outcome => outcome,
             };

@@ -223,7 +223,11 @@ impl Gateway {
                     headers: Vec::new(),
                 };
                 match self.forward(ctx, call).await {
-                    Ok(_) => self.subscribe_logs(&server.name, ctx.principal.session()),
+                    Ok(_) => self.subscribe_logs(
+                        &server.name,
+                        ctx.principal.session(),
+                        ctx.principal.tenant(),
+                    ),
                     Err(error) => {
                         tracing::debug!(server = %server.name, %error, "setLevel not applied")
                     }

@@ -100,7 +100,8 @@ pub(crate) struct Inner {
     /// Names of servers being added (see `roster`'s reservation).
     pub(crate) adding: Mutex<std::collections::HashSet<String>>,
     /// Server → sessions that asked it for log messages (`logging/setLevel`).
-    pub(crate) log_subscribers: Mutex<HashMap<String, std::collections::BTreeSet<String>>>,
+    /// Sessions that asked each server for log messages, with their tenant.
+    pub(crate) log_subscribers: Mutex<HashMap<String, crate::subscriptions::LogSubscribers>>,
     /// Per-session catalog views (`views.rs`), and whether any session has one.
     pub(crate) views: Mutex<HashMap<String, crate::views::View>>,
     pub(crate) has_views: std::sync::atomic::AtomicBool,
@@ -154,7 +155,7 @@ impl Gateway {
         let (signals_tx, signals_rx) = mpsc::channel(1024);
         let (changes, _) = broadcast::channel(1024);
         let sealer = match &config.gateway.state_secret {
-            Some(secret) => Sealer::new(secret.as_bytes().to_vec()),
+            Some(secret) => Sealer::new(secret.expose().as_bytes().to_vec()),
             None => Sealer::random(),
         };
         let metrics = crate::metrics::Metrics::default();
@@ -455,7 +456,7 @@ fn handle_signal(gateway: &Gateway, signal: ServerSignal, connected: &mut bool) 
             }
         }
         ServerSignal::Log(server, source, Some(mut params)) => {
-            let to = gateway.log_audience(&server, source.owner.as_deref());
+            let to = gateway.log_audience(&server, &source);
             if to.is_empty() {
                 return;
             }
@@ -468,16 +469,17 @@ fn handle_signal(gateway: &Gateway, signal: ServerSignal, connected: &mut bool) 
             let _ = gateway.inner.changes.send(Change::Log { params, to });
         }
         ServerSignal::Log(_, _, None) => {}
-        ServerSignal::Request(server, request) if request.method == "roots/list" => {
-            // No call owns it: the union of the roots of the clients we can ask.
+        ServerSignal::Request(server, source, request) if request.method == "roots/list" => {
+            // No call owns it: the union of the roots of the clients we can ask (a tenant's
+            // instance: of that tenant's clients).
             let owner = gateway.clone();
             gateway.spawn(async move {
-                let outcome = owner.union_of_roots().await;
+                let outcome = owner.union_of_roots(source.tenant.as_ref()).await;
                 tracing::debug!(server, "answered an upstream's roots/list");
                 let _ = request.reply.send(outcome);
             });
         }
-        ServerSignal::Request(server, request) => {
+        ServerSignal::Request(server, _, request) => {
             // No call owns it and the gateway cannot answer it itself.
             let outcome = Err(RpcError::method_not_found(&request.method));
             tracing::debug!(

@@ -3,8 +3,9 @@
 //! client owns the question. The gateway answers with the union of the roots of the legacy
 //! clients it can ask right now (a stdio client, an HTTP session with its GET stream open),
 //! and tells upstreams `roots/list_changed` whenever such a client arrives or says its
-//! roots changed.
+//! roots changed. A `per_tenant` instance hears only its own tenant's clients' roots.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -12,6 +13,7 @@ use switchboard_protocol::{Era, RpcError};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::gateway::{Gateway, PeerRequest};
+use crate::server::TenantKey;
 
 /// How long one client may take to list its roots.
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -20,16 +22,24 @@ const ASK_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub(crate) struct RootsPeer {
     pub(crate) peer: mpsc::Sender<PeerRequest>,
+    /// The client's tenant: only that tenant's `per_tenant` instances see its roots.
+    tenant: Option<Arc<str>>,
 }
 
 impl Gateway {
     /// Registers a client that declared `roots` and can be asked at any time; upstreams
     /// are told to ask again.
-    pub fn roots_peer_joined(&self, session: &str, peer: mpsc::Sender<PeerRequest>) {
+    pub fn roots_peer_joined(
+        &self,
+        session: &str,
+        tenant: Option<&str>,
+        peer: mpsc::Sender<PeerRequest>,
+    ) {
+        let tenant = tenant.map(Arc::from);
         self.inner
             .roots_peers
             .lock()
-            .insert(session.to_owned(), RootsPeer { peer });
+            .insert(session.to_owned(), RootsPeer { peer, tenant });
         self.roots_changed();
     }
 
@@ -58,9 +68,19 @@ impl Gateway {
     }
 
     /// The answer to an upstream's unowned `roots/list`: every reachable client's roots,
-    /// each URI once.
-    pub(crate) async fn union_of_roots(&self) -> Result<Value, RpcError> {
-        let peers: Vec<RootsPeer> = self.inner.roots_peers.lock().values().cloned().collect();
+    /// each URI once; for a `per_tenant` instance (`tenant`), its tenant's clients only.
+    pub(crate) async fn union_of_roots(
+        &self,
+        tenant: Option<&TenantKey>,
+    ) -> Result<Value, RpcError> {
+        let peers: Vec<RootsPeer> = self
+            .inner
+            .roots_peers
+            .lock()
+            .values()
+            .filter(|peer| tenant.is_none_or(|tenant| tenant.0 == peer.tenant))
+            .cloned()
+            .collect();
         let asks = peers.into_iter().map(|peer| async move {
             let (reply, answer) = oneshot::channel();
             let request = PeerRequest {

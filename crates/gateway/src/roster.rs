@@ -164,6 +164,7 @@ impl Gateway {
             probe_timeout: settings.probe_timeout,
             connect_timeout: settings.connect_timeout,
             legacy_client_capabilities: upstream_client_capabilities(),
+            tenant: None,
         };
         let timeout = spec.effective_request_timeout(settings);
         let stats = self.inner.metrics.server(name);
@@ -514,6 +515,8 @@ impl Gateway {
                     let Some(limit) = server.spec().idle_timeout else {
                         continue;
                     };
+                    // A per-tenant server's tenants idle out one by one.
+                    server.stop_idle_tenants(limit).await;
                     if server.is_connected() && server.inflight() == 0 && server.idle_for() >= limit
                     {
                         tracing::info!(server = %server.name, idle_ms = server.idle_for().as_millis() as u64, "idle: stopping");
@@ -524,11 +527,20 @@ impl Gateway {
         });
     }
 
-    /// Servers and their states, as the admin API and `switchboard__list_servers` show.
+    /// Servers and their states, as `switchboard__list_servers` shows them.
     pub fn describe_servers(&self) -> Vec<Value> {
         self.servers()
             .iter()
             .map(|server| server.describe())
+            .collect()
+    }
+
+    /// Servers and their states, as the admin API shows them (with the tenants of
+    /// `per_tenant` servers).
+    pub fn describe_servers_for_operators(&self) -> Vec<Value> {
+        self.servers()
+            .iter()
+            .map(|server| server.describe_for_operators())
             .collect()
     }
 

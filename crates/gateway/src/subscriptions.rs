@@ -3,7 +3,7 @@
 //! - **Logging.** A log message of a shared upstream that nothing ties to a call goes only
 //!   to the sessions that asked that server for logging (`logging/setLevel`), on their
 //!   session stream, never into another session's call; a per-session instance's message
-//!   goes to its own session only.
+//!   goes to its own session only, a per-tenant instance's to its tenant's sessions only.
 //! - **Resources.** Every holder of a resource subscription counts: a legacy session's
 //!   `resources/subscribe`, or one modern `subscriptions/listen` stream. A legacy upstream
 //!   gets `resources/subscribe` when the first holder of a URI arrives and
@@ -19,30 +19,39 @@ use switchboard_protocol::{Era, RpcError};
 use switchboard_upstream::CallOptions;
 
 use crate::gateway::{ClientCtx, Gateway};
-use crate::server::Server;
+use crate::server::{Server, Source};
+
+/// The sessions that asked one server for log messages, and the tenant of each.
+pub(crate) type LogSubscribers = std::collections::BTreeMap<String, Option<Arc<str>>>;
 
 impl Gateway {
-    /// `session` asked `server` for log messages.
-    pub(crate) fn subscribe_logs(&self, server: &str, session: &str) {
+    /// `session` (of `tenant`) asked `server` for log messages.
+    pub(crate) fn subscribe_logs(&self, server: &str, session: &str, tenant: Option<&str>) {
         self.inner
             .log_subscribers
             .lock()
             .entry(server.to_owned())
             .or_default()
-            .insert(session.to_owned());
+            .insert(session.to_owned(), tenant.map(Arc::from));
     }
 
-    /// The sessions an unowned log message of `server` goes to: its log subscribers, or
-    /// only the owner of the instance that sent it (per-session sharing).
-    pub(crate) fn log_audience(&self, server: &str, owner: Option<&str>) -> BTreeSet<String> {
+    /// The sessions an unowned log message of `server` goes to: its log subscribers; of
+    /// those, only the owner of the instance that sent it (per-session sharing) or the
+    /// sessions of the tenant it serves (per-tenant sharing).
+    pub(crate) fn log_audience(&self, server: &str, source: &Source) -> BTreeSet<String> {
         let subscribers = self.inner.log_subscribers.lock();
         let Some(sessions) = subscribers.get(server) else {
             return BTreeSet::new();
         };
-        match owner {
-            Some(owner) => sessions.iter().filter(|s| *s == owner).cloned().collect(),
-            None => sessions.clone(),
-        }
+        sessions
+            .iter()
+            .filter(|(session, tenant)| match (&source.owner, &source.tenant) {
+                (Some(owner), _) => *session == owner,
+                (None, Some(served)) => served.0 == **tenant,
+                (None, None) => true,
+            })
+            .map(|(session, _)| session.clone())
+            .collect()
     }
 
     /// A legacy session's `resources/subscribe` / `resources/unsubscribe` of `uri` (the

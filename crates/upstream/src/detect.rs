@@ -288,12 +288,19 @@ pub(crate) async fn http(
     let headers_map = header_map(headers).map_err(ConnectError::Http)?;
     let url =
         reqwest::Url::parse(url).map_err(|e| ConnectError::Http(format!("url {url}: {e}")))?;
+    let auth = crate::oauth::for_server(
+        &options.server,
+        options.tenant.as_deref(),
+        &url,
+        &headers_map,
+        oauth.as_ref(),
+    );
     let new_link = |era| {
         HttpLink::new(
             options.server.clone(),
             url.clone(),
             headers_map.clone(),
-            oauth.as_ref(),
+            auth.clone(),
             era,
             options.max_message_bytes,
             events.clone(),

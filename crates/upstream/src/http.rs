@@ -34,12 +34,19 @@ pub(crate) fn client() -> reqwest::Client {
         .clone()
 }
 
-pub(crate) fn header_map(headers: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
+/// The configured headers of a server, marked sensitive: HTTP libraries print
+/// `Sensitive` for them in any `Debug` (a request logged at trace level included).
+pub(crate) fn header_map(
+    headers: &BTreeMap<String, switchboard_config::Secret<String>>,
+) -> Result<HeaderMap, String> {
     let mut map = HeaderMap::new();
     for (name, value) in headers {
         let name =
             HeaderName::from_bytes(name.as_bytes()).map_err(|e| format!("header {name}: {e}"))?;
-        let value = HeaderValue::from_str(value).map_err(|e| format!("header {name}: {e}"))?;
+        // The value is not echoed: it usually is a credential.
+        let mut value = HeaderValue::from_str(value.expose_str())
+            .map_err(|_| format!("header {name}: invalid value"))?;
+        value.set_sensitive(true);
         map.insert(name, value);
     }
     Ok(map)
@@ -114,7 +121,7 @@ impl HttpLink {
         server: String,
         url: reqwest::Url,
         headers: HeaderMap,
-        oauth: Option<&switchboard_config::OAuthClient>,
+        auth: Option<Arc<crate::oauth::Authorizer>>,
         era: Era,
         limit: usize,
         events: mpsc::Sender<UpstreamEvent>,
@@ -123,7 +130,6 @@ impl HttpLink {
             Era::Modern => switchboard_protocol::ProtocolVersion::MODERN,
             Era::Legacy => switchboard_protocol::ProtocolVersion::LEGACY_LATEST,
         };
-        let auth = crate::oauth::for_server(&server, &url, &headers, oauth);
         HttpLink {
             server,
             url,
@@ -703,4 +709,34 @@ async fn read_limited(response: reqwest::Response, limit: usize) -> Result<Vec<u
         body.extend_from_slice(&chunk);
     }
     Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use switchboard_config::Secret;
+
+    use super::*;
+
+    #[test]
+    fn configured_headers_are_sent_but_never_printed() {
+        let configured = BTreeMap::from([(
+            "Authorization".to_owned(),
+            Secret::new("Bearer upstream-token-value".to_owned()),
+        )]);
+        let map = header_map(&configured).unwrap();
+        assert_eq!(map["authorization"], "Bearer upstream-token-value");
+        assert!(map["authorization"].is_sensitive());
+        let printed = format!("{map:?}");
+        assert!(!printed.contains("upstream-token-value"), "{printed}");
+        // An invalid value is reported by name, without the value.
+        let bad = BTreeMap::from([(
+            "X-Key".to_owned(),
+            Secret::new("bad\u{1}secret-part".to_owned()),
+        )]);
+        let error = header_map(&bad).unwrap_err();
+        assert!(
+            error.contains("x-key") && !error.contains("secret-part"),
+            "{error}"
+        );
+    }
 }

@@ -53,6 +53,9 @@ pub struct ConnectOptions {
     /// Capabilities declared to legacy upstreams at `initialize` (sampling, elicitation,
     /// roots), so their server→client requests can be bridged to clients that have them.
     pub legacy_client_capabilities: Value,
+    /// The tenant whose credentials `spec` carries (a `per_tenant` server's instance), so
+    /// what the connection obtains with them (OAuth tokens) stays that tenant's.
+    pub tenant: Option<String>,
 }
 
 /// What the upstream said about itself when we connected.

@@ -179,7 +179,7 @@ impl SseLink {
     pub(crate) async fn connect(
         options: &ConnectOptions,
         url: &str,
-        headers: &BTreeMap<String, String>,
+        headers: &BTreeMap<String, switchboard_config::Secret<String>>,
         events: mpsc::Sender<UpstreamEvent>,
     ) -> Result<SseLink, ConnectError> {
         let client = crate::http::client();

@@ -74,7 +74,8 @@ impl StdioLink {
                 cmd.env(key, value);
             }
         }
-        cmd.envs(env);
+        // Values are secrets: they reach the child and nothing else.
+        cmd.envs(env.iter().map(|(key, value)| (key, value.expose())));
         if let Some(cwd) = cwd {
             cmd.current_dir(cwd);
         }

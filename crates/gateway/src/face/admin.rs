@@ -58,7 +58,7 @@ pub fn router(gateway: Gateway, listen: &ListenSettings) -> Option<Router> {
     }
     let state = AdminState {
         gateway,
-        token_digest: token.map(|token| Sha256::digest(token.as_bytes()).into()),
+        token_digest: token.map(|token| Sha256::digest(token.expose().as_bytes()).into()),
         max_body_bytes: listen.max_body_bytes,
         body_read_timeout: listen.body_read_timeout,
     };
@@ -132,7 +132,7 @@ fn bearer_token(value: &str) -> Option<&str> {
 async fn list_servers(State(state): State<AdminState>) -> Response {
     json_reply(
         StatusCode::OK,
-        json!({ "servers": state.gateway.describe_servers() }),
+        json!({ "servers": state.gateway.describe_servers_for_operators() }),
     )
 }
 
@@ -159,7 +159,7 @@ async fn register_server(State(state): State<AdminState>, body: axum::body::Body
         Ok(persisted) => {
             let server = state
                 .gateway
-                .describe_servers()
+                .describe_servers_for_operators()
                 .into_iter()
                 .find(|s| s["name"] == name);
             json_reply(

@@ -198,7 +198,7 @@ pub async fn serve<R, W>(
                 // A client with roots can be asked at any time on this pipe.
                 let (roots_tx, roots_rx) = mpsc::channel(8);
                 spawn_peer(roots_rx, shared.clone());
-                gateway.roots_peer_joined(STDIO_SESSION, roots_tx);
+                gateway.roots_peer_joined(STDIO_SESSION, shared.principal.tenant(), roots_tx);
             }
             Message::Notification { method, .. }
                 if method == "notifications/roots/list_changed" =>

@@ -15,6 +15,7 @@ use tokio::time::Instant;
 
 use super::breaker::Admission;
 use super::instance::{Instance, InstanceGuard};
+use super::tenancy::Borrower;
 use super::{INSTANCE_DRAIN, Server, State, backoff, health};
 use crate::metrics::Outcome;
 /// Counts one call against a server while it lives (see [`Server::retire`]).
@@ -88,12 +89,13 @@ impl Server {
         CallGuard(self.clone())
     }
 
-    /// Admits one call for `session`: breaker, bulkhead (concurrency limit with a bounded
-    /// queue), then an instance — started, restarted or recycled as needed.
+    /// Admits one call for `borrower` (see [`Server::borrower_for`]): breaker, bulkhead
+    /// (concurrency limit with a bounded queue), then an instance — started, restarted or
+    /// recycled as needed.
     pub(crate) async fn acquire(
         self: &Arc<Self>,
         cache: &EraCache,
-        session: &str,
+        borrower: Borrower,
     ) -> Result<Lease, RpcError> {
         let admission = match self.breaker.lock().admit(Instant::now()) {
             Ok(admission) => admission,
@@ -149,12 +151,18 @@ impl Server {
                 }
             }
         };
-        let owner = (self.policy().sharing == Sharing::PerSession).then(|| session.to_owned());
-        let instance = match self.instance_for(cache, owner).await {
+        // One tenant's instance failing to start (its credentials refused) is that
+        // tenant's problem: it has its own restart backoff and leaves the breaker alone.
+        let own_start = borrower.tenant().and_then(|t| t.name()).is_none();
+        let instance = match self.instance_for(cache, borrower).await {
             Ok(instance) => instance,
-            Err(error) => {
+            Err(error) if own_start => {
                 // Failing to start counts against the breaker like a transport failure.
                 self.breaker.lock().record(admission, true, Instant::now());
+                return Err(error);
+            }
+            Err(error) => {
+                self.breaker.lock().abandon(admission);
                 return Err(error);
             }
         };
@@ -168,15 +176,16 @@ impl Server {
         })
     }
 
-    /// A live upstream for the gateway's own requests (lists, subscriptions, probes).
+    /// A live upstream for the gateway's own requests (lists, subscriptions, probes): never
+    /// a tenant's instance.
     pub async fn upstream(self: &Arc<Self>, cache: &EraCache) -> Result<Upstream, RpcError> {
-        self.instance_for(cache, None)
+        self.instance_for(cache, self.own_borrower())
             .await
             .map(|i| i.upstream.clone())
     }
 
     /// Picks an instance without starting one, pruning dead and recycling due ones.
-    fn pick(self: &Arc<Self>, owner: Option<&str>) -> Option<Arc<Instance>> {
+    fn pick(self: &Arc<Self>, borrower: &Borrower) -> Option<Arc<Instance>> {
         let policy = self.policy();
         let mut instances = self.instances.lock();
         let before = instances.len();
@@ -207,12 +216,20 @@ impl Server {
             self.tracker
                 .spawn(async move { old.drain_and_shutdown(INSTANCE_DRAIN).await });
         }
-        match (policy.sharing, owner) {
-            (Sharing::PerSession, Some(owner)) => instances
+        match (policy.sharing, borrower) {
+            (Sharing::PerSession, Borrower::Session(owner)) => instances
                 .iter()
                 .find(|i| i.is_owned_by(owner))
                 .or_else(|| instances.iter().find(|i| i.claim(owner)))
                 .cloned(),
+            // Exactly the tenant's own: never another's, never one to be claimed.
+            (Sharing::PerTenant, borrower) => {
+                let wanted = borrower.tenant()?;
+                instances
+                    .iter()
+                    .find(|i| i.tenant() == Some(wanted))
+                    .cloned()
+            }
             (Sharing::Pool, _) => {
                 let least = instances.iter().min_by_key(|i| i.inflight())?;
                 // Busy and room for more: let the caller start another.
@@ -232,13 +249,13 @@ impl Server {
     async fn instance_for(
         self: &Arc<Self>,
         cache: &EraCache,
-        owner: Option<String>,
+        borrower: Borrower,
     ) -> Result<Arc<Instance>, RpcError> {
-        if let Some(instance) = self.pick(owner.as_deref()) {
+        if let Some(instance) = self.pick(&borrower) {
             return Ok(instance);
         }
         let _starting = self.connecting.lock().await;
-        if let Some(instance) = self.pick(owner.as_deref()) {
+        if let Some(instance) = self.pick(&borrower) {
             return Ok(instance);
         }
         // A retired server finishes what it has but never starts again.
@@ -246,7 +263,12 @@ impl Server {
             let message = format!("server `{}` was removed or replaced", self.name);
             return Err(RpcError::new(gateway::UPSTREAM_UNAVAILABLE, message));
         }
-        if let Some(next) = self.status.lock().next_start {
+        let tenant = borrower.tenant().and_then(|t| t.name());
+        let next_start = match tenant {
+            Some(tenant) => self.tenant_next_start(tenant),
+            None => self.status.lock().next_start,
+        };
+        if let Some(next) = next_start {
             let now = Instant::now();
             if next > now {
                 let wait = next - now;
@@ -261,17 +283,20 @@ impl Server {
                 .with_data(json!({ "retryable": true, "retryAfterMs": wait.as_millis() as u64 })));
             }
         }
-        if self.policy().sharing == Sharing::PerSession {
-            self.evict_for_new_session()?;
+        if matches!(
+            self.policy().sharing,
+            Sharing::PerSession | Sharing::PerTenant
+        ) {
+            self.evict_for_new_owner()?;
         }
-        let instance = self.start_instance(cache, owner).await?;
+        let instance = self.start_instance(cache, borrower).await?;
         self.instances.lock().push(instance.clone());
         Ok(instance)
     }
 
-    /// Per-session sharing: room for one more session's instance, evicting the least
-    /// recently used idle one when at the limit.
-    fn evict_for_new_session(&self) -> Result<(), RpcError> {
+    /// Per-session and per-tenant sharing: room for one more session's (tenant's)
+    /// instance, evicting the least recently used idle one when at the limit.
+    fn evict_for_new_owner(&self) -> Result<(), RpcError> {
         let limit = self.policy().pool.size;
         let mut instances = self.instances.lock();
         if instances.len() < limit {
@@ -291,8 +316,9 @@ impl Server {
             None => Err(RpcError::new(
                 gateway::OVERLOADED,
                 format!(
-                    "server `{}`: all {limit} per-session instances are busy",
-                    self.name
+                    "server `{}`: all {limit} {} instances are busy",
+                    self.name,
+                    self.policy().sharing.as_str().replace('_', "-")
                 ),
             )
             .with_data(json!({ "retryable": true }))),
@@ -302,16 +328,31 @@ impl Server {
     async fn start_instance(
         self: &Arc<Self>,
         cache: &EraCache,
-        owner: Option<String>,
+        borrower: Borrower,
     ) -> Result<Arc<Instance>, RpcError> {
-        let first = self.instances.lock().is_empty();
+        let tenant = borrower.tenant().and_then(|t| t.name());
+        // The first instance that answers the gateway's own requests lists the server; a
+        // tenant's never does (what its credentials show is that tenant's).
+        let first = tenant.is_none() && !self.instances.lock().iter().any(|i| i.serves_anyone());
         if first {
             self.set_state(State::Starting, None);
         }
         let (events_tx, events_rx) = mpsc::channel(256);
-        let upstream = match Upstream::connect(self.options.clone(), cache, events_tx).await {
-            Ok(upstream) => upstream,
-            Err(error) => {
+        let connected = Upstream::connect(self.options_for(&borrower), cache, events_tx).await;
+        let upstream = match (connected, tenant) {
+            (Ok(upstream), _) => upstream,
+            (Err(error), Some(tenant)) => {
+                // The tenant's own backoff; the server keeps serving the others.
+                self.tenant_start_failed(tenant);
+                tracing::warn!(server = %self.name, tenant, %error, "tenant instance failed to start");
+                let message = format!(
+                    "server `{}` failed to start for tenant `{tenant}`: {error}",
+                    self.name
+                );
+                return Err(RpcError::new(gateway::UPSTREAM_UNAVAILABLE, message)
+                    .with_data(json!({ "retryable": true })));
+            }
+            (Err(error), None) => {
                 let mut status = self.status.lock();
                 status.start_failures += 1;
                 let policy = self.policy();
@@ -331,22 +372,25 @@ impl Server {
                     .with_data(json!({ "retryable": true })));
             }
         };
-        {
-            let mut status = self.status.lock();
-            status.start_failures = 0;
-            status.next_start = None;
+        match tenant {
+            Some(tenant) => self.tenant_started(tenant),
+            None => {
+                let mut status = self.status.lock();
+                status.start_failures = 0;
+                status.next_start = None;
+            }
         }
         let instance = Instance::new(
             &self.name,
             upstream.clone(),
-            owner,
+            &borrower,
             events_rx,
             self.signals.clone(),
             self.watch.clone(),
             &self.tracker,
         );
         self.set_state(State::Ready, None);
-        tracing::info!(server = %self.name, era = %upstream.era(), instance = instance.id, pid = upstream.pid(), "upstream ready");
+        tracing::info!(server = %self.name, era = %upstream.era(), instance = instance.id, pid = upstream.pid(), tenant, "upstream ready");
         if first {
             let known = self.lists.load();
             let seeded =
@@ -365,12 +409,16 @@ impl Server {
         Ok(instance)
     }
 
-    /// Starts `min_idle` instances (at least one) now: a warm pool.
+    /// Starts `min_idle` instances (at least one) now: a warm pool. A `per_tenant` server
+    /// starts its own (no tenant's credentials yet).
     pub(crate) async fn prewarm(self: &Arc<Self>, cache: &EraCache) -> Result<(), RpcError> {
-        let wanted = self.policy().pool.min_idle.max(1);
+        let wanted = match self.policy().sharing {
+            Sharing::PerTenant => 1,
+            _ => self.policy().pool.min_idle.max(1),
+        };
         let _starting = self.connecting.lock().await;
         while self.instance_count() < wanted {
-            let instance = self.start_instance(cache, None).await?;
+            let instance = self.start_instance(cache, self.own_borrower()).await?;
             self.instances.lock().push(instance);
         }
         Ok(())
@@ -434,6 +482,7 @@ mod tests {
             probe_timeout: Duration::from_secs(1),
             connect_timeout: Duration::from_secs(1),
             legacy_client_capabilities: json!({}),
+            tenant: None,
         };
         let (signals, _) = mpsc::channel(8);
         let stats = crate::metrics::Metrics::default().server("s");
@@ -451,17 +500,29 @@ mod tests {
     async fn restart_backoff_runs_on_tokios_clock() {
         let server = unstartable();
         let cache = EraCache::new();
-        let first = server.acquire(&cache, "c").await.err().expect("fails");
+        let first = server
+            .acquire(&cache, Borrower::Any)
+            .await
+            .err()
+            .expect("fails");
         assert!(
             first.message.contains("failed to start"),
             "{}",
             first.message
         );
-        let waiting = server.acquire(&cache, "c").await.err().expect("fails");
+        let waiting = server
+            .acquire(&cache, Borrower::Any)
+            .await
+            .err()
+            .expect("fails");
         assert!(waiting.message.contains("backoff"), "{}", waiting.message);
         // No real time passes: the paused clock is moved past the backoff (≤ 1 s).
         tokio::time::advance(Duration::from_millis(1001)).await;
-        let again = server.acquire(&cache, "c").await.err().expect("fails");
+        let again = server
+            .acquire(&cache, Borrower::Any)
+            .await
+            .err()
+            .expect("fails");
         assert!(
             again.message.contains("failed to start"),
             "{}",

@@ -1,6 +1,6 @@
 //! One upstream instance: a live connection (a child process for stdio) with its own
 //! counters, and the tasks that serve its unsolicited traffic. A server has one instance
-//! (shared), one per client session, or a pool of them.
+//! (shared), one per client session, one per tenant, or a pool of them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::tenancy::{Borrower, TenantKey};
 use super::{ServerSignal, Source, Watch};
 use crate::catalog::{ListKind, ServerLists};
 
@@ -21,11 +22,22 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 /// An instance's owner, shared with its event tasks (a claim happens after they start).
 type Owner = Arc<parking_lot::Mutex<Option<String>>>;
 
-/// Where an instance's unsolicited traffic came from.
-fn source(id: u64, owner: &Owner) -> Source {
-    Source {
-        instance: id,
-        owner: owner.lock().clone(),
+/// What an instance's unsolicited traffic is tagged with, shared with its event tasks.
+#[derive(Clone)]
+struct Tag {
+    id: u64,
+    owner: Owner,
+    tenant: Option<TenantKey>,
+}
+
+impl Tag {
+    /// Where a signal came from.
+    fn source(&self) -> Source {
+        Source {
+            instance: self.id,
+            owner: self.owner.lock().clone(),
+            tenant: self.tenant.clone(),
+        }
     }
 }
 
@@ -37,6 +49,9 @@ pub(crate) struct Instance {
     owner: Owner,
     /// This instance's own lists, once it announced a change of its own (per-session
     /// sharing: its session's view; `None` means the server's lists).
+    /// The tenant it serves (`per_tenant` sharing): started with that tenant's credentials,
+    /// it serves nobody else, and is never claimed by a session.
+    tenant: Option<TenantKey>,
     lists: arc_swap::ArcSwapOption<ServerLists>,
     /// Stops the event pump and the listen stream.
     stop: CancellationToken,
@@ -71,7 +86,7 @@ impl Instance {
     pub(crate) fn new(
         server: &str,
         upstream: Upstream,
-        owner: Option<String>,
+        borrower: &Borrower,
         events: mpsc::Receiver<UpstreamEvent>,
         signals: mpsc::Sender<ServerSignal>,
         watch: Watch,
@@ -79,10 +94,18 @@ impl Instance {
     ) -> Arc<Instance> {
         let stop = CancellationToken::new();
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-        let owner: Owner = Arc::new(parking_lot::Mutex::new(owner));
+        let owner: Owner = Arc::new(parking_lot::Mutex::new(
+            borrower.session().map(str::to_owned),
+        ));
+        let tenant = borrower.tenant().cloned();
+        let tag = Tag {
+            id,
+            owner: owner.clone(),
+            tenant: tenant.clone(),
+        };
         tasks.spawn(pump_events(
             server.to_owned(),
-            (id, owner.clone()),
+            tag.clone(),
             events,
             signals.clone(),
             stop.clone(),
@@ -90,7 +113,7 @@ impl Instance {
         if upstream.era() == switchboard_protocol::Era::Modern {
             spawn_listen(
                 server.to_owned(),
-                (id, owner.clone()),
+                tag,
                 upstream.clone(),
                 signals,
                 stop.clone(),
@@ -102,6 +125,7 @@ impl Instance {
             id,
             upstream,
             owner,
+            tenant,
             lists: arc_swap::ArcSwapOption::empty(),
             stop,
             inflight: AtomicUsize::new(0),
@@ -136,8 +160,22 @@ impl Instance {
         self.owner.lock().is_none()
     }
 
-    /// Claims an unowned instance for a session; false if someone owns it already.
+    /// The tenant this instance serves (`per_tenant` sharing only).
+    pub(crate) fn tenant(&self) -> Option<&TenantKey> {
+        self.tenant.as_ref()
+    }
+
+    /// Whether it runs on the server's own credentials (every instance but a tenant's).
+    pub(crate) fn serves_anyone(&self) -> bool {
+        self.tenant.as_ref().and_then(TenantKey::name).is_none()
+    }
+
+    /// Claims an unowned instance for a session; false if someone owns it already, or if
+    /// it serves a tenant (it carries that tenant's credentials).
     pub(crate) fn claim(&self, session: &str) -> bool {
+        if self.tenant.is_some() {
+            return false;
+        }
         let mut owner = self.owner.lock();
         if owner.is_some() {
             return false;
@@ -189,7 +227,7 @@ impl Instance {
 /// replaced or stopped.
 async fn pump_events(
     server: String,
-    (id, owner): (u64, Owner),
+    tag: Tag,
     mut events: mpsc::Receiver<UpstreamEvent>,
     signals: mpsc::Sender<ServerSignal>,
     stop: CancellationToken,
@@ -203,12 +241,14 @@ async fn pump_events(
         let Some(event) = event else { break };
         let signal = match event {
             UpstreamEvent::Notification { method, params } => {
-                match signal_for(&server, &source(id, &owner), &method, params) {
+                match signal_for(&server, &tag.source(), &method, params) {
                     Some(signal) => signal,
                     None => continue,
                 }
             }
-            UpstreamEvent::Request(request) => ServerSignal::Request(server.clone(), request),
+            UpstreamEvent::Request(request) => {
+                ServerSignal::Request(server.clone(), tag.source(), request)
+            }
             UpstreamEvent::Closed { reason } => ServerSignal::Closed(server.clone(), reason),
         };
         if signals.send(signal).await.is_err() {
@@ -246,7 +286,7 @@ pub(crate) fn signal_for(
 /// open for the life of the connection.
 fn spawn_listen(
     server: String,
-    (id, owner): (u64, Owner),
+    tag: Tag,
     upstream: Upstream,
     signals: mpsc::Sender<ServerSignal>,
     stop: CancellationToken,
@@ -303,7 +343,7 @@ fn spawn_listen(
                     }
                     event = events_rx.recv() => {
                         let Some(switchboard_upstream::CallEvent::Notification { method, params }) = event else { continue };
-                        if let Some(signal) = signal_for(&server, &source(id, &owner), &method, params) {
+                        if let Some(signal) = signal_for(&server, &tag.source(), &method, params) {
                             let _ = signals.send(signal).await;
                         }
                     }

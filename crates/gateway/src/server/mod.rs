@@ -18,6 +18,7 @@ mod health;
 mod instance;
 mod lists;
 mod status;
+mod tenancy;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub use breaker::BreakerState;
 use instance::Instance;
 pub use status::State;
 use status::Status;
+pub(crate) use tenancy::TenantKey;
 
 use crate::catalog::{ListKind, ServerLists};
 use crate::metrics::ServerStats;
@@ -61,11 +63,13 @@ impl Origin {
     }
 }
 
-/// Which instance sent a signal, and the session that owns it (per-session sharing).
+/// Which instance sent a signal, the session that owns it (per-session sharing) and the
+/// tenant it serves (per-tenant sharing).
 #[derive(Clone, Debug)]
 pub(crate) struct Source {
     pub(crate) instance: u64,
     pub(crate) owner: Option<String>,
+    pub(crate) tenant: Option<TenantKey>,
 }
 
 /// Events from a server's connections that the gateway must act on.
@@ -74,7 +78,7 @@ pub(crate) enum ServerSignal {
     ListChanged(String, ListKind, Source),
     ResourceUpdated(String, Value),
     Log(String, Source, Option<Value>),
-    Request(String, switchboard_upstream::ServerRequest),
+    Request(String, Source, switchboard_upstream::ServerRequest),
     /// A connection came up: the server's name and its generation.
     Connected(String, u64),
     Closed(String, String),
@@ -99,6 +103,8 @@ pub struct Server {
     connecting: tokio::sync::Mutex<()>,
     instances: Mutex<Vec<Arc<Instance>>>,
     status: Mutex<Status>,
+    /// Restart backoff of each tenant's instance (`per_tenant`), apart from `status`'s.
+    tenant_backoff: tenancy::TenantBackoffs,
     breaker: Mutex<Breaker>,
     bulkhead: Arc<Semaphore>,
     queued: AtomicUsize,
@@ -147,6 +153,7 @@ impl Server {
                 start_failures: 0,
                 next_start: None,
             }),
+            tenant_backoff: Default::default(),
             breaker: Mutex::new(Breaker::new(policy.breaker.clone())),
             bulkhead: Arc::new(Semaphore::new(policy.limits.max_concurrency)),
             queued: AtomicUsize::new(0),

@@ -86,22 +86,39 @@ impl Server {
         status.since = Instant::now();
     }
 
-    /// The server's own instructions, from its handshake.
+    /// The server's own instructions, from its handshake (never a tenant's instance's:
+    /// what that one says may be the tenant's).
     pub fn instructions(&self) -> Option<String> {
         self.instances
             .lock()
-            .first()?
+            .iter()
+            .find(|i| i.serves_anyone())?
             .upstream
             .handshake()
             .instructions
             .clone()
     }
 
-    /// A JSON summary for operators and the admin API.
+    /// The admin API's summary: [`Server::describe`], and for a `per_tenant` server the
+    /// tenants with an instance (names only, never credentials). Not for agents: one
+    /// tenant must not learn which other tenants use a server.
+    pub fn describe_for_operators(&self) -> Value {
+        let mut summary = self.describe();
+        if self.policy().sharing == switchboard_config::Sharing::PerTenant {
+            summary["tenants"] = json!(self.tenants_served());
+        }
+        summary
+    }
+
+    /// A JSON summary for operators and `switchboard__list_servers`.
     pub fn describe(&self) -> Value {
         let status = self.status.lock();
         let instances = self.instances.lock();
-        let handshake = instances.first().map(|i| i.upstream.handshake().clone());
+        let handshake = instances
+            .iter()
+            .find(|i| i.serves_anyone())
+            .or(instances.first())
+            .map(|i| i.upstream.handshake().clone());
         let pids: Vec<u32> = instances.iter().filter_map(|i| i.upstream.pid()).collect();
         json!({
             "name": self.name,

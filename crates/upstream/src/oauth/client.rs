@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
-use switchboard_config::OAuthClient;
+use switchboard_config::{OAuthClient, Secret};
 
 use super::discovery::Discovery;
 use super::{AuthError, Authorizer, Flow, REDIRECT_URI, fail, read_json, strings};
@@ -18,7 +18,7 @@ const CLIENT_NAME: &str = "switchboard";
 #[derive(Clone, Debug)]
 pub(super) struct ClientCredentials {
     pub(super) client_id: String,
-    pub(super) client_secret: Option<String>,
+    pub(super) client_secret: Option<Secret<String>>,
     /// `none`, `client_secret_basic` or `client_secret_post`.
     pub(super) auth_method: String,
 }
@@ -38,7 +38,7 @@ impl StaticClient {
         let preregistered = client_id.map(|client_id| {
             let client_secret = configured
                 .client_secret
-                .or_else(|| env(server, "CLIENT_SECRET"));
+                .or_else(|| env(server, "CLIENT_SECRET").map(Secret::new));
             ClientCredentials {
                 client_id,
                 auth_method: if client_secret.is_some() {
@@ -61,8 +61,8 @@ impl StaticClient {
     pub(super) fn fingerprint(&self) -> String {
         let credentials = self.preregistered.as_ref();
         let secret = credentials
-            .and_then(|c| c.client_secret.as_deref())
-            .map(|secret| URL_SAFE_NO_PAD.encode(Sha256::digest(secret.as_bytes())));
+            .and_then(|c| c.client_secret.as_ref())
+            .map(|secret| URL_SAFE_NO_PAD.encode(Sha256::digest(secret.expose().as_bytes())));
         format!(
             "{:?}|{:?}|{:?}",
             credentials.map(|c| &c.client_id),
@@ -154,7 +154,9 @@ impl Authorizer {
                 "client registration at {endpoint} failed ({status}): {registered}"
             ));
         };
-        let client_secret = registered["client_secret"].as_str().map(str::to_owned);
+        let client_secret = registered["client_secret"]
+            .as_str()
+            .map(|secret| Secret::new(secret.to_owned()));
         let auth_method = registered["token_endpoint_auth_method"]
             .as_str()
             .map(str::to_owned)
@@ -184,7 +186,7 @@ mod tests {
     fn configured_client_information_comes_before_the_environment() {
         let configured = OAuthClient {
             client_id: Some("from-config".into()),
-            client_secret: Some("s3cret".into()),
+            client_secret: Some(Secret::new("s3cret".into())),
             client_metadata_url: None,
         };
         let client = StaticClient::resolve("no-such-env-server", Some(&configured));

@@ -91,10 +91,12 @@ pub(crate) struct Authorizer {
     http: reqwest::Client,
 }
 
-/// The authorizer for a server URL (one per URL in the process, so reconnections keep
-/// their token), or `None` when the server is configured with its own credentials.
+/// The authorizer for a server URL (one per URL and tenant in the process, so
+/// reconnections keep their token and tenants never share one), or `None` when the server
+/// is configured with its own credentials.
 pub(crate) fn for_server(
     server: &str,
+    tenant: Option<&str>,
     url: &Url,
     headers: &reqwest::header::HeaderMap,
     configured: Option<&OAuthClient>,
@@ -108,7 +110,7 @@ pub(crate) fn for_server(
     let registry = REGISTRY.get_or_init(Default::default);
     let mut registry = registry.lock();
     // New client information (a reloaded config) means a new authorizer.
-    let key = format!("{server}\n{url}\n{}", client.fingerprint());
+    let key = format!("{server}\n{tenant:?}\n{url}\n{}", client.fingerprint());
     let authorizer = registry
         .entry(key)
         .or_insert_with(|| Arc::new(Authorizer::new(server, url.clone(), client)));
@@ -371,14 +373,14 @@ impl Authorizer {
                 let pair = format!(
                     "{}:{}",
                     form_encode(&[("", client.client_id.as_str())])[1..].to_owned(),
-                    form_encode(&[("", secret.as_str())])[1..].to_owned()
+                    form_encode(&[("", secret.expose_str())])[1..].to_owned()
                 );
                 request =
                     request.header("authorization", format!("Basic {}", STANDARD.encode(pair)));
             }
             ("client_secret_post", Some(secret)) => {
                 form.push(("client_id", client.client_id.clone()));
-                form.push(("client_secret", secret.clone()));
+                form.push(("client_secret", secret.expose().clone()));
             }
             _ => form.push(("client_id", client.client_id.clone())),
         }
@@ -447,5 +449,27 @@ mod tests {
     fn form_encoding() {
         assert_eq!(form_encode(&[("a", "x y"), ("b", "1&2")]), "a=x+y&b=1%262");
         assert_eq!(&form_encode(&[("", "id:1")])[1..], "id%3A1");
+    }
+
+    #[test]
+    fn tenants_never_share_an_authorizer() {
+        let url = Url::parse("https://tools.example.com/mcp").unwrap();
+        let headers = reqwest::header::HeaderMap::new();
+        let of = |tenant: Option<&str>| {
+            for_server("oauth-tenants-test", tenant, &url, &headers, None).expect("takes part")
+        };
+        // The same tenant keeps its authorizer (and its token) across reconnections.
+        assert!(Arc::ptr_eq(&of(Some("acme")), &of(Some("acme"))));
+        assert!(Arc::ptr_eq(&of(None), &of(None)));
+        // Another tenant, or the server's own connection, has another one.
+        assert!(!Arc::ptr_eq(&of(Some("acme")), &of(Some("globex"))));
+        assert!(!Arc::ptr_eq(&of(Some("acme")), &of(None)));
+        // A server with its own Authorization header does not take part at all.
+        let mut own = reqwest::header::HeaderMap::new();
+        own.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_static("Bearer x"),
+        );
+        assert!(for_server("oauth-tenants-test", Some("acme"), &url, &own, None).is_none());
     }
 }

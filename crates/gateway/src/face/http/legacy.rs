@@ -251,7 +251,7 @@ pub(super) fn get_stream(
     let gateway = state.gateway.clone();
     let session_id = session_id.to_owned();
     if wants_roots {
-        gateway.roots_peer_joined(&session_id, roots_tx);
+        gateway.roots_peer_joined(&session_id, session.principal().tenant(), roots_tx);
     }
     tokio::spawn(async move {
         let _ = tx.send(Bytes::from_static(b": stream open\n\n")).await;

@@ -165,6 +165,7 @@ impl Error {
                 gateway::UPSTREAM_TIMEOUT => "timeout",
                 gateway::UPSTREAM_UNAVAILABLE => "unavailable",
                 gateway::OVERLOADED => "rejected",
+                gateway::SANDBOX_LIMIT => "sandbox_limit",
                 _ => "rpc_error",
             },
         }

@@ -531,7 +531,10 @@ impl Gateway {
     pub fn describe_servers(&self) -> Vec<Value> {
         self.servers()
             .iter()
-            .map(|server| server.describe())
+            .map(|server| {
+                server.sync_sandbox();
+                server.describe()
+            })
             .collect()
     }
 

@@ -139,6 +139,7 @@ impl Server {
             "lazy": self.options.spec.lazy,
             "inflight": self.inflight(),
             "idle_ms": self.idle_for().as_millis() as u64,
+            "sandbox": self.describe_sandbox(),
         })
     }
 

@@ -531,10 +531,7 @@ impl Gateway {
     pub fn describe_servers(&self) -> Vec<Value> {
         self.servers()
             .iter()
-            .map(|server| {
-                server.sync_sandbox();
-                server.describe()
-            })
+            .map(|server| server.describe())
             .collect()
     }
 

@@ -112,6 +112,8 @@ impl Server {
 
     /// A JSON summary for operators and `switchboard__list_servers`.
     pub fn describe(&self) -> Value {
+        // Before any lock below: it takes the instance list itself.
+        self.sync_sandbox();
         let status = self.status.lock();
         let instances = self.instances.lock();
         let handshake = instances

@@ -18,6 +18,7 @@ mod name;
 mod policy;
 mod raw;
 mod read;
+mod sandbox;
 mod secret;
 mod tenants;
 mod validate;
@@ -38,6 +39,7 @@ pub use policy::{
     BreakerPolicy, HealthPolicy, LimitPolicy, PoolPolicy, ServerPolicy, Sharing, ToolPolicy,
 };
 pub use read::{DEFAULT_MAX_CONFIG_BYTES, read};
+pub use sandbox::{Bytes, FsPolicy, SandboxSpec};
 pub use secret::{REDACTED, Secret};
 pub use tenants::TenantCredentials;
 

@@ -261,6 +261,8 @@ pub enum TransportSpec {
         env: BTreeMap<String, Secret<String>>,
         /// Working directory; `None` inherits the gateway's.
         cwd: Option<PathBuf>,
+        /// Limits and isolation for the child's processes (`[servers.NAME.sandbox]`).
+        sandbox: Option<crate::sandbox::SandboxSpec>,
     },
     /// Streamable HTTP (either era). `url` is an absolute `http://` or `https://` URL.
     Http {
@@ -372,6 +374,7 @@ mod tests {
                 args: Vec::new(),
                 env: BTreeMap::new(),
                 cwd: None,
+                sandbox: None,
             },
             era: EraPreference::Auto,
             request_timeout: None,

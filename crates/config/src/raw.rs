@@ -144,6 +144,7 @@ pub(crate) struct RawNativeServer {
     pub(crate) trust_annotations: Option<bool>,
     pub(crate) tools: Option<UniqueMap<Table<crate::policy::RawTool>>>,
     pub(crate) tenants: Option<UniqueMap<Table<crate::tenants::RawTenantCredentials>>>,
+    pub(crate) sandbox: Option<Table<crate::sandbox::RawSandbox>>,
 }
 
 /// `transport = "..."` in the native format.

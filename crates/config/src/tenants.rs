@@ -176,6 +176,7 @@ mod tests {
             args: Vec::new(),
             env: secrets(&[("TZ", "UTC"), ("API_KEY", "server-key")]),
             cwd: None,
+            sandbox: None,
         };
         let acme = TenantCredentials {
             env: secrets(&[("API_KEY", "acme-key")]),

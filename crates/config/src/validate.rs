@@ -74,6 +74,7 @@ struct TransportFields {
     url: Option<String>,
     headers: Option<BTreeMap<String, String>>,
     oauth: Option<crate::raw::RawOAuth>,
+    sandbox: Option<crate::sandbox::RawSandbox>,
 }
 
 impl From<RawNativeServer> for ServerFields {
@@ -88,6 +89,7 @@ impl From<RawNativeServer> for ServerFields {
                 url: raw.url,
                 headers: raw.headers.map(|map| map.0),
                 oauth: raw.oauth.map(|table| table.0),
+                sandbox: raw.sandbox.map(|table| table.0),
             },
             era: match raw.era {
                 None | Some(RawEra::Auto) => EraPreference::Auto,
@@ -169,6 +171,7 @@ fn mcp_server(
             url: raw.url,
             headers: raw.headers.map(|map| map.0),
             oauth: None,
+            sandbox: None,
         },
         era: EraPreference::Auto,
         request_timeout_ms,
@@ -613,11 +616,20 @@ fn stdio(
             Some(PathBuf::from(cwd))
         }
     };
+    let sandbox = match fields.sandbox {
+        None => None,
+        Some(raw) => Some(crate::sandbox::validate(
+            raw,
+            &path.key("sandbox"),
+            &mut |value, key| process_string(value, key, env),
+        )?),
+    };
     Ok(TransportSpec::Stdio {
         command,
         args,
         env: child_env,
         cwd,
+        sandbox,
     })
 }
 
@@ -650,6 +662,9 @@ fn remote(
     }
     if fields.cwd.is_some() {
         return Err(not_allowed("cwd"));
+    }
+    if fields.sandbox.is_some() {
+        return Err(not_allowed("sandbox"));
     }
     let Some(raw_url) = fields.url else {
         return Err(Problem::new(

@@ -165,6 +165,7 @@ impl Error {
                 gateway::UPSTREAM_TIMEOUT => "timeout",
                 gateway::UPSTREAM_UNAVAILABLE => "unavailable",
                 gateway::OVERLOADED => "rejected",
+                gateway::SANDBOX_LIMIT => "sandbox_limit",
                 _ => "rpc_error",
             },
         }
@@ -207,6 +208,25 @@ mod tests {
         assert_eq!(rpc.data.unwrap()["retryAfterMs"], 1500);
         assert!(limited.is_retryable());
         assert_eq!(limited.outcome(), "limited");
+
+        // A server killed by its sandbox: counted apart, and not retried as is.
+        let hit = switchboard_upstream::sandbox::LimitHit {
+            control: switchboard_upstream::sandbox::Control::Memory,
+            limit: "64 MiB".into(),
+            evidence: "the kernel's OOM killer stopped it".into(),
+        };
+        let killed =
+            Error::from(switchboard_upstream::CallError::SandboxLimit(hit).to_rpc_error("boxed"));
+        let rpc = killed.to_rpc(Era::Modern);
+        assert_eq!(rpc.code, gateway::SANDBOX_LIMIT);
+        assert_eq!(rpc.data.unwrap()["sandboxLimit"], "memory");
+        assert!(
+            rpc.message.contains("memory limit (64 MiB)"),
+            "{}",
+            rpc.message
+        );
+        assert_eq!(killed.outcome(), "sandbox_limit");
+        assert!(!killed.is_retryable());
 
         let timeout = Error::from(RpcError::new(gateway::UPSTREAM_TIMEOUT, "slow"));
         assert!(timeout.is_retryable());

@@ -489,6 +489,11 @@ fn handle_signal(gateway: &Gateway, signal: ServerSignal, connected: &mut bool) 
             );
             let _ = request.reply.send(outcome);
         }
+        ServerSignal::SandboxEnded(server, hits, killed) => {
+            if let Some(server) = gateway.server(&server) {
+                server.record_sandbox(hits, killed);
+            }
+        }
         ServerSignal::Closed(server, reason) => {
             tracing::warn!(server, reason, "upstream connection closed");
             if let Some(server) = gateway.server(&server) {

@@ -107,10 +107,12 @@ pub enum Outcome {
     Unavailable,
     Rejected,
     Cancelled,
+    /// The upstream was ended by a limit of its sandbox.
+    SandboxLimit,
 }
 
 impl Outcome {
-    const ALL: [Outcome; 7] = [
+    const ALL: [Outcome; 8] = [
         Outcome::Ok,
         Outcome::ToolError,
         Outcome::RpcError,
@@ -118,6 +120,7 @@ impl Outcome {
         Outcome::Unavailable,
         Outcome::Rejected,
         Outcome::Cancelled,
+        Outcome::SandboxLimit,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -129,6 +132,7 @@ impl Outcome {
             Outcome::Unavailable => "unavailable",
             Outcome::Rejected => "rejected",
             Outcome::Cancelled => "cancelled",
+            Outcome::SandboxLimit => "sandbox_limit",
         }
     }
 }
@@ -142,6 +146,12 @@ impl EncodeLabelValue for Outcome {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ServerLabels {
     server: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct SandboxLabels {
+    server: String,
+    control: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -160,6 +170,8 @@ pub struct Metrics {
     restarts: Family<ServerLabels, Counter>,
     list_changed_coalesced: Family<ServerLabels, Counter>,
     access_refusals: Family<StepLabels, Counter>,
+    sandbox_hits: Family<SandboxLabels, Counter>,
+    sandbox_kills: Family<SandboxLabels, Counter>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -188,6 +200,8 @@ impl Metrics {
             queue_wait: self.queue_wait.get_or_create_owned(&labels),
             restarts: self.restarts.get_or_create_owned(&labels),
             list_changed_coalesced: self.list_changed_coalesced.get_or_create_owned(&labels),
+            sandbox_hits: self.sandbox_hits.clone(),
+            sandbox_kills: self.sandbox_kills.clone(),
         }
     }
 }
@@ -207,6 +221,8 @@ pub struct ServerStats {
     pub queue_wait: Histogram,
     restarts: Counter,
     list_changed_coalesced: Counter,
+    sandbox_hits: Family<SandboxLabels, Counter>,
+    sandbox_kills: Family<SandboxLabels, Counter>,
 }
 
 type ToolTable = HashMap<Box<str>, Arc<ToolCounters>>;
@@ -273,6 +289,27 @@ impl ServerStats {
     pub fn count_list_changed_coalesced(&self) {
         self.list_changed_coalesced.inc();
     }
+
+    fn sandbox_labels(&self, control: &str) -> SandboxLabels {
+        SandboxLabels {
+            server: self.server.clone(),
+            control: control.to_owned(),
+        }
+    }
+
+    /// Enforcement events of the server's sandbox (OOM kills, refused forks).
+    pub fn count_sandbox_hits(&self, control: &str, count: u64) {
+        self.sandbox_hits
+            .get_or_create(&self.sandbox_labels(control))
+            .inc_by(count);
+    }
+
+    /// An instance ended by a limit of its sandbox.
+    pub fn count_sandbox_kill(&self, control: &str) {
+        self.sandbox_kills
+            .get_or_create(&self.sandbox_labels(control))
+            .inc();
+    }
 }
 
 /// The two text formats `/metrics` speaks.
@@ -319,6 +356,9 @@ impl crate::Gateway {
     /// registered, each whole; the registry ends each help text with a period.
     pub fn render_metrics(&self, format: Format) -> String {
         let metrics = &self.inner.metrics;
+        for server in self.servers() {
+            server.sync_sandbox();
+        }
         let mut registry = Registry::default();
         registry.register(
             "switchboard_calls",
@@ -349,6 +389,16 @@ impl crate::Gateway {
             "switchboard_access_refusals",
             "Calls refused by an access step (rate limits)",
             metrics.access_refusals.clone(),
+        );
+        registry.register(
+            "switchboard_sandbox_limit_hits",
+            "Enforcement events of stdio servers' sandboxes: OOM kills (memory), refused forks (processes)",
+            metrics.sandbox_hits.clone(),
+        );
+        registry.register(
+            "switchboard_sandbox_kills",
+            "Stdio server instances ended by a limit of their sandbox",
+            metrics.sandbox_kills.clone(),
         );
         self.register_server_gauges(&mut registry);
         let status = self.config_status();
@@ -407,6 +457,21 @@ impl crate::Gateway {
             ),
         ];
         let servers = self.servers();
+        let enforced = Family::<SandboxLabels, Gauge>::default();
+        for server in &servers {
+            for (control, is_enforced) in server.sandbox_enforcement() {
+                let labels = SandboxLabels {
+                    server: server.name.clone(),
+                    control: control.to_owned(),
+                };
+                enforced.get_or_create(&labels).set(i64::from(is_enforced));
+            }
+        }
+        registry.register(
+            "switchboard_sandbox_enforced",
+            "Per sandboxed server and requested control: 1 enforced on this machine, 0 not (or only in part)",
+            enforced,
+        );
         for (name, help, read) in families {
             let family = Family::<ServerLabels, Gauge>::default();
             for server in &servers {

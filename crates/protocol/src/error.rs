@@ -33,6 +33,10 @@ pub mod gateway {
     pub const OVERLOADED: i64 = -31006;
     /// A step of the gateway's call pipeline refused the call (policy, not failure).
     pub const DENIED: i64 = -31007;
+    /// The upstream server was ended by a limit of its sandbox (memory, CPU time, …)
+    /// while serving the request. Not retryable as is: the same call would likely hit it
+    /// again.
+    pub const SANDBOX_LIMIT: i64 = -31010;
 }
 
 /// A JSON-RPC error object.

@@ -22,6 +22,18 @@ pub enum ConnectError {
     Http(String),
     #[error("upstream closed during the handshake: {0}")]
     Closed(String),
+    #[error(transparent)]
+    Sandbox(#[from] crate::sandbox::SandboxError),
+    #[error(
+        "failed to start `{command}` in its sandbox: {source} (joining its cgroups, setting \
+         its rlimits, entering its network namespace, no_new_privs or Landlock was refused; \
+         with a file system policy, the program, its interpreter and its libraries must be \
+         beneath `read_only` or `writable`)"
+    )]
+    SandboxedSpawn {
+        command: String,
+        source: std::io::Error,
+    },
 }
 
 /// Why a call did not produce the upstream's result.
@@ -42,6 +54,9 @@ pub enum CallError {
     Protocol(String),
     #[error("upstream HTTP error: {0}")]
     Http(String),
+    /// The server's process was ended by a limit of its sandbox.
+    #[error("upstream {0}")]
+    SandboxLimit(crate::sandbox::LimitHit),
 }
 
 impl CallError {
@@ -54,6 +69,7 @@ impl CallError {
                 | CallError::Closed(_)
                 | CallError::Protocol(_)
                 | CallError::Http(_)
+                | CallError::SandboxLimit(_)
         )
     }
 
@@ -83,6 +99,15 @@ impl CallError {
                 gateway::UPSTREAM_PROTOCOL,
                 format!("server `{server}`: {self}"),
             ),
+            CallError::SandboxLimit(hit) => {
+                RpcError::new(gateway::SANDBOX_LIMIT, format!("server `{server}`: {self}"))
+                    .with_data(serde_json::json!({
+                        "server": server,
+                        "sandboxLimit": hit.control.as_str(),
+                        "limit": hit.limit,
+                        "evidence": hit.evidence,
+                    }))
+            }
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod idscan;
 pub mod lines;
 mod mux;
 mod oauth;
+pub mod sandbox;
 mod sse;
 mod stdio;
 
@@ -102,6 +103,12 @@ pub enum UpstreamEvent {
     Request(ServerRequest),
     /// The connection is gone (process exited, stream closed).
     Closed { reason: String },
+    /// A sandboxed instance ended: the enforcement events not reported yet, and the limit
+    /// that ended it, if one did. Sent before [`UpstreamEvent::Closed`].
+    SandboxEnded {
+        hits: sandbox::Counters,
+        killed: Option<sandbox::LimitHit>,
+    },
 }
 
 /// Per-call options.
@@ -292,6 +299,15 @@ impl Upstream {
             Link::Stdio(link) => link.mux.is_alive(),
             Link::Sse(link) => link.mux.is_alive(),
             Link::Http(link) => link.is_alive(),
+        }
+    }
+
+    /// Enforcement events of a sandboxed stdio instance (OOM kills, refused forks) since
+    /// the last call; `None` when the instance has no sandbox.
+    pub fn take_sandbox_hits(&self) -> Option<sandbox::Counters> {
+        match &self.link {
+            Link::Stdio(link) => link.take_sandbox_hits(),
+            _ => None,
         }
     }
 

@@ -359,15 +359,24 @@ impl Mux {
     /// first (queued ahead of the close, so the writer flushes them before stdin closes),
     /// then closed for its caller.
     pub(crate) fn close_cancelling(&self, reason: &str) {
-        self.close_with(reason, true);
+        self.close_with(reason, true, &CallError::Closed(reason.to_owned()));
     }
 
     /// The stream is gone: every waiting caller learns it now.
     pub(crate) fn close(&self, reason: &str) {
-        self.close_with(reason, false);
+        self.close_with(reason, false, &CallError::Closed(reason.to_owned()));
     }
 
-    fn close_with(&self, reason: &str, cancel_upstream: bool) {
+    /// The process was ended by a limit of its sandbox: waiting callers learn which.
+    pub(crate) fn close_killed(&self, hit: &crate::sandbox::LimitHit) {
+        self.close_with(
+            &hit.to_string(),
+            false,
+            &CallError::SandboxLimit(hit.clone()),
+        );
+    }
+
+    fn close_with(&self, reason: &str, cancel_upstream: bool, error: &CallError) {
         // Taken under the lock: a call cancelled concurrently either finds itself still
         // pending (and sends its own cancellation) or finds itself gone (and we send it).
         let pending: Vec<(u64, Pending)> = {
@@ -388,7 +397,7 @@ impl Mux {
             }
         }
         for (_, call) in pending {
-            let _ = call.reply.send(Err(CallError::Closed(reason.to_owned())));
+            let _ = call.reply.send(Err(error.clone()));
         }
         let _ = self.events.try_send(UpstreamEvent::Closed {
             reason: reason.to_owned(),

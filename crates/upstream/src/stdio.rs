@@ -7,6 +7,11 @@
 //! group, wait, SIGKILL the group. The child also gets SIGKILL if the gateway dies
 //! (`PR_SET_PDEATHSIG`), and its whole group is killed by the guardian (see `guardian.rs`),
 //! so no process of a server outlives us even after `kill -9`.
+//!
+//! A server with a sandbox (`sandbox.rs`) is prepared before the spawn (cgroups, Landlock
+//! ruleset, rlimits) and applies it between `fork` and `exec`; when it ends, the
+//! supervisor reads its ending (a limit that killed it reaches waiting callers as
+//! `CallError::SandboxLimit`) and removes its cgroups.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -27,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::framing::{Frame, Framer};
 use crate::lines::write_lines;
 use crate::mux::Mux;
-use crate::{ConnectError, ConnectOptions, UpstreamEvent};
+use crate::{ConnectError, ConnectOptions, UpstreamEvent, sandbox};
 
 /// Environment variables a child inherits from the gateway; everything else must be
 /// configured explicitly in the server's `env`.
@@ -38,12 +43,17 @@ const STOP_GRACE: Duration = Duration::from_secs(2);
 const STDERR_LINE_LIMIT: usize = 4096;
 /// Bound of the queue of messages waiting to be written to the child.
 const WRITE_QUEUE: usize = 1024;
+/// How long stdout's end waits for the process to exit, so callers learn why it ended.
+const EXIT_AFTER_EOF: Duration = Duration::from_secs(1);
+/// How long an exit waits for stderr's last lines (they explain the ending).
+const STDERR_AFTER_EXIT: Duration = Duration::from_millis(500);
 
 pub(crate) struct StdioLink {
     pub(crate) mux: Arc<Mux>,
     pid: Option<u32>,
     stop: Mutex<Option<oneshot::Sender<()>>>,
     exited: CancellationToken,
+    sandbox: Option<Arc<sandbox::Tracker>>,
 }
 
 impl StdioLink {
@@ -56,6 +66,7 @@ impl StdioLink {
             args,
             env,
             cwd,
+            sandbox: sandbox_spec,
         } = &options.spec.transport
         else {
             unreachable!("StdioLink::spawn is only called for stdio specs")
@@ -80,10 +91,28 @@ impl StdioLink {
             cmd.current_dir(cwd);
         }
         die_with_parent(&mut cmd);
-        let mut child = cmd.spawn().map_err(|source| ConnectError::Spawn {
-            command: command.clone(),
-            source,
+        let prepared = match sandbox_spec {
+            None => None,
+            Some(spec) => {
+                let report = sandbox::Report::assess(spec);
+                let prepared = sandbox::prepare(&options.server, spec, &report)?;
+                sandbox::install(&mut cmd, &prepared);
+                tracing::debug!(server = %options.server, sandbox = %report, "starting a sandboxed stdio upstream");
+                Some(prepared)
+            }
+        };
+        let mut child = cmd.spawn().map_err(|source| match prepared {
+            None => ConnectError::Spawn {
+                command: command.clone(),
+                source,
+            },
+            Some(_) => ConnectError::SandboxedSpawn {
+                command: command.clone(),
+                source,
+            },
         })?;
+        // The child has applied it; the parent keeps the tracker only.
+        let tracker = prepared.map(|prepared| Arc::new(prepared.tracker));
         let pid = child.id();
         if let Some(pid) = pid {
             // The child leads its own group: the guardian kills it if we die.
@@ -94,7 +123,7 @@ impl StdioLink {
         let stderr = child.stderr.take().expect("stderr is piped");
 
         let (out_tx, out_rx) = mpsc::channel(WRITE_QUEUE);
-        let mux = Arc::new(Mux::new(options.server.clone(), out_tx, events));
+        let mux = Arc::new(Mux::new(options.server.clone(), out_tx, events.clone()));
         let close_stdin = CancellationToken::new();
         let exited = CancellationToken::new();
         let recent_stderr = Arc::new(Mutex::new(VecDeque::new()));
@@ -106,20 +135,34 @@ impl StdioLink {
             close_stdin.clone(),
             |line: &Vec<u8>, batch| batch.extend_from_slice(line),
         ));
-        tokio::spawn(read_loop(mux.clone(), stdout, options.max_message_bytes));
+        let stdout_done = CancellationToken::new();
+        let stderr_done = CancellationToken::new();
+        tokio::spawn(read_loop(
+            mux.clone(),
+            stdout,
+            options.max_message_bytes,
+            stdout_done.clone(),
+        ));
         tokio::spawn(stderr_loop(
             options.server.clone(),
             stderr,
             recent_stderr.clone(),
+            stderr_done.clone(),
         ));
         let (stop_tx, stop_rx) = oneshot::channel();
         tokio::spawn(supervise(
             child,
-            mux.clone(),
+            Supervised {
+                mux: mux.clone(),
+                events,
+                close_stdin,
+                exited: exited.clone(),
+                stdout_done,
+                stderr_done,
+                recent_stderr,
+                sandbox: tracker.clone(),
+            },
             stop_rx,
-            close_stdin,
-            exited.clone(),
-            recent_stderr,
         ));
         tracing::info!(server = %options.server, pid, command = %program.display(), "started stdio upstream");
         Ok(StdioLink {
@@ -127,11 +170,16 @@ impl StdioLink {
             pid,
             stop: Mutex::new(Some(stop_tx)),
             exited,
+            sandbox: tracker,
         })
     }
 
     pub(crate) fn pid(&self) -> Option<u32> {
         self.pid
+    }
+
+    pub(crate) fn take_sandbox_hits(&self) -> Option<sandbox::Counters> {
+        self.sandbox.as_ref().map(|tracker| tracker.take_hits())
     }
 
     /// Runs the stop sequence and waits until the child has been reaped.
@@ -174,7 +222,14 @@ fn die_with_parent(cmd: &mut Command) {
     }
 }
 
-async fn read_loop(mux: Arc<Mux>, stdout: tokio::process::ChildStdout, limit: usize) {
+/// Reads the child's stdout until it ends; the supervisor then closes the mux (with the
+/// process's ending when it follows shortly).
+async fn read_loop(
+    mux: Arc<Mux>,
+    stdout: tokio::process::ChildStdout,
+    limit: usize,
+    done: CancellationToken,
+) {
     let mut reader = BufReader::with_capacity(64 * 1024, stdout);
     let mut framer = Framer::new(limit);
     let mut garbage = 0u64;
@@ -194,14 +249,16 @@ async fn read_loop(mux: Arc<Mux>, stdout: tokio::process::ChildStdout, limit: us
             Ok(Frame::Eof) | Err(_) => break,
         }
     }
-    mux.close("stdout closed");
+    done.cancel();
 }
 
 async fn stderr_loop(
     server: String,
     stderr: tokio::process::ChildStderr,
     recent: Arc<Mutex<VecDeque<String>>>,
+    done: CancellationToken,
 ) {
+    let _done = done.drop_guard();
     let mut reader = BufReader::new(stderr);
     let mut line = Vec::new();
     loop {
@@ -229,30 +286,43 @@ async fn stderr_loop(
     }
 }
 
-async fn supervise(
-    mut child: Child,
+/// What the supervisor works with besides the child.
+struct Supervised {
     mux: Arc<Mux>,
-    stop: oneshot::Receiver<()>,
+    events: mpsc::Sender<UpstreamEvent>,
     close_stdin: CancellationToken,
     exited: CancellationToken,
+    stdout_done: CancellationToken,
+    stderr_done: CancellationToken,
     recent_stderr: Arc<Mutex<VecDeque<String>>>,
-) {
+    sandbox: Option<Arc<sandbox::Tracker>>,
+}
+
+async fn supervise(mut child: Child, run: Supervised, stop: oneshot::Receiver<()>) {
     let pid = child.id();
-    let status = tokio::select! {
-        status = child.wait() => {
-            let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-            let last = recent_stderr.lock().back().cloned();
-            let reason = match last {
-                Some(line) => format!("process exited ({status}); last stderr: {line}"),
-                None => format!("process exited ({status})"),
-            };
-            tracing::warn!(server = %mux.server, pid, %reason, "stdio upstream exited");
-            mux.close(&reason);
-            status
-        }
-        _ = stop => {
-            mux.close_cancelling("server stopped");
-            stop_child(&mut child, &close_stdin).await
+    let mux = &run.mux;
+    tokio::pin!(stop);
+    let mut stdout_open = true;
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break ended(status, &run, pid).await,
+            () = run.stdout_done.cancelled(), if stdout_open => {
+                stdout_open = false;
+                // Usually the process is exiting: callers should learn why.
+                if let Ok(status) = tokio::time::timeout(EXIT_AFTER_EOF, child.wait()).await {
+                    break ended(status, &run, pid).await;
+                }
+                mux.close("stdout closed");
+            }
+            _ = &mut stop => {
+                mux.close_cancelling("server stopped");
+                let status = stop_child(&mut child, &run.close_stdin).await;
+                if let Some(tracker) = &run.sandbox {
+                    let (hits, _) = tracker.finish(None, &[]).await;
+                    let _ = run.events.try_send(UpstreamEvent::SandboxEnded { hits, killed: None });
+                }
+                break status;
+            }
         }
     };
     // Grandchildren share the group: make sure none outlives its parent.
@@ -261,7 +331,51 @@ async fn supervise(
         crate::guardian::forget(pid);
     }
     tracing::debug!(server = %mux.server, pid, %status, "stdio upstream reaped");
-    exited.cancel();
+    run.exited.cancel();
+}
+
+/// The process exited on its own: read why (a sandbox limit, or its status and last
+/// stderr line) and tell waiting callers.
+async fn ended(
+    status: std::io::Result<std::process::ExitStatus>,
+    run: &Supervised,
+    pid: Option<u32>,
+) -> String {
+    // Its last words explain the ending; they may still be in the pipe.
+    let _ = tokio::time::timeout(STDERR_AFTER_EXIT, run.stderr_done.cancelled()).await;
+    let text = match &status {
+        Ok(status) => status.to_string(),
+        Err(error) => error.to_string(),
+    };
+    let killed = match &run.sandbox {
+        None => None,
+        Some(tracker) => {
+            let stderr: Vec<String> = run.recent_stderr.lock().iter().cloned().collect();
+            let (hits, killed) = tracker.finish(status.as_ref().ok().copied(), &stderr).await;
+            let ended = UpstreamEvent::SandboxEnded {
+                hits,
+                killed: killed.clone(),
+            };
+            let _ = run.events.send(ended).await;
+            killed
+        }
+    };
+    match killed {
+        Some(hit) => {
+            tracing::warn!(server = %run.mux.server, pid, status = %text, control = hit.control.as_str(), "stdio upstream {hit}");
+            run.mux.close_killed(&hit);
+        }
+        None => {
+            let last = run.recent_stderr.lock().back().cloned();
+            let reason = match last {
+                Some(line) => format!("process exited ({text}); last stderr: {line}"),
+                None => format!("process exited ({text})"),
+            };
+            tracing::warn!(server = %run.mux.server, pid, %reason, "stdio upstream exited");
+            run.mux.close(&reason);
+        }
+    }
+    text
 }
 
 /// Close stdin, wait; SIGTERM the group, wait; SIGKILL the group. Always reaps.

@@ -55,6 +55,7 @@ impl Lease {
             Err(CallError::Rpc(_)) => Outcome::RpcError,
             Err(CallError::Timeout(_)) => Outcome::Timeout,
             Err(CallError::Cancelled) => Outcome::Cancelled,
+            Err(CallError::SandboxLimit(_)) => Outcome::SandboxLimit,
             Err(_) => Outcome::Unavailable,
         };
         let failure = outcome.as_ref().is_err_and(CallError::is_transport_failure);

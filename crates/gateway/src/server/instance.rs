@@ -250,6 +250,9 @@ async fn pump_events(
                 ServerSignal::Request(server.clone(), tag.source(), request)
             }
             UpstreamEvent::Closed { reason } => ServerSignal::Closed(server.clone(), reason),
+            UpstreamEvent::SandboxEnded { hits, killed } => {
+                ServerSignal::SandboxEnded(server.clone(), hits, killed)
+            }
         };
         if signals.send(signal).await.is_err() {
             break;

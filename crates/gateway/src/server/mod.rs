@@ -3,7 +3,8 @@
 //! submodules: `admission` (breaker → bulkhead → instance, restart backoff, leases),
 //! `status` (what operators see), `lists` (its last known lists and resource watches),
 //! `instance` (one upstream connection), `health` (probes), `breaker` and `backoff`
-//! (pure state machines).
+//! (pure state machines), `sandbox` (a stdio server's sandbox as enforced here, and the
+//! limits it hit).
 //!
 //! # Concurrency note
 //! `instances` is a `parking_lot::Mutex` held only to pick or edit the list, never across
@@ -17,6 +18,7 @@ mod breaker;
 mod health;
 mod instance;
 mod lists;
+mod sandbox;
 mod status;
 mod tenancy;
 
@@ -82,6 +84,13 @@ pub(crate) enum ServerSignal {
     /// A connection came up: the server's name and its generation.
     Connected(String, u64),
     Closed(String, String),
+    /// A sandboxed instance ended: enforcement events not yet collected, and the limit
+    /// that ended it, if one did.
+    SandboxEnded(
+        String,
+        switchboard_upstream::sandbox::Counters,
+        Option<switchboard_upstream::sandbox::LimitHit>,
+    ),
 }
 
 /// Resource URIs clients watch on a modern server, and the wake-up for its listen stream.
@@ -120,6 +129,8 @@ pub struct Server {
     tasks: CancellationToken,
     /// The gateway's task tracker: the server's background tasks are the gateway's.
     tracker: TaskTracker,
+    /// The sandbox of a stdio server that has one, as this machine enforces it.
+    sandbox: Option<sandbox::SandboxStatus>,
 }
 
 /// How long a replaced instance may finish its calls.
@@ -165,6 +176,7 @@ impl Server {
             relists: Default::default(),
             tasks: CancellationToken::new(),
             tracker,
+            sandbox: sandbox::SandboxStatus::assess(&options.server, &options.spec.transport),
             options,
         });
         if let Some(interval) = policy.health.interval {

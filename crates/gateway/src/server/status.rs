@@ -112,6 +112,8 @@ impl Server {
 
     /// A JSON summary for operators and `switchboard__list_servers`.
     pub fn describe(&self) -> Value {
+        // Before any lock below: it takes the instance list itself.
+        self.sync_sandbox();
         let status = self.status.lock();
         let instances = self.instances.lock();
         let handshake = instances
@@ -139,6 +141,7 @@ impl Server {
             "lazy": self.options.spec.lazy,
             "inflight": self.inflight(),
             "idle_ms": self.idle_for().as_millis() as u64,
+            "sandbox": self.describe_sandbox(),
         })
     }
 

@@ -113,7 +113,9 @@ impl SigningSeed {
                     .map_err(|_| "must be 32 bytes (an Ed25519 seed)");
             }
         }
-        Err("expected an Ed25519 seed: 32 bytes as base64 or 64 hex digits (`switchboard audit keygen` makes one)")
+        Err(
+            "expected an Ed25519 seed: 32 bytes as base64 or 64 hex digits (`switchboard audit keygen` makes one)",
+        )
     }
 }
 

@@ -149,7 +149,12 @@ mod tests {
         let reader = open_read_only(dir.path()).unwrap();
         let read = || {
             let tx = reader.begin_read().unwrap();
-            tx.open_table(TABLE).unwrap().get("a").unwrap().unwrap().value()
+            tx.open_table(TABLE)
+                .unwrap()
+                .get("a")
+                .unwrap()
+                .unwrap()
+                .value()
         };
         assert_eq!(read(), 1);
         write(2);

@@ -94,7 +94,10 @@ fn open(state_dir: Option<&Path>) -> anyhow::Result<redb::ReadOnlyDatabase> {
          (without a state dir the audit log lives in memory only)",
     )?;
     if !dir.join("switchboard.redb").exists() {
-        bail!("no audit log in {}: switchboard.redb does not exist", dir.display());
+        bail!(
+            "no audit log in {}: switchboard.redb does not exist",
+            dir.display()
+        );
     }
     Ok(switchboard_gateway::db::open_read_only(dir)?)
 }
@@ -105,8 +108,13 @@ pub(crate) fn run(command: AuditCommand, max_config_bytes: u64) -> anyhow::Resul
             let seed = key::generate_seed();
             let key = AuditKey::from_seed(&seed);
             let secret = base64_of(&seed.0);
-            println!("signing_key = \"{secret}\"   # secret: [audit] signing_key (or the file signing_key_file names)");
-            println!("public_key  = \"{}\"   # for switchboard audit verify --public-key", key::public_base64(&key.public()));
+            println!(
+                "signing_key = \"{secret}\"   # secret: [audit] signing_key (or the file signing_key_file names)"
+            );
+            println!(
+                "public_key  = \"{}\"   # for switchboard audit verify --public-key",
+                key::public_base64(&key.public())
+            );
             println!("key id      = {}", key.id());
             Ok(ExitCode::SUCCESS)
         }
@@ -121,7 +129,10 @@ pub(crate) fn run(command: AuditCommand, max_config_bytes: u64) -> anyhow::Resul
                 let mut keys = Vec::new();
                 for (index, text) in public_keys.iter().enumerate() {
                     keys.push(key::parse_public(text).with_context(|| {
-                        format!("--public-key #{}: not an Ed25519 public key (base64 or hex)", index + 1)
+                        format!(
+                            "--public-key #{}: not an Ed25519 public key (base64 or hex)",
+                            index + 1
+                        )
                     })?);
                 }
                 Some(Trust::new(keys))
@@ -178,7 +189,10 @@ pub(crate) fn run(command: AuditCommand, max_config_bytes: u64) -> anyhow::Resul
                 return Ok(ExitCode::SUCCESS);
             }
             if last == 0 {
-                last = Snapshot::of(&db)?.last(1)?.first().map_or(0, |(seq, _)| *seq);
+                last = Snapshot::of(&db)?
+                    .last(1)?
+                    .first()
+                    .map_or(0, |(seq, _)| *seq);
             }
             loop {
                 std::thread::sleep(Duration::from_millis(250));

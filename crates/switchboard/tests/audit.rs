@@ -126,7 +126,9 @@ async fn stop(mut gateway: Proc) {
 }
 
 async fn admin_audit(gateway: &Proc, query: &str) -> Vec<Value> {
-    let url = gateway.url.replace("/mcp", &format!("/admin/audit?{query}"));
+    let url = gateway
+        .url
+        .replace("/mcp", &format!("/admin/audit?{query}"));
     let body: Value = reqwest::Client::new()
         .get(url)
         .bearer_auth(ADMIN)
@@ -180,24 +182,39 @@ period_ms = 3600000
     assert_eq!(denied.error()["data"]["step"], "rules");
     // A tool the tenant may not see answers exactly like one that does not exist.
     let hidden = acme
-        .request("tools/call", json!({ "name": "fx__sleep", "arguments": { "ms": 1 } }))
+        .request(
+            "tools/call",
+            json!({ "name": "fx__sleep", "arguments": { "ms": 1 } }),
+        )
         .await;
     let missing = acme
         .request("tools/call", json!({ "name": "fx__nope", "arguments": {} }))
         .await;
     assert_eq!(hidden.error()["code"], missing.error()["code"]);
     assert_eq!(
-        hidden.error()["message"].as_str().unwrap().replace("fx__sleep", "X"),
-        missing.error()["message"].as_str().unwrap().replace("fx__nope", "X"),
+        hidden.error()["message"]
+            .as_str()
+            .unwrap()
+            .replace("fx__sleep", "X"),
+        missing.error()["message"]
+            .as_str()
+            .unwrap()
+            .replace("fx__nope", "X"),
     );
     for n in 0..3 {
         let added = acme
-            .request("tools/call", json!({ "name": "fx__add", "arguments": { "a": n, "b": 1 } }))
+            .request(
+                "tools/call",
+                json!({ "name": "fx__add", "arguments": { "a": n, "b": 1 } }),
+            )
             .await;
         assert_eq!(added.outcome.is_ok(), n < 2, "{added:?}");
     }
     let failing = acme
-        .request("tools/call", json!({ "name": "fx__test_error_handling", "arguments": {} }))
+        .request(
+            "tools/call",
+            json!({ "name": "fx__test_error_handling", "arguments": {} }),
+        )
         .await;
     assert_eq!(failing.result()["isError"], true);
 
@@ -209,9 +226,8 @@ period_ms = 3600000
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let mut followed = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
-        follow.stdout.take().unwrap(),
-    ));
+    let mut followed =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(follow.stdout.take().unwrap()));
     tokio::time::sleep(Duration::from_millis(500)).await;
     acme.request("tools/call", echo("followed")).await.result();
     let line = tokio::time::timeout(Duration::from_secs(10), followed.next_line())
@@ -241,13 +257,37 @@ period_ms = 3600000
         .collect();
     let expected = [
         ("fx__echo", "allowed", json!(null), json!(null), json!("ok")),
-        ("fx__echo", "denied", json!("rules"), json!("access.rules[0]"), json!(null)),
-        ("fx__sleep", "denied", json!("allow"), json!("hidden"), json!(null)),
+        (
+            "fx__echo",
+            "denied",
+            json!("rules"),
+            json!("access.rules[0]"),
+            json!(null),
+        ),
+        (
+            "fx__sleep",
+            "denied",
+            json!("allow"),
+            json!("hidden"),
+            json!(null),
+        ),
         ("fx__nope", "unknown", json!(null), json!(null), json!(null)),
         ("fx__add", "allowed", json!(null), json!(null), json!("ok")),
         ("fx__add", "allowed", json!(null), json!(null), json!("ok")),
-        ("fx__add", "rate_limited", json!("limits"), json!("access.limits[0]"), json!(null)),
-        ("fx__test_error_handling", "allowed", json!(null), json!(null), json!("tool_error")),
+        (
+            "fx__add",
+            "rate_limited",
+            json!("limits"),
+            json!("access.limits[0]"),
+            json!(null),
+        ),
+        (
+            "fx__test_error_handling",
+            "allowed",
+            json!(null),
+            json!(null),
+            json!("tool_error"),
+        ),
         ("fx__echo", "allowed", json!(null), json!(null), json!("ok")),
     ];
     let expected: Vec<_> = expected
@@ -259,7 +299,10 @@ period_ms = 3600000
         assert_eq!(record["tenant"], "acme");
         assert_eq!(record["face"], "http");
         assert_eq!(record["method"], "tools/call");
-        assert!(record["args_sha256"].as_str().unwrap().len() == 64, "{record}");
+        assert!(
+            record["args_sha256"].as_str().unwrap().len() == 64,
+            "{record}"
+        );
     }
     // Executed calls carry a result digest; refused ones the error the client got.
     assert_eq!(records[0]["result_sha256"].as_str().unwrap().len(), 64);
@@ -274,7 +317,12 @@ period_ms = 3600000
     assert_eq!(denied.len(), 2);
     let limited = admin_audit(&gateway, "tool=fx__add&decision=rate_limited").await;
     assert_eq!(limited.len(), 1);
-    assert_eq!(admin_audit(&gateway, "since=2999-01-01T00:00:00Z").await.len(), 0);
+    assert_eq!(
+        admin_audit(&gateway, "since=2999-01-01T00:00:00Z")
+            .await
+            .len(),
+        0
+    );
     assert_eq!(admin_audit(&gateway, "limit=2").await.len(), 2);
 
     // Verified while the gateway runs (a read-only handle beside the writer), trusting
@@ -301,8 +349,7 @@ fn tampered(state: &Path, tamper: impl FnOnce(&redb::WriteTransaction)) -> tempf
 
 fn line(tx: &redb::WriteTransaction, seq: u64) -> Vec<u8> {
     let table = tx.open_table(RECORDS).unwrap();
-    let line = table.get(seq).unwrap().unwrap().value().to_vec();
-    line
+    table.get(seq).unwrap().unwrap().value().to_vec()
 }
 
 fn put(tx: &redb::WriteTransaction, seq: u64, line: &[u8]) {
@@ -390,7 +437,10 @@ async fn ten_thousand_calls_then_every_tampering_is_named_by_the_cli() {
         &public_a(),
     ]);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains(&format!("ok: {CALLS} records verified")), "{out}");
+    assert!(
+        out.contains(&format!("ok: {CALLS} records verified")),
+        "{out}"
+    );
 
     type Tamper = Box<dyn Fn(&redb::WriteTransaction)>;
     let cases: Vec<(&str, Tamper, u64, &str)> = vec![
@@ -528,7 +578,10 @@ async fn a_kill_9_mid_write_leaves_a_log_that_verifies_and_goes_on() {
         .unwrap()
         .lines()
         .count() as u64;
-    assert!(exported <= verified, "{exported} exported, {verified} committed");
+    assert!(
+        exported <= verified,
+        "{exported} exported, {verified} committed"
+    );
 
     // A new gateway on the same state dir chains on from the last committed record.
     let gateway = spawn_gateway_http_at(GATEWAY, &path, &[]).await.unwrap();
@@ -539,7 +592,11 @@ async fn a_kill_9_mid_write_leaves_a_log_that_verifies_and_goes_on() {
     stop(gateway).await;
     let report = verify(&state);
     assert_eq!(report["ok"], true, "{report}");
-    assert_eq!(report["verified"].as_u64().unwrap(), verified + 1, "{report}");
+    assert_eq!(
+        report["verified"].as_u64().unwrap(),
+        verified + 1,
+        "{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -548,7 +605,10 @@ async fn stdio_calls_are_audited_too_and_sync_answers_after_the_commit() {
     let path = config(dir.path(), "sync = true\nrecord_arguments = true", "");
     // The export goes to a file: stdout is the MCP channel here.
     let client = Stdio::spawn(GATEWAY, &path, false).await.unwrap();
-    client.request("tools/call", echo("over stdio")).await.result();
+    client
+        .request("tools/call", echo("over stdio"))
+        .await
+        .result();
     // With `sync`, the record was committed before the answer: readable right away.
     let (code, out) = audit_cli(&[
         "tail",
@@ -568,9 +628,10 @@ async fn stdio_calls_are_audited_too_and_sync_answers_after_the_commit() {
 
     // An export to stdout cannot share the stdio face's stdout.
     let path = config(dir.path(), "", "");
-    let text = std::fs::read_to_string(&path)
-        .unwrap()
-        .replace(&format!("export = \"{}\"", dir.path().join("audit.jsonl").display()), "export = \"stdout\"");
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        &format!("export = \"{}\"", dir.path().join("audit.jsonl").display()),
+        "export = \"stdout\"",
+    );
     std::fs::write(&path, text).unwrap();
     let output = std::process::Command::new(GATEWAY)
         .args(["stdio", "--config"])

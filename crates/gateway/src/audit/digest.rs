@@ -78,9 +78,10 @@ fn write_number(out: &mut impl std::io::Write, number: &Number) -> Option<()> {
         return write!(out, "{integer}").ok();
     }
     let text = number.to_string();
-    let is_integer_text = text.bytes().enumerate().all(|(index, b)| {
-        b.is_ascii_digit() || (index == 0 && b == b'-')
-    });
+    let is_integer_text = text
+        .bytes()
+        .enumerate()
+        .all(|(index, b)| b.is_ascii_digit() || (index == 0 && b == b'-'));
     if is_integer_text {
         // Beyond 64 bits: kept as written (without a leading `-0…` quirk, JSON has none).
         return out.write_all(text.as_bytes()).ok();
@@ -137,12 +138,19 @@ mod tests {
             canonical_text(&a),
             r#"{"a":null,"b":[1,2,{"x":"é\n","y":100}],"c":true}"#
         );
-        assert_eq!(canonical_text(&parse("[0.5, -0.0, 1.5e300, 123456789012345678901234567890]")),
-            "[0.5,0,1.5e300,123456789012345678901234567890]");
+        assert_eq!(
+            canonical_text(&parse(
+                "[0.5, -0.0, 1.5e300, 123456789012345678901234567890]"
+            )),
+            "[0.5,0,1.5e300,123456789012345678901234567890]"
+        );
         // A different value digests differently.
         let c = parse(r#"{"a":null,"c":true,"b":[1,2,{"x":"é\n","y":101}]}"#);
         assert_ne!(canonical_sha256(&a), canonical_sha256(&c));
-        assert_ne!(canonical_sha256(&parse("\"1\"")), canonical_sha256(&parse("1")));
+        assert_ne!(
+            canonical_sha256(&parse("\"1\"")),
+            canonical_sha256(&parse("1"))
+        );
     }
 
     #[test]

@@ -101,7 +101,11 @@ impl std::fmt::Debug for Log {
 impl Log {
     /// Loads the key, prepares the tables and builds the writer (started by
     /// [`Log::take_writer`]).
-    pub fn open(settings: &AuditSettings, db: &Arc<Db>, metrics: &Metrics) -> Result<Log, AuditError> {
+    pub fn open(
+        settings: &AuditSettings,
+        db: &Arc<Db>,
+        metrics: &Metrics,
+    ) -> Result<Log, AuditError> {
         let state_dir = db.path().and_then(std::path::Path::parent);
         let key = AuditKey::load(&settings.key, state_dir)?;
         let tip = store::prepare(db.database(), &key)?;

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use redb::{ReadableTable as _, ReadableDatabase as _};
+use redb::{ReadableDatabase as _, ReadableTable as _};
 use switchboard_config::{AuditKey as KeySource, AuditSettings, SigningSeed};
 use tokio_util::sync::CancellationToken;
 
@@ -44,7 +44,7 @@ fn record(task: usize, index: usize) -> Record {
         method: "tools/call".into(),
         server: Some("fx".into()),
         tool: Some("fx__echo".into()),
-        decision: if index % 10 == 0 {
+        decision: if index.is_multiple_of(10) {
             Decision::Denied {
                 step: "allow",
                 rule: Some("hidden".into()),
@@ -52,7 +52,7 @@ fn record(task: usize, index: usize) -> Record {
         } else {
             Decision::Allowed
         },
-        outcome: (index % 10 != 0).then_some(Outcome::Ok),
+        outcome: (!index.is_multiple_of(10)).then_some(Outcome::Ok),
         arguments_sha256: Some(super::digest::canonical_sha256(
             &serde_json::json!({ "text": format!("{task}-{index}") }),
         )),
@@ -114,8 +114,7 @@ fn tampered(dir: &Path, tamper: impl FnOnce(&redb::WriteTransaction)) -> tempfil
 
 fn line(tx: &redb::WriteTransaction, seq: u64) -> Vec<u8> {
     let table = tx.open_table(RECORDS).unwrap();
-    let line = table.get(seq).unwrap().unwrap().value().to_vec();
-    line
+    table.get(seq).unwrap().unwrap().value().to_vec()
 }
 
 fn put(tx: &redb::WriteTransaction, seq: u64, line: &[u8]) {
@@ -127,14 +126,26 @@ fn rechained_body(line: &[u8], prev: &[u8; 32], key_id: &str) -> Vec<u8> {
     let opened = chain::open(line).unwrap();
     let text = String::from_utf8(line.to_vec()).unwrap();
     let body = format!("{}}}", &text[..text.find(",\"hash\":").unwrap()]);
-    body.replace(&format!("\"prev\":\"{}\"", hex(&opened.prev)), &format!("\"prev\":\"{}\"", hex(prev)))
-        .replace(&format!("\"key\":\"{}\"", opened.key), &format!("\"key\":\"{key_id}\""))
-        .into_bytes()
+    body.replace(
+        &format!("\"prev\":\"{}\"", hex(&opened.prev)),
+        &format!("\"prev\":\"{}\"", hex(prev)),
+    )
+    .replace(
+        &format!("\"key\":\"{}\"", opened.key),
+        &format!("\"key\":\"{key_id}\""),
+    )
+    .into_bytes()
 }
 
 /// Re-seals records `from..=TOTAL` with `signer`, claiming key id `claimed` (the signer's
 /// own, or the trusted one's to forge), as an attacker with the file but not the key would.
-fn resign(tx: &redb::WriteTransaction, from: u64, signer: &AuditKey, claimed: &str, register: bool) {
+fn resign(
+    tx: &redb::WriteTransaction,
+    from: u64,
+    signer: &AuditKey,
+    claimed: &str,
+    register: bool,
+) {
     let mut prev = if from == 1 {
         chain::GENESIS
     } else {
@@ -150,8 +161,11 @@ fn resign(tx: &redb::WriteTransaction, from: u64, signer: &AuditKey, claimed: &s
     let mut meta = tx.open_table(META).unwrap();
     meta.insert("head", head.to_bytes().as_slice()).unwrap();
     if register {
-        meta.insert(format!("key:{}", signer.id()).as_str(), signer.public().as_slice())
-            .unwrap();
+        meta.insert(
+            format!("key:{}", signer.id()).as_str(),
+            signer.public().as_slice(),
+        )
+        .unwrap();
     }
 }
 
@@ -164,7 +178,10 @@ async fn ten_thousand_concurrent_records_verify_and_every_tampering_is_found() {
 
     let clean = verify(dir.path(), Some(&a));
     assert!(clean.is_ok(), "{clean}");
-    assert_eq!((clean.verified, clean.first, clean.last), (TOTAL, Some(1), Some(TOTAL)));
+    assert_eq!(
+        (clean.verified, clean.first, clean.last),
+        (TOTAL, Some(1), Some(TOTAL))
+    );
     // Every task's records are there, in the order the writer took them.
     let db = crate::db::open_read_only(dir.path()).unwrap();
     let snapshot = Snapshot::of(&db).unwrap();
@@ -181,7 +198,12 @@ async fn ten_thousand_concurrent_records_verify_and_every_tampering_is_found() {
     drop(snapshot);
     drop(db);
 
-    type Case = (&'static str, Box<dyn Fn(&redb::WriteTransaction)>, u64, fn(&Problem) -> bool);
+    type Case = (
+        &'static str,
+        Box<dyn Fn(&redb::WriteTransaction)>,
+        u64,
+        fn(&Problem) -> bool,
+    );
     let cases: Vec<Case> = vec![
         (
             "edit a field",
@@ -253,7 +275,9 @@ async fn ten_thousand_concurrent_records_verify_and_every_tampering_is_found() {
                 let original = line(tx, 42);
                 let opened = chain::open(&original).unwrap();
                 let edited = rechained_body(&original, &opened.prev, &opened.key);
-                let edited = String::from_utf8(edited).unwrap().replace("\"fx__echo\"", "\"fx__eval\"");
+                let edited = String::from_utf8(edited)
+                    .unwrap()
+                    .replace("\"fx__echo\"", "\"fx__eval\"");
                 let (sealed, _) = chain::seal(&key(SEED_B), edited.as_bytes());
                 // Keep the claimed key id: the signature is the attacker's.
                 put(tx, 42, &sealed);
@@ -347,7 +371,10 @@ async fn a_full_queue_refuses_after_the_wait_and_loses_nothing() {
     assert!(report.is_ok(), "{report}");
     // After shutdown the log takes no more records (and says so).
     let late = log.reserve().await.unwrap();
-    assert!(matches!(log.submit(late, record(0, 4)), Err(super::AuditError::Closed)));
+    assert!(matches!(
+        log.submit(late, record(0, 4)),
+        Err(super::AuditError::Closed)
+    ));
 }
 
 #[test]

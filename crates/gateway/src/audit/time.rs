@@ -32,9 +32,8 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     let era = year.div_euclid(400);
     let year_of_era = year.rem_euclid(400);
     let month = i64::from(month);
-    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5
-        + i64::from(day)
-        - 1;
+    let day_of_year =
+        (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + i64::from(day) - 1;
     let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
     era * 146_097 + day_of_era - 719_468
 }
@@ -127,7 +126,12 @@ mod tests {
         assert_eq!(parse_ms("2026-12-08T11:11:12Z"), Some(ms - 345));
         assert_eq!(parse_ms("2026-12-08T12:11:12.345+01:00"), Some(ms));
         assert_eq!(parse_ms("1796728272345"), Some(ms));
-        for bad in ["", "yesterday", "2026-13-01T00:00:00Z", "2026-12-08T11:11:12"] {
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01T00:00:00Z",
+            "2026-12-08T11:11:12",
+        ] {
             assert_eq!(parse_ms(bad), None, "{bad}");
         }
         // Text order is time order.

@@ -208,21 +208,11 @@ impl<'t> Verifier<'t> {
         let seq = match (position, self.expected) {
             (Some(position), _) if opened.seq != position => {
                 if stored.is_some() {
-                    self.fail(
-                        position,
-                        Problem::Misplaced {
-                            claims: opened.seq,
-                        },
-                    );
+                    self.fail(position, Problem::Misplaced { claims: opened.seq });
                 } else if opened.seq > position {
                     self.fail(position, Problem::Missing);
                 } else {
-                    self.fail(
-                        position,
-                        Problem::Misplaced {
-                            claims: opened.seq,
-                        },
-                    );
+                    self.fail(position, Problem::Misplaced { claims: opened.seq });
                 }
                 return false;
             }
@@ -281,7 +271,10 @@ impl<'t> Verifier<'t> {
                     self.fail(next, Problem::Truncated { head: head.seq });
                 } else if head.seq + 1 < next {
                     // Records after the head: appended by something that cannot sign heads.
-                    self.fail(head.seq + 1, Problem::BadHead("records after the signed head"));
+                    self.fail(
+                        head.seq + 1,
+                        Problem::BadHead("records after the signed head"),
+                    );
                 } else if head.hash() != Some(self.prev) {
                     self.fail(head.seq, Problem::BadHead("does not match the last record"));
                 }
@@ -319,10 +312,7 @@ pub fn verify_snapshot(snapshot: &Snapshot, trust: Option<&Trust>) -> Result<Rep
                 (true, Some(hash)) => (base.seq, hash),
                 _ => {
                     return Ok(Report {
-                        problem: Some((
-                            base.seq,
-                            Problem::BadBase("not signed by a trusted key"),
-                        )),
+                        problem: Some((base.seq, Problem::BadBase("not signed by a trusted key"))),
                         ..Report::default()
                     });
                 }

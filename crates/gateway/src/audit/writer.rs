@@ -138,8 +138,7 @@ impl Writer {
         let mut closing = false;
         loop {
             let received = if closing {
-                match tokio::time::timeout(QUIET, self.rx.recv_many(&mut batch, MAX_BATCH)).await
-                {
+                match tokio::time::timeout(QUIET, self.rx.recv_many(&mut batch, MAX_BATCH)).await {
                     Ok(received) => received,
                     Err(_) => {
                         // Quiet: refuse further records, write what is left, stop.
@@ -220,7 +219,10 @@ impl Writer {
                     tracing::error!(%error, records = batch.len(), attempt = attempts, "audit log write failed; retrying (new calls are refused once the queue is full)");
                     if closing && attempts >= ATTEMPTS_AT_SHUTDOWN {
                         self.counters.lost.inc_by(batch.len() as u64);
-                        tracing::error!(records = batch.len(), "audit records lost at shutdown: the log could not be written");
+                        tracing::error!(
+                            records = batch.len(),
+                            "audit records lost at shutdown: the log could not be written"
+                        );
                         for entry in batch {
                             if let Some(committed) = entry.committed {
                                 let _ = committed.send(Err(error.to_string()));

@@ -50,7 +50,10 @@ fn filter(params: BTreeMap<String, String>) -> Result<Filter, String> {
 }
 
 /// The answer to `GET /admin/audit`.
-pub(super) async fn records(gateway: &Gateway, params: BTreeMap<String, String>) -> (StatusCode, Value) {
+pub(super) async fn records(
+    gateway: &Gateway,
+    params: BTreeMap<String, String>,
+) -> (StatusCode, Value) {
     if !gateway.audits() {
         return (
             StatusCode::NOT_FOUND,

@@ -48,7 +48,13 @@ impl Audit {
     }
 
     /// A record of who asks for what; decision and outcome are filled in later.
-    fn record(&self, ctx: &ClientCtx, method: &str, params: &Value, target: Option<&Target>) -> Record {
+    fn record(
+        &self,
+        ctx: &ClientCtx,
+        method: &str,
+        params: &Value,
+        target: Option<&Target>,
+    ) -> Record {
         let principal = &ctx.principal;
         let (server, tool) = match target {
             Some(Target::Upstream(route)) => {
@@ -125,14 +131,7 @@ fn classify(
     let rpc = error.to_rpc(era);
     let info = Some(ErrorInfo::new(rpc.code, &rpc.message));
     match error {
-        Error::Denied { step, .. } => (
-            Decision::Denied {
-                step,
-                rule: None,
-            },
-            None,
-            info,
-        ),
+        Error::Denied { step, .. } => (Decision::Denied { step, rule: None }, None, info),
         Error::Limited { .. } => (Decision::RateLimited { rule: None }, None, info),
         Error::Cancelled => (Decision::Allowed, Some(Outcome::Cancelled), info),
         Error::Rpc(rpc) if rpc.code == gateway::UPSTREAM_TIMEOUT => {

@@ -73,20 +73,16 @@ impl Rules {
                 Err(error) => {
                     return Err((
                         path,
-                        Error::denied(
-                            "rules",
-                            format!("{path} could not be evaluated: {error}"),
-                        ),
+                        Error::denied("rules", format!("{path} could not be evaluated: {error}")),
                     ));
                 }
             };
             if holds {
                 return match compiled.rule.effect {
                     Effect::Allow => Ok(()),
-                    Effect::Deny => Err((
-                        path,
-                        Error::denied("rules", compiled.rule.message.clone()),
-                    )),
+                    Effect::Deny => {
+                        Err((path, Error::denied("rules", compiled.rule.message.clone())))
+                    }
                 };
             }
         }

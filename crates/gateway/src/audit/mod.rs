@@ -73,6 +73,7 @@ struct Shared {
     queue: mpsc::UnboundedSender<writer::Entry>,
     /// Free places in the queue: a record takes one before its call runs.
     slots: Arc<Semaphore>,
+    capacity: usize,
     wait: Duration,
     sync: bool,
     record_arguments: bool,
@@ -138,6 +139,7 @@ impl Log {
             shared: Arc::new(Shared {
                 queue,
                 slots: Arc::new(Semaphore::new(settings.queue)),
+                capacity: settings.queue,
                 wait: settings.queue_wait,
                 sync: settings.sync,
                 record_arguments: settings.record_arguments,
@@ -166,6 +168,11 @@ impl Log {
 
     pub fn records_results(&self) -> bool {
         self.shared.record_results
+    }
+
+    /// Records taken but not committed yet (in calls, or queued for the writer).
+    pub fn queued(&self) -> usize {
+        self.shared.capacity - self.shared.slots.available_permits()
     }
 
     /// The id of the signing key.

@@ -145,12 +145,25 @@ impl fmt::Display for Report {
     }
 }
 
-/// Checks records one at a time, in order.
+/// Records whose signatures are checked together (in parallel, once this many wait).
+const SIGNATURE_BATCH: usize = 4096;
+
+/// A record that passed every check but its signature.
+struct Unsigned {
+    seq: u64,
+    opened: chain::Opened,
+}
+
+/// Checks records one at a time, in order. Order, hashes and the chain are checked as
+/// records arrive; signatures (the costly part) in batches spread over the CPUs. The
+/// problem reported is still the one at the lowest seq.
 pub struct Verifier<'t> {
     trust: &'t Trust,
     /// The seq the next record must have (`None`: an export's first record sets it).
     expected: Option<u64>,
     prev: [u8; 32],
+    /// Records waiting for their signature check, in order.
+    unsigned: Vec<Unsigned>,
     report: Report,
 }
 
@@ -161,6 +174,7 @@ impl<'t> Verifier<'t> {
             trust,
             expected: Some(first),
             prev,
+            unsigned: Vec::new(),
             report: Report::default(),
         }
     }
@@ -171,11 +185,68 @@ impl<'t> Verifier<'t> {
             trust,
             expected: None,
             prev: GENESIS,
+            unsigned: Vec::new(),
             report: Report::default(),
         }
     }
 
+    /// The signature problem of one record, if any.
+    fn signature_problem(trust: &Trust, record: &Unsigned) -> Option<Problem> {
+        match trust.get(&record.opened.key) {
+            None => Some(Problem::UntrustedKey(record.opened.key.clone())),
+            Some(public) if !record.opened.signed_by(public) => Some(Problem::BadSignature),
+            Some(_) => None,
+        }
+    }
+
+    /// Checks the waiting signatures; the records before the first bad one verified.
+    fn settle(&mut self) {
+        let unsigned = std::mem::take(&mut self.unsigned);
+        if unsigned.is_empty() {
+            return;
+        }
+        let trust = self.trust;
+        let first_bad = |part: &[Unsigned], offset: usize| {
+            part.iter().enumerate().find_map(|(index, record)| {
+                Verifier::signature_problem(trust, record).map(|problem| (offset + index, problem))
+            })
+        };
+        let threads = std::thread::available_parallelism()
+            .map_or(1, usize::from)
+            .min(8);
+        let bad = if threads == 1 || unsigned.len() < 256 {
+            first_bad(&unsigned, 0)
+        } else {
+            let size = unsigned.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let parts: Vec<_> = unsigned
+                    .chunks(size)
+                    .enumerate()
+                    .map(|(index, part)| scope.spawn(move || first_bad(part, index * size)))
+                    .collect();
+                parts
+                    .into_iter()
+                    .filter_map(|part| part.join().expect("a signature check does not panic"))
+                    .min_by_key(|(index, _)| *index)
+            })
+        };
+        let bad = bad.map(|(index, problem)| (index, unsigned[index].seq, problem));
+        let good = bad.as_ref().map_or(unsigned.len(), |(index, _, _)| *index);
+        for record in unsigned.into_iter().take(good) {
+            self.report.verified += 1;
+            self.report.first.get_or_insert(record.seq);
+            self.report.last = Some(record.seq);
+            self.report.keys.insert(record.opened.key);
+        }
+        if let Some((_, seq, problem)) = bad {
+            self.report.problem = Some((seq, problem));
+        }
+    }
+
     fn fail(&mut self, seq: u64, problem: Problem) {
+        // The signatures of the records before it are checked first: a bad one there is
+        // the first problem.
+        self.settle();
         self.report.problem.get_or_insert((seq, problem));
     }
 
@@ -189,7 +260,6 @@ impl<'t> Verifier<'t> {
         if self.failed() {
             return false;
         }
-        let position = stored.or(self.expected);
         if let (Some(stored), Some(expected)) = (stored, self.expected)
             && stored != expected
         {
@@ -197,27 +267,27 @@ impl<'t> Verifier<'t> {
             self.fail(expected, Problem::Missing);
             return false;
         }
+        let position = stored.or(self.expected);
         let opened = match chain::open(line) {
             Ok(opened) => opened,
             Err(error) => {
-                let seq = position.unwrap_or(0);
-                self.fail(seq, Problem::Malformed(error.to_string()));
+                self.fail(position.unwrap_or(0), Problem::Malformed(error.to_string()));
                 return false;
             }
         };
-        let seq = match (position, self.expected) {
-            (Some(position), _) if opened.seq != position => {
-                if stored.is_some() {
-                    self.fail(position, Problem::Misplaced { claims: opened.seq });
-                } else if opened.seq > position {
-                    self.fail(position, Problem::Missing);
+        let seq = match position {
+            Some(position) if opened.seq != position => {
+                let problem = if stored.is_none() && opened.seq > position {
+                    // An export skips from `position` on: that record is gone.
+                    Problem::Missing
                 } else {
-                    self.fail(position, Problem::Misplaced { claims: opened.seq });
-                }
+                    Problem::Misplaced { claims: opened.seq }
+                };
+                self.fail(position, problem);
                 return false;
             }
-            (Some(position), _) => position,
-            (None, _) => {
+            Some(position) => position,
+            None => {
                 // An export's first record: its place and predecessor are taken as given.
                 self.prev = opened.prev;
                 opened.seq
@@ -231,25 +301,18 @@ impl<'t> Verifier<'t> {
             self.fail(seq, Problem::Unchained);
             return false;
         }
-        let Some(public) = self.trust.get(&opened.key) else {
-            self.fail(seq, Problem::UntrustedKey(opened.key));
-            return false;
-        };
-        if !opened.signed_by(public) {
-            self.fail(seq, Problem::BadSignature);
-            return false;
-        }
         self.prev = opened.hash;
         self.expected = Some(seq + 1);
-        self.report.verified += 1;
-        self.report.first.get_or_insert(seq);
-        self.report.last = Some(seq);
-        self.report.keys.insert(opened.key);
-        true
+        self.unsigned.push(Unsigned { seq, opened });
+        if self.unsigned.len() >= SIGNATURE_BATCH {
+            self.settle();
+        }
+        !self.failed()
     }
 
     /// Ends a database verification against its signed head.
     pub fn finish_with_head(mut self, head: Option<&Anchor>) -> Report {
+        self.settle();
         if self.failed() {
             return self.report;
         }
@@ -284,7 +347,8 @@ impl<'t> Verifier<'t> {
     }
 
     /// Ends an export's verification (no head to check).
-    pub fn finish(self) -> Report {
+    pub fn finish(mut self) -> Report {
+        self.settle();
         self.report
     }
 }

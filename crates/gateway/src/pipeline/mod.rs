@@ -43,7 +43,7 @@ use crate::gateway::ClientCtx;
 use crate::principal::Principal;
 use crate::reply::Reply;
 
-pub use resolve::Target;
+pub use resolve::{Route, Target};
 
 /// A boxed step future.
 pub type StepFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;

@@ -121,8 +121,11 @@ impl Log {
         );
         let (queue, rx) = mpsc::unbounded_channel();
         let key_id = key.id().to_owned();
+        let slots = Arc::new(Semaphore::new(settings.queue));
         let writer = writer::Writer::new(
             rx,
+            slots.clone(),
+            settings.queue,
             db.clone(),
             key,
             tip,
@@ -138,7 +141,7 @@ impl Log {
         Ok(Log {
             shared: Arc::new(Shared {
                 queue,
-                slots: Arc::new(Semaphore::new(settings.queue)),
+                slots,
                 capacity: settings.queue,
                 wait: settings.queue_wait,
                 sync: settings.sync,

@@ -25,7 +25,9 @@ use crate::db::Db;
 
 /// Most records in one transaction.
 pub(crate) const MAX_BATCH: usize = 1024;
-/// At shutdown, the queue is closed once it has been empty this long.
+/// At shutdown, the queue is closed once it has been empty this long and no call holds a
+/// slot (calls still ending after the drain, e.g. cancelled by their server's stop, are
+/// recorded; a call that never ends is bounded by the shutdown's task deadline).
 const QUIET: Duration = Duration::from_millis(200);
 /// Between attempts at a batch that failed to commit.
 const RETRY_FIRST: Duration = Duration::from_millis(250);
@@ -105,13 +107,19 @@ impl State {
 
 pub(crate) struct Writer {
     rx: mpsc::UnboundedReceiver<Entry>,
+    /// The queue's slots (all free: no call holds a record in progress).
+    slots: Arc<tokio::sync::Semaphore>,
+    capacity: usize,
     state: Option<State>,
     counters: Counters,
 }
 
 impl Writer {
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
         rx: mpsc::UnboundedReceiver<Entry>,
+        slots: Arc<tokio::sync::Semaphore>,
+        capacity: usize,
         db: Arc<Db>,
         key: AuditKey,
         tip: Tip,
@@ -121,6 +129,8 @@ impl Writer {
     ) -> Writer {
         Writer {
             rx,
+            slots,
+            capacity,
             state: Some(State {
                 db,
                 key,
@@ -140,6 +150,10 @@ impl Writer {
             let received = if closing {
                 match tokio::time::timeout(QUIET, self.rx.recv_many(&mut batch, MAX_BATCH)).await {
                     Ok(received) => received,
+                    Err(_) if self.slots.available_permits() < self.capacity => {
+                        // Quiet, but calls still hold slots: their records are coming.
+                        continue;
+                    }
                     Err(_) => {
                         // Quiet: refuse further records, write what is left, stop.
                         self.rx.close();

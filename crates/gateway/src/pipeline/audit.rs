@@ -271,3 +271,115 @@ impl Step for Audit {
             .map(|task| Box::pin(task) as BackgroundTask)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::json;
+    use switchboard_config::{AuditSettings, SigningSeed};
+    use switchboard_protocol::Era;
+
+    use super::*;
+    use crate::audit::store::Snapshot;
+    use crate::db::Db;
+
+    #[test]
+    fn outcomes_are_told_apart() {
+        let value = |v: Value| Ok(Reply::Value(v));
+        let cases: Vec<(Result<Reply, Error>, Decision, Option<Outcome>)> = vec![
+            (
+                value(json!({"content": []})),
+                Decision::Allowed,
+                Some(Outcome::Ok),
+            ),
+            (
+                value(json!({"content": [], "isError": true})),
+                Decision::Allowed,
+                Some(Outcome::ToolError),
+            ),
+            (
+                value(json!({"resultType": "input_required"})),
+                Decision::Allowed,
+                Some(Outcome::InputRequired),
+            ),
+            (
+                Err(Error::denied("rules", "no")),
+                Decision::Denied {
+                    step: "rules",
+                    rule: None,
+                },
+                None,
+            ),
+            (
+                Err(Error::limited("slow", std::time::Duration::from_secs(1))),
+                Decision::RateLimited { rule: None },
+                None,
+            ),
+            (
+                Err(Error::Cancelled),
+                Decision::Allowed,
+                Some(Outcome::Cancelled),
+            ),
+            (
+                Err(Error::Rpc(RpcError::new(gateway::UPSTREAM_TIMEOUT, "late"))),
+                Decision::Allowed,
+                Some(Outcome::Timeout),
+            ),
+            (
+                Err(Error::Rpc(RpcError::new(-32603, "boom"))),
+                Decision::Allowed,
+                Some(Outcome::UpstreamError),
+            ),
+            (
+                Err(Error::invalid_params("bad")),
+                Decision::Allowed,
+                Some(Outcome::Rejected),
+            ),
+        ];
+        for (outcome, decision, ended) in cases {
+            let (got_decision, got_ended, error) = classify(&outcome, Era::Modern);
+            assert_eq!(
+                (&got_decision, got_ended),
+                (&decision, ended),
+                "{decision:?}"
+            );
+            assert_eq!(error.is_some(), outcome.is_err());
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_dropped_between_before_and_after_is_recorded_as_cancelled() {
+        let db = Arc::new(Db::memory());
+        let settings = AuditSettings {
+            key: switchboard_config::AuditKey::Inline(SigningSeed([3; 32])),
+            ..AuditSettings::default()
+        };
+        let log = Log::open(&settings, &db, &crate::metrics::Metrics::default()).unwrap();
+        let shutdown = CancellationToken::new();
+        let writer = tokio::spawn(log.take_writer(shutdown.clone()).unwrap());
+        let slot = log.reserve().await.unwrap();
+        let ticket = Ticket {
+            log: log.clone(),
+            pending: Some((
+                slot,
+                Record {
+                    principal: "p".into(),
+                    method: "tools/call".into(),
+                    face: "http",
+                    ..Record::default()
+                },
+            )),
+            started: Instant::now(),
+        };
+        drop(ticket);
+        shutdown.cancel();
+        writer.await.unwrap();
+        let snapshot = Snapshot::of(db.database()).unwrap();
+        let lines = snapshot.last(5).unwrap();
+        assert_eq!(lines.len(), 1);
+        let record: Value = serde_json::from_slice(&lines[0].1).unwrap();
+        assert_eq!(record["outcome"], "cancelled");
+        assert_eq!(record["decision"], "allowed");
+    }
+}

@@ -42,6 +42,8 @@ pub fn declared(
     let mut steps = extra;
     // 1. identity is established at the faces' edge (`crate::access`).
     // 2. the audit log: sees every outcome, the later steps' denials included.
+    // Later steps that decide outside a call's hooks (approvals, expiries) record through
+    // the same log (`Log::append`); inside the hooks they say why in `call.notes`.
     if let Some(audit) = &config.audit {
         let log = crate::audit::Log::open(audit, db, metrics)?;
         steps.push(Arc::new(super::audit::Audit::new(log)));

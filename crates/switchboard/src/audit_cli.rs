@@ -88,18 +88,79 @@ fn locate(source: &Source, max_config_bytes: u64) -> anyhow::Result<Located> {
     })
 }
 
-fn open(state_dir: Option<&Path>) -> anyhow::Result<redb::ReadOnlyDatabase> {
+/// The log's database, read-only beside a running gateway; after a gateway died without
+/// closing it (`kill -9`, power loss), a repaired private copy: redb's readers leave the
+/// repair to a live writer, and this command never writes the state dir.
+enum Database {
+    Live(redb::ReadOnlyDatabase),
+    Copy { db: redb::Database, dir: PathBuf },
+}
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        if let Database::Copy { dir, .. } = self {
+            let _ = std::fs::remove_dir_all(&*dir);
+        }
+    }
+}
+
+impl Database {
+    fn snapshot(&self) -> anyhow::Result<Snapshot> {
+        Ok(match self {
+            Database::Live(db) => Snapshot::of(db)?,
+            Database::Copy { db, .. } => Snapshot::of(db)?,
+        })
+    }
+}
+
+fn open(state_dir: Option<&Path>, quiet: bool) -> anyhow::Result<Database> {
     let dir = state_dir.context(
         "no state dir: pass --state-dir DIR, or --config FILE with [gateway] state_dir \
          (without a state dir the audit log lives in memory only)",
     )?;
-    if !dir.join("switchboard.redb").exists() {
+    let file = dir.join("switchboard.redb");
+    if !file.exists() {
         bail!(
             "no audit log in {}: switchboard.redb does not exist",
             dir.display()
         );
     }
-    Ok(switchboard_gateway::db::open_read_only(dir)?)
+    match switchboard_gateway::db::open_read_only(dir) {
+        Ok(db) => Ok(Database::Live(db)),
+        Err(switchboard_gateway::db::DbError::Open {
+            source: redb::DatabaseError::RepairAborted,
+            ..
+        }) => {
+            let copy = std::env::temp_dir().join(format!(
+                "switchboard-audit-{}-{}",
+                std::process::id(),
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos())
+            ));
+            std::fs::create_dir_all(&copy)?;
+            let target = copy.join("switchboard.redb");
+            let opened = std::fs::copy(&file, &target)
+                .map_err(anyhow::Error::from)
+                .and_then(|_| Ok(redb::Database::create(&target)?));
+            match opened {
+                Ok(db) => {
+                    if !quiet {
+                        eprintln!(
+                            "switchboard: note: the database was not closed cleanly (the gateway \
+                             died); reading a repaired copy up to its last commit"
+                        );
+                    }
+                    Ok(Database::Copy { db, dir: copy })
+                }
+                Err(error) => {
+                    let _ = std::fs::remove_dir_all(&copy);
+                    Err(error.context(format!("cannot read {}", file.display())))
+                }
+            }
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 pub(crate) fn run(command: AuditCommand, max_config_bytes: u64) -> anyhow::Result<ExitCode> {
@@ -152,8 +213,8 @@ pub(crate) fn run(command: AuditCommand, max_config_bytes: u64) -> anyhow::Resul
                     verify_lines(std::io::BufReader::new(reader), trust)?
                 }
                 None => {
-                    let db = open(located.state_dir.as_deref())?;
-                    let snapshot = Snapshot::of(&db)?;
+                    let db = open(located.state_dir.as_deref(), json)?;
+                    let snapshot = db.snapshot()?;
                     if trust.is_none() && !json {
                         eprintln!(
                             "switchboard: note: trusting the keys the log lists itself; pass --public-key \
@@ -176,10 +237,10 @@ pub(crate) fn run(command: AuditCommand, max_config_bytes: u64) -> anyhow::Resul
             follow,
         } => {
             let located = locate(&source, max_config_bytes)?;
-            let db = open(located.state_dir.as_deref())?;
+            let mut db = open(located.state_dir.as_deref(), false)?;
             let mut stdout = std::io::stdout().lock();
             let mut last = 0;
-            for (seq, line) in Snapshot::of(&db)?.last(lines)? {
+            for (seq, line) in db.snapshot()?.last(lines)? {
                 stdout.write_all(&line)?;
                 stdout.write_all(b"\n")?;
                 last = seq;
@@ -189,14 +250,18 @@ pub(crate) fn run(command: AuditCommand, max_config_bytes: u64) -> anyhow::Resul
                 return Ok(ExitCode::SUCCESS);
             }
             if last == 0 {
-                last = Snapshot::of(&db)?
-                    .last(1)?
-                    .first()
-                    .map_or(0, |(seq, _)| *seq);
+                last = db.snapshot()?.last(1)?.first().map_or(0, |(seq, _)| *seq);
             }
             loop {
                 std::thread::sleep(Duration::from_millis(250));
-                for entry in Snapshot::of(&db)?.from(last + 1)? {
+                if let (Database::Copy { .. }, Some(dir)) = (&db, located.state_dir.as_deref()) {
+                    // Follow the live file once a gateway runs on it again.
+                    match switchboard_gateway::db::open_read_only(dir) {
+                        Ok(live) => db = Database::Live(live),
+                        Err(_) => continue,
+                    }
+                }
+                for entry in db.snapshot()?.from(last + 1)? {
                     let (seq, line) = entry?;
                     stdout.write_all(&line)?;
                     stdout.write_all(b"\n")?;

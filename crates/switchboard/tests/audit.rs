@@ -80,17 +80,19 @@ args = ["stdio"]
     path
 }
 
-/// Runs `switchboard audit ARGS`; returns the exit code and stdout.
+/// Runs `switchboard audit ARGS`; returns the exit code and stdout (stderr when it failed
+/// to run).
 fn audit_cli(args: &[&str]) -> (i32, String) {
     let output = std::process::Command::new(GATEWAY)
         .arg("audit")
         .args(args)
         .output()
         .expect("switchboard runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8(output.stdout).unwrap(),
-    )
+    let code = output.status.code().unwrap_or(-1);
+    if code == 2 {
+        return (code, String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    (code, String::from_utf8(output.stdout).unwrap())
 }
 
 /// `audit verify --json` of a state dir with key A trusted.

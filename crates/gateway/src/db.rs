@@ -95,8 +95,10 @@ impl Db {
     }
 }
 
-/// Opens the database in `dir` for reading only, beside a gateway that may be running
-/// on it (and after one was killed: nothing is repaired, the last commit is read).
+/// Opens the database in `dir` for reading only, beside a gateway that may be running on
+/// it; nothing is written. A file whose writer died without closing it (`kill -9`) is
+/// refused with `RepairAborted` while no writer runs: redb leaves the repair to a writer
+/// (the next gateway, or a private copy, as `switchboard audit` does).
 pub fn open_read_only(dir: &Path) -> Result<redb::ReadOnlyDatabase, DbError> {
     let path = dir.join(FILE_NAME);
     redb::Builder::new()

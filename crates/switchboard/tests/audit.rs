@@ -332,6 +332,19 @@ period_ms = 3600000
     let (code, out) = audit_cli(&["verify", "--config", path.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("ok: 9 records verified"), "{out}");
+    // Readers share the file; a second writer (another gateway on this state dir) does not.
+    let second = std::process::Command::new(GATEWAY)
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("another switchboard"),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
     stop(gateway).await;
 }
 

@@ -10,6 +10,7 @@
 //! protocol.
 
 mod access;
+mod audit;
 mod decode;
 mod error;
 mod expand;
@@ -29,6 +30,7 @@ pub use access::{
     AccessSettings, ApiKey, ArgumentRule, Effect, Glob, Globs, JwtKey, JwtSettings, LimitScope,
     RateLimit, SecretHash, StdioIdentity, Visibility,
 };
+pub use audit::{AuditExport, AuditKey, AuditSettings, SigningSeed};
 pub use error::{ConfigError, ConfigWarning};
 pub use model::{
     Config, ConfigFormat, ConfigSource, EraPreference, GatewaySettings, ListenSettings,
@@ -92,6 +94,7 @@ pub fn parse_with_env(
         listen: validated.listen,
         servers: validated.servers,
         access: validated.access,
+        audit: validated.audit,
         source: ConfigSource {
             path: path.map(Path::to_path_buf),
             format,

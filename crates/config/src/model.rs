@@ -24,6 +24,8 @@ pub struct Config {
     /// Who may call what (`[access]`); `None`: no access control (anyone who reaches a
     /// face may call everything, as without the section).
     pub access: Option<crate::access::AccessSettings>,
+    /// The tamper-evident audit log (`[audit]`); `None`: no audit step.
+    pub audit: Option<crate::audit::AuditSettings>,
     /// Where this configuration was read from.
     pub source: ConfigSource,
     /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.

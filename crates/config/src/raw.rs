@@ -24,6 +24,7 @@ pub(crate) struct RawNative {
     #[serde(default)]
     pub(crate) servers: UniqueMap<Table<RawNativeServer>>,
     pub(crate) access: Option<Table<crate::access::RawAccess>>,
+    pub(crate) audit: Option<Table<crate::audit::RawAudit>>,
 }
 
 /// `[gateway]`; also `"switchboard": { "gateway": ... }` in `.mcp.json`.

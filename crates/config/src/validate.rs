@@ -29,6 +29,7 @@ pub(crate) struct Validated {
     /// Keys that were ignored.
     pub(crate) warnings: Vec<Problem>,
     pub(crate) access: Option<crate::access::AccessSettings>,
+    pub(crate) audit: Option<crate::audit::AuditSettings>,
 }
 
 /// How a format spells the keys that differ between formats.
@@ -197,11 +198,16 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
         .access
         .map(|table| crate::access::validate(table.0, &root.key("access"), env))
         .transpose()?;
+    let audit = raw
+        .audit
+        .map(|table| crate::audit::validate(table.0, &root.key("audit"), env))
+        .transpose()?;
     let mut validated = document(raw.gateway.0, raw.listen.0, servers, &root, &NATIVE, env)?;
     if let Some(access) = &access {
         known_tenants(&validated.servers, access)?;
     }
     validated.access = access;
+    validated.audit = audit;
     Ok(validated)
 }
 
@@ -306,6 +312,7 @@ fn document(
         servers,
         warnings: Vec::new(),
         access: None,
+        audit: None,
     })
 }
 

@@ -7,8 +7,10 @@
 //! parts that promise durability say so at start ([`Db::is_durable`]).
 //!
 //! redb allows one `Database` per file per process, and locks the file against other
-//! processes: a second gateway on the same state dir fails to open it, with an error
-//! naming the file (two writers would corrupt budgets and the audit chain).
+//! writers: a second gateway on the same state dir fails to open it, with an error
+//! naming the file (two writers would corrupt budgets and the audit chain). The file is
+//! opened in redb's single-writer mode, so other processes may read it while the gateway
+//! runs ([`open_read_only`]: `switchboard audit verify` and `tail`).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -53,10 +55,13 @@ impl Db {
             source,
         })?;
         let path = dir.join(FILE_NAME);
-        let database = redb::Database::create(&path).map_err(|source| DbError::Open {
-            path: path.clone(),
-            source,
-        })?;
+        let database = redb::Builder::new()
+            .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+            .create(&path)
+            .map_err(|source| DbError::Open {
+                path: path.clone(),
+                source,
+            })?;
         Ok(Arc::new(Db {
             database,
             path: Some(path),
@@ -90,6 +95,18 @@ impl Db {
     }
 }
 
+/// Opens the database in `dir` for reading only, beside a gateway that may be running on
+/// it; nothing is written. A file whose writer died without closing it (`kill -9`) is
+/// refused with `RepairAborted` while no writer runs: redb leaves the repair to a writer
+/// (the next gateway, or a private copy, as `switchboard audit` does).
+pub fn open_read_only(dir: &Path) -> Result<redb::ReadOnlyDatabase, DbError> {
+    let path = dir.join(FILE_NAME);
+    redb::Builder::new()
+        .set_concurrency_mode(redb::ConcurrencyMode::SingleWriter)
+        .open_read_only(&path)
+        .map_err(|source| DbError::Open { path, source })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +136,31 @@ mod tests {
         let _first = Db::open(Some(dir.path())).unwrap();
         let error = Db::open(Some(dir.path())).unwrap_err();
         assert!(error.to_string().contains("switchboard.redb"), "{error}");
+    }
+
+    #[test]
+    fn a_reader_follows_the_writer_s_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(Some(dir.path())).unwrap();
+        let write = |value: u64| {
+            let tx = db.database().begin_write().unwrap();
+            tx.open_table(TABLE).unwrap().insert("a", value).unwrap();
+            tx.commit().unwrap();
+        };
+        write(1);
+        let reader = open_read_only(dir.path()).unwrap();
+        let read = || {
+            let tx = reader.begin_read().unwrap();
+            tx.open_table(TABLE)
+                .unwrap()
+                .get("a")
+                .unwrap()
+                .unwrap()
+                .value()
+        };
+        assert_eq!(read(), 1);
+        write(2);
+        assert_eq!(read(), 2);
     }
 
     #[test]

@@ -119,6 +119,8 @@ pub(crate) struct Inner {
 pub enum StartError {
     #[error(transparent)]
     Db(#[from] crate::db::DbError),
+    #[error(transparent)]
+    Chain(#[from] crate::pipeline::chain::ChainError),
 }
 
 /// The gateway. Cheap to clone; all clones share one state.
@@ -173,7 +175,7 @@ impl Gateway {
             store: Store::open(config.gateway.state_dir.as_deref()),
             roots_peers: Mutex::new(HashMap::new()),
             config_status: Mutex::new(ConfigStatus::loaded(config)),
-            chain: crate::pipeline::chain::declared(config, steps, &metrics, &db),
+            chain: crate::pipeline::chain::declared(config, steps, &metrics, &db)?,
             db,
             metrics,
             adding: Mutex::default(),
@@ -192,11 +194,19 @@ impl Gateway {
             signals_rx,
             gateway.inner.shutdown.clone(),
         ));
+        for task in gateway.inner.chain.background(&gateway.inner.shutdown) {
+            gateway.spawn(task);
+        }
         spawn_store_flusher(&gateway);
         gateway.start_servers(config).await;
         gateway.spawn_idle_reaper();
         gateway.rebuild_catalog();
         Ok(gateway)
+    }
+
+    /// Whether the call pipeline keeps an audit log (`[audit]`).
+    pub fn audits(&self) -> bool {
+        self.inner.chain.names().contains(&"audit")
     }
 
     /// The embedded database (`db.rs`), shared by the parts with durable state.

@@ -172,6 +172,12 @@ pub struct Metrics {
     access_refusals: Family<StepLabels, Counter>,
     sandbox_hits: Family<SandboxLabels, Counter>,
     sandbox_kills: Family<SandboxLabels, Counter>,
+    audit: Family<AuditLabels, Counter>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct AuditLabels {
+    event: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -184,6 +190,14 @@ impl Metrics {
     pub fn access_refusal(&self, step: &str) -> Counter {
         self.access_refusals.get_or_create_owned(&StepLabels {
             step: step.to_owned(),
+        })
+    }
+
+    /// The audit log's counter of `event`: `committed` records, calls `refused` for a full
+    /// queue, `write_error`s, `export_error`s, records `lost` (at shutdown).
+    pub fn audit_event(&self, event: &str) -> Counter {
+        self.audit.get_or_create_owned(&AuditLabels {
+            event: event.to_owned(),
         })
     }
 
@@ -399,6 +413,11 @@ impl crate::Gateway {
             "switchboard_sandbox_kills",
             "Stdio server instances ended by a limit of their sandbox",
             metrics.sandbox_kills.clone(),
+        );
+        registry.register(
+            "switchboard_audit_records",
+            "Audit log events: records committed, calls refused for a full queue, write and export errors, records lost",
+            metrics.audit.clone(),
         );
         self.register_server_gauges(&mut registry);
         let status = self.config_status();

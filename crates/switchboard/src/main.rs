@@ -1,5 +1,8 @@
 //! `switchboard`: the MCP gateway binary. Subcommands run the HTTP face (`serve`), the
-//! stdio face (`stdio`) or validate a configuration (`check-config`).
+//! stdio face (`stdio`), validate a configuration (`check-config`) or read the audit log
+//! (`audit`, in `audit_cli.rs`).
+
+mod audit_cli;
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd as _;
@@ -65,6 +68,11 @@ enum Command {
     },
     /// Validate a configuration file without running anything.
     CheckConfig { config: PathBuf },
+    /// Read the tamper-evident audit log: verify, tail, keygen.
+    Audit {
+        #[command(subcommand)]
+        command: audit_cli::AuditCommand,
+    },
 }
 
 fn init_logging(format: LogFormat) {
@@ -112,6 +120,15 @@ fn stdout() -> Pin<Box<dyn AsyncWrite + Send>> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    if let Command::Audit { command } = cli.command {
+        return match audit_cli::run(command, cli.max_config_bytes) {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("switchboard: {error:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if matches!(cli.command, Command::Serve { .. } | Command::Stdio { .. }) {
         // Before the runtime: the guardian is forked while we have one thread.
         if let Err(error) = switchboard_upstream::guardian::start() {
@@ -158,9 +175,17 @@ async fn run(command: Command, max_config_bytes: u64) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Audit { .. } => unreachable!("handled before the runtime starts"),
         Command::Stdio { config, meta_tools } => {
             let hangup = hangup_signal();
             let (loaded, text) = load(&config, max_config_bytes)?;
+            if loaded.audit.as_ref().and_then(|a| a.export.as_ref())
+                == Some(&switchboard_config::AuditExport::Stdout)
+            {
+                anyhow::bail!(
+                    "audit.export = \"stdout\" cannot be used with `switchboard stdio`: stdout carries the MCP messages; export to a file"
+                );
+            }
             let gateway = Gateway::start(&loaded).await?;
             watch(&gateway, &config, &text, max_config_bytes, hangup);
             let max = loaded.gateway.max_message_bytes;

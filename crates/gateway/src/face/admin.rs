@@ -12,6 +12,7 @@
 //! - `POST /admin/servers/{name}/reload` — restart without losing calls
 //! - `GET /admin/tools` — the merged catalog (exposed name → server, tool)
 //! - `GET /admin/config` — the watched file's status (valid, last error, reloads)
+//! - `GET /admin/audit` — the audit log's records, filtered (`admin_audit.rs`)
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
@@ -71,6 +72,7 @@ pub fn router(gateway: Gateway, listen: &ListenSettings) -> Option<Router> {
         .route("/admin/servers/{name}/reload", post(reload_server))
         .route("/admin/tools", get(list_tools))
         .route("/admin/config", get(config_status))
+        .route("/admin/audit", get(audit_records))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state);
     Some(routes)
@@ -217,6 +219,14 @@ async fn list_tools(State(state): State<AdminState>) -> Response {
 
 async fn config_status(State(state): State<AdminState>) -> Response {
     json_reply(StatusCode::OK, state.gateway.config_status().to_json())
+}
+
+async fn audit_records(
+    State(state): State<AdminState>,
+    axum::extract::Query(params): axum::extract::Query<std::collections::BTreeMap<String, String>>,
+) -> Response {
+    let (status, body) = super::admin_audit::records(&state.gateway, params).await;
+    json_reply(status, body)
 }
 
 #[cfg(test)]

@@ -180,6 +180,13 @@ impl Step for Allow {
                 _ => Flow::Continue,
             }
         })();
+        if let Flow::Respond(_) = flow {
+            // Answered as nonexistent; the audit records what it was.
+            call.notes.decide(crate::audit::Decision::Denied {
+                step: "allow",
+                rule: Some("hidden".into()),
+            });
+        }
         Box::pin(std::future::ready(Ok(flow)))
     }
 

@@ -24,18 +24,31 @@ use super::{Chain, Step};
 use crate::db::Db;
 use crate::metrics::Metrics;
 
-/// The chain for a config, with `extra` steps first. Without `[access]` (and without
-/// steps that need it) the chain stays empty: one branch per call.
+/// A step with durable state could not open it.
+#[derive(Debug, thiserror::Error)]
+pub enum ChainError {
+    #[error(transparent)]
+    Audit(#[from] crate::audit::AuditError),
+}
+
+/// The chain for a config, with `extra` steps first. Without `[access]` and `[audit]`
+/// (and without steps that need them) the chain stays empty: one branch per call.
 pub fn declared(
     config: &Config,
     extra: Vec<Arc<dyn Step>>,
     metrics: &Metrics,
     db: &Arc<Db>,
-) -> Chain {
-    let _ = db; // steps with durable state (budgets, audit, registry) open their tables here
+) -> Result<Chain, ChainError> {
     let mut steps = extra;
+    // 1. identity is established at the faces' edge (`crate::access`).
+    // 2. the audit log: sees every outcome, the later steps' denials included.
+    // Later steps that decide outside a call's hooks (approvals, expiries) record through
+    // the same log (`Log::append`); inside the hooks they say why in `call.notes`.
+    if let Some(audit) = &config.audit {
+        let log = crate::audit::Log::open(audit, db, metrics)?;
+        steps.push(Arc::new(super::audit::Audit::new(log)));
+    }
     if let Some(access) = &config.access {
-        // 1. identity is established at the faces' edge (`crate::access`).
         // 3. allow-lists and argument rules.
         let allow = super::allow::Allow::new(access.tenants.clone(), access.roles.clone());
         if allow.is_needed() {
@@ -52,5 +65,5 @@ pub fn declared(
             )));
         }
     }
-    Chain::new(steps)
+    Ok(Chain::new(steps))
 }

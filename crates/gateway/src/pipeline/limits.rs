@@ -13,6 +13,7 @@ use governor::{Quota, RateLimiter};
 use switchboard_config::{LimitScope, RateLimit};
 
 use super::{Call, Flow, Hooks, Step, StepFuture, Target};
+use crate::audit::Decision;
 use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::principal::Principal;
@@ -65,7 +66,8 @@ impl Limits {
         }
     }
 
-    fn check(&self, principal: &Principal, server: &str, name: &str) -> Result<(), Error> {
+    /// `Err((limit path, refusal))` when a limit refuses the call.
+    fn check(&self, principal: &Principal, server: &str, name: &str) -> Result<(), (&str, Error)> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             for limit in &self.limits {
                 limit.limiter.retain_recent();
@@ -80,14 +82,17 @@ impl Limits {
             if let Err(not_until) = limit.limiter.check_key(&key) {
                 let retry_after = not_until.wait_time_from(limit.limiter.clock().now());
                 self.refusals.inc();
-                return Err(Error::limited(
-                    format!(
-                        "rate limit {} ({} per {} ms) reached",
-                        limit.spec.path,
-                        limit.spec.requests,
-                        limit.spec.period.as_millis()
+                return Err((
+                    limit.spec.path.as_str(),
+                    Error::limited(
+                        format!(
+                            "rate limit {} ({} per {} ms) reached",
+                            limit.spec.path,
+                            limit.spec.requests,
+                            limit.spec.period.as_millis()
+                        ),
+                        retry_after,
                     ),
-                    retry_after,
                 ));
             }
         }
@@ -106,9 +111,17 @@ impl Step for Limits {
 
     fn before<'a>(&'a self, call: &'a mut Call<'_>) -> StepFuture<'a, Flow> {
         let decision = match &call.target {
-            Target::Upstream(route) => self
-                .check(&call.ctx.principal, &route.server, &route.exposed)
-                .map(|()| Flow::Continue),
+            Target::Upstream(route) => {
+                match self.check(&call.ctx.principal, &route.server, &route.exposed) {
+                    Ok(()) => Ok(Flow::Continue),
+                    Err((rule, error)) => {
+                        call.notes.decide(Decision::RateLimited {
+                            rule: Some(rule.to_owned()),
+                        });
+                        Err(error)
+                    }
+                }
+            }
             _ => Ok(Flow::Continue),
         };
         Box::pin(std::future::ready(decision))
@@ -153,7 +166,8 @@ mod tests {
         assert!(limits.check(&a1, "fx", "fx__echo").is_ok());
         assert!(limits.check(&a2, "fx", "fx__echo").is_ok());
         assert!(limits.check(&a1, "fx", "fx__add").is_ok());
-        let refused = limits.check(&a2, "fx", "fx__echo").unwrap_err();
+        let (rule, refused) = limits.check(&a2, "fx", "fx__echo").unwrap_err();
+        assert_eq!(rule, "access.limits[0]");
         let Error::Limited { retry_after, .. } = refused else {
             panic!("{refused:?}")
         };

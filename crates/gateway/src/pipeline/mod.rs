@@ -23,16 +23,19 @@
 //! chain costs one branch per hook.
 
 pub mod allow;
+pub mod audit;
 pub mod chain;
 pub mod limits;
 mod resolve;
 pub mod rules;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 use crate::catalog::{Admit, Catalog, Listing, View};
 use crate::error::Error;
@@ -40,7 +43,7 @@ use crate::gateway::ClientCtx;
 use crate::principal::Principal;
 use crate::reply::Reply;
 
-pub use resolve::Target;
+pub use resolve::{Route, Target};
 
 /// A boxed step future.
 pub type StepFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, Error>> + Send + 'a>>;
@@ -59,6 +62,57 @@ pub struct Call<'a> {
     pub view: Option<Arc<View>>,
     /// What the request addresses.
     pub target: Target,
+    /// What steps note about this call for the steps after them (the audit reads them).
+    pub notes: Notes,
+}
+
+/// What steps tell later steps about one call: why a step decided it (when the outcome
+/// alone does not say, e.g. a hidden name answered as nonexistent, or which rule), the
+/// redactions made in its result, and the audit step's pending record. Steps see the call
+/// by shared reference after the terminal, so this sits behind a lock (uncontended: one
+/// call, one task).
+#[derive(Default)]
+pub struct Notes(parking_lot::Mutex<NoteSet>);
+
+#[derive(Default)]
+struct NoteSet {
+    decision: Option<crate::audit::Decision>,
+    redactions: BTreeMap<String, u64>,
+    audit: Option<audit::Ticket>,
+}
+
+impl Notes {
+    /// A step that refused the call, or answered it in the upstream's place, says why.
+    /// The first word stands.
+    pub fn decide(&self, decision: crate::audit::Decision) {
+        self.0.lock().decision.get_or_insert(decision);
+    }
+
+    /// What was decided, if a step said so.
+    pub fn decision(&self) -> Option<crate::audit::Decision> {
+        self.0.lock().decision.clone()
+    }
+
+    /// Adds redactions made in the result, per detector.
+    pub fn add_redactions<'a>(&self, counts: impl IntoIterator<Item = (&'a str, u64)>) {
+        let mut notes = self.0.lock();
+        for (detector, count) in counts {
+            *notes.redactions.entry(detector.to_owned()).or_default() += count;
+        }
+    }
+
+    /// The redactions noted so far.
+    pub fn redactions(&self) -> BTreeMap<String, u64> {
+        self.0.lock().redactions.clone()
+    }
+
+    fn hold_ticket(&self, ticket: audit::Ticket) {
+        self.0.lock().audit = Some(ticket);
+    }
+
+    fn take_ticket(&self) -> Option<audit::Ticket> {
+        self.0.lock().audit.take()
+    }
 }
 
 impl Call<'_> {
@@ -139,7 +193,32 @@ pub trait Step: Send + Sync + 'static {
     fn hooks(&self) -> Hooks {
         Hooks::BOTH
     }
+
+    /// A request that failed resolution, before any step ran: an unknown name, a name
+    /// the caller's view hides (`hidden`: what it would have addressed), malformed params.
+    /// Steps that see every request (the audit) see it here. The client gets `error`
+    /// either way (hidden answers exactly like unknown), unless this fails.
+    fn unresolved<'a>(
+        &'a self,
+        _ctx: &'a ClientCtx,
+        _method: &'a str,
+        _params: &'a Value,
+        _error: &'a Error,
+        _hidden: Option<&'a Target>,
+    ) -> StepFuture<'a, ()> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// Work the step owns beside the calls (the audit log's writer), started once when
+    /// the gateway runs and tracked by it: it must end soon after `shutdown` is cancelled,
+    /// finishing what it holds.
+    fn background(&self, _shutdown: CancellationToken) -> Option<BackgroundTask> {
+        None
+    }
 }
+
+/// A step's background work.
+pub type BackgroundTask = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// Which hooks a step implements.
 #[derive(Clone, Copy, Debug)]
@@ -188,6 +267,14 @@ impl Chain {
         self.steps.iter().map(|s| s.name()).collect()
     }
 
+    /// The steps' background work, to be spawned by the gateway.
+    pub fn background(&self, shutdown: &CancellationToken) -> Vec<BackgroundTask> {
+        self.steps
+            .iter()
+            .filter_map(|step| step.background(shutdown.clone()))
+            .collect()
+    }
+
     /// The caller's combined filter: `None` when no step restricts it.
     pub(crate) fn filter(&self, principal: &Principal) -> Option<Filter> {
         let mut filters = self.steps.iter().filter_map(|step| step.filter(principal));
@@ -226,7 +313,25 @@ impl crate::gateway::Gateway {
         let view = chain
             .filter(&ctx.principal)
             .map(|filter| catalog.view(&filter.key, &filter.admit));
-        let target = self.resolve(ctx, method, &params, &catalog, view.as_deref())?;
+        let target = match self.resolve(ctx, method, &params, &catalog, view.as_deref()) {
+            Ok(target) => target,
+            Err(error) if chain.is_empty() => return Err(error),
+            Err(error) => {
+                // What the view hid would have resolved without it: steps that see every
+                // request learn it was hidden; the client cannot tell.
+                let hidden = match (&error, &view) {
+                    (Error::Unknown { .. }, Some(_)) => {
+                        self.resolve(ctx, method, &params, &catalog, None).ok()
+                    }
+                    _ => None,
+                };
+                for step in chain.steps.iter() {
+                    step.unresolved(ctx, method, &params, &error, hidden.as_ref())
+                        .await?;
+                }
+                return Err(error);
+            }
+        };
         let mut call = Call {
             ctx,
             method,
@@ -234,6 +339,7 @@ impl crate::gateway::Gateway {
             catalog,
             view,
             target,
+            notes: Notes::default(),
         };
         if chain.is_empty() {
             let outcome = self.terminal(&mut call).await;

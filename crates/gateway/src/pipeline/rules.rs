@@ -18,6 +18,7 @@ use serde_json::Value;
 use switchboard_config::{ArgumentRule, Effect};
 
 use super::{Call, Flow, Hooks, Step, StepFuture, Target};
+use crate::audit::Decision;
 use crate::error::Error;
 
 struct Compiled {
@@ -52,30 +53,36 @@ impl Rules {
         Rules { rules, env }
     }
 
-    fn decide(&self, context: &Context<'_, '_>) -> Result<(), Error> {
+    /// `Err((rule path, refusal))` when a rule refuses the call.
+    fn decide(&self, context: &Context<'_, '_>) -> Result<(), (&str, Error)> {
         for compiled in &self.rules {
+            let path = compiled.rule.path.as_str();
             let holds = match compiled.program.execute(context) {
                 Ok(Cel::Bool(holds)) => holds,
                 Ok(other) => {
-                    return Err(Error::denied(
-                        "rules",
-                        format!(
-                            "{} could not be evaluated: the condition gave {other:?}, not a bool",
-                            compiled.rule.path
+                    return Err((
+                        path,
+                        Error::denied(
+                            "rules",
+                            format!(
+                                "{path} could not be evaluated: the condition gave {other:?}, not a bool"
+                            ),
                         ),
                     ));
                 }
                 Err(error) => {
-                    return Err(Error::denied(
-                        "rules",
-                        format!("{} could not be evaluated: {error}", compiled.rule.path),
+                    return Err((
+                        path,
+                        Error::denied("rules", format!("{path} could not be evaluated: {error}")),
                     ));
                 }
             };
             if holds {
                 return match compiled.rule.effect {
                     Effect::Allow => Ok(()),
-                    Effect::Deny => Err(Error::denied("rules", compiled.rule.message.clone())),
+                    Effect::Deny => {
+                        Err((path, Error::denied("rules", compiled.rule.message.clone())))
+                    }
                 };
             }
         }
@@ -157,9 +164,16 @@ impl Step for Rules {
 
     fn before<'a>(&'a self, call: &'a mut Call<'_>) -> StepFuture<'a, Flow> {
         let decision = match &call.target {
-            Target::Upstream(_) => self
-                .decide(&context_of(&self.env, call))
-                .map(|()| Flow::Continue),
+            Target::Upstream(_) => match self.decide(&context_of(&self.env, call)) {
+                Ok(()) => Ok(Flow::Continue),
+                Err((rule, error)) => {
+                    call.notes.decide(Decision::Denied {
+                        step: "rules",
+                        rule: Some(rule.to_owned()),
+                    });
+                    Err(error)
+                }
+            },
             _ => Ok(Flow::Continue),
         };
         Box::pin(std::future::ready(decision))
@@ -200,12 +214,12 @@ mod tests {
         ]);
         let deny = rules.decide(&context("fx__echo", serde_json::json!({"text": "secret!"})));
         assert!(
-            matches!(deny, Err(Error::Denied { step: "rules", ref reason }) if reason == "no secrets")
+            matches!(deny, Err(("access.rules[0]", Error::Denied { step: "rules", ref reason })) if reason == "no secrets")
         );
         assert!(
             rules
                 .decide(&context("fx__echo", serde_json::json!({"text": "hi"})))
-                .is_err_and(|e| e.to_string().contains("could not be evaluated"))
+                .is_err_and(|(_, e)| e.to_string().contains("could not be evaluated"))
         );
         assert!(
             rules

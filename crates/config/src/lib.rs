@@ -18,6 +18,7 @@ mod name;
 mod policy;
 mod raw;
 mod read;
+mod redaction;
 mod sandbox;
 mod secret;
 mod tenants;
@@ -39,6 +40,7 @@ pub use policy::{
     BreakerPolicy, HealthPolicy, LimitPolicy, PoolPolicy, ServerPolicy, Sharing, ToolPolicy,
 };
 pub use read::{DEFAULT_MAX_CONFIG_BYTES, read};
+pub use redaction::{RedactAction, RedactPattern, RedactRule, RedactionSettings};
 pub use sandbox::{Bytes, FsPolicy, SandboxSpec};
 pub use secret::{REDACTED, Secret};
 pub use tenants::TenantCredentials;
@@ -92,6 +94,7 @@ pub fn parse_with_env(
         listen: validated.listen,
         servers: validated.servers,
         access: validated.access,
+        redaction: validated.redaction,
         source: ConfigSource {
             path: path.map(Path::to_path_buf),
             format,

@@ -24,6 +24,9 @@ pub struct Config {
     /// Who may call what (`[access]`); `None`: no access control (anyone who reaches a
     /// face may call everything, as without the section).
     pub access: Option<crate::access::AccessSettings>,
+    /// What is removed from results, and whether poisoned tools are hidden
+    /// (`[redaction]`); `None`: results pass unchanged.
+    pub redaction: Option<crate::redaction::RedactionSettings>,
     /// Where this configuration was read from.
     pub source: ConfigSource,
     /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.

@@ -24,6 +24,7 @@ pub(crate) struct RawNative {
     #[serde(default)]
     pub(crate) servers: UniqueMap<Table<RawNativeServer>>,
     pub(crate) access: Option<Table<crate::access::RawAccess>>,
+    pub(crate) redaction: Option<Table<crate::redaction::RawRedaction>>,
 }
 
 /// `[gateway]`; also `"switchboard": { "gateway": ... }` in `.mcp.json`.

@@ -29,6 +29,7 @@ pub(crate) struct Validated {
     /// Keys that were ignored.
     pub(crate) warnings: Vec<Problem>,
     pub(crate) access: Option<crate::access::AccessSettings>,
+    pub(crate) redaction: Option<crate::redaction::RedactionSettings>,
 }
 
 /// How a format spells the keys that differ between formats.
@@ -197,11 +198,16 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
         .access
         .map(|table| crate::access::validate(table.0, &root.key("access"), env))
         .transpose()?;
+    let redaction = raw
+        .redaction
+        .map(|table| crate::redaction::validate(table.0, &root.key("redaction"), env))
+        .transpose()?;
     let mut validated = document(raw.gateway.0, raw.listen.0, servers, &root, &NATIVE, env)?;
     if let Some(access) = &access {
         known_tenants(&validated.servers, access)?;
     }
     validated.access = access;
+    validated.redaction = redaction;
     Ok(validated)
 }
 
@@ -306,6 +312,7 @@ fn document(
         servers,
         warnings: Vec::new(),
         access: None,
+        redaction: None,
     })
 }
 

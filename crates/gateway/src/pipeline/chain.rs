@@ -24,13 +24,15 @@ use super::{Chain, Step};
 use crate::db::Db;
 use crate::metrics::Metrics;
 
-/// The chain for a config, with `extra` steps first. Without `[access]` (and without
-/// steps that need it) the chain stays empty: one branch per call.
+/// The chain for a config, with `extra` steps first. Without `[access]` and
+/// `[redaction]` the chain stays empty: one branch per call. `secrets` are the injected
+/// secrets the redaction step matches (the gateway keeps teaching them new servers').
 pub fn declared(
     config: &Config,
     extra: Vec<Arc<dyn Step>>,
     metrics: &Metrics,
     db: &Arc<Db>,
+    secrets: Option<&Arc<crate::redact::Secrets>>,
 ) -> Chain {
     let _ = db; // steps with durable state (budgets, audit, registry) open their tables here
     let mut steps = extra;
@@ -51,6 +53,14 @@ pub fn declared(
                 metrics,
             )));
         }
+    }
+    // 8. redaction of results (after; innermost, so it sees the upstream's answer first).
+    if let (Some(redaction), Some(secrets)) = (&config.redaction, secrets) {
+        steps.push(Arc::new(crate::redact::Redact::new(
+            redaction,
+            secrets.clone(),
+            metrics,
+        )));
     }
     Chain::new(steps)
 }

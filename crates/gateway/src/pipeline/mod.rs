@@ -59,6 +59,9 @@ pub struct Call<'a> {
     pub view: Option<Arc<View>>,
     /// What the request addresses.
     pub target: Target,
+    /// What the redaction step found in the outcome (set once, by that step), for the
+    /// audit step, whose `after` runs later.
+    pub redaction: std::sync::OnceLock<crate::redact::RedactionCounts>,
 }
 
 impl Call<'_> {
@@ -234,6 +237,7 @@ impl crate::gateway::Gateway {
             catalog,
             view,
             target,
+            redaction: std::sync::OnceLock::new(),
         };
         if chain.is_empty() {
             let outcome = self.terminal(&mut call).await;

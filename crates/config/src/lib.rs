@@ -19,6 +19,7 @@ mod name;
 mod policy;
 mod raw;
 mod read;
+mod redaction;
 mod sandbox;
 mod secret;
 mod tenants;
@@ -41,6 +42,7 @@ pub use policy::{
     BreakerPolicy, HealthPolicy, LimitPolicy, PoolPolicy, ServerPolicy, Sharing, ToolPolicy,
 };
 pub use read::{DEFAULT_MAX_CONFIG_BYTES, read};
+pub use redaction::{RedactAction, RedactPattern, RedactRule, RedactionSettings};
 pub use sandbox::{Bytes, FsPolicy, SandboxSpec};
 pub use secret::{REDACTED, Secret};
 pub use tenants::TenantCredentials;
@@ -95,6 +97,7 @@ pub fn parse_with_env(
         servers: validated.servers,
         access: validated.access,
         audit: validated.audit,
+        redaction: validated.redaction,
         source: ConfigSource {
             path: path.map(Path::to_path_buf),
             format,

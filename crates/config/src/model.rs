@@ -26,6 +26,9 @@ pub struct Config {
     pub access: Option<crate::access::AccessSettings>,
     /// The tamper-evident audit log (`[audit]`); `None`: no audit step.
     pub audit: Option<crate::audit::AuditSettings>,
+    /// What is removed from results, and whether poisoned tools are hidden
+    /// (`[redaction]`); `None`: results pass unchanged.
+    pub redaction: Option<crate::redaction::RedactionSettings>,
     /// Where this configuration was read from.
     pub source: ConfigSource,
     /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.

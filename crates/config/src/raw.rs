@@ -25,6 +25,7 @@ pub(crate) struct RawNative {
     pub(crate) servers: UniqueMap<Table<RawNativeServer>>,
     pub(crate) access: Option<Table<crate::access::RawAccess>>,
     pub(crate) audit: Option<Table<crate::audit::RawAudit>>,
+    pub(crate) redaction: Option<Table<crate::redaction::RawRedaction>>,
 }
 
 /// `[gateway]`; also `"switchboard": { "gateway": ... }` in `.mcp.json`.

@@ -30,6 +30,7 @@ pub(crate) struct Validated {
     pub(crate) warnings: Vec<Problem>,
     pub(crate) access: Option<crate::access::AccessSettings>,
     pub(crate) audit: Option<crate::audit::AuditSettings>,
+    pub(crate) redaction: Option<crate::redaction::RedactionSettings>,
 }
 
 /// How a format spells the keys that differ between formats.
@@ -202,12 +203,17 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
         .audit
         .map(|table| crate::audit::validate(table.0, &root.key("audit"), env))
         .transpose()?;
+    let redaction = raw
+        .redaction
+        .map(|table| crate::redaction::validate(table.0, &root.key("redaction"), env))
+        .transpose()?;
     let mut validated = document(raw.gateway.0, raw.listen.0, servers, &root, &NATIVE, env)?;
     if let Some(access) = &access {
         known_tenants(&validated.servers, access)?;
     }
     validated.access = access;
     validated.audit = audit;
+    validated.redaction = redaction;
     Ok(validated)
 }
 
@@ -313,6 +319,7 @@ fn document(
         warnings: Vec::new(),
         access: None,
         audit: None,
+        redaction: None,
     })
 }
 

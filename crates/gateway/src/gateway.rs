@@ -112,6 +112,11 @@ pub(crate) struct Inner {
     pub(crate) tasks: tokio_util::task::TaskTracker,
     /// The embedded database (`db.rs`): durable state of budgets, audit, registry.
     pub(crate) db: Arc<crate::db::Db>,
+    /// Tool-description screening at catalog build (`screen.rs`).
+    pub(crate) screen: crate::screen::Screen,
+    /// The injected secrets the redaction step masks (`[redaction]` only); servers added
+    /// while running teach it theirs.
+    pub(crate) secrets: Option<Arc<crate::redact::Secrets>>,
 }
 
 /// The gateway could not start.
@@ -161,6 +166,11 @@ impl Gateway {
             None => Sealer::random(),
         };
         let metrics = crate::metrics::Metrics::default();
+        let secrets = config
+            .redaction
+            .as_ref()
+            .map(|_| Arc::new(crate::redact::Secrets::from_config(config)));
+        let hide_poisoned = config.redaction.as_ref().is_some_and(|r| r.hide_poisoned);
         let inner = Arc::new(Inner {
             settings: config.gateway.clone(),
             servers: RwLock::new(BTreeMap::new()),
@@ -175,8 +185,16 @@ impl Gateway {
             store: Store::open(config.gateway.state_dir.as_deref()),
             roots_peers: Mutex::new(HashMap::new()),
             config_status: Mutex::new(ConfigStatus::loaded(config)),
-            chain: crate::pipeline::chain::declared(config, steps, &metrics, &db)?,
+            chain: crate::pipeline::chain::declared(
+                config,
+                steps,
+                &metrics,
+                &db,
+                secrets.as_ref(),
+            )?,
             db,
+            screen: crate::screen::Screen::new(hide_poisoned),
+            secrets,
             metrics,
             adding: Mutex::default(),
             log_subscribers: Mutex::new(HashMap::new()),
@@ -247,13 +265,24 @@ impl Gateway {
         self.inner.servers.read().get(name).cloned()
     }
 
-    /// Every server's last known lists, by name.
+    /// Every server's last known lists, by name, as the catalog shows them (screened for
+    /// poisoned tool descriptions: `screen.rs`).
     pub(crate) fn server_lists(&self) -> BTreeMap<String, Arc<crate::catalog::ServerLists>> {
-        self.inner
+        let lists: BTreeMap<String, Arc<crate::catalog::ServerLists>> = self
+            .inner
             .servers
             .read()
             .iter()
             .map(|(name, server)| (name.clone(), server.lists()))
+            .collect();
+        let screen = &self.inner.screen;
+        screen.retain(|name| lists.contains_key(name));
+        lists
+            .into_iter()
+            .map(|(name, lists)| {
+                let shown = screen.lists(&name, lists);
+                (name, shown)
+            })
             .collect()
     }
 

@@ -173,6 +173,8 @@ pub struct Metrics {
     sandbox_hits: Family<SandboxLabels, Counter>,
     sandbox_kills: Family<SandboxLabels, Counter>,
     audit: Family<AuditLabels, Counter>,
+    redactions: Family<RedactionLabels, Counter>,
+    redacted_results: Family<RedactedResultLabels, Counter>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -181,11 +183,66 @@ struct AuditLabels {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RedactionLabels {
+    server: String,
+    detector: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RedactedResultLabels {
+    server: String,
+    /// `redacted` (strings rewritten), `dropped` (blocks removed) or `blocked`.
+    outcome: &'static str,
+}
+
+/// The redaction step's counters: findings per server and detector, and results touched
+/// per server and outcome. Resolved only when something was found (the rare path).
+#[derive(Clone, Debug)]
+pub struct RedactionMetrics {
+    findings: Family<RedactionLabels, Counter>,
+    results: Family<RedactedResultLabels, Counter>,
+}
+
+impl RedactionMetrics {
+    pub fn record(&self, server: &str, counts: &crate::redact::RedactionCounts) {
+        for (detector, n) in &counts.detectors {
+            self.findings
+                .get_or_create(&RedactionLabels {
+                    server: server.to_owned(),
+                    detector: detector.clone(),
+                })
+                .inc_by(u64::from(*n));
+        }
+        let outcome = if counts.blocked {
+            "blocked"
+        } else if counts.dropped > 0 {
+            "dropped"
+        } else {
+            "redacted"
+        };
+        self.results
+            .get_or_create(&RedactedResultLabels {
+                server: server.to_owned(),
+                outcome,
+            })
+            .inc();
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct StepLabels {
     step: String,
 }
 
 impl Metrics {
+    /// The redaction step's counters.
+    pub fn redaction(&self) -> RedactionMetrics {
+        RedactionMetrics {
+            findings: self.redactions.clone(),
+            results: self.redacted_results.clone(),
+        }
+    }
+
     /// The counter of calls refused by the access step `step` (rate limits, …).
     pub fn access_refusal(&self, step: &str) -> Counter {
         self.access_refusals.get_or_create_owned(&StepLabels {
@@ -419,6 +476,21 @@ impl crate::Gateway {
             "Audit log events: records committed, calls refused for a full queue, write and export errors, records lost",
             metrics.audit.clone(),
         );
+        registry.register(
+            "switchboard_redactions",
+            "Findings redacted from results, by server and detector",
+            metrics.redactions.clone(),
+        );
+        registry.register(
+            "switchboard_redacted_results",
+            "Results changed by redaction: redacted, dropped (blocks removed) or blocked",
+            metrics.redacted_results.clone(),
+        );
+        registry.register(
+            "switchboard_poisoned_tools",
+            "Tools whose descriptions carry hidden instructions, by server",
+            self.poisoned_gauge(),
+        );
         self.register_server_gauges(&mut registry);
         let status = self.config_status();
         registry.register(
@@ -442,6 +514,17 @@ impl crate::Gateway {
             ConstGauge::new(self.catalog().tools.len() as i64),
         );
         format.encode(&registry)
+    }
+
+    /// Flagged tools per server (`screen.rs`), read at scrape time.
+    fn poisoned_gauge(&self) -> Family<ServerLabels, Gauge> {
+        let family = Family::<ServerLabels, Gauge>::default();
+        for (server, count) in self.inner.screen.counts() {
+            family
+                .get_or_create(&ServerLabels { server })
+                .set(count as i64);
+        }
+        family
     }
 
     /// The gauges of the live servers, one family each.

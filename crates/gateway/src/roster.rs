@@ -156,6 +156,10 @@ pub fn parse_definition(name: &str, definition: &Value) -> Result<ServerSpec, Rp
 
 impl Gateway {
     fn build_server(&self, name: &str, spec: ServerSpec, origin: Origin) -> Arc<Server> {
+        if let Some(secrets) = &self.inner.secrets {
+            // What this server is given must not come back to clients either.
+            secrets.learn(&spec);
+        }
         let settings = &self.inner.settings;
         let options = ConnectOptions {
             server: name.to_owned(),
@@ -536,11 +540,17 @@ impl Gateway {
     }
 
     /// Servers and their states, as the admin API shows them (with the tenants of
-    /// `per_tenant` servers).
+    /// `per_tenant` servers, and the tools flagged as poisoned: `screen.rs`).
     pub fn describe_servers_for_operators(&self) -> Vec<Value> {
         self.servers()
             .iter()
-            .map(|server| server.describe_for_operators())
+            .map(|server| {
+                let mut described = server.describe_for_operators();
+                if let Some(object) = described.as_object_mut() {
+                    object.insert("poisoned".into(), self.inner.screen.report(&server.name));
+                }
+                described
+            })
             .collect()
     }
 

@@ -31,7 +31,10 @@ impl Gateway {
             .servers
             .read()
             .values()
-            .filter_map(|s| s.own_lists_for(session).map(|l| (s.name.clone(), l)))
+            .filter_map(|s| {
+                s.own_lists_for(session)
+                    .map(|l| (s.name.clone(), self.inner.screen.session_lists(l)))
+            })
             .collect();
         if own.is_empty() {
             return base;

@@ -31,13 +31,15 @@ pub enum ChainError {
     Audit(#[from] crate::audit::AuditError),
 }
 
-/// The chain for a config, with `extra` steps first. Without `[access]` and `[audit]`
-/// (and without steps that need them) the chain stays empty: one branch per call.
+/// The chain for a config, with `extra` steps first. Without `[access]`, `[audit]` and
+/// `[redaction]` the chain stays empty: one branch per call. `secrets` are the injected
+/// secrets the redaction step matches (the gateway keeps teaching them new servers').
 pub fn declared(
     config: &Config,
     extra: Vec<Arc<dyn Step>>,
     metrics: &Metrics,
     db: &Arc<Db>,
+    secrets: Option<&Arc<crate::redact::Secrets>>,
 ) -> Result<Chain, ChainError> {
     let mut steps = extra;
     // 1. identity is established at the faces' edge (`crate::access`).
@@ -64,6 +66,14 @@ pub fn declared(
                 metrics,
             )));
         }
+    }
+    // 8. redaction of results (after; innermost, so it sees the upstream's answer first).
+    if let (Some(redaction), Some(secrets)) = (&config.redaction, secrets) {
+        steps.push(Arc::new(crate::redact::Redact::new(
+            redaction,
+            secrets.clone(),
+            metrics,
+        )));
     }
     Ok(Chain::new(steps))
 }

@@ -94,8 +94,13 @@ pub(crate) struct Inner {
     pub(crate) store: Store,
     pub(crate) roots_peers: Mutex<HashMap<String, crate::roots::RootsPeer>>,
     pub(crate) config_status: Mutex<ConfigStatus>,
-    /// The call pipeline's steps, in their declared order.
-    pub(crate) chain: Chain,
+    /// The call pipeline's steps, in their declared order; swapped whole when a reload
+    /// changes `[access]`.
+    pub(crate) chain: ArcSwap<Chain>,
+    /// The steps that stay across such a reload (`chain::Parts`).
+    pub(crate) chain_parts: crate::pipeline::chain::Parts,
+    /// The `[access]` settings in force, to tell whether a reload changes them.
+    pub(crate) access_settings: Mutex<Option<switchboard_config::AccessSettings>>,
     pub(crate) metrics: crate::metrics::Metrics,
     /// Names of servers being added (see `roster`'s reservation).
     pub(crate) adding: Mutex<std::collections::HashSet<String>>,
@@ -107,7 +112,7 @@ pub(crate) struct Inner {
     pub(crate) has_views: std::sync::atomic::AtomicBool,
     pub(crate) retiring: crate::roster::Retiring,
     /// Client identity at the faces (`[access]`); `None`: everyone is anonymous.
-    pub(crate) access: Option<Arc<crate::access::Authenticator>>,
+    pub(crate) access: arc_swap::ArcSwapOption<crate::access::Authenticator>,
     /// Every background task the gateway owns (`tasks.rs`); shutdown waits for them.
     pub(crate) tasks: tokio_util::task::TaskTracker,
     /// The embedded database (`db.rs`): durable state of budgets, audit, registry.
@@ -141,9 +146,10 @@ pub(crate) fn upstream_client_capabilities() -> Value {
 }
 
 impl Gateway {
-    /// Client identity, when `[access]` is configured.
-    pub fn authenticator(&self) -> Option<&Arc<crate::access::Authenticator>> {
-        self.inner.access.as_ref()
+    /// Client identity, when `[access]` is configured (the one in force: a reload may
+    /// replace it).
+    pub fn authenticator(&self) -> Option<Arc<crate::access::Authenticator>> {
+        self.inner.access.load_full()
     }
 
     /// Builds the gateway and connects every enabled server concurrently; a server that
@@ -171,6 +177,8 @@ impl Gateway {
             .as_ref()
             .map(|_| Arc::new(crate::redact::Secrets::from_config(config)));
         let hide_poisoned = config.redaction.as_ref().is_some_and(|r| r.hide_poisoned);
+        let (chain_parts, chain) =
+            crate::pipeline::chain::declared(config, steps, &metrics, &db, secrets.as_ref())?;
         let inner = Arc::new(Inner {
             settings: config.gateway.clone(),
             servers: RwLock::new(BTreeMap::new()),
@@ -185,13 +193,9 @@ impl Gateway {
             store: Store::open(config.gateway.state_dir.as_deref()),
             roots_peers: Mutex::new(HashMap::new()),
             config_status: Mutex::new(ConfigStatus::loaded(config)),
-            chain: crate::pipeline::chain::declared(
-                config,
-                steps,
-                &metrics,
-                &db,
-                secrets.as_ref(),
-            )?,
+            chain: ArcSwap::from_pointee(chain),
+            chain_parts,
+            access_settings: Mutex::new(config.access.clone()),
             db,
             screen: crate::screen::Screen::new(hide_poisoned),
             secrets,
@@ -200,10 +204,12 @@ impl Gateway {
             log_subscribers: Mutex::new(HashMap::new()),
             views: Mutex::new(HashMap::new()),
             has_views: std::sync::atomic::AtomicBool::new(false),
-            access: config
-                .access
-                .as_ref()
-                .map(|access| Arc::new(crate::access::Authenticator::new(access))),
+            access: arc_swap::ArcSwapOption::from(
+                config
+                    .access
+                    .as_ref()
+                    .map(|access| Arc::new(crate::access::Authenticator::new(access))),
+            ),
             tasks: tokio_util::task::TaskTracker::new(),
         });
         let gateway = Gateway { inner };
@@ -212,7 +218,12 @@ impl Gateway {
             signals_rx,
             gateway.inner.shutdown.clone(),
         ));
-        for task in gateway.inner.chain.background(&gateway.inner.shutdown) {
+        for task in gateway
+            .inner
+            .chain
+            .load()
+            .background(&gateway.inner.shutdown)
+        {
             gateway.spawn(task);
         }
         spawn_store_flusher(&gateway);
@@ -224,7 +235,7 @@ impl Gateway {
 
     /// Whether the call pipeline keeps an audit log (`[audit]`).
     pub fn audits(&self) -> bool {
-        self.inner.chain.names().contains(&"audit")
+        self.inner.chain.load().names().contains(&"audit")
     }
 
     /// The embedded database (`db.rs`), shared by the parts with durable state.
@@ -323,7 +334,7 @@ impl Gateway {
         else {
             return true;
         };
-        let Some(filter) = self.inner.chain.filter(principal) else {
+        let Some(filter) = self.inner.chain.load().filter(principal) else {
             return true;
         };
         let (old, new) = (

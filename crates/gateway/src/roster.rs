@@ -120,6 +120,22 @@ pub struct ApplyReport {
     pub removed: Vec<String>,
     pub reloaded: Vec<String>,
     pub failed: BTreeMap<String, String>,
+    /// What became of `[access]`.
+    pub access: AccessChange,
+}
+
+/// What a reload did to `[access]`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AccessChange {
+    #[default]
+    Unchanged,
+    /// New identities, tenants, roles, rules and limits are in force for every request
+    /// from now on (rate-limit counters start afresh).
+    Applied,
+    /// The section was added or removed: that takes a restart (the faces' identity
+    /// checks are set up at start); the section in force stays.
+    NeedsRestart,
 }
 
 /// Servers taken out of the roster (removed, or replaced by a reload) that are still
@@ -411,7 +427,10 @@ impl Gateway {
     /// Applies a new, already validated config: adds, reloads and removes exactly the
     /// servers whose definitions changed.
     pub async fn apply_config(&self, config: &Config) -> ApplyReport {
-        let mut report = ApplyReport::default();
+        let mut report = ApplyReport {
+            access: self.apply_access(config.access.as_ref()),
+            ..ApplyReport::default()
+        };
         let current: BTreeMap<String, (ServerSpec, Origin)> = self
             .inner
             .servers
@@ -468,6 +487,36 @@ impl Gateway {
             }
         }
         report
+    }
+
+    /// Puts a changed `[access]` in force: a new authenticator for the faces and new
+    /// access steps in the chain (the audit log and the other steps stay), then a new
+    /// catalog snapshot, so that no caller's view is served from the old rules; callers
+    /// whose view changed are told through `list_changed`.
+    fn apply_access(&self, access: Option<&switchboard_config::AccessSettings>) -> AccessChange {
+        let mut current = self.inner.access_settings.lock();
+        if current.as_ref() == access {
+            return AccessChange::Unchanged;
+        }
+        let Some(access) = access.filter(|_| current.is_some()) else {
+            tracing::warn!(
+                "[access] added or removed: takes effect at restart; the section in force stays"
+            );
+            return AccessChange::NeedsRestart;
+        };
+        let steps =
+            crate::pipeline::chain::access_steps(Some(access), &self.inner.metrics, &self.inner.db);
+        self.inner
+            .access
+            .store(Some(Arc::new(crate::access::Authenticator::new(access))));
+        self.inner
+            .chain
+            .store(Arc::new(self.inner.chain_parts.chain(steps)));
+        *current = Some(access.clone());
+        drop(current);
+        self.announce();
+        tracing::info!("[access] reloaded");
+        AccessChange::Applied
     }
 
     /// Whether applying `config` would leave no server from the config file running

@@ -688,3 +688,82 @@ async fn the_admin_api_takes_access_identities_with_the_admin_role() {
         "a JWT without it"
     );
 }
+
+/// `tools/list` as the holder of `key` sees it (upstream tools only).
+async fn listed_with(url: &str, key: &str) -> Vec<String> {
+    let client = ModernHttp::with_headers(url, &[("x-api-key", key)]);
+    tool_names(client.request("tools/list", json!({})).await.result())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_access_section_applies_without_a_restart() {
+    let setup = setup().await;
+    let url = setup.gateway.url.clone();
+    let path = setup.gateway.config.clone().unwrap();
+    let original = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        listed_with(&url, ACME_KEY)
+            .await
+            .iter()
+            .all(|t| t.starts_with("fa__"))
+    );
+    let acme = ModernHttp::with_headers(&url, &[("x-api-key", ACME_KEY)]);
+    let mut acme_listen = acme
+        .listen(json!({ "toolsListChanged": true }))
+        .await
+        .unwrap();
+    const LATE_KEY: &str = "late-key-0123456789";
+    assert_eq!(attempt(&url, &[("x-api-key", LATE_KEY)]).await.0, 401);
+
+    // acme may now see fb too, and a new key exists.
+    let widened = original
+        .replace(
+            "[access.tenants.acme]\nservers = { allow = [\"fa\"] }",
+            "[access.tenants.acme]\nservers = { allow = [\"fa\", \"fb\"] }",
+        )
+        .replace(
+            "[[access.keys]]\nid = \"ops\"",
+            &format!(
+                "[[access.keys]]\nid = \"late\"\nkey = \"{LATE_KEY}\"\ntenant = \"acme\"\n\n[[access.keys]]\nid = \"ops\""
+            ),
+        );
+    assert_ne!(widened, original);
+    std::fs::write(&path, &widened).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !listed_with(&url, ACME_KEY)
+        .await
+        .iter()
+        .any(|t| t.starts_with("fb__"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new allow-list applies"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        next_notification(&mut acme_listen).await,
+        "notifications/tools/list_changed",
+        "acme is told its list changed"
+    );
+    assert_eq!(
+        attempt(&url, &[("x-api-key", LATE_KEY)]).await.0,
+        200,
+        "the new key works"
+    );
+    let late = listed_with(&url, LATE_KEY).await;
+    assert!(late.iter().any(|t| t.starts_with("fb__")), "{late:?}");
+
+    // Removing the whole section takes a restart: credentials are still required.
+    let start = original.find("[access]").unwrap();
+    let end = original.find("[servers.fa]").unwrap();
+    let open = format!("{}{}", &original[..start], &original[end..]);
+    std::fs::write(&path, open).unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(
+        attempt(&url, &[]).await.0,
+        401,
+        "[access] removal waits for a restart"
+    );
+    assert_eq!(attempt(&url, &[("x-api-key", LATE_KEY)]).await.0, 200);
+}

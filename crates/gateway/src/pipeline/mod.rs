@@ -307,7 +307,7 @@ impl crate::gateway::Gateway {
             Some(object @ Value::Object(_)) => object,
             Some(_) => return Err(Error::invalid_params("params must be an object")),
         };
-        let chain = &self.inner.chain;
+        let chain = self.inner.chain.load();
         // The session's own snapshot when a per-session instance lists differently (views.rs).
         let catalog = self.catalog_for(ctx.principal.session());
         let view = chain

@@ -37,7 +37,7 @@ use super::origin::OriginPolicy;
 use super::serve::{BodyError, read_body};
 use super::session::{Capacity, LegacySession, MemorySessions, SessionStore};
 use super::{ListenFilter, declared_version, is_modern_method, modern_meta, parse_switch};
-use crate::access::{AuthError, Authenticator};
+use crate::access::AuthError;
 use crate::gateway::{ClientCtx, Gateway, PeerRequest};
 use crate::principal::{Face, Identity, Peer, Principal};
 use crate::reply::Reply;
@@ -60,7 +60,6 @@ struct FaceState {
     max_body_bytes: usize,
     body_read_timeout: Duration,
     max_sessions_per_client: usize,
-    auth: Option<Arc<Authenticator>>,
 }
 
 /// Builds the `/mcp` router (callers may merge more routes, e.g. admin and metrics).
@@ -71,23 +70,22 @@ pub fn router(gateway: Gateway, listen: &ListenSettings) -> Router {
         max_body_bytes: listen.max_body_bytes,
         body_read_timeout: listen.body_read_timeout,
         max_sessions_per_client: listen.max_sessions_per_client,
-        auth: gateway.authenticator().cloned(),
         gateway,
     });
     spawn_session_reaper(&state);
-    let mut router = Router::new().route("/mcp", any(mcp));
-    if state.auth.is_some() {
-        router = router
-            .route(
-                "/.well-known/oauth-protected-resource",
-                axum::routing::get(resource_metadata),
-            )
-            .route(
-                "/.well-known/oauth-protected-resource/mcp",
-                axum::routing::get(resource_metadata),
-            );
-    }
-    router.layer(DefaultBodyLimit::disable()).with_state(state)
+    // The metadata answers 404 while no `[access]` is in force.
+    Router::new()
+        .route("/mcp", any(mcp))
+        .route(
+            "/.well-known/oauth-protected-resource",
+            axum::routing::get(resource_metadata),
+        )
+        .route(
+            "/.well-known/oauth-protected-resource/mcp",
+            axum::routing::get(resource_metadata),
+        )
+        .layer(DefaultBodyLimit::disable())
+        .with_state(state)
 }
 
 fn request_host(request_headers: &HeaderMap) -> &str {
@@ -109,7 +107,7 @@ async fn resource_metadata(
             RpcError::invalid_request(reason),
         );
     }
-    let Some(auth) = &state.auth else {
+    let Some(auth) = state.gateway.authenticator() else {
         return StatusCode::NOT_FOUND.into_response();
     };
     let document = auth.metadata(request_host(&request_headers));
@@ -121,7 +119,7 @@ async fn authenticate(
     state: &FaceState,
     request_headers: &HeaderMap,
 ) -> Result<Option<Identity>, Response> {
-    let Some(auth) = &state.auth else {
+    let Some(auth) = state.gateway.authenticator() else {
         return Ok(None);
     };
     auth.authenticate(request_headers).await.map_err(|error| {

@@ -125,7 +125,7 @@ fn per_call(c: &mut Criterion) {
         "echo, first call in a new snapshot (hash + cache hit)",
         |b| {
             b.iter_batched(
-                || catalog_small(),
+                catalog_small,
                 |snapshot| validate.check(&snapshot, "fixture", "fixture__echo", Some(&echo)),
                 BatchSize::SmallInput,
             )

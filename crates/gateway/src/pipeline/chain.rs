@@ -148,9 +148,8 @@ mod tests {
 
     #[test]
     fn validation_is_in_the_default_chain_and_out_when_every_server_turns_it_off() {
-        let server = |name: &str, validate: &str| {
-            format!("[servers.{name}]\ncommand = \"x\"\n{validate}\n")
-        };
+        let server =
+            |name: &str, validate: &str| format!("[servers.{name}]\ncommand = \"x\"\n{validate}\n");
         assert_eq!(chain(&server("a", "")), ["validate"]);
         assert_eq!(
             chain(&(server("a", "validate = false") + &server("b", ""))),

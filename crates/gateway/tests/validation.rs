@@ -175,6 +175,11 @@ fn filesystem_arguments() {
     );
     c(
         "filesystem__read_text_file",
+        json!({"path": null}),
+        &[("/path", "required", None)],
+    );
+    c(
+        "filesystem__read_text_file",
         json!({"path": 5}),
         &[("/path", "type", None)],
     );
@@ -289,6 +294,12 @@ fn everything_arguments() {
         &[],
     );
     c("everything__get-env", json!({}), &[]);
+    // A property given as null counts as not given.
+    c(
+        "everything__get-annotated-message",
+        json!({"messageType": "success", "includeImage": null}),
+        &[],
+    );
 
     // Bad.
     c(
@@ -299,7 +310,7 @@ fn everything_arguments() {
     c(
         "everything__echo",
         json!({"message": null}),
-        &[("/message", "type", None)],
+        &[("/message", "required", None)],
     );
     c(
         "everything__get-sum",

@@ -152,6 +152,18 @@ impl Validate {
         if checker.validator.is_valid(arguments) {
             return None;
         }
+        // A property given as `null` counts as not given: MCP's convention for optional
+        // parameters (`x-mcp-header` omits the header for null or absent alike), and what
+        // clients and models send. The call goes through unchanged if that makes it fit.
+        let without_nulls;
+        let arguments = match without_null_members(arguments) {
+            Some(stripped) if checker.validator.is_valid(&stripped) => return None,
+            Some(stripped) => {
+                without_nulls = stripped;
+                &without_nulls
+            }
+            None => arguments,
+        };
         self.invalid.inc(server);
         let (problems, truncated) = problems(checker, schema, arguments);
         Some(rejection(exposed, &problems, truncated))
@@ -190,6 +202,32 @@ impl Validate {
         self.cache.lock().insert(digest, checker.clone());
         checker
     }
+}
+
+/// `value` without the object members whose value is `null` (at any depth, array items
+/// kept), or `None` when it has none.
+fn without_null_members(value: &Value) -> Option<Value> {
+    fn has_null_member(value: &Value) -> bool {
+        match value {
+            Value::Object(object) => object.values().any(|v| v.is_null() || has_null_member(v)),
+            Value::Array(items) => items.iter().any(has_null_member),
+            _ => false,
+        }
+    }
+    fn strip(value: &Value) -> Value {
+        match value {
+            Value::Object(object) => Value::Object(
+                object
+                    .iter()
+                    .filter(|(_, v)| !v.is_null())
+                    .map(|(k, v)| (k.clone(), strip(v)))
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.iter().map(strip).collect()),
+            other => other.clone(),
+        }
+    }
+    has_null_member(value).then(|| strip(value))
 }
 
 /// Compiles a schema with nothing fetched from outside.
@@ -758,6 +796,36 @@ mod tests {
             .find(|e| e["path"] == "/edits/1/oldtext")
             .unwrap();
         assert_eq!(unknown["suggestion"], "oldText");
+    }
+
+    #[test]
+    fn null_members_count_as_not_given() {
+        let step = validate();
+        let catalog = catalog(vec![tool(
+            "t",
+            json!({"type": "object", "properties": {
+                "region": {"type": "string"},
+                "verbose": {"type": "boolean"},
+                "nested": {"type": "object", "properties": {"depth": {"type": "integer"}}},
+                "list": {"type": "array", "items": {"type": "integer"}},
+            }, "required": ["region"]}),
+        )]);
+        let check = |arguments: Value| step.check(&catalog, "fs", "fs__t", Some(&arguments));
+        assert_eq!(check(json!({"region": "eu", "verbose": null})), None);
+        assert_eq!(
+            check(json!({"region": "eu", "nested": {"depth": null}})),
+            None
+        );
+        // A required property given as null is missing.
+        let result = check(json!({"region": null, "verbose": true})).unwrap();
+        assert_eq!(paths(&result), ["/region"]);
+        assert_eq!(errors(&result)[0]["keyword"], "required");
+        // Other errors are still reported, without the null ones; array items stay.
+        let result =
+            check(json!({"region": "eu", "verbose": null, "nested": {"depth": "x"}})).unwrap();
+        assert_eq!(paths(&result), ["/nested/depth"]);
+        let result = check(json!({"region": "eu", "list": [1, null]})).unwrap();
+        assert_eq!(paths(&result), ["/list/1"]);
     }
 
     #[test]

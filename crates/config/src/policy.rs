@@ -113,6 +113,9 @@ pub struct ServerPolicy {
     /// for servers trusted with `trust_annotations`.
     pub read_only_retries: u32,
     pub trust_annotations: bool,
+    /// Check `tools/call` arguments against the tool's `inputSchema` before the call
+    /// reaches the server (on by default; off for servers whose schemas are broken).
+    pub validate: bool,
     pub tools: BTreeMap<String, ToolPolicy>,
 }
 
@@ -148,6 +151,7 @@ impl Default for ServerPolicy {
             max_total_timeout: None,
             read_only_retries: 1,
             trust_annotations: false,
+            validate: true,
             tools: BTreeMap::new(),
         }
     }
@@ -217,6 +221,7 @@ pub(crate) struct RawPolicy {
     pub(crate) max_total_timeout_ms: Option<u64>,
     pub(crate) read_only_retries: Option<u32>,
     pub(crate) trust_annotations: Option<bool>,
+    pub(crate) validate: Option<bool>,
     pub(crate) tools: Option<UniqueMap<Table<RawTool>>>,
 }
 
@@ -367,6 +372,7 @@ pub(crate) fn validate(raw: RawPolicy, path: &KeyPath) -> Result<ServerPolicy, P
         max_total_timeout: millis(raw.max_total_timeout_ms, &path.key("max_total_timeout_ms"))?,
         read_only_retries: raw.read_only_retries.unwrap_or(1).max(1),
         trust_annotations: raw.trust_annotations.unwrap_or(false),
+        validate: raw.validate.unwrap_or(defaults.validate),
         tools,
     })
 }
@@ -412,5 +418,15 @@ mod tests {
             ..RawPolicy::default()
         };
         assert!(policy(zero).is_err());
+    }
+
+    #[test]
+    fn validation_is_on_unless_turned_off() {
+        assert!(policy(RawPolicy::default()).unwrap().validate);
+        let off = RawPolicy {
+            validate: Some(false),
+            ..RawPolicy::default()
+        };
+        assert!(!policy(off).unwrap().validate);
     }
 }

@@ -116,6 +116,7 @@ impl From<RawNativeServer> for ServerFields {
                 max_total_timeout_ms: raw.max_total_timeout_ms,
                 read_only_retries: raw.read_only_retries,
                 trust_annotations: raw.trust_annotations,
+                validate: raw.validate,
                 tools: raw.tools,
             },
             auto_approve: Vec::new(),

@@ -158,6 +158,10 @@ impl View {
     }
 }
 
+/// One tool's argument check in a snapshot: unset until first needed, then the compiled
+/// validator, or `None` when the tool's arguments are not checked.
+pub(crate) type ToolCheck = OnceLock<Option<Arc<crate::pipeline::validate::Checker>>>;
+
 /// One immutable catalog snapshot.
 #[derive(Debug, Default)]
 pub struct Catalog {
@@ -170,6 +174,12 @@ pub struct Catalog {
     prompt_names: NameTable,
     /// `Mcp-Param-*` mirroring rules per exposed tool name.
     param_headers: HashMap<String, Vec<ParamHeader>>,
+    /// Exposed tool name → index into `tools`.
+    tool_index: HashMap<String, usize>,
+    /// Per tool (parallel to `tools`): its compiled `inputSchema` check, filled by the
+    /// validation step on the tool's first call in this snapshot (`pipeline/validate.rs`),
+    /// or set at build to "none" for servers with `validate = false`.
+    tool_checks: Box<[ToolCheck]>,
     /// The only server, in passthrough mode.
     single: Option<String>,
     /// The server of each entry, per listing (parallel to the entries).
@@ -342,6 +352,9 @@ impl Catalog {
                     }
                     _ => {}
                 }
+                catalog
+                    .tool_index
+                    .insert(exposed.clone(), catalog.tools.len());
                 catalog.tools.push(renamed(tool, "name", exposed));
                 catalog.owners[Listing::Tools.slot()].push(owner.clone());
             }
@@ -376,7 +389,32 @@ impl Catalog {
                 catalog.owners[Listing::Templates.slot()].push(owner.clone());
             }
         }
+        catalog.tool_checks = catalog.tools.iter().map(|_| OnceLock::new()).collect();
         catalog
+    }
+
+    /// Marks the tools of `servers` as not checked (their `validate = false`).
+    pub(crate) fn without_validation(self, servers: &std::collections::HashSet<String>) -> Self {
+        if !servers.is_empty() {
+            let owners = &self.owners[Listing::Tools.slot()];
+            for (check, owner) in self.tool_checks.iter().zip(owners) {
+                if servers.contains(&**owner) {
+                    let _ = check.set(None);
+                }
+            }
+        }
+        self
+    }
+
+    /// An exposed tool's index and entry.
+    pub fn tool(&self, exposed: &str) -> Option<(usize, &Value)> {
+        let index = *self.tool_index.get(exposed)?;
+        Some((index, &self.tools[index]))
+    }
+
+    /// The argument check slot of the tool at `index` (see [`Catalog::tool`]).
+    pub(crate) fn tool_check(&self, index: usize) -> &ToolCheck {
+        &self.tool_checks[index]
     }
 
     pub fn resolve_tool(&self, exposed: &str) -> Option<&Qualified> {

@@ -38,9 +38,14 @@ pub enum Error {
     /// The method is not one the gateway serves.
     #[error("Method not found: {0}")]
     MethodNotFound(String),
-    /// The named tool, prompt or resource does not exist *for this caller*.
-    #[error("Unknown {}: {name}", kind.as_str())]
-    Unknown { kind: Kind, name: String },
+    /// The named tool, prompt or resource does not exist *for this caller*; `suggestions`
+    /// are the closest names it can see (did-you-mean), never one hidden from it.
+    #[error("Unknown {}: {name}{}", kind.as_str(), did_you_mean(suggestions))]
+    Unknown {
+        kind: Kind,
+        name: String,
+        suggestions: Vec<String>,
+    },
     /// A pipeline step refused the call.
     #[error("{reason}")]
     Denied { step: &'static str, reason: String },
@@ -65,6 +70,15 @@ pub enum Error {
     Rpc(RpcError),
 }
 
+/// ` (did you mean a, b?)`, or nothing without suggestions.
+fn did_you_mean(suggestions: &[String]) -> String {
+    if suggestions.is_empty() {
+        String::new()
+    } else {
+        format!(" (did you mean {}?)", suggestions.join(", "))
+    }
+}
+
 impl From<RpcError> for Error {
     fn from(error: RpcError) -> Self {
         Error::Rpc(error)
@@ -80,6 +94,16 @@ impl Error {
         Error::Unknown {
             kind,
             name: name.into(),
+            suggestions: Vec::new(),
+        }
+    }
+
+    /// An unknown name, with the closest names the caller can see.
+    pub fn unknown_with(kind: Kind, name: impl Into<String>, suggestions: Vec<String>) -> Error {
+        Error::Unknown {
+            kind,
+            name: name.into(),
+            suggestions,
         }
     }
 
@@ -106,12 +130,17 @@ impl Error {
             Error::Unknown {
                 kind: Kind::Resource,
                 name,
+                ..
             } => {
                 let code = match era {
                     Era::Modern => codes::INVALID_PARAMS,
                     Era::Legacy => codes::RESOURCE_NOT_FOUND,
                 };
                 RpcError::new(code, "Resource not found").with_data(json!({ "uri": name }))
+            }
+            Error::Unknown { suggestions, .. } if !suggestions.is_empty() => {
+                RpcError::invalid_params(self.to_string())
+                    .with_data(json!({ "suggestions": suggestions }))
             }
             Error::Unknown { .. } => RpcError::invalid_params(self.to_string()),
             Error::Denied { step, reason } => RpcError::new(gateway::DENIED, reason.clone())
@@ -201,6 +230,15 @@ mod tests {
 
         let tool = Error::unknown(Kind::Tool, "a__b");
         assert_eq!(tool.to_rpc(Era::Modern).message, "Unknown tool: a__b");
+        assert!(tool.to_rpc(Era::Modern).data.is_none());
+        let close = Error::unknown_with(Kind::Tool, "a__b", vec!["a__bb".into(), "a__c".into()]);
+        let rpc = close.to_rpc(Era::Legacy);
+        assert_eq!(rpc.code, codes::INVALID_PARAMS);
+        assert_eq!(
+            rpc.message,
+            "Unknown tool: a__b (did you mean a__bb, a__c?)"
+        );
+        assert_eq!(rpc.data.unwrap()["suggestions"], json!(["a__bb", "a__c"]));
 
         let limited = Error::limited("slow down", std::time::Duration::from_millis(1500));
         let rpc = limited.to_rpc(Era::Modern);

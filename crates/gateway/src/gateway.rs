@@ -297,6 +297,23 @@ impl Gateway {
             .collect()
     }
 
+    /// A snapshot of `lists`, with the tools of servers whose `validate = false` marked
+    /// as not checked.
+    pub(crate) fn build_catalog(
+        &self,
+        lists: &BTreeMap<String, Arc<crate::catalog::ServerLists>>,
+    ) -> Catalog {
+        let unchecked: std::collections::HashSet<String> = self
+            .inner
+            .servers
+            .read()
+            .values()
+            .filter(|server| !server.policy().validate)
+            .map(|server| server.name.clone())
+            .collect();
+        Catalog::build(lists, self.inner.settings.passthrough).without_validation(&unchecked)
+    }
+
     /// Rebuilds the catalog snapshot from every server's last known lists.
     pub(crate) fn rebuild_catalog(&self) -> Arc<Catalog> {
         self.swap_catalog().1
@@ -305,7 +322,7 @@ impl Gateway {
     /// Rebuilds the catalog; returns the snapshots before and after.
     fn swap_catalog(&self) -> (Arc<Catalog>, Arc<Catalog>) {
         let lists = self.server_lists();
-        let catalog = Arc::new(Catalog::build(&lists, self.inner.settings.passthrough));
+        let catalog = Arc::new(self.build_catalog(&lists));
         let before = self.inner.catalog.swap(catalog.clone());
         (before, catalog)
     }

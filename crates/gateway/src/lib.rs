@@ -37,6 +37,7 @@ pub mod screen;
 pub mod server;
 pub mod store;
 mod subscriptions;
+pub mod suggest;
 mod tasks;
 mod views;
 pub mod watch;

@@ -175,6 +175,7 @@ pub struct Metrics {
     audit: Family<AuditLabels, Counter>,
     redactions: Family<RedactionLabels, Counter>,
     redacted_results: Family<RedactedResultLabels, Counter>,
+    invalid_arguments: ServerCounter,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -229,6 +230,28 @@ impl RedactionMetrics {
     }
 }
 
+/// A counter per server name, for steps that count per server (created on first use).
+#[derive(Clone, Debug, Default)]
+pub struct ServerCounter(Family<ServerLabels, Counter>);
+
+impl ServerCounter {
+    pub fn inc(&self, server: &str) {
+        self.0
+            .get_or_create(&ServerLabels {
+                server: server.to_owned(),
+            })
+            .inc();
+    }
+
+    pub fn get(&self, server: &str) -> u64 {
+        self.0
+            .get_or_create(&ServerLabels {
+                server: server.to_owned(),
+            })
+            .get()
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct StepLabels {
     step: String,
@@ -256,6 +279,12 @@ impl Metrics {
         self.audit.get_or_create_owned(&AuditLabels {
             event: event.to_owned(),
         })
+    }
+
+    /// Calls answered with a tool error because their arguments did not fit the tool's
+    /// `inputSchema` (the validation step), per server.
+    pub fn invalid_arguments(&self) -> ServerCounter {
+        self.invalid_arguments.clone()
     }
 
     /// The handles of server `name`: the same counters every time the name comes back.
@@ -490,6 +519,11 @@ impl crate::Gateway {
             "switchboard_poisoned_tools",
             "Tools whose descriptions carry hidden instructions, by server",
             self.poisoned_gauge(),
+        );
+        registry.register(
+            "switchboard_invalid_arguments",
+            "tools/call answered with a tool error because the arguments did not fit the tool's inputSchema",
+            metrics.invalid_arguments.0.clone(),
         );
         self.register_server_gauges(&mut registry);
         let status = self.config_status();

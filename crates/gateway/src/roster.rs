@@ -442,6 +442,15 @@ impl Gateway {
             .enabled_servers()
             .map(|(name, spec)| (name.to_string(), spec.clone()))
             .collect();
+        if wanted.values().any(|spec| spec.policy.validate)
+            && !self.inner.chain.load().names().contains(&"validate")
+        {
+            // The chain is built at start; it was left out because every server had
+            // `validate = false` (so calls stay free of it).
+            tracing::warn!(
+                "a server now has validate = true, but argument validation starts only at the next restart"
+            );
+        }
         let mut tasks = Vec::new();
         for (name, spec) in &wanted {
             match current.get(name) {

@@ -48,7 +48,7 @@ impl Gateway {
         }
         let mut lists = self.server_lists();
         lists.extend(own.iter().cloned());
-        let catalog = Arc::new(Catalog::build(&lists, self.inner.settings.passthrough));
+        let catalog = Arc::new(self.build_catalog(&lists));
         // Views of an older snapshot are stale (and may belong to sessions long gone).
         views.retain(|_, view| Arc::ptr_eq(&view.base, &base));
         views.insert(

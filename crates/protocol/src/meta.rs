@@ -9,6 +9,11 @@ pub const LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
 pub const SERVER_INFO: &str = "io.modelcontextprotocol/serverInfo";
 pub const PROGRESS_TOKEN: &str = "progressToken";
+/// switchboard's own key (vendor prefix `dev.switchboard/`): on a tool result the gateway
+/// answered because the call's arguments did not fit the tool's `inputSchema`, the
+/// structured errors (`{"tool", "errors": [{"path", "keyword", "message", "suggestion"?}],
+/// "truncated"}`).
+pub const VALIDATION: &str = "dev.switchboard/validation";
 
 /// The `_meta` object of a params value, if any.
 pub fn get(params: Option<&Value>) -> Option<&Map<String, Value>> {

@@ -439,9 +439,15 @@ async fn tenants_see_and_call_only_their_own_tools() {
             json!({ "name": "fb__sleep", "arguments": { "ms": 1 } }),
         )
         .await;
+    let missing_sleep = globex
+        .request(
+            "tools/call",
+            json!({ "name": "zz__sleep", "arguments": { "ms": 1 } }),
+        )
+        .await;
     assert_eq!(
         shape(denied_by_glob.error(), "fb__sleep"),
-        shape(missing.error(), "zz__echo")
+        shape(missing_sleep.error(), "zz__sleep")
     );
 
     // The CEL rule denies exactly what it says.

@@ -54,7 +54,7 @@ async fn check(client: &Client, label: &str) {
     let elicited = client
         .request(
             "tools/call",
-            json!({ "name": "fx__test_elicitation", "arguments": {} }),
+            json!({ "name": "fx__test_elicitation", "arguments": { "message": "Who?" } }),
         )
         .await;
     let text = elicited.result()["content"][0]["text"]

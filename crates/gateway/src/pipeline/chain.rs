@@ -9,7 +9,7 @@
 //! | 2 | audit (sees every outcome, denials included) | governance |
 //! | 3 | allow-lists and argument rules (+ list filter) | access |
 //! | 4 | rate limits | access |
-//! | 5 | argument validation, pinning | registry |
+//! | 5 | argument validation (`validate`, on unless every server says `validate = false`), pinning | registry |
 //! | 6 | approval gates | governance |
 //! | 7 | result cache | economy |
 //! | 8 | redaction (after) | governance |
@@ -57,8 +57,8 @@ impl Parts {
 }
 
 /// The chain for a config, with `extra` steps first, and the parts that stay when
-/// `[access]` changes. Without `[access]`, `[audit]` and `[redaction]` the chain stays
-/// empty: one branch per call. `secrets` are the injected secrets the redaction step
+/// `[access]` changes. Without `[access]`, `[audit]` and `[redaction]`, and with every
+/// server's `validate = false`, the chain stays empty: one branch per call. `secrets` are the injected secrets the redaction step
 /// matches (the gateway keeps teaching them new servers').
 pub fn declared(
     config: &Config,
@@ -77,6 +77,14 @@ pub fn declared(
         head.push(Arc::new(super::audit::Audit::new(log)));
     }
     let mut tail: Vec<Arc<dyn Step>> = Vec::new();
+    // 5. argument validation: on unless every server of the file turns it off (a file
+    // without servers keeps it, for servers registered at runtime, which validate by
+    // default). Which servers are checked is read from each snapshot, so a reload that
+    // turns a server's `validate` on or off applies; a gateway started without the step
+    // gains it only by a restart.
+    if validates(config) {
+        tail.push(Arc::new(super::validate::Validate::new(metrics)));
+    }
     // 8. redaction of results (after; innermost, so it sees the upstream's answer first).
     if let (Some(redaction), Some(secrets)) = (&config.redaction, secrets) {
         tail.push(Arc::new(crate::redact::Redact::new(
@@ -88,6 +96,11 @@ pub fn declared(
     let parts = Parts { head, tail };
     let chain = parts.chain(access_steps(config.access.as_ref(), metrics, db));
     Ok((parts, chain))
+}
+
+/// Whether the config needs the validation step.
+fn validates(config: &Config) -> bool {
+    config.servers.is_empty() || config.servers.values().any(|server| server.policy.validate)
 }
 
 /// The `[access]` steps (orders 3 and 4), built again when a reload changes `[access]`.
@@ -117,4 +130,35 @@ pub fn access_steps(
         )));
     }
     steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chain(servers: &str) -> Vec<&'static str> {
+        let config =
+            switchboard_config::parse(servers, switchboard_config::ConfigFormat::Native, None)
+                .expect("valid config");
+        let db = Db::open(None).expect("in memory");
+        let (_, chain) =
+            declared(&config, Vec::new(), &Metrics::default(), &db, None).expect("built");
+        chain.names()
+    }
+
+    #[test]
+    fn validation_is_in_the_default_chain_and_out_when_every_server_turns_it_off() {
+        let server =
+            |name: &str, validate: &str| format!("[servers.{name}]\ncommand = \"x\"\n{validate}\n");
+        assert_eq!(chain(&server("a", "")), ["validate"]);
+        assert_eq!(
+            chain(&(server("a", "validate = false") + &server("b", ""))),
+            ["validate"]
+        );
+        // Every server off, no [access]: the empty chain (one branch per call).
+        let all_off = server("a", "validate = false") + &server("b", "validate = false");
+        assert!(chain(&all_off).is_empty());
+        // No server in the file: runtime registrations validate by default.
+        assert_eq!(chain(""), ["validate"]);
+    }
 }

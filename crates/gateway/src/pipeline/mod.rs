@@ -28,6 +28,7 @@ pub mod chain;
 pub mod limits;
 mod resolve;
 pub mod rules;
+pub mod validate;
 
 use std::collections::BTreeMap;
 use std::future::Future;

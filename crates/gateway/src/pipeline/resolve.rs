@@ -67,7 +67,10 @@ impl Gateway {
                 let route = self
                     .tool_route(catalog, exposed)
                     .filter(|route| visible(Listing::Tools, route))
-                    .ok_or_else(|| Error::unknown(Kind::Tool, exposed))?;
+                    .ok_or_else(|| {
+                        let suggestions = self.tool_suggestions(ctx, catalog, view, exposed);
+                        Error::unknown_with(Kind::Tool, exposed, suggestions)
+                    })?;
                 Target::Upstream(route)
             }
             "prompts/get" => {
@@ -124,6 +127,38 @@ impl Gateway {
             }
             other => return Err(Error::MethodNotFound(other.to_owned())),
         })
+    }
+
+    /// The tool names closest to an unknown one, among those the caller sees (its view
+    /// of the snapshot and its meta-tools) only: what is hidden from a caller is never
+    /// suggested, so a hidden name and a nonexistent one get the same answer. A name is
+    /// compared whole and by its part after the server prefix (`echo` finds
+    /// `fixture__echo`).
+    fn tool_suggestions(
+        &self,
+        ctx: &ClientCtx,
+        catalog: &Catalog,
+        view: Option<&View>,
+        spelling: &str,
+    ) -> Vec<String> {
+        let Some(mut suggester) = crate::suggest::Suggester::new(spelling) else {
+            return Vec::new();
+        };
+        let meta_tools = self.meta_tool_definitions(ctx);
+        let entries: Box<dyn Iterator<Item = &Value>> = match view {
+            None => Box::new(catalog.tools.iter()),
+            Some(view) => {
+                Box::new(view.entries(catalog, Listing::Tools, 0..view.len(Listing::Tools)))
+            }
+        };
+        for name in entries
+            .chain(meta_tools.iter())
+            .filter_map(|entry| entry.get("name").and_then(Value::as_str))
+        {
+            let tail = name.split_once("__").map(|(_, tail)| tail);
+            suggester.offer(name, tail.as_slice());
+        }
+        suggester.finish()
     }
 
     fn tool_route(&self, catalog: &Catalog, exposed: &str) -> Option<Route> {

@@ -360,7 +360,9 @@ async fn oversized_output_and_stderr_floods_are_bounded() {
         "gateway RSS after refusing a 100 MB response: {} MiB",
         rss / 1024
     );
-    assert!(rss < 100 * 1024, "memory stayed bounded: {rss} KiB");
+    // A debug-build gateway idles near 95 MiB here; holding the response would add
+    // 100 MB or more, so 128 MiB tells the two apart with room for allocator noise.
+    assert!(rss < 128 * 1024, "memory stayed bounded: {rss} KiB");
     call(&client, "fx__echo", json!({ "text": "after" }))
         .await
         .unwrap();

@@ -146,8 +146,12 @@ impl LegacySession {
         self.peers.answer(id, outcome);
     }
 
-    /// The notification this session gets for a change, if any.
-    pub(crate) fn notification(&self, change: &Change) -> Option<Message> {
+    /// The notification this session gets for a change, if any (a list change only when
+    /// the session's view of that list changed: `Gateway::sees`).
+    pub(crate) fn notification(&self, gateway: &Gateway, change: &Change) -> Option<Message> {
+        if !gateway.sees(&self.principal, change) {
+            return None;
+        }
         legacy_notification(change, &self.subscribed.lock(), self.principal.session())
     }
 
@@ -296,7 +300,10 @@ mod tests {
             uri: "switchboard://fx/test://a".into(),
             params: json!({ "uri": "switchboard://fx/test://a" }),
         };
-        assert!(session.notification(&update).is_some(), "subscribed");
+        assert!(
+            session.notification(&gateway, &update).is_some(),
+            "subscribed"
+        );
 
         session.cancel(Some(&json!({ "requestId": 7 })));
         assert!(

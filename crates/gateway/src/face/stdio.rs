@@ -300,10 +300,7 @@ fn spawn_change_pump(gateway: &Gateway, shared: Arc<Shared>, session: Arc<Legacy
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => break,
             };
-            if !gateway.sees(session.principal(), &change) {
-                continue;
-            }
-            let message = session.notification(&change);
+            let message = session.notification(&gateway, &change);
             if let Some(message) = message
                 && shared.out.send(message).await.is_err()
             {

@@ -461,39 +461,13 @@ impl Server {
 
 #[cfg(test)]
 mod tests {
-    use switchboard_upstream::ConnectOptions;
-
     use super::*;
-    use crate::server::Origin;
 
     /// A server whose command cannot start, with a fixed 1 s restart backoff.
     fn unstartable() -> Arc<Server> {
-        let config = switchboard_config::parse(
+        super::super::test_server(
             "[servers.s]\ncommand = \"/nonexistent/switchboard-test-command\"\n\
              restart_backoff_ms = 1000\nrestart_backoff_max_ms = 1000\n",
-            switchboard_config::ConfigFormat::Native,
-            None,
-        )
-        .expect("valid config");
-        let spec = config.servers.into_values().next().expect("one server");
-        let options = ConnectOptions {
-            server: "s".into(),
-            spec,
-            max_message_bytes: 1 << 20,
-            probe_timeout: Duration::from_secs(1),
-            connect_timeout: Duration::from_secs(1),
-            legacy_client_capabilities: json!({}),
-            tenant: None,
-        };
-        let (signals, _) = mpsc::channel(8);
-        let stats = crate::metrics::Metrics::default().server("s");
-        Server::new(
-            options,
-            Origin::Config,
-            Duration::from_secs(5),
-            signals,
-            stats,
-            tokio_util::task::TaskTracker::new(),
         )
     }
 

@@ -265,3 +265,30 @@ impl Server {
         self.instances.lock().clone()
     }
 }
+
+/// A server named `s` built from a native config text defining `[servers.s]`, for the
+/// unit tests of this module's parts (nothing started).
+#[cfg(test)]
+pub(crate) fn test_server(config: &str) -> Arc<Server> {
+    let config = switchboard_config::parse(config, switchboard_config::ConfigFormat::Native, None)
+        .expect("valid config");
+    let spec = config.servers.into_values().next().expect("one server");
+    let options = ConnectOptions {
+        server: "s".into(),
+        spec,
+        max_message_bytes: 1 << 20,
+        probe_timeout: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(1),
+        legacy_client_capabilities: serde_json::json!({}),
+        tenant: None,
+    };
+    let (signals, _) = tokio::sync::mpsc::channel(8);
+    Server::new(
+        options,
+        Origin::Config,
+        Duration::from_secs(5),
+        signals,
+        crate::metrics::Metrics::default().server("s"),
+        tokio_util::task::TaskTracker::new(),
+    )
+}

@@ -172,14 +172,12 @@ pub(super) type TenantBackoffs = parking_lot::Mutex<HashMap<String, TenantBackof
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
     use switchboard_config::TransportSpec;
     use switchboard_upstream::EraCache;
-    use tokio::sync::mpsc;
 
     use super::*;
     use crate::principal::{Face, Identity, Peer};
-    use crate::server::{BreakerState, Origin};
+    use crate::server::BreakerState;
 
     /// A `per_tenant` server whose command cannot start, with a fixed 1 s restart backoff.
     fn per_tenant(command: &str) -> Arc<Server> {
@@ -190,28 +188,7 @@ mod tests {
              [servers.s.breaker]\nfailures = 2\n\
              [servers.s.tenants.acme]\nenv = {{ KEY = \"acme-secret\" }}\n"
         );
-        let config =
-            switchboard_config::parse(&text, switchboard_config::ConfigFormat::Native, None)
-                .expect("valid config");
-        let spec = config.servers.into_values().next().expect("one server");
-        let options = ConnectOptions {
-            server: "s".into(),
-            spec,
-            max_message_bytes: 1 << 20,
-            probe_timeout: Duration::from_secs(1),
-            connect_timeout: Duration::from_secs(1),
-            legacy_client_capabilities: json!({}),
-            tenant: None,
-        };
-        let (signals, _) = mpsc::channel(8);
-        Server::new(
-            options,
-            Origin::Config,
-            Duration::from_secs(5),
-            signals,
-            crate::metrics::Metrics::default().server("s"),
-            tokio_util::task::TaskTracker::new(),
-        )
+        super::super::test_server(&text)
     }
 
     fn caller(tenant: Option<&str>) -> Principal {

@@ -275,10 +275,7 @@ pub(super) fn get_stream(
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => break,
             };
-            if !gateway.sees(session.principal(), &change) {
-                continue;
-            }
-            let message = session.notification(&change);
+            let message = session.notification(&gateway, &change);
             if let Some(message) = message
                 && tx.send(sse_frame(&message)).await.is_err()
             {

@@ -166,33 +166,38 @@ impl Glob {
         &self.0
     }
 
-    /// Whether `text` matches: `*` any run (also empty), `?` one character.
+    /// Whether `text` matches: `*` any run (also empty), `?` one character. Runs on
+    /// every call (allow-lists, limits) and per entry when a view is built: it walks both
+    /// strings in place, without allocating.
     pub fn matches(&self, text: &str) -> bool {
-        let pattern: Vec<char> = self.0.chars().collect();
-        let text: Vec<char> = text.chars().collect();
+        let pattern = self.0.as_str();
+        let char_at = |s: &str, at: usize| s[at..].chars().next();
         let (mut p, mut t) = (0, 0);
+        // The last `*` seen, and where in `text` its run currently ends.
         let mut star: Option<(usize, usize)> = None;
-        while t < text.len() {
-            match pattern.get(p) {
+        while let Some(c) = char_at(text, t) {
+            match char_at(pattern, p) {
                 Some('*') => {
                     star = Some((p, t));
                     p += 1;
                 }
-                Some(&c) if c == '?' || c == text[t] => {
-                    p += 1;
-                    t += 1;
+                Some(pc) if pc == '?' || pc == c => {
+                    p += pc.len_utf8();
+                    t += c.len_utf8();
                 }
                 _ => match star {
                     Some((star_p, star_t)) => {
+                        // Let the `*` take one more character, and retry after it.
+                        let grown = star_t + char_at(text, star_t).map_or(1, char::len_utf8);
                         p = star_p + 1;
-                        t = star_t + 1;
-                        star = Some((star_p, star_t + 1));
+                        t = grown;
+                        star = Some((star_p, grown));
                     }
                     None => return false,
                 },
             }
         }
-        pattern[p..].iter().all(|&c| c == '*')
+        pattern[p..].bytes().all(|b| b == b'*')
     }
 }
 
@@ -873,6 +878,56 @@ mod tests {
         assert!(Glob::new("file:///*").matches("file:///a/b"));
         assert!(Glob::new("fx__echo").matches("fx__echo"));
         assert!(!Glob::new("fx__echo").matches("fx__echo2"));
+        // `?` is one character, also beyond ASCII; `*` backtracks over them.
+        assert!(Glob::new("a?c").matches("aéc"));
+        assert!(!Glob::new("a?c").matches("aééc"));
+        assert!(Glob::new("*é*x").matches("ééyéx"));
+        assert!(!Glob::new("*é*x").matches("ééyéy"));
+        assert!(Glob::new("**").matches("ü"));
+        assert!(Glob::new("*__tool_49?").matches("fx01__tool_493"));
+        assert!(!Glob::new("*__tool_49?").matches("fx01__tool_4930"));
+        assert!(!Glob::new("").matches("a"));
+        assert!(Glob::new("").matches(""));
+    }
+
+    /// Every pattern and text up to 4 characters over a small alphabet (with a two-byte
+    /// character) agrees with a plain recursive matcher.
+    #[test]
+    fn globs_agree_with_a_reference_matcher() {
+        fn reference(pattern: &[char], text: &[char]) -> bool {
+            match pattern.split_first() {
+                None => text.is_empty(),
+                Some(('*', rest)) => (0..=text.len()).any(|skip| reference(rest, &text[skip..])),
+                Some((&c, rest)) => text
+                    .split_first()
+                    .is_some_and(|(&t, tail)| (c == '?' || c == t) && reference(rest, tail)),
+            }
+        }
+        fn all(alphabet: &[char], max: usize) -> Vec<String> {
+            let mut out = vec![String::new()];
+            let mut last = vec![String::new()];
+            for _ in 0..max {
+                last = last
+                    .iter()
+                    .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                    .collect();
+                out.extend(last.iter().cloned());
+            }
+            out
+        }
+        let texts = all(&['a', 'é', 'b'], 4);
+        for pattern in all(&['a', 'é', '*', '?'], 4) {
+            let glob = Glob::new(pattern.as_str());
+            let chars: Vec<char> = pattern.chars().collect();
+            for text in &texts {
+                let text_chars: Vec<char> = text.chars().collect();
+                assert_eq!(
+                    glob.matches(text),
+                    reference(&chars, &text_chars),
+                    "{pattern:?} vs {text:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -65,7 +65,7 @@ impl Drop for Entry {
 }
 
 /// A slot: one call in flight under one cap. Dropping it frees the slot.
-pub struct Slot {
+struct Slot {
     // Field order matters: the permit goes first, then the entry looks whether the
     // semaphore became idle.
     _permit: OwnedSemaphorePermit,

@@ -1,7 +1,8 @@
 //! Daily call budgets and concurrency caps (`[[access.budgets]]`, `[[access.concurrency]]`)
 //! end to end, through the real gateway binary and the fixture server: a budget is exact
 //! at its boundary and still spent after a restart on the same `state_dir` (a clean stop
-//! with write-behind, and `kill -9` with `budget_flush_ms = 0`); a tenant's
+//! with write-behind, and `kill -9` with `budget_flush_ms = 0`) and after a reload that
+//! changes it; a tenant's
 //! cap admits N calls in flight, refuses the next, and admits again once calls end —
 //! also when a client abandons its call.
 
@@ -10,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
-use switchboard_testkit::{ModernHttp, Proc, binary_beside, spawn_gateway_http};
+use switchboard_testkit::{ModernHttp, Proc, binary_beside, replace_file, spawn_gateway_http};
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_switchboard");
 const ACME_KEY: &str = "acme-key-0123456789";
@@ -151,6 +152,20 @@ calls = 3
     assert!(globex.request("tools/call", echo()).await.outcome.is_ok());
     assert!(globex.request("tools/call", echo()).await.outcome.is_ok());
     assert_budget_refusal(globex.request("tools/call", echo()).await.error());
+
+    // A reload that raises the budget to 5 keeps the day's count: acme has 2 calls left.
+    let acme = client(&gateway, ACME_KEY);
+    replace_file(
+        gateway.config.as_ref().unwrap(),
+        &text.replace("calls = 3", "calls = 5"),
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while acme.request("tools/call", echo()).await.outcome.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "never reloaded");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(acme.request("tools/call", echo()).await.outcome.is_ok());
+    assert_budget_refusal(acme.request("tools/call", echo()).await.error());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! `[access]`: who may call what. Client identities (API keys, JWT issuers, the stdio
-//! principal), per-tenant and per-role allow-lists, CEL argument rules and rate limits.
+//! principal), per-tenant and per-role allow-lists, CEL argument rules, rate limits, daily
+//! call budgets and concurrency caps.
 //! Raw shapes, validation and the validated model live together here, like `policy.rs`.
 //!
 //! Nothing here keeps a client secret: an API key is kept as its SHA-256 hash (a `key`
@@ -18,7 +19,7 @@ use crate::expand::{EnvLookup, expand};
 use crate::raw::{Table, UniqueMap};
 
 /// The validated `[access]` section.
-#[derive(Clone, Debug, PartialEq, Eq, Default)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccessSettings {
     /// Whether a request without credentials is served (as an anonymous principal).
     /// Defaults to `true` only when no identity (key or JWT issuer) is configured.
@@ -39,9 +40,41 @@ pub struct AccessSettings {
     pub limits: Vec<RateLimit>,
     /// The role that may use the admin API (default `admin`).
     pub admin_role: String,
+    /// Daily call budgets (UTC days), counted in the embedded database.
+    pub budgets: Vec<DailyBudget>,
+    /// How often budget counts are written to the database; zero: every admitted call
+    /// is committed before it goes on (exact across a crash, one fsync per call).
+    pub budget_flush: Duration,
+    /// Caps on calls in flight.
+    pub concurrency: Vec<ConcurrencyCap>,
+}
+
+impl Default for AccessSettings {
+    fn default() -> AccessSettings {
+        AccessSettings {
+            anonymous: false,
+            resource: None,
+            keys: Vec::new(),
+            jwt: None,
+            stdio: StdioIdentity::default(),
+            tenants: BTreeMap::new(),
+            roles: BTreeMap::new(),
+            rules: Vec::new(),
+            limits: Vec::new(),
+            admin_role: "admin".to_owned(),
+            budgets: Vec::new(),
+            budget_flush: AccessSettings::DEFAULT_BUDGET_FLUSH,
+            concurrency: Vec::new(),
+        }
+    }
 }
 
 impl AccessSettings {
+    /// The default of `budget_flush_ms`.
+    pub const DEFAULT_BUDGET_FLUSH: Duration = Duration::from_millis(100);
+    /// The largest `budget_flush_ms` (a crash forgets at most this much of the counts).
+    pub const MAX_BUDGET_FLUSH: Duration = Duration::from_secs(10);
+
     /// Whether any identity source is configured.
     pub fn has_identities(&self) -> bool {
         !self.keys.is_empty() || self.jwt.is_some()
@@ -133,33 +166,38 @@ impl Glob {
         &self.0
     }
 
-    /// Whether `text` matches: `*` any run (also empty), `?` one character.
+    /// Whether `text` matches: `*` any run (also empty), `?` one character. Runs on
+    /// every call (allow-lists, limits) and per entry when a view is built: it walks both
+    /// strings in place, without allocating.
     pub fn matches(&self, text: &str) -> bool {
-        let pattern: Vec<char> = self.0.chars().collect();
-        let text: Vec<char> = text.chars().collect();
+        let pattern = self.0.as_str();
+        let char_at = |s: &str, at: usize| s[at..].chars().next();
         let (mut p, mut t) = (0, 0);
+        // The last `*` seen, and where in `text` its run currently ends.
         let mut star: Option<(usize, usize)> = None;
-        while t < text.len() {
-            match pattern.get(p) {
+        while let Some(c) = char_at(text, t) {
+            match char_at(pattern, p) {
                 Some('*') => {
                     star = Some((p, t));
                     p += 1;
                 }
-                Some(&c) if c == '?' || c == text[t] => {
-                    p += 1;
-                    t += 1;
+                Some(pc) if pc == '?' || pc == c => {
+                    p += pc.len_utf8();
+                    t += c.len_utf8();
                 }
                 _ => match star {
                     Some((star_p, star_t)) => {
+                        // Let the `*` take one more character, and retry after it.
+                        let grown = star_t + char_at(text, star_t).map_or(1, char::len_utf8);
                         p = star_p + 1;
-                        t = star_t + 1;
-                        star = Some((star_p, star_t + 1));
+                        t = grown;
+                        star = Some((star_p, grown));
                     }
                     None => return false,
                 },
             }
         }
-        pattern[p..].iter().all(|&c| c == '*')
+        pattern[p..].bytes().all(|b| b == b'*')
     }
 }
 
@@ -206,12 +244,28 @@ impl ArgumentRule {
         ["method", "server", "tool", "args", "uri", "principal"];
 }
 
-/// Whose calls a rate limit counts together.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Whose calls a rate limit, a budget or a concurrency cap counts together: each
+/// principal, each tenant (a caller without a tenant counts as its own principal), each
+/// server, each tool (exposed name or URI), or all calls at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LimitScope {
     Principal,
     Tenant,
+    Server,
+    Tool,
     Global,
+}
+
+impl LimitScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitScope::Principal => "principal",
+            LimitScope::Tenant => "tenant",
+            LimitScope::Server => "server",
+            LimitScope::Tool => "tool",
+            LimitScope::Global => "global",
+        }
+    }
 }
 
 /// `[[access.limits]]`: `requests` per `period` (GCRA), up to `burst` at once.
@@ -229,6 +283,51 @@ pub struct RateLimit {
     pub path: String,
 }
 
+/// `[[access.budgets]]`: at most `calls` calls per UTC day, for each key of `per`, of the
+/// matching servers and tools.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DailyBudget {
+    pub per: LimitScope,
+    pub servers: Glob,
+    pub tools: Glob,
+    pub calls: u64,
+    /// Where the budget is written (`access.budgets[0]`).
+    pub path: String,
+}
+
+impl DailyBudget {
+    /// What the budget's counts are stored under: its selectors, not its place in the
+    /// file or its `calls`, so reordering budgets or raising one keeps the day's count.
+    pub fn identity(&self) -> String {
+        format!(
+            "{}|{}|{}",
+            self.per.as_str(),
+            self.servers.as_str(),
+            self.tools.as_str()
+        )
+    }
+}
+
+/// `[[access.concurrency]]`: at most `max` calls in flight for each key of `per`, of the
+/// matching servers and tools; a call over the cap waits up to `wait` for a slot, then
+/// is refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConcurrencyCap {
+    pub per: LimitScope,
+    pub servers: Glob,
+    pub tools: Glob,
+    pub max: u32,
+    /// Zero: refused at once.
+    pub wait: Duration,
+    /// Where the cap is written (`access.concurrency[0]`).
+    pub path: String,
+}
+
+impl ConcurrencyCap {
+    /// The longest `wait_ms`.
+    pub const MAX_WAIT: Duration = Duration::from_secs(60);
+}
+
 // ---- raw shapes ----
 
 #[derive(Deserialize, Debug, Default)]
@@ -244,6 +343,9 @@ pub(crate) struct RawAccess {
     rules: Option<Vec<Table<RawRule>>>,
     limits: Option<Vec<Table<RawLimit>>>,
     admin_role: Option<String>,
+    budgets: Option<Vec<Table<RawBudget>>>,
+    budget_flush_ms: Option<u64>,
+    concurrency: Option<Vec<Table<RawConcurrency>>>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -339,7 +441,41 @@ struct RawLimit {
 enum RawScope {
     Principal,
     Tenant,
+    Server,
+    Tool,
     Global,
+}
+
+impl RawScope {
+    /// `per`, defaulting to each principal.
+    fn scope(raw: Option<RawScope>) -> LimitScope {
+        match raw {
+            None | Some(RawScope::Principal) => LimitScope::Principal,
+            Some(RawScope::Tenant) => LimitScope::Tenant,
+            Some(RawScope::Server) => LimitScope::Server,
+            Some(RawScope::Tool) => LimitScope::Tool,
+            Some(RawScope::Global) => LimitScope::Global,
+        }
+    }
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    per: Option<RawScope>,
+    servers: Option<String>,
+    tools: Option<String>,
+    calls: Option<u64>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConcurrency {
+    per: Option<RawScope>,
+    servers: Option<String>,
+    tools: Option<String>,
+    max: Option<u32>,
+    wait_ms: Option<u64>,
 }
 
 // ---- validation ----
@@ -401,6 +537,40 @@ pub(crate) fn validate(
     for (index, raw_limit) in raw.limits.unwrap_or_default().into_iter().enumerate() {
         limits.push(limit(raw_limit.0, &path.key("limits").index(index))?);
     }
+    let mut budgets: Vec<DailyBudget> = Vec::new();
+    for (index, raw_budget) in raw.budgets.unwrap_or_default().into_iter().enumerate() {
+        let budget = budget(raw_budget.0, &path.key("budgets").index(index))?;
+        if let Some(earlier) = budgets.iter().find(|b| b.identity() == budget.identity()) {
+            return Err(Problem::new(
+                path.key("budgets").index(index),
+                format!(
+                    "counts the same calls as {} (same `per`, `servers` and `tools`); merge them",
+                    earlier.path
+                ),
+            ));
+        }
+        budgets.push(budget);
+    }
+    let budget_flush = match raw.budget_flush_ms {
+        None => AccessSettings::DEFAULT_BUDGET_FLUSH,
+        Some(ms) if Duration::from_millis(ms) > AccessSettings::MAX_BUDGET_FLUSH => {
+            return Err(Problem::new(
+                path.key("budget_flush_ms"),
+                format!(
+                    "must be at most {} (0: commit every call)",
+                    AccessSettings::MAX_BUDGET_FLUSH.as_millis()
+                ),
+            ));
+        }
+        Some(ms) => Duration::from_millis(ms),
+    };
+    let mut concurrency = Vec::new();
+    for (index, raw_cap) in raw.concurrency.unwrap_or_default().into_iter().enumerate() {
+        concurrency.push(concurrency_cap(
+            raw_cap.0,
+            &path.key("concurrency").index(index),
+        )?);
+    }
     let has_identities = !keys.is_empty() || jwt.is_some();
     let settings = AccessSettings {
         anonymous: raw.anonymous.unwrap_or(!has_identities),
@@ -413,6 +583,9 @@ pub(crate) fn validate(
         rules,
         limits,
         admin_role: raw.admin_role.unwrap_or_else(|| "admin".to_owned()),
+        budgets,
+        budget_flush,
+        concurrency,
     };
     if !settings.tenants.is_empty() {
         for (index, key) in settings.keys.iter().enumerate() {
@@ -632,16 +805,60 @@ fn limit(raw: RawLimit, path: &KeyPath) -> Result<RateLimit, Problem> {
         None => requests,
     };
     Ok(RateLimit {
-        per: match raw.per {
-            None | Some(RawScope::Principal) => LimitScope::Principal,
-            Some(RawScope::Tenant) => LimitScope::Tenant,
-            Some(RawScope::Global) => LimitScope::Global,
-        },
+        per: RawScope::scope(raw.per),
         servers: Glob(raw.servers.unwrap_or_else(|| "*".to_owned())),
         tools: Glob(raw.tools.unwrap_or_else(|| "*".to_owned())),
         requests,
         period,
         burst,
+        path: path.to_string(),
+    })
+}
+
+fn budget(raw: RawBudget, path: &KeyPath) -> Result<DailyBudget, Problem> {
+    let calls = match raw.calls {
+        Some(0) => return Err(Problem::new(path.key("calls"), "must be at least 1")),
+        Some(n) => n,
+        None => {
+            return Err(Problem::new(
+                path.key("calls"),
+                "is required (calls per UTC day)",
+            ));
+        }
+    };
+    Ok(DailyBudget {
+        per: RawScope::scope(raw.per),
+        servers: Glob(raw.servers.unwrap_or_else(|| "*".to_owned())),
+        tools: Glob(raw.tools.unwrap_or_else(|| "*".to_owned())),
+        calls,
+        path: path.to_string(),
+    })
+}
+
+fn concurrency_cap(raw: RawConcurrency, path: &KeyPath) -> Result<ConcurrencyCap, Problem> {
+    let max = match raw.max {
+        Some(0) => return Err(Problem::new(path.key("max"), "must be at least 1")),
+        Some(n) => n,
+        None => {
+            return Err(Problem::new(
+                path.key("max"),
+                "is required (calls in flight)",
+            ));
+        }
+    };
+    let wait = Duration::from_millis(raw.wait_ms.unwrap_or(0));
+    if wait > ConcurrencyCap::MAX_WAIT {
+        return Err(Problem::new(
+            path.key("wait_ms"),
+            format!("must be at most {}", ConcurrencyCap::MAX_WAIT.as_millis()),
+        ));
+    }
+    Ok(ConcurrencyCap {
+        per: RawScope::scope(raw.per),
+        servers: Glob(raw.servers.unwrap_or_else(|| "*".to_owned())),
+        tools: Glob(raw.tools.unwrap_or_else(|| "*".to_owned())),
+        max,
+        wait,
         path: path.to_string(),
     })
 }
@@ -661,6 +878,56 @@ mod tests {
         assert!(Glob::new("file:///*").matches("file:///a/b"));
         assert!(Glob::new("fx__echo").matches("fx__echo"));
         assert!(!Glob::new("fx__echo").matches("fx__echo2"));
+        // `?` is one character, also beyond ASCII; `*` backtracks over them.
+        assert!(Glob::new("a?c").matches("aéc"));
+        assert!(!Glob::new("a?c").matches("aééc"));
+        assert!(Glob::new("*é*x").matches("ééyéx"));
+        assert!(!Glob::new("*é*x").matches("ééyéy"));
+        assert!(Glob::new("**").matches("ü"));
+        assert!(Glob::new("*__tool_49?").matches("fx01__tool_493"));
+        assert!(!Glob::new("*__tool_49?").matches("fx01__tool_4930"));
+        assert!(!Glob::new("").matches("a"));
+        assert!(Glob::new("").matches(""));
+    }
+
+    /// Every pattern and text up to 4 characters over a small alphabet (with a two-byte
+    /// character) agrees with a plain recursive matcher.
+    #[test]
+    fn globs_agree_with_a_reference_matcher() {
+        fn reference(pattern: &[char], text: &[char]) -> bool {
+            match pattern.split_first() {
+                None => text.is_empty(),
+                Some(('*', rest)) => (0..=text.len()).any(|skip| reference(rest, &text[skip..])),
+                Some((&c, rest)) => text
+                    .split_first()
+                    .is_some_and(|(&t, tail)| (c == '?' || c == t) && reference(rest, tail)),
+            }
+        }
+        fn all(alphabet: &[char], max: usize) -> Vec<String> {
+            let mut out = vec![String::new()];
+            let mut last = vec![String::new()];
+            for _ in 0..max {
+                last = last
+                    .iter()
+                    .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+                    .collect();
+                out.extend(last.iter().cloned());
+            }
+            out
+        }
+        let texts = all(&['a', 'é', 'b'], 4);
+        for pattern in all(&['a', 'é', '*', '?'], 4) {
+            let glob = Glob::new(pattern.as_str());
+            let chars: Vec<char> = pattern.chars().collect();
+            for text in &texts {
+                let text_chars: Vec<char> = text.chars().collect();
+                assert_eq!(
+                    glob.matches(text),
+                    reference(&chars, &text_chars),
+                    "{pattern:?} vs {text:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -28,8 +28,8 @@ mod validate;
 use std::path::Path;
 
 pub use access::{
-    AccessSettings, ApiKey, ArgumentRule, Effect, Glob, Globs, JwtKey, JwtSettings, LimitScope,
-    RateLimit, SecretHash, StdioIdentity, Visibility,
+    AccessSettings, ApiKey, ArgumentRule, ConcurrencyCap, DailyBudget, Effect, Glob, Globs, JwtKey,
+    JwtSettings, LimitScope, RateLimit, SecretHash, StdioIdentity, Visibility,
 };
 pub use audit::{AuditExport, AuditKey, AuditSettings, SigningSeed};
 pub use error::{ConfigError, ConfigWarning};

@@ -110,3 +110,102 @@ fn bad_identities_are_rejected() {
         "unknown field",
     );
 }
+
+#[test]
+fn budgets_and_concurrency_caps_validate() {
+    let config = native(
+        r#"
+[access]
+budget_flush_ms = 0
+
+[[access.budgets]]
+per = "tenant"
+tools = "fx__*"
+calls = 1000
+
+[[access.budgets]]
+per = "tool"
+servers = "fx"
+calls = 50
+
+[[access.concurrency]]
+per = "tenant"
+max = 4
+wait_ms = 250
+
+[[access.concurrency]]
+per = "server"
+max = 16
+"#,
+    )
+    .unwrap();
+    let access = config.access.unwrap();
+    assert_eq!(access.budget_flush, std::time::Duration::ZERO);
+    assert_eq!(access.budgets[0].per, LimitScope::Tenant);
+    assert_eq!(access.budgets[0].calls, 1000);
+    assert_eq!(access.budgets[1].per, LimitScope::Tool);
+    assert_eq!(access.budgets[1].tools.as_str(), "*");
+    assert_eq!(access.budgets[1].identity(), "tool|fx|*");
+    assert_eq!(access.concurrency[0].max, 4);
+    assert_eq!(
+        access.concurrency[0].wait,
+        std::time::Duration::from_millis(250)
+    );
+    assert_eq!(access.concurrency[1].per, LimitScope::Server);
+    assert_eq!(access.concurrency[1].wait, std::time::Duration::ZERO);
+    let defaults = native("[[access.budgets]]\ncalls = 1\n").unwrap();
+    let access = defaults.access.unwrap();
+    assert_eq!(access.budget_flush, std::time::Duration::from_millis(100));
+    assert_eq!(access.budgets[0].per, LimitScope::Principal);
+}
+
+#[test]
+fn bad_budgets_and_caps_are_rejected_with_their_key_paths() {
+    assert_invalid(
+        native("[[access.budgets]]\nper = \"tenant\"\n"),
+        "access.budgets[0].calls",
+        "is required",
+    );
+    assert_invalid(
+        native("[[access.budgets]]\ncalls = 0\n"),
+        "access.budgets[0].calls",
+        "at least 1",
+    );
+    assert_invalid(
+        native("[[access.budgets]]\ncalls = 5\nper = \"team\"\n"),
+        "access.budgets[0].per",
+        "unknown variant",
+    );
+    assert_invalid(
+        native(
+            "[[access.budgets]]\ncalls = 5\ntools = \"a*\"\n[[access.budgets]]\ncalls = 9\ntools = \"a*\"\n",
+        ),
+        "access.budgets[1]",
+        "counts the same calls as access.budgets[0]",
+    );
+    assert_invalid(
+        native("[access]\nbudget_flush_ms = 60000\n"),
+        "access.budget_flush_ms",
+        "at most 10000",
+    );
+    assert_invalid(
+        native("[[access.concurrency]]\nper = \"tenant\"\n"),
+        "access.concurrency[0].max",
+        "is required",
+    );
+    assert_invalid(
+        native("[[access.concurrency]]\nmax = 0\n"),
+        "access.concurrency[0].max",
+        "at least 1",
+    );
+    assert_invalid(
+        native("[[access.concurrency]]\nmax = 2\nwait_ms = 120000\n"),
+        "access.concurrency[0].wait_ms",
+        "at most 60000",
+    );
+    assert_invalid(
+        native("[[access.concurrency]]\nmax = 2\nqueue = 3\n"),
+        "access.concurrency[0].queue",
+        "unknown field",
+    );
+}

@@ -21,7 +21,7 @@ use switchboard_gateway::db::Db;
 use switchboard_gateway::error::Kind;
 use switchboard_gateway::metrics::Metrics;
 use switchboard_gateway::pipeline::audit::Audit;
-use switchboard_gateway::pipeline::{Call, Notes, Route, Step, Target};
+use switchboard_gateway::pipeline::{Call, Held, Notes, Route, Step, Target};
 use switchboard_gateway::principal::{Face, Peer, Principal};
 use switchboard_gateway::reply::Reply;
 use switchboard_gateway::{ClientCtx, Error};
@@ -126,6 +126,7 @@ fn step(c: &mut Criterion) {
                             kind: Kind::Tool,
                         }),
                         notes: Notes::default(),
+                        held: Held::default(),
                     };
                     audit.before(&mut call).await.unwrap();
                     let mut outcome: Result<Reply, Error> = Ok(Reply::Value(result.clone()));
@@ -155,6 +156,7 @@ fn step(c: &mut Criterion) {
                     kind: Kind::Tool,
                 }),
                 notes: Notes::default(),
+                held: Held::default(),
             };
             let outcome: Result<Reply, Error> = Ok(Reply::Value(result.clone()));
             black_box((call.method, outcome.is_ok()))
@@ -297,6 +299,7 @@ fn cpu_costs(_: &mut Criterion) {
                         kind: Kind::Tool,
                     }),
                     notes: Notes::default(),
+                    held: Held::default(),
                 };
                 let mut outcome: Result<Reply, Error> = Ok(Reply::Value(result.clone()));
                 if variant == 0 {

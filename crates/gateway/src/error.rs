@@ -59,11 +59,13 @@ pub enum Error {
     /// The upstream broke the protocol in a way the gateway cannot bridge.
     #[error("{0}")]
     UpstreamProtocol(String),
-    /// A rate limit refused the call; the same call may pass after `retry_after`.
+    /// A rate limit, daily budget or concurrency cap (the access step `step`) refused the
+    /// call; the same call may pass later: after `retry_after` when the step knows when.
     #[error("{reason}")]
     Limited {
+        step: &'static str,
         reason: String,
-        retry_after: std::time::Duration,
+        retry_after: Option<std::time::Duration>,
     },
     /// An error that is already a JSON-RPC error (an upstream's answer, admission).
     #[error("{0}")]
@@ -114,8 +116,13 @@ impl Error {
         }
     }
 
-    pub fn limited(reason: impl Into<String>, retry_after: std::time::Duration) -> Error {
+    pub fn limited(
+        step: &'static str,
+        reason: impl Into<String>,
+        retry_after: Option<std::time::Duration>,
+    ) -> Error {
         Error::Limited {
+            step,
             reason: reason.into(),
             retry_after,
         }
@@ -151,13 +158,19 @@ impl Error {
                 RpcError::new(gateway::UPSTREAM_PROTOCOL, message.clone())
             }
             Error::Limited {
+                step,
                 reason,
                 retry_after,
-            } => RpcError::new(gateway::DENIED, reason.clone()).with_data(json!({
-                "reason": reason,
-                "step": "limits",
-                "retryAfterMs": u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX),
-            })),
+            } => {
+                let mut data = json!({ "reason": reason, "step": step, "retryable": true });
+                if let Some(wait) = retry_after {
+                    // Whole seconds, rounded up (HTTP `Retry-After` style), and milliseconds.
+                    let ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX);
+                    data["retryAfter"] = json!(wait.as_secs() + u64::from(wait.subsec_nanos() > 0));
+                    data["retryAfterMs"] = json!(ms);
+                }
+                RpcError::new(gateway::DENIED, reason.clone()).with_data(data)
+            }
             Error::Rpc(error) => error.clone(),
         }
     }
@@ -240,12 +253,23 @@ mod tests {
         );
         assert_eq!(rpc.data.unwrap()["suggestions"], json!(["a__bb", "a__c"]));
 
-        let limited = Error::limited("slow down", std::time::Duration::from_millis(1500));
+        let limited = Error::limited(
+            "limits",
+            "slow down",
+            Some(std::time::Duration::from_millis(1500)),
+        );
         let rpc = limited.to_rpc(Era::Modern);
         assert_eq!(rpc.code, gateway::DENIED);
-        assert_eq!(rpc.data.unwrap()["retryAfterMs"], 1500);
+        let data = rpc.data.unwrap();
+        assert_eq!(data["retryAfterMs"], 1500);
+        assert_eq!(data["retryAfter"], 2, "seconds, rounded up");
+        assert_eq!(data["step"], "limits");
         assert!(limited.is_retryable());
         assert_eq!(limited.outcome(), "limited");
+        let busy = Error::limited("concurrency", "too many calls in flight", None);
+        let data = busy.to_rpc(Era::Legacy).data.unwrap();
+        assert_eq!(data["step"], "concurrency");
+        assert!(data.get("retryAfter").is_none(), "{data}");
 
         // A server killed by its sandbox: counted apart, and not retried as is.
         let hit = switchboard_upstream::sandbox::LimitHit {

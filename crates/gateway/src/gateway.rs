@@ -223,6 +223,13 @@ impl Gateway {
             .chain
             .load()
             .background(&gateway.inner.shutdown)
+            .into_iter()
+            .chain(
+                gateway
+                    .inner
+                    .chain_parts
+                    .background(&gateway.inner.shutdown, &gateway.inner.metrics),
+            )
         {
             gateway.spawn(task);
         }

@@ -176,6 +176,7 @@ pub struct Metrics {
     redactions: Family<RedactionLabels, Counter>,
     redacted_results: Family<RedactedResultLabels, Counter>,
     invalid_arguments: ServerCounter,
+    budget_write_failures: Counter,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -285,6 +286,11 @@ impl Metrics {
     /// `inputSchema` (the validation step), per server.
     pub fn invalid_arguments(&self) -> ServerCounter {
         self.invalid_arguments.clone()
+    }
+
+    /// The counter of failed writes of daily budget counts to the database.
+    pub fn budget_write_failures(&self) -> Counter {
+        self.budget_write_failures.clone()
     }
 
     /// The handles of server `name`: the same counters every time the name comes back.
@@ -487,7 +493,7 @@ impl crate::Gateway {
         );
         registry.register(
             "switchboard_access_refusals",
-            "Calls refused by an access step (rate limits)",
+            "Calls refused by an access step (limits: rate limits, concurrency: caps on calls in flight, budgets: daily budgets)",
             metrics.access_refusals.clone(),
         );
         registry.register(
@@ -524,6 +530,11 @@ impl crate::Gateway {
             "switchboard_invalid_arguments",
             "tools/call answered with a tool error because the arguments did not fit the tool's inputSchema",
             metrics.invalid_arguments.0.clone(),
+        );
+        registry.register(
+            "switchboard_budget_write_failures",
+            "Writes of daily budget counts to the database that failed (retried; with budget_flush_ms = 0 the call was refused)",
+            metrics.budget_write_failures.clone(),
         );
         self.register_server_gauges(&mut registry);
         let status = self.config_status();

@@ -513,8 +513,10 @@ impl Gateway {
             );
             return AccessChange::NeedsRestart;
         };
-        let steps =
-            crate::pipeline::chain::access_steps(Some(access), &self.inner.metrics, &self.inner.db);
+        let steps = self
+            .inner
+            .chain_parts
+            .access_steps(Some(access), &self.inner.metrics);
         self.inner
             .access
             .store(Some(Arc::new(crate::access::Authenticator::new(access))));

@@ -3,7 +3,8 @@
 //!
 //! Tracked (they belong to the gateway or to one of its servers): the signal loop, the
 //! pipeline steps' background work (the audit log's writer, `Step::background`), the
-//! store flusher, the idle reaper, retiring servers, re-lists, per-session view refreshes,
+//! daily budget ledger's writer (`chain::Parts::background`), the store flusher, the
+//! idle reaper, retiring servers, re-lists, per-session view refreshes,
 //! resubscriptions, roots notifications and answers, parked-flight expiry, the config
 //! watcher, ended sessions' clean-up, and each server's health probes, recycling,
 //! wedged-instance checks, background re-lists and instances' event pumps and listen

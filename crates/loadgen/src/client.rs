@@ -20,6 +20,8 @@ pub struct Target {
     address: SocketAddr,
     host: HeaderValue,
     path: Uri,
+    /// Sent with every request (a credential: `X-API-Key`, `Authorization`).
+    headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Target {
@@ -45,7 +47,24 @@ impl Target {
             address,
             host: HeaderValue::from_str(authority.as_str())?,
             path,
+            headers: Vec::new(),
         })
+    }
+
+    /// The same target, with `NAME: VALUE` headers sent on every request.
+    pub fn with_headers(mut self, headers: &[String]) -> anyhow::Result<Target> {
+        for header in headers {
+            let (name, value) = header
+                .split_once(':')
+                .with_context(|| format!("--header {header:?} is not `NAME: VALUE`"))?;
+            self.headers.push((
+                HeaderName::from_bytes(name.trim().as_bytes())
+                    .with_context(|| format!("bad header name in {header:?}"))?,
+                HeaderValue::from_str(value.trim())
+                    .with_context(|| format!("bad header value in {header:?}"))?,
+            ));
+        }
+        Ok(self)
     }
 }
 
@@ -128,6 +147,9 @@ impl Connection {
         *request.uri_mut() = target.path.clone();
         let headers = request.headers_mut();
         headers.insert(HOST, target.host.clone());
+        for (name, value) in &target.headers {
+            headers.insert(name.clone(), value.clone());
+        }
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         headers.insert(
             ACCEPT,
@@ -169,5 +191,13 @@ mod tests {
         assert!(Target::parse("http://localhost:8931/mcp").is_ok());
         assert!(Target::parse("https://127.0.0.1:8931/mcp").is_err());
         assert!(Target::parse("http://192.0.2.1:80/mcp").is_err());
+        let target = Target::parse("http://127.0.0.1:8931/mcp").unwrap();
+        let with = target
+            .clone()
+            .with_headers(&["X-API-Key: k-0123".into()])
+            .unwrap();
+        assert_eq!(with.headers[0].0, "x-api-key");
+        assert_eq!(with.headers[0].1, "k-0123");
+        assert!(target.with_headers(&["no colon".into()]).is_err());
     }
 }

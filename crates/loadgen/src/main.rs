@@ -98,6 +98,9 @@ struct RunArgs {
     /// Print the figures as JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// `NAME: VALUE` header sent with every request (e.g. `X-API-Key: …`); repeatable.
+    #[arg(long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
 }
 
 fn seconds(value: f64, what: &str) -> anyhow::Result<Duration> {
@@ -106,7 +109,7 @@ fn seconds(value: f64, what: &str) -> anyhow::Result<Duration> {
 
 async fn run(args: RunArgs) -> anyhow::Result<bool> {
     let url = args.url.context("--url is required")?;
-    let target = Target::parse(&url)?;
+    let target = Target::parse(&url)?.with_headers(&args.headers)?;
     let workload = match args.method {
         MethodArg::ToolsCall => {
             let text = match args.args.strip_prefix('@') {

@@ -312,7 +312,11 @@ mod tests {
                 None,
             ),
             (
-                Err(Error::limited("slow", std::time::Duration::from_secs(1))),
+                Err(Error::limited(
+                    "limits",
+                    "slow",
+                    Some(std::time::Duration::from_secs(1)),
+                )),
                 Decision::RateLimited { rule: None },
                 None,
             ),

@@ -8,7 +8,7 @@
 //! | 1 | identity (principal from credentials) | access |
 //! | 2 | audit (sees every outcome, denials included) | governance |
 //! | 3 | allow-lists and argument rules (+ list filter) | access |
-//! | 4 | rate limits | access |
+//! | 4 | rate limits, concurrency caps, daily budgets (counted last: only calls every other access step admitted) | access |
 //! | 5 | argument validation (`validate`, on unless every server says `validate = false`), pinning | registry |
 //! | 6 | approval gates | governance |
 //! | 7 | result cache | economy |
@@ -21,7 +21,10 @@ use std::sync::Arc;
 use switchboard_config::AccessSettings;
 use switchboard_config::Config;
 
-use super::{Chain, Step};
+use tokio_util::sync::CancellationToken;
+
+use super::ledger::Ledger;
+use super::{BackgroundTask, Chain, Step};
 use crate::db::Db;
 use crate::metrics::Metrics;
 
@@ -34,15 +37,45 @@ pub enum ChainError {
 
 /// The steps built once at start, around the `[access]` steps (which a config reload
 /// rebuilds): steps with durable state or owned tasks (the audit log's writer) must not
-/// be built twice.
+/// be built twice. The daily budgets' ledger is such state: built once with `[access]`,
+/// it carries the day's counts across reloads to each new budgets step.
 pub struct Parts {
     /// The embedder's steps, then the audit log (order 2).
     head: Vec<Arc<dyn Step>>,
     /// Steps after the access steps (validation, redaction).
     tail: Vec<Arc<dyn Step>>,
+    /// With `[access]` (which only a restart adds or removes).
+    ledger: Option<Arc<Ledger>>,
 }
 
 impl Parts {
+    /// The `[access]` steps (orders 3 and 4), built again when a reload changes `[access]`.
+    pub fn access_steps(
+        &self,
+        access: Option<&AccessSettings>,
+        metrics: &Metrics,
+    ) -> Vec<Arc<dyn Step>> {
+        access_steps(access, metrics, self.ledger.as_ref())
+    }
+
+    /// Work the parts own beside the steps: the budget ledger's writer, spawned once.
+    pub fn background(
+        &self,
+        shutdown: &CancellationToken,
+        metrics: &Metrics,
+    ) -> Vec<BackgroundTask> {
+        self.ledger
+            .iter()
+            .map(|ledger| -> BackgroundTask {
+                Box::pin(super::ledger::write_behind(
+                    ledger.clone(),
+                    shutdown.clone(),
+                    metrics.budget_write_failures(),
+                ))
+            })
+            .collect()
+    }
+
     /// The chain with these `access` steps in their place.
     pub fn chain(&self, access: Vec<Arc<dyn Step>>) -> Chain {
         let steps: Vec<Arc<dyn Step>> = self
@@ -93,8 +126,12 @@ pub fn declared(
             metrics,
         )));
     }
-    let parts = Parts { head, tail };
-    let chain = parts.chain(access_steps(config.access.as_ref(), metrics, db));
+    let ledger = config
+        .access
+        .as_ref()
+        .map(|_| Arc::new(Ledger::open(db.clone())));
+    let parts = Parts { head, tail, ledger };
+    let chain = parts.chain(parts.access_steps(config.access.as_ref(), metrics));
     Ok((parts, chain))
 }
 
@@ -103,13 +140,11 @@ fn validates(config: &Config) -> bool {
     config.servers.is_empty() || config.servers.values().any(|server| server.policy.validate)
 }
 
-/// The `[access]` steps (orders 3 and 4), built again when a reload changes `[access]`.
-pub fn access_steps(
+fn access_steps(
     access: Option<&AccessSettings>,
     metrics: &Metrics,
-    db: &Arc<Db>,
+    ledger: Option<&Arc<Ledger>>,
 ) -> Vec<Arc<dyn Step>> {
-    let _ = db; // budgets keep their counts here
     let mut steps: Vec<Arc<dyn Step>> = Vec::new();
     let Some(access) = access else {
         return steps;
@@ -122,10 +157,25 @@ pub fn access_steps(
     if !access.rules.is_empty() {
         steps.push(Arc::new(super::rules::Rules::new(&access.rules)));
     }
-    // 4. rate limits.
+    // 4. rate limits, then caps on calls in flight, then daily budgets: a call counts
+    //    against its budget only once everything else admitted it.
     if !access.limits.is_empty() {
         steps.push(Arc::new(super::limits::Limits::new(
             &access.limits,
+            metrics,
+        )));
+    }
+    if !access.concurrency.is_empty() {
+        steps.push(Arc::new(super::concurrency::Concurrency::new(
+            &access.concurrency,
+            metrics,
+        )));
+    }
+    if let Some(ledger) = ledger.filter(|_| !access.budgets.is_empty()) {
+        steps.push(Arc::new(super::budgets::Budgets::new(
+            &access.budgets,
+            access.budget_flush,
+            ledger.clone(),
             metrics,
         )));
     }
@@ -160,5 +210,15 @@ mod tests {
         assert!(chain(&all_off).is_empty());
         // No server in the file: runtime registrations validate by default.
         assert_eq!(chain(""), ["validate"]);
+    }
+
+    #[test]
+    fn limits_then_concurrency_caps_then_budgets_the_last_access_step() {
+        let config = "[servers.a]\ncommand = \"x\"\nvalidate = false\n\
+                      [[access.budgets]]\ncalls = 5\n\
+                      [[access.concurrency]]\nmax = 2\n\
+                      [[access.limits]]\nrequests = 5\n\
+                      [[access.rules]]\nwhen = \"tool == 'x'\"\n";
+        assert_eq!(chain(config), ["rules", "limits", "concurrency", "budgets"]);
     }
 }

@@ -1,8 +1,9 @@
-//! `limits`: call rates per principal, tenant or for everyone (`[[access.limits]]`), as
-//! GCRA (governor's keyed limiters): `requests` per `period`, up to `burst` at once. A
-//! call counts against every limit whose server and name globs match it; the first
-//! limit that refuses answers with a JSON-RPC error carrying `retryAfterMs` in `data`,
-//! and the refusal is counted in `switchboard_access_refusals_total`.
+//! `limits`: call rates per principal, tenant, server, tool or for everyone
+//! (`[[access.limits]]`), as GCRA (governor's keyed limiters): `requests` per `period`, up
+//! to `burst` at once. A call counts against every limit whose server and name globs
+//! match it; the first limit that refuses answers with a JSON-RPC error carrying
+//! `retryAfter`/`retryAfterMs` in `data`, and the refusal is counted in
+//! `switchboard_access_refusals_total`.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,17 +56,6 @@ impl Limits {
         }
     }
 
-    fn key(scope: LimitScope, principal: &Principal) -> String {
-        match scope {
-            LimitScope::Principal => principal.id().to_owned(),
-            LimitScope::Tenant => match principal.tenant() {
-                Some(tenant) => format!("tenant:{tenant}"),
-                None => principal.id().to_owned(),
-            },
-            LimitScope::Global => String::new(),
-        }
-    }
-
     /// `Err((limit path, refusal))` when a limit refuses the call.
     fn check(&self, principal: &Principal, server: &str, name: &str) -> Result<(), (&str, Error)> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
@@ -78,25 +68,48 @@ impl Limits {
             if !(limit.spec.servers.matches(server) && limit.spec.tools.matches(name)) {
                 continue;
             }
-            let key = Limits::key(limit.spec.per, principal);
+            let key = scope_key(limit.spec.per, principal, server, name);
             if let Err(not_until) = limit.limiter.check_key(&key) {
                 let retry_after = not_until.wait_time_from(limit.limiter.clock().now());
                 self.refusals.inc();
                 return Err((
                     limit.spec.path.as_str(),
                     Error::limited(
+                        "limits",
                         format!(
                             "rate limit {} ({} per {} ms) reached",
                             limit.spec.path,
                             limit.spec.requests,
                             limit.spec.period.as_millis()
                         ),
-                        retry_after,
+                        Some(retry_after),
                     ),
                 ));
             }
         }
         Ok(())
+    }
+}
+
+/// The key a call counts under for `scope` (shared by rate limits, budgets and
+/// concurrency caps): the principal, its tenant (`tenant:NAME`; a caller without a tenant
+/// counts as its own principal), the server (`server:NAME`), the exposed tool name or URI
+/// (`tool:NAME`), or one key for everyone.
+pub(super) fn scope_key(
+    scope: LimitScope,
+    principal: &Principal,
+    server: &str,
+    exposed: &str,
+) -> String {
+    match scope {
+        LimitScope::Principal => principal.id().to_owned(),
+        LimitScope::Tenant => match principal.tenant() {
+            Some(tenant) => format!("tenant:{tenant}"),
+            None => principal.id().to_owned(),
+        },
+        LimitScope::Server => format!("server:{server}"),
+        LimitScope::Tool => format!("tool:{exposed}"),
+        LimitScope::Global => String::new(),
     }
 }
 
@@ -168,7 +181,11 @@ mod tests {
         assert!(limits.check(&a1, "fx", "fx__add").is_ok());
         let (rule, refused) = limits.check(&a2, "fx", "fx__echo").unwrap_err();
         assert_eq!(rule, "access.limits[0]");
-        let Error::Limited { retry_after, .. } = refused else {
+        let Error::Limited {
+            retry_after: Some(retry_after),
+            ..
+        } = refused
+        else {
             panic!("{refused:?}")
         };
         assert!(retry_after > Duration::from_secs(1000), "{retry_after:?}");

@@ -24,7 +24,10 @@
 
 pub mod allow;
 pub mod audit;
+pub mod budgets;
 pub mod chain;
+pub mod concurrency;
+mod ledger;
 pub mod limits;
 mod resolve;
 pub mod rules;
@@ -65,6 +68,8 @@ pub struct Call<'a> {
     pub target: Target,
     /// What steps note about this call for the steps after them (the audit reads them).
     pub notes: Notes,
+    /// What steps hold for as long as the call lasts (a concurrency slot).
+    pub held: Held,
 }
 
 /// What steps tell later steps about one call: why a step decided it (when the outcome
@@ -113,6 +118,27 @@ impl Notes {
 
     fn take_ticket(&self) -> Option<audit::Ticket> {
         self.0.lock().audit.take()
+    }
+}
+
+/// Guards a step keeps for the length of one call, released when the call ends however
+/// it ends: answered, refused by a later step, failed, or abandoned — the pipeline's
+/// future dropped because the client went away. (An `after` hook would miss the last.)
+#[derive(Default)]
+pub struct Held(Vec<Box<dyn std::any::Any + Send + Sync>>);
+
+impl Held {
+    /// Keeps `guard` until the call ends.
+    pub fn hold(&mut self, guard: impl std::any::Any + Send + Sync) {
+        self.0.push(Box::new(guard));
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
     }
 }
 
@@ -268,6 +294,11 @@ impl Chain {
         self.steps.iter().map(|s| s.name()).collect()
     }
 
+    /// The steps, in order.
+    pub fn steps(&self) -> &[Arc<dyn Step>] {
+        &self.steps
+    }
+
     /// The steps' background work, to be spawned by the gateway.
     pub fn background(&self, shutdown: &CancellationToken) -> Vec<BackgroundTask> {
         self.steps
@@ -341,6 +372,7 @@ impl crate::gateway::Gateway {
             view,
             target,
             notes: Notes::default(),
+            held: Held::default(),
         };
         if chain.is_empty() {
             let outcome = self.terminal(&mut call).await;

@@ -109,3 +109,25 @@ impl Gateway {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_drain_makes_the_gateway_unready() {
+        let config =
+            switchboard_config::parse("", switchboard_config::ConfigFormat::Native, None).unwrap();
+        let gateway = Gateway::start(&config).await.unwrap();
+        let ready = gateway.readiness();
+        assert!(
+            ready.ready && ready.accepting && ready.config_valid,
+            "{ready:?}"
+        );
+        assert_eq!((ready.required_servers, ready.required_ready), (0, 0));
+        assert!(gateway.drain(std::time::Duration::from_millis(10)).await);
+        let draining = gateway.readiness();
+        assert!(!draining.ready && !draining.accepting, "{draining:?}");
+        gateway.shutdown().await;
+    }
+}

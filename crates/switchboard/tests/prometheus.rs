@@ -151,6 +151,77 @@ impl Prometheus {
     }
 }
 
+/// Prometheus naming conventions on what Prometheus scraped (every section of the
+/// gateway is configured here, so every family that has samples is seen): counters'
+/// samples end in `_total`, histograms name their unit, no label grows with traffic.
+async fn check_conventions(prometheus: &Prometheus) {
+    const UNBOUNDED: [&str; 8] = [
+        "session",
+        "principal",
+        "client",
+        "peer",
+        "args",
+        "arguments",
+        "request_id",
+        "uri",
+    ];
+    let series: Value = reqwest::get(
+        reqwest::Url::parse_with_params(
+            &format!("{}/api/v1/series", prometheus.url),
+            &[(
+                "match[]",
+                "{job=\"switchboard\",__name__=~\"switchboard_.*\"}",
+            )],
+        )
+        .unwrap(),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let names: std::collections::BTreeSet<String> = series["data"]
+        .as_array()
+        .expect("series")
+        .iter()
+        .filter_map(|labels| labels["__name__"].as_str().map(str::to_owned))
+        .collect();
+    let metadata: Value = reqwest::get(format!(
+        "{}/api/v1/targets/metadata?match_target={{job=\"switchboard\"}}",
+        prometheus.url
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let families = metadata["data"].as_array().expect("metadata");
+    assert!(families.len() >= 20, "{metadata}");
+    for family in families {
+        let name = family["metric"].as_str().unwrap_or_default();
+        let kind = family["type"].as_str().unwrap_or_default();
+        if !name.starts_with("switchboard_") {
+            continue;
+        }
+        // Prometheus scrapes OpenMetrics, where a counter family `x` has samples `x_total`.
+        let ok = match kind {
+            "counter" => name.ends_with("_total") || names.contains(&format!("{name}_total")),
+            "histogram" => name.ends_with("_seconds") || name.ends_with("_bytes"),
+            "gauge" => !name.ends_with("_total"),
+            _ => true,
+        };
+        assert!(ok, "{kind} `{name}` breaks the naming conventions");
+    }
+    for labels in series["data"].as_array().expect("series") {
+        for key in labels.as_object().unwrap().keys() {
+            assert!(
+                !UNBOUNDED.contains(&key.as_str()),
+                "unbounded label `{key}`: {labels}"
+            );
+        }
+    }
+}
+
 /// The value of one sample of an instant vector, as a number (`NaN` and `±Inf` are kept).
 fn sample_value(sample: &Value) -> f64 {
     sample["value"][1]
@@ -432,6 +503,8 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
         .await
         .unwrap();
     assert_eq!(invalid.first().map(sample_value), Some(0.0), "{invalid:?}");
+
+    check_conventions(&prometheus).await;
 
     let queries = dashboard_queries(&dashboard);
     assert!(queries.len() >= 25, "{} queries", queries.len());

@@ -426,7 +426,7 @@ async fn load_round(client: &ModernHttp, round: u64) {
     call("fx__test_error_handling", json!({})).await;
     call("limited__echo", json!({ "text": "once" })).await;
     futures::future::join_all((0..4).map(|_| call("queued__sleep", json!({ "ms": 20 })))).await;
-    if round % 10 == 0 {
+    if round.is_multiple_of(10) {
         call("crashy__crash", json!({})).await;
     }
     call("crashy__echo", json!({ "text": "back" })).await;

@@ -532,6 +532,48 @@ async fn every_dashboard_query_returns_data_from_a_real_prometheus() {
             }
         }
     }
+    // The load reached what the panels claim to show.
+    for (what, expr) in [
+        (
+            "rule denials",
+            "switchboard_access_refusals_total{step=\"rules\"}",
+        ),
+        (
+            "rate limits",
+            "switchboard_access_refusals_total{step=\"limits\"}",
+        ),
+        ("restarts", "switchboard_restarts_total{server=\"crashy\"}"),
+        (
+            "queueing",
+            "switchboard_queue_wait_seconds_count{server=\"queued\"}",
+        ),
+        (
+            "tool errors",
+            "sum(switchboard_calls_total{outcome=\"tool_error\"})",
+        ),
+        (
+            "invalid arguments",
+            "switchboard_invalid_arguments_total{server=\"fx\"}",
+        ),
+        (
+            "redactions",
+            "sum(switchboard_redactions_total{detector=\"email\"})",
+        ),
+        (
+            "audit records",
+            "switchboard_audit_records_total{event=\"committed\"}",
+        ),
+    ] {
+        let value = prometheus
+            .query(expr)
+            .await
+            .ok()
+            .and_then(|result| result.first().map(sample_value))
+            .unwrap_or(0.0);
+        if value < 1.0 {
+            failures.push(format!("the load made no {what}: `{expr}` = {value}"));
+        }
+    }
     running.store(false, Ordering::Relaxed);
     load.await.unwrap();
     assert!(

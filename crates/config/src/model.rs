@@ -209,6 +209,8 @@ pub struct ServerSpec {
     pub enabled: bool,
     /// Dormant until first called: listed from the last known catalog, started on demand.
     pub lazy: bool,
+    /// `/readyz` reports not ready while this server is not ready (never with `lazy`).
+    pub required: bool,
     /// Stop the server after this long without calls (the next call starts it again).
     pub idle_timeout: Option<Duration>,
     /// Sharing, pools, health, breaker, limits, timeouts and retries.
@@ -385,6 +387,7 @@ mod tests {
             request_timeout: None,
             enabled: true,
             lazy: false,
+            required: false,
             idle_timeout: None,
             policy: crate::policy::ServerPolicy::default(),
             auto_approve: Vec::new(),

@@ -130,6 +130,7 @@ pub(crate) struct RawNativeServer {
     pub(crate) request_timeout_ms: Option<u64>,
     pub(crate) enabled: Option<bool>,
     pub(crate) lazy: Option<bool>,
+    pub(crate) required: Option<bool>,
     pub(crate) idle_timeout_ms: Option<u64>,
     pub(crate) sharing: Option<crate::policy::RawSharing>,
     pub(crate) pool: Option<Table<crate::policy::RawPool>>,

@@ -59,6 +59,8 @@ struct ServerFields {
     request_timeout_ms: Option<u64>,
     enabled: bool,
     lazy: bool,
+    /// `required` (native format only).
+    required: bool,
     idle_timeout_ms: Option<u64>,
     policy: crate::policy::RawPolicy,
     auto_approve: Vec<String>,
@@ -101,6 +103,7 @@ impl From<RawNativeServer> for ServerFields {
             request_timeout_ms: raw.request_timeout_ms,
             enabled: raw.enabled.unwrap_or(true),
             lazy: raw.lazy.unwrap_or(false),
+            required: raw.required.unwrap_or(false),
             idle_timeout_ms: raw.idle_timeout_ms,
             policy: crate::policy::RawPolicy {
                 sharing: raw.sharing,
@@ -180,6 +183,7 @@ fn mcp_server(
         request_timeout_ms,
         enabled: !raw.disabled.unwrap_or(false),
         lazy: false,
+        required: false,
         idle_timeout_ms: None,
         policy: crate::policy::RawPolicy::default(),
         auto_approve,
@@ -523,6 +527,18 @@ fn server(
         None => None,
         Some(millis) => Some(positive_millis(millis, &path.key("idle_timeout_ms"))?),
     };
+    if fields.required && fields.lazy {
+        return Err(Problem::new(
+            path.key("required"),
+            "a `lazy` server cannot be `required`: it is not started until its first call, so `/readyz` would never report ready",
+        ));
+    }
+    if fields.required && !fields.enabled {
+        return Err(Problem::new(
+            path.key("required"),
+            "a disabled server (`enabled = false`) cannot be `required`",
+        ));
+    }
     let transport = transport(fields.transport, path, dialect, env)?;
     let policy = crate::policy::validate(fields.policy, path)?;
     let tenants = crate::tenants::validate(fields.tenants, &transport, policy.sharing, path, env)?;
@@ -532,6 +548,7 @@ fn server(
         request_timeout,
         enabled: fields.enabled,
         lazy: fields.lazy,
+        required: fields.required,
         idle_timeout,
         policy,
         auto_approve: fields.auto_approve,

@@ -726,3 +726,28 @@ fn allow_commands_must_name_programs() {
     let config = native("[gateway]\nallow_commands = [\"/usr/bin/x\"]\n").unwrap();
     assert_eq!(config.gateway.allow_commands, ["/usr/bin/x"]);
 }
+
+// ---- required servers (`/readyz`) ----
+
+#[test]
+fn required_is_read_and_refused_with_lazy_or_disabled() {
+    let config = native("[servers.a]\ncommand = \"x\"\nrequired = true\n").unwrap();
+    assert!(config.servers["a"].required);
+    let config = native("[servers.a]\ncommand = \"x\"\n").unwrap();
+    assert!(!config.servers["a"].required);
+    assert_invalid(
+        native("[servers.a]\ncommand = \"x\"\nrequired = true\nlazy = true\n"),
+        "servers.a.required",
+        "a `lazy` server cannot be `required`",
+    );
+    assert_invalid(
+        native("[servers.a]\ncommand = \"x\"\nrequired = true\nenabled = false\n"),
+        "servers.a.required",
+        "a disabled server (`enabled = false`) cannot be `required`",
+    );
+    assert_invalid(
+        native("[servers.a]\ncommand = \"x\"\nrequired = \"yes\"\n"),
+        "servers.a.required",
+        "invalid type",
+    );
+}

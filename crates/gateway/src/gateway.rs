@@ -122,6 +122,8 @@ pub(crate) struct Inner {
     /// The injected secrets the redaction step masks (`[redaction]` only); servers added
     /// while running teach it theirs.
     pub(crate) secrets: Option<Arc<crate::redact::Secrets>>,
+    /// `/readyz`'s draining flag and its restarts of failed required servers.
+    pub(crate) readiness: crate::readiness::Flags,
 }
 
 /// The gateway could not start.
@@ -199,6 +201,7 @@ impl Gateway {
             db,
             screen: crate::screen::Screen::new(hide_poisoned),
             secrets,
+            readiness: Default::default(),
             metrics,
             adding: Mutex::default(),
             log_subscribers: Mutex::new(HashMap::new()),
@@ -580,6 +583,7 @@ fn handle_signal(gateway: &Gateway, signal: ServerSignal, connected: &mut bool) 
 impl Gateway {
     /// Waits until no call is in flight on any server, or `deadline` passes; says which.
     pub async fn drain(&self, deadline: std::time::Duration) -> bool {
+        self.begin_draining();
         let mut servers = self.servers();
         // Servers being retired after a remove or reload finish their calls too.
         servers.extend(self.inner.retiring.list());

@@ -28,6 +28,7 @@ mod meta_policy;
 pub mod metrics;
 pub mod pipeline;
 pub mod principal;
+mod readiness;
 pub mod redact;
 mod relist;
 pub mod reply;
@@ -51,3 +52,4 @@ pub mod fuzzing {
 }
 pub use gateway::{Change, ClientCtx, Gateway, PeerRequest, StartError};
 pub use principal::Principal;
+pub use readiness::Readiness;

@@ -493,7 +493,7 @@ impl crate::Gateway {
         );
         registry.register(
             "switchboard_access_refusals",
-            "Calls refused by an access step (limits: rate limits, concurrency: caps on calls in flight, budgets: daily budgets)",
+            "Calls refused by an access step (rules: argument rules that deny, limits: rate limits, concurrency: caps on calls in flight, budgets: daily budgets)",
             metrics.access_refusals.clone(),
         );
         registry.register(
@@ -552,6 +552,11 @@ impl crate::Gateway {
             "switchboard_config_rejected",
             "Config files rejected (the last good config kept running)",
             ConstCounter::new(status.rejected),
+        );
+        registry.register(
+            "switchboard_ready",
+            "1 if /readyz answers ready: config valid, accepting, every required server ready",
+            ConstGauge::new(i64::from(self.readiness().ready)),
         );
         registry.register(
             "switchboard_catalog_tools",

@@ -105,6 +105,72 @@ fn check_grouping(text: &str) -> Result<Vec<String>, String> {
     Ok(families)
 }
 
+/// Prometheus naming conventions on a Prometheus-text exposition: every family is
+/// `switchboard_`-prefixed; counters end in `_total`; histograms name their unit
+/// (`_seconds`, `_bytes`); gauges do not pretend to be counters; no label that grows with
+/// traffic (per session, principal, request or argument).
+fn check_conventions(text: &str) -> Result<(), String> {
+    const UNBOUNDED: [&str; 10] = [
+        "session",
+        "principal",
+        "client",
+        "peer",
+        "args",
+        "arguments",
+        "id",
+        "request_id",
+        "uri",
+        "trace_id",
+    ];
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest
+                .split_once(' ')
+                .ok_or(format!("bad TYPE line `{line}`"))?;
+            if !name.starts_with("switchboard_") {
+                return Err(format!("`{name}` lacks the switchboard_ prefix"));
+            }
+            let ok = match kind {
+                "counter" => name.ends_with("_total"),
+                "histogram" => name.ends_with("_seconds") || name.ends_with("_bytes"),
+                "gauge" => !name.ends_with("_total"),
+                _ => true,
+            };
+            if !ok {
+                return Err(format!("{kind} `{name}` breaks the naming conventions"));
+            }
+        } else if !line.starts_with('#')
+            && let Some((_, labels)) = line.split_once('{')
+        {
+            for pair in labels.split("\",").filter(|p| p.contains('=')) {
+                let key = pair
+                    .split('=')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches(',');
+                if UNBOUNDED.contains(&key) {
+                    return Err(format!("unbounded label `{key}` in `{line}`"));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_convention_checker_rejects_misnamed_families() {
+    assert!(check_conventions("# TYPE switchboard_calls counter\n").is_err());
+    assert!(check_conventions("# TYPE switchboard_latency histogram\n").is_err());
+    assert!(check_conventions("# TYPE calls_total counter\n").is_err());
+    assert!(
+        check_conventions(
+            "# TYPE switchboard_x gauge\nswitchboard_x{server=\"a\",session=\"s\"} 1\n"
+        )
+        .is_err()
+    );
+    assert!(check_conventions("# TYPE switchboard_x_seconds histogram\n# TYPE switchboard_y_total counter\nswitchboard_y_total{server=\"a\",tool=\"t\"} 1\n").is_ok());
+}
+
 fn promtool() -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
@@ -276,4 +342,134 @@ async fn counters_survive_a_server_removed_and_added_again() {
         assert!(text.lines().any(|l| l == line), "{line} missing:\n{text}");
     }
     promtool_check(&text);
+}
+
+const ADMIN_TOKEN: &str = "metrics-admin-token-0123456789";
+
+fn config_with_admin(names: &[String]) -> String {
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    config(&names).replacen(
+        "[gateway]\n",
+        &format!("[gateway]\nadmin_token = {ADMIN_TOKEN:?}\n"),
+        1,
+    )
+}
+
+/// The `server` label values of `family`'s samples.
+fn servers_of(text: &str, family: &str) -> std::collections::BTreeSet<String> {
+    text.lines()
+        .filter(|line| line.starts_with(&format!("{family}{{")))
+        .filter_map(|line| {
+            let start = line.find("server=\"")? + "server=\"".len();
+            let end = start + line[start..].find('"')?;
+            Some(line[start..end].to_owned())
+        })
+        .collect()
+}
+
+/// Polls `/admin/servers` (one page, unlike `tools/list` with 50 servers) until server
+/// `name` is ready, or gone.
+async fn wait_for_server(gateway: &Proc, name: &str, present: bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let servers: serde_json::Value = reqwest::Client::new()
+            .get(gateway.url.replace("/mcp", "/admin/servers"))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let state = servers["servers"]
+            .as_array()
+            .and_then(|all| all.iter().find(|s| s["name"] == name))
+            .map(|server| server["state"].clone());
+        let done = match present {
+            true => state.as_ref().is_some_and(|state| state == "ready"),
+            false => state.is_none(),
+        };
+        if done {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "server {name} never became present={present} (state {state:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The exposition stays valid text (`promtool check metrics`, families grouped) with 50
+/// servers, after a config file edit adds and removes servers, and after servers are
+/// registered and removed through the admin API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exposition_stays_valid_with_fifty_servers_and_after_hot_loading() {
+    let names: Vec<String> = (0..50).map(|index| format!("s{index:02}")).collect();
+    let gateway = spawn_gateway_http(GATEWAY, &config_with_admin(&names))
+        .await
+        .unwrap();
+    let path = gateway.config.clone().unwrap();
+    let client = ModernHttp::new(&gateway.url);
+    for name in &names {
+        echo(&client, name).await;
+    }
+    let (_, text) = scrape(&gateway, None).await;
+    check_grouping(&text).unwrap_or_else(|error| panic!("{error}\n{text}"));
+    promtool_check(&text);
+    check_conventions(&text).unwrap_or_else(|error| panic!("{error}\n{text}"));
+    assert_eq!(servers_of(&text, "switchboard_server_state").len(), 50);
+    assert_eq!(servers_of(&text, "switchboard_calls_total").len(), 50);
+    assert!(
+        text.lines()
+            .any(|l| l == "switchboard_upstream_processes{server=\"s49\"} 1")
+    );
+
+    // The file: s45..s49 removed, n1 and n2 added.
+    let mut edited: Vec<String> = names[..45].to_vec();
+    edited.extend(["n1".to_owned(), "n2".to_owned()]);
+    replace_file(&path, &config_with_admin(&edited));
+    for name in ["n1", "n2"] {
+        wait_for_server(&gateway, name, true).await;
+    }
+    for name in ["s45", "s49"] {
+        wait_for_server(&gateway, name, false).await;
+    }
+    echo(&client, "n1").await;
+    // The admin API: one registered, one registered and removed again.
+    let admin = reqwest::Client::new();
+    let admin_url = gateway.url.replace("/mcp", "/admin/servers");
+    let fixture = binary_beside(GATEWAY, "switchboard-fixture");
+    for name in ["rt1", "rt2"] {
+        let response = admin
+            .post(&admin_url)
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({ "name": name, "server": { "command": fixture, "args": ["stdio"] } }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 201, "{name} registered");
+    }
+    echo(&client, "rt2").await;
+    let response = admin
+        .delete(format!("{admin_url}/rt2"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "rt2 removed");
+    wait_for_server(&gateway, "rt2", false).await;
+
+    let (_, text) = scrape(&gateway, None).await;
+    check_grouping(&text).unwrap_or_else(|error| panic!("{error}\n{text}"));
+    promtool_check(&text);
+    let live = servers_of(&text, "switchboard_server_state");
+    assert_eq!(live.len(), 48, "45 + n1 + n2 + rt1: {live:?}");
+    assert!(live.contains("rt1") && !live.contains("rt2") && !live.contains("s49"));
+    // Counters of removed servers stay listed.
+    let counted = servers_of(&text, "switchboard_calls_total");
+    assert!(counted.contains("s49") && counted.contains("rt2") && counted.contains("n1"));
+    let (_, open) = scrape(&gateway, Some(OPENMETRICS)).await;
+    check_grouping(&open).unwrap_or_else(|error| panic!("{error}\n{open}"));
+    assert!(open.ends_with("# EOF\n"));
 }

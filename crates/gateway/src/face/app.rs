@@ -1,5 +1,6 @@
 //! Everything `switchboard serve` answers on its listener: `/mcp`, `/metrics` and (with
-//! an admin token) `/admin`, each behind the Origin/Host check (`origin`).
+//! an admin token) `/admin`, each behind the Origin/Host check (`origin`), and the
+//! probes `/healthz` and `/readyz` (`probes`), which are not.
 
 use std::sync::Arc;
 
@@ -35,7 +36,9 @@ pub fn app(gateway: Gateway, listen: &ListenSettings) -> Router {
             Arc::new(OriginPolicy::for_metrics(listen)),
             guard,
         ));
-    let mut app = super::http::router(gateway.clone(), listen).merge(metrics);
+    let mut app = super::http::router(gateway.clone(), listen)
+        .merge(metrics)
+        .merge(super::probes::router(gateway.clone()));
     if let Some(admin) = super::admin::router(gateway, listen) {
         let admin = admin.layer(middleware::from_fn_with_state(
             Arc::new(OriginPolicy::new(listen)),

@@ -6,6 +6,7 @@ mod admin_audit;
 mod app;
 pub mod http;
 mod origin;
+mod probes;
 pub mod serve;
 mod session;
 

@@ -155,7 +155,7 @@ fn access_steps(
         steps.push(Arc::new(allow));
     }
     if !access.rules.is_empty() {
-        steps.push(Arc::new(super::rules::Rules::new(&access.rules)));
+        steps.push(Arc::new(super::rules::Rules::new(&access.rules, metrics)));
     }
     // 4. rate limits, then caps on calls in flight, then daily budgets: a call counts
     //    against its budget only once everything else admitted it.

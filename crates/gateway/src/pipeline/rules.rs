@@ -7,7 +7,8 @@
 //! ""), `args` (the call's `arguments`, `{}` without), `uri` (resources, else "") and
 //! `principal` (`id`, `tenant`, `roles`, `authenticated`). A rule that cannot be evaluated
 //! for a call (a missing key, a type error) refuses it: write `has(args.path) && …` for
-//! optional arguments.
+//! optional arguments. Refusals are counted in
+//! `switchboard_access_refusals_total{step="rules"}`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,11 +32,12 @@ pub struct Rules {
     /// The standard environment, built once (a fresh one per call would redo the
     /// standard library's registrations every time).
     env: Arc<Env>,
+    refusals: prometheus_client::metrics::counter::Counter,
 }
 
 impl Rules {
     /// Compiles the rules (each already compiled once when the config was validated).
-    pub fn new(rules: &[ArgumentRule]) -> Rules {
+    pub fn new(rules: &[ArgumentRule], metrics: &crate::metrics::Metrics) -> Rules {
         let env = Arc::new(Env::stdlib());
         let rules = rules
             .iter()
@@ -50,7 +52,11 @@ impl Rules {
                 }
             })
             .collect();
-        Rules { rules, env }
+        Rules {
+            rules,
+            env,
+            refusals: metrics.access_refusal("rules"),
+        }
     }
 
     /// `Err((rule path, refusal))` when a rule refuses the call.
@@ -167,6 +173,7 @@ impl Step for Rules {
             Target::Upstream(_) => match self.decide(&context_of(&self.env, call)) {
                 Ok(()) => Ok(Flow::Continue),
                 Err((rule, error)) => {
+                    self.refusals.inc();
                     call.notes.decide(Decision::Denied {
                         step: "rules",
                         rule: Some(rule.to_owned()),
@@ -202,16 +209,19 @@ mod tests {
 
     #[test]
     fn first_matching_rule_decides() {
-        let rules = Rules::new(&[
-            rule(
-                "tool == 'fx__echo' && args.text == 'ok-secret'",
-                Effect::Allow,
-            ),
-            rule(
-                "tool == 'fx__echo' && args.text.startsWith('secret') || args.n > 2",
-                Effect::Deny,
-            ),
-        ]);
+        let rules = Rules::new(
+            &[
+                rule(
+                    "tool == 'fx__echo' && args.text == 'ok-secret'",
+                    Effect::Allow,
+                ),
+                rule(
+                    "tool == 'fx__echo' && args.text.startsWith('secret') || args.n > 2",
+                    Effect::Deny,
+                ),
+            ],
+            &crate::metrics::Metrics::default(),
+        );
         let deny = rules.decide(&context("fx__echo", serde_json::json!({"text": "secret!"})));
         assert!(
             matches!(deny, Err(("access.rules[0]", Error::Denied { step: "rules", ref reason })) if reason == "no secrets")

@@ -28,8 +28,9 @@ pub(crate) struct LegacySession {
     pub(crate) capabilities: Value,
     client_info: Option<Value>,
     principal: Principal,
-    /// Whether this client sees the meta-tools (its choice when it connected).
-    meta_tools: bool,
+    /// Whether this client sees the meta-tools, and its tools mode (its choice when it
+    /// connected).
+    choice: crate::gateway::ClientChoice,
     inflight: Mutex<HashMap<RequestId, CancellationToken>>,
     pub(crate) peers: PeerTable,
     subscribed: Mutex<HashSet<String>>,
@@ -51,7 +52,7 @@ impl LegacySession {
         gateway: &Gateway,
         id: impl Into<String>,
         principal: Principal,
-        meta_tools: bool,
+        choice: crate::gateway::ClientChoice,
         params: Option<&Value>,
     ) -> (Arc<LegacySession>, Value) {
         let requested = params
@@ -70,7 +71,7 @@ impl LegacySession {
                 .unwrap_or_else(|| json!({})),
             client_info: params.and_then(|p| p.get("clientInfo")).cloned(),
             principal,
-            meta_tools,
+            choice,
             inflight: Mutex::new(HashMap::new()),
             peers: PeerTable::default(),
             subscribed: Mutex::new(HashSet::new()),
@@ -120,7 +121,8 @@ impl LegacySession {
             notify: Some(notify),
             peer: Some(peer),
             cancel: CancellationToken::new(),
-            meta_tools: self.meta_tools,
+            meta_tools: self.choice.meta_tools,
+            tools_mode: self.choice.tools_mode,
         };
         self.inflight.lock().insert(id.clone(), ctx.cancel.clone());
         ctx

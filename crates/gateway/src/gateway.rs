@@ -81,7 +81,7 @@ pub use switchboard_config::ToolsMode;
 
 /// What a client chose when it connected: whether it sees the meta-tools, and how it
 /// sees the tools. Faces keep it for the session (or the request).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ClientChoice {
     pub meta_tools: bool,
     pub tools_mode: ToolsMode,

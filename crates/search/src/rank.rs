@@ -69,8 +69,7 @@ pub(crate) fn rank(index: &Index, terms: &[String], limit: usize, threshold: f32
         for posting in postings {
             let lengths = &index.lengths[posting.doc as usize];
             let mut frequency = 0f32;
-            for field in 0..FIELDS {
-                let count = posting.counts[field];
+            for (field, &count) in posting.counts.iter().enumerate() {
                 if count == 0 {
                     continue;
                 }

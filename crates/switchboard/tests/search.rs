@@ -17,6 +17,7 @@ const GATEWAY: &str = env!("CARGO_BIN_EXE_switchboard");
 const TOKEN: &str = "test-admin-token-0123456789";
 const ACME_KEY: &str = "acme-key-0123456789";
 const GLOBEX_KEY: &str = "globex-key-0123456789";
+const META_KEY: &str = "meta-key-0123456789";
 
 fn fixture() -> String {
     binary_beside(GATEWAY, "switchboard-fixture")
@@ -53,6 +54,12 @@ tenant = "acme"
 id = "globex-ci"
 key = "{GLOBEX_KEY}"
 tenant = "globex"
+
+[[access.keys]]
+id = "acme-agent"
+key = "{META_KEY}"
+tenant = "acme"
+tools = "search"
 
 [access.tenants.acme]
 servers = {{ allow = ["fa"] }}

@@ -286,8 +286,13 @@ mod tests {
             .await
             .unwrap();
         let params = json!({ "protocolVersion": "2025-06-18", "capabilities": { "roots": {} } });
-        let (session, result) =
-            LegacySession::open(&gateway, "s1", principal("s1"), false, Some(&params));
+        let (session, result) = LegacySession::open(
+            &gateway,
+            "s1",
+            principal("s1"),
+            Default::default(),
+            Some(&params),
+        );
         assert_eq!(result["protocolVersion"], "2025-06-18");
         assert_eq!(session.version, "2025-06-18");
 
@@ -330,7 +335,8 @@ mod tests {
         };
         let mut opened = Vec::new();
         for id in ["a", "b"] {
-            let (session, _) = LegacySession::open(&gateway, id, principal(id), false, None);
+            let (session, _) =
+                LegacySession::open(&gateway, id, principal(id), Default::default(), None);
             assert!(
                 store
                     .insert(session.clone(), capacity)
@@ -343,10 +349,12 @@ mod tests {
         let (notify, _n) = mpsc::channel(1);
         let (peer, _p) = mpsc::channel(1);
         let _busy = opened[0].begin(&RequestId::from(1), "ping", &mut None, notify, peer);
-        let (third, _) = LegacySession::open(&gateway, "c", principal("c"), false, None);
+        let (third, _) =
+            LegacySession::open(&gateway, "c", principal("c"), Default::default(), None);
         let shed = store.insert(third, capacity).expect("room made");
         assert_eq!(shed.map(|s| s.id().to_owned()), Some("b".to_owned()));
-        let (fourth, _) = LegacySession::open(&gateway, "d", principal("d"), false, None);
+        let (fourth, _) =
+            LegacySession::open(&gateway, "d", principal("d"), Default::default(), None);
         opened[0].finish(&RequestId::from(1));
         let (notify, _n) = mpsc::channel(1);
         let (peer, _p) = mpsc::channel(1);

@@ -181,7 +181,20 @@ async fn mcp(State(state): State<Arc<FaceState>>, request: axum::extract::Reques
         _ => return StatusCode::METHOD_NOT_ALLOWED.into_response(),
     }
     let choice = match (meta_tools_choice(query), tools_choice(query)) {
-        (Ok(meta_tools), Ok(tools)) => state.gateway.choice_for(meta_tools, tools),
+        (Ok(meta_tools), Ok(tools)) => {
+            // The client's own choice, else its key's (`[[access.keys]] tools`), else
+            // the gateway's default.
+            let configured = identity.as_ref().and_then(|identity| {
+                state
+                    .gateway
+                    .inner
+                    .access
+                    .load()
+                    .as_ref()
+                    .and_then(|access| access.tools_mode(identity))
+            });
+            state.gateway.choice_for(meta_tools, tools.or(configured))
+        }
         (Err(error), _) | (_, Err(error)) => return reject(StatusCode::BAD_REQUEST, None, error),
     };
     let body = match read_body(body, state.max_body_bytes, state.body_read_timeout).await {

@@ -5,14 +5,16 @@
 //! Recall@1/3/5/10, MRR and nDCG@5 over the pooled catalog; the threshold sweep (relevant
 //! queries kept vs irrelevant queries answered with nothing); search latency at 10,000
 //! tools; and tokens (cl100k_base, o200k_base) of a full `tools/list` against meta mode at
-//! 100, 500 and 2,000 tools. Figures go to BENCHMARKS.md.
+//! 100, 500 and 2,000 tools; with `SWITCHBOARD_EMBED_MODEL=DIR` (all-MiniLM-L6-v2's
+//! `tokenizer.json`, `model.safetensors`, `config.json`) also the hybrid ranking over a
+//! sweep of the semantic weight. Figures go to BENCHMARKS.md.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use switchboard_search::compact::{compact, meta_tools};
-use switchboard_search::eval::{DevSet, evaluate};
+use switchboard_search::eval::{DevSet, evaluate, evaluate_with};
 use switchboard_search::{DEFAULT_THRESHOLD, Document, Index, Tokenizer, ToolText, Weights};
 
 fn main() {
@@ -86,6 +88,14 @@ fn main() {
         );
     }
 
+    if let Some(dir) = std::env::var_os("SWITCHBOARD_EMBED_MODEL") {
+        hybrid(&set, &index, std::path::Path::new(&dir));
+    } else {
+        println!(
+            "\n(hybrid: set SWITCHBOARD_EMBED_MODEL to a directory with all-MiniLM-L6-v2's tokenizer.json, model.safetensors and config.json)"
+        );
+    }
+
     println!("\n## Speed at 10,000 tools\n");
     let big = catalog(&set.tools, 10_000);
     let started = Instant::now();
@@ -149,6 +159,66 @@ fn main() {
                 "| {size} | {label} | {full_tokens} | {meta_tokens} | {:.1} % | {with_search} | {:.1} % |",
                 100.0 * (1.0 - meta_tokens as f64 / full_tokens as f64),
                 100.0 * (1.0 - with_search as f64 / full_tokens as f64),
+            );
+        }
+    }
+}
+
+/// Hybrid (lexical + all-MiniLM-L6-v2) quality, over a sweep of the semantic weight.
+fn hybrid(set: &DevSet, index: &Index, dir: &std::path::Path) {
+    use std::collections::HashMap;
+    use switchboard_search::embed::Embedder;
+    let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
+    let embedder = Embedder::from_bytes(
+        &String::from_utf8(read("tokenizer.json")).unwrap(),
+        &read("model.safetensors"),
+        &String::from_utf8(read("config.json")).unwrap(),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let tools: Vec<Vec<f32>> = set
+        .tools
+        .iter()
+        .map(|tool| embedder.embed(&Embedder::tool_text(&ToolText::of_tool(tool, "", None))))
+        .collect();
+    let per_tool = started.elapsed() / set.tools.len() as u32;
+    let started = Instant::now();
+    let queries: HashMap<&str, Vec<f32>> = set
+        .queries
+        .iter()
+        .map(|(q, _)| q.as_str())
+        .chain(set.irrelevant.iter().map(String::as_str))
+        .map(|q| (q, embedder.embed(q)))
+        .collect();
+    let per_query = started.elapsed() / queries.len() as u32;
+    println!("\n### Hybrid: BM25F + all-MiniLM-L6-v2 (embedded, plain Rust)\n");
+    println!(
+        "Embedding: {per_tool:.1?} per tool (once per tool version), {per_query:.1?} per query.\n"
+    );
+    println!("| semantic weight | Recall@1 | Recall@3 | Recall@5 | Recall@10 | MRR | nDCG@5 |");
+    println!("|---|---|---|---|---|---|---|");
+    for weight in [0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0] {
+        let q = evaluate_with(set, 0.0, |query, limit, threshold| {
+            index.search_hybrid(query, &queries[query], &tools, weight, limit, threshold)
+        })
+        .quality;
+        println!(
+            "| {weight:.1} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            q.recall_at_1, q.recall_at_3, q.recall_at_5, q.recall_at_10, q.mrr, q.ndcg_at_5
+        );
+    }
+    println!(
+        "\n| semantic weight | threshold | relevant: gold in top 5 and above threshold | irrelevant: nothing above threshold |"
+    );
+    println!("|---|---|---|---|");
+    for weight in [0.5, 0.7] {
+        for threshold in [0.2, 0.25, 0.3, 0.35, 0.4, 0.45] {
+            let r = evaluate_with(set, threshold, |query, limit, threshold| {
+                index.search_hybrid(query, &queries[query], &tools, weight, limit, threshold)
+            });
+            println!(
+                "| {weight:.1} | {threshold:.2} | {:.3} | {:.3} |",
+                r.recall_at_5_thresholded, r.rejection
             );
         }
     }

@@ -111,6 +111,18 @@ pub struct Report {
 
 /// Runs every query of `set` against `index` (documents in the order of `set.tools`).
 pub fn evaluate(set: &DevSet, index: &crate::Index, threshold: f32) -> Report {
+    evaluate_with(set, threshold, |query, limit, threshold| {
+        index.search(query, limit, threshold)
+    })
+}
+
+/// Runs every query of `set` through `search(query, limit, threshold)`, whose hits name
+/// documents in the order of `set.tools`.
+pub fn evaluate_with(
+    set: &DevSet,
+    threshold: f32,
+    search: impl Fn(&str, usize, f32) -> Vec<crate::Hit>,
+) -> Report {
     let position: std::collections::HashMap<&str, u32> = set
         .tools
         .iter()
@@ -120,7 +132,7 @@ pub fn evaluate(set: &DevSet, index: &crate::Index, threshold: f32) -> Report {
     let mut ranks = Vec::new();
     let mut kept = 0usize;
     for (query, gold) in &set.queries {
-        let hits = index.search(query, 10, 0.0);
+        let hits = search(query, 10, 0.0);
         let gold = position.get(gold.as_str()).copied();
         let rank = hits.iter().position(|h| Some(h.doc) == gold).map(|i| i + 1);
         if let Some(rank) = rank
@@ -134,7 +146,7 @@ pub fn evaluate(set: &DevSet, index: &crate::Index, threshold: f32) -> Report {
     let rejected = set
         .irrelevant
         .iter()
-        .filter(|query| index.search(query, 1, threshold).is_empty())
+        .filter(|query| search(query, 1, threshold).is_empty())
         .count();
     Report {
         quality: quality(&ranks),

@@ -86,6 +86,45 @@ impl Index {
         self.lengths.is_empty()
     }
 
+    /// Hybrid ranking: BM25F (scaled so the best lexical match scores 1) mixed with the
+    /// cosine similarity of `query_embedding` to each document's (`embeddings`, in
+    /// document order), `weight` on the semantic side (0: lexical only, 1: semantic
+    /// only). A hit's relevance mixes the same way: lexical relevance and similarity.
+    pub fn search_hybrid(
+        &self,
+        query: &str,
+        query_embedding: &[f32],
+        embeddings: &[Vec<f32>],
+        weight: f32,
+        limit: usize,
+        threshold: f32,
+    ) -> Vec<Hit> {
+        let lexical = self.search(query, usize::MAX, 0.0);
+        let best = lexical.first().map_or(0.0, |hit| hit.score);
+        let mut by_doc = vec![(0f32, 0f32); self.len()];
+        for hit in &lexical {
+            by_doc[hit.doc as usize] = (hit.score / best.max(f32::MIN_POSITIVE), hit.relevance);
+        }
+        let mut hits: Vec<Hit> = embeddings
+            .iter()
+            .take(self.len())
+            .enumerate()
+            .map(|(doc, embedding)| {
+                let similarity = crate::embed::similarity(query_embedding, embedding).max(0.0);
+                let (score, relevance) = by_doc[doc];
+                Hit {
+                    doc: doc as u32,
+                    score: (1.0 - weight) * score + weight * similarity,
+                    relevance: (1.0 - weight) * relevance + weight * similarity,
+                }
+            })
+            .filter(|hit| hit.score > 0.0 && hit.relevance >= threshold)
+            .collect();
+        hits.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
+        hits.truncate(limit);
+        hits
+    }
+
     /// The best `limit` documents for `query`, best first; only those whose relevance
     /// reaches `threshold` (0: every document that matches a term).
     pub fn search(&self, query: &str, limit: usize, threshold: f32) -> Vec<Hit> {

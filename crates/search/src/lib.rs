@@ -11,6 +11,7 @@
 
 pub mod compact;
 pub mod document;
+pub mod embed;
 pub mod eval;
 pub mod index;
 pub mod rank;

@@ -141,6 +141,27 @@ mod tests {
     }
 
     #[test]
+    fn hybrid_mixes_similarity_with_the_lexical_score() {
+        let index = index(&[
+            json!({ "name": "send_email", "description": "Send a message" }),
+            json!({ "name": "get_weather", "description": "Conditions for a city" }),
+        ]);
+        let embeddings = vec![vec![0.0, 1.0], vec![1.0, 0.0]];
+        let query = [1.0, 0.0];
+        // No word in common with the weather tool: only similarity finds it.
+        let semantic = index.search_hybrid("will it rain", &query, &embeddings, 1.0, 5, 0.5);
+        assert_eq!(semantic.iter().map(|h| h.doc).collect::<Vec<_>>(), [1]);
+        let mixed = index.search_hybrid("send message", &query, &embeddings, 0.3, 5, 0.0);
+        assert_eq!(mixed[0].doc, 0, "lexical weight 0.7 on an exact match wins");
+        assert!(
+            index
+                .search_hybrid("send", &query, &embeddings, 0.0, 5, 0.0)
+                .len()
+                == 1
+        );
+    }
+
+    #[test]
     fn threshold_drops_weak_matches() {
         let index = index(&[
             json!({ "name": "send_email", "description": "Send a message" }),

@@ -106,6 +106,8 @@ pub struct ApiKey {
     pub hash: SecretHash,
     pub tenant: Option<String>,
     pub roles: Vec<String>,
+    /// How this client sees the tools unless it chooses (`tools = "search"`: meta mode).
+    pub tools: Option<crate::model::ToolsMode>,
 }
 
 /// A JWT issuer (`[access.jwt]`).
@@ -356,6 +358,7 @@ struct RawKey {
     sha256: Option<String>,
     tenant: Option<String>,
     roles: Option<Vec<String>>,
+    tools: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -639,11 +642,19 @@ fn api_key(
             ));
         }
     };
+    let tools = match raw.tools.as_deref() {
+        None => None,
+        Some(value) => Some(
+            crate::model::ToolsMode::parse(value)
+                .map_err(|reason| Problem::new(path.key("tools"), reason))?,
+        ),
+    };
     Ok(ApiKey {
         id,
         hash,
         tenant: raw.tenant,
         roles: raw.roles.unwrap_or_default(),
+        tools,
     })
 }
 

@@ -35,7 +35,7 @@ pub use audit::{AuditExport, AuditKey, AuditSettings, SigningSeed};
 pub use error::{ConfigError, ConfigWarning};
 pub use model::{
     Config, ConfigFormat, ConfigSource, EraPreference, GatewaySettings, ListenSettings,
-    OAuthClient, ServerSpec, TransportSpec,
+    OAuthClient, ServerSpec, ToolsMode, TransportSpec,
 };
 pub use name::{InvalidServerName, ServerName};
 pub use policy::{

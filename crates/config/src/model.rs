@@ -60,8 +60,8 @@ pub struct GatewaySettings {
     pub state_dir: Option<PathBuf>,
     /// How long a replaced server instance may finish its calls before it is stopped.
     pub drain_timeout: Duration,
-    /// Meta-tools offered to agents (`list_servers`, `load_server`, `reload_server`,
-    /// `unload_server`, `call`, `install_server`); empty means none.
+    /// Meta-tools offered to agents (`list_servers`, `search_tools`, `load_server`,
+    /// `reload_server`, `unload_server`, `call`, `install_server`); empty means none.
     pub meta_tools: Vec<String>,
     /// Whether a client that does not say (`/mcp?meta_tools=on|off`, `switchboard stdio
     /// --meta-tools on|off`) sees the meta-tools (default: no).
@@ -71,6 +71,33 @@ pub struct GatewaySettings {
     /// Programs (exact names or paths) that `load_server` may run from an agent's
     /// definition; empty means it only starts servers that are already defined.
     pub allow_commands: Vec<String>,
+    /// How a client that does not choose (`/mcp?tools=search|catalog`, `switchboard stdio
+    /// --tools search|catalog`) sees the tools: the whole catalog (default), or meta mode.
+    pub tools: ToolsMode,
+    /// Share (in percent) of a query's information a tool must match to be found by tool
+    /// search (`search_threshold = 0.1` in the file).
+    pub search_threshold_percent: u8,
+}
+
+/// How a client sees the tools.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ToolsMode {
+    /// Every tool it may use, in `tools/list` (the default).
+    #[default]
+    Catalog,
+    /// Meta mode: `search_tools`, `call_tool` and `select_tools`, plus the tools it selected.
+    Search,
+}
+
+impl ToolsMode {
+    /// `catalog` or `search`.
+    pub fn parse(value: &str) -> Result<ToolsMode, String> {
+        match value {
+            "catalog" => Ok(ToolsMode::Catalog),
+            "search" => Ok(ToolsMode::Search),
+            other => Err(format!("expected catalog or search, not `{other}`")),
+        }
+    }
 }
 
 impl GatewaySettings {
@@ -87,14 +114,17 @@ impl GatewaySettings {
     /// Default for [`GatewaySettings::drain_timeout`].
     pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
     /// The meta-tools that exist.
-    pub const META_TOOLS: [&'static str; 6] = [
+    pub const META_TOOLS: [&'static str; 7] = [
         "list_servers",
+        "search_tools",
         "load_server",
         "reload_server",
         "unload_server",
         "call",
         "install_server",
     ];
+    /// Default for [`GatewaySettings::search_threshold_percent`].
+    pub const DEFAULT_SEARCH_THRESHOLD_PERCENT: u8 = 10;
     /// Shortest accepted `state_secret`, in bytes.
     pub const MIN_STATE_SECRET_BYTES: usize = 16;
 }
@@ -116,6 +146,8 @@ impl Default for GatewaySettings {
             meta_tools_by_default: false,
             allow_install: false,
             allow_commands: Vec::new(),
+            tools: ToolsMode::Catalog,
+            search_threshold_percent: Self::DEFAULT_SEARCH_THRESHOLD_PERCENT,
         }
     }
 }

@@ -46,6 +46,8 @@ pub(crate) struct RawGateway {
     pub(crate) meta_tools_by_default: Option<bool>,
     pub(crate) allow_install: Option<bool>,
     pub(crate) allow_commands: Option<Vec<String>>,
+    pub(crate) tools: Option<String>,
+    pub(crate) search_threshold: Option<f64>,
 }
 
 /// `[listen]`; also `"switchboard": { "listen": ... }` in `.mcp.json`.

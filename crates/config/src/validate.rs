@@ -431,6 +431,21 @@ fn gateway(
             }
             commands
         },
+        tools: match raw.tools.as_deref() {
+            None => defaults.tools,
+            Some(value) => crate::model::ToolsMode::parse(value)
+                .map_err(|reason| Problem::new(path.key("tools"), reason))?,
+        },
+        search_threshold_percent: match raw.search_threshold {
+            None => defaults.search_threshold_percent,
+            Some(value) if (0.0..=1.0).contains(&value) => (value * 100.0).round() as u8,
+            Some(_) => {
+                return Err(Problem::new(
+                    path.key("search_threshold"),
+                    "must be between 0 and 1",
+                ));
+            }
+        },
     })
 }
 

@@ -234,6 +234,7 @@ impl Bench {
             peer: None,
             cancel: CancellationToken::new(),
             meta_tools: false,
+            tools_mode: Default::default(),
         }
     }
 

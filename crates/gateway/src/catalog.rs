@@ -189,6 +189,12 @@ pub struct Catalog {
     rendered: [OnceLock<Vec<Arc<RawValue>>>; 4],
     /// Callers' views of this snapshot, by filter key.
     views: Mutex<HashMap<String, Arc<View>>>,
+    /// The server lists this snapshot was built from (tool search reads its documents
+    /// per server list, `search::Memo`).
+    pub(crate) sources: BTreeMap<String, Arc<ServerLists>>,
+    /// Tool-search indexes of this snapshot, by view key (`""`: no filter), built on the
+    /// first search through that view.
+    pub(crate) search: Mutex<HashMap<String, Arc<crate::search::ViewIndex>>>,
 }
 
 fn render(page: &[&Value]) -> Arc<RawValue> {
@@ -328,6 +334,7 @@ impl Catalog {
             } else {
                 None
             },
+            sources: lists.clone(),
             ..Catalog::default()
         };
         for (server, server_lists) in lists {
@@ -410,6 +417,11 @@ impl Catalog {
     pub fn tool(&self, exposed: &str) -> Option<(usize, &Value)> {
         let index = *self.tool_index.get(exposed)?;
         Some((index, &self.tools[index]))
+    }
+
+    /// The server of the tool at `index` of `tools`.
+    pub(crate) fn tool_owner(&self, index: usize) -> &str {
+        &self.owners[Listing::Tools.slot()][index]
     }
 
     /// The argument check slot of the tool at `index` (see [`Catalog::tool`]).

@@ -58,7 +58,26 @@ impl Gateway {
     pub(crate) async fn terminal(&self, call: &mut Call<'_>) -> Result<Reply, Error> {
         let ctx = call.ctx;
         match &call.target {
+            Target::List(Listing::Tools) if ctx.tools_mode == crate::gateway::ToolsMode::Search => {
+                self.meta_mode_list(call)
+            }
             Target::List(listing) => self.list(call, *listing),
+            Target::Meta(short)
+                if matches!(
+                    short.as_str(),
+                    "search_tools" | "call_tool" | "select_tools"
+                ) =>
+            {
+                let arguments = call
+                    .params
+                    .get("arguments")
+                    .cloned()
+                    .unwrap_or_else(|| json!({}));
+                let short = short.clone();
+                Ok(Reply::Value(
+                    self.run_meta_mode_tool(call, &short, &arguments).await?,
+                ))
+            }
             Target::Meta(short) => {
                 let arguments = call
                     .params

@@ -73,6 +73,18 @@ pub struct ClientCtx {
     /// Whether this client sees the meta-tools the config enables (its own choice, else
     /// `meta_tools_by_default`; see [`Gateway::meta_tools_for`]).
     pub meta_tools: bool,
+    /// How this client sees the tools: the catalog, or meta mode (`search::meta_mode`).
+    pub tools_mode: ToolsMode,
+}
+
+pub use switchboard_config::ToolsMode;
+
+/// What a client chose when it connected: whether it sees the meta-tools, and how it
+/// sees the tools. Faces keep it for the session (or the request).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientChoice {
+    pub meta_tools: bool,
+    pub tools_mode: ToolsMode,
 }
 
 impl ClientCtx {
@@ -119,6 +131,10 @@ pub(crate) struct Inner {
     pub(crate) db: Arc<crate::db::Db>,
     /// Tool-description screening at catalog build (`screen.rs`).
     pub(crate) screen: crate::screen::Screen,
+    /// Tool search's documents per server list (`search::memo`).
+    pub(crate) search_memo: crate::search::memo::Memo,
+    /// Meta mode's tools selected per session (`search::meta_mode`).
+    pub(crate) selections: crate::search::meta_mode::Selections,
     /// The injected secrets the redaction step masks (`[redaction]` only); servers added
     /// while running teach it theirs.
     pub(crate) secrets: Option<Arc<crate::redact::Secrets>>,
@@ -200,6 +216,8 @@ impl Gateway {
             access_settings: Mutex::new(config.access.clone()),
             db,
             screen: crate::screen::Screen::new(hide_poisoned),
+            search_memo: Default::default(),
+            selections: Default::default(),
             secrets,
             readiness: Default::default(),
             metrics,
@@ -594,6 +612,7 @@ impl Gateway {
     /// A client session ended: its subscriptions are released and instances it owned
     /// (per-session sharing) are stopped.
     pub async fn session_ended(&self, session: &str) {
+        self.inner.selections.forget(session);
         self.drop_subscriptions(session).await;
         let servers = self.servers();
         futures::future::join_all(servers.iter().map(|server| server.session_ended(session))).await;

@@ -35,6 +35,7 @@ pub mod reply;
 mod roots;
 pub mod roster;
 pub mod screen;
+pub mod search;
 pub mod server;
 pub mod store;
 mod subscriptions;
@@ -50,6 +51,6 @@ pub use error::Error;
 pub mod fuzzing {
     pub use crate::dispatch::{decode_cursor, encode_cursor};
 }
-pub use gateway::{Change, ClientCtx, Gateway, PeerRequest, StartError};
+pub use gateway::{Change, ClientChoice, ClientCtx, Gateway, PeerRequest, StartError, ToolsMode};
 pub use principal::Principal;
 pub use readiness::Readiness;

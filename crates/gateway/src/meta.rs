@@ -44,6 +44,11 @@ fn definition(name: &str) -> Option<Value> {
                 &["server", "tool"],
             ),
         ),
+        "search_tools" => {
+            let mut tool = switchboard_search::compact::meta_tools().swap_remove(0);
+            tool["name"] = Value::String(format!("{PREFIX}{name}"));
+            return Some(tool);
+        }
         "install_server" => (
             "Install an MCP server from a package (\"npm:NAME\" or \"pypi:NAME\") into the gateway's managed \
              directory and register it.",
@@ -84,6 +89,18 @@ impl Gateway {
         choice.unwrap_or(self.inner.settings.meta_tools_by_default)
     }
 
+    /// What a client that chose `meta_tools` and `tools` (`None`: it did not say) gets.
+    pub fn choice_for(
+        &self,
+        meta_tools: Option<bool>,
+        tools: Option<crate::gateway::ToolsMode>,
+    ) -> crate::gateway::ClientChoice {
+        crate::gateway::ClientChoice {
+            meta_tools: self.meta_tools_for(meta_tools),
+            tools_mode: tools.unwrap_or(self.inner.settings.tools),
+        }
+    }
+
     /// The meta-tools this client sees: the enabled ones, if it sees any.
     pub(crate) fn meta_tool_definitions(&self, ctx: &ClientCtx) -> Vec<Value> {
         if !ctx.meta_tools {
@@ -99,6 +116,11 @@ impl Gateway {
 
     /// The short name of the meta-tool `name` calls, when this client sees it.
     pub(crate) fn meta_tool_for<'a>(&self, ctx: &ClientCtx, name: &'a str) -> Option<&'a str> {
+        if ctx.tools_mode == crate::gateway::ToolsMode::Search
+            && crate::search::meta_mode::is_meta_mode_tool(name)
+        {
+            return Some(name);
+        }
         let short = name.strip_prefix(PREFIX)?;
         (ctx.meta_tools && self.inner.settings.meta_tools.iter().any(|t| t == short))
             .then_some(short)

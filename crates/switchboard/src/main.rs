@@ -65,6 +65,15 @@ enum Command {
         /// config's `meta_tools_by_default`).
         #[arg(long, value_name = "on|off", value_parser = face::parse_switch)]
         meta_tools: Option<bool>,
+        /// How this client sees the tools: the whole catalog, or meta mode (three tools:
+        /// search_tools, call_tool, select_tools). Default: the config's `[gateway] tools`.
+        #[arg(long, value_name = "catalog|search", value_parser = switchboard_config::ToolsMode::parse)]
+        tools: Option<switchboard_config::ToolsMode>,
+    },
+    /// Work with the tools of the configured servers.
+    Tools {
+        #[command(subcommand)]
+        command: ToolsCommand,
     },
     /// Validate a configuration file without running anything.
     CheckConfig { config: PathBuf },
@@ -72,6 +81,23 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: audit_cli::AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ToolsCommand {
+    /// Search every tool of the configured servers (starts them, searches, stops them).
+    Search {
+        /// What to do, in plain words.
+        query: String,
+        #[arg(long, env = "SWITCHBOARD_CONFIG")]
+        config: PathBuf,
+        /// Most tools to show.
+        #[arg(long, default_value_t = 5)]
+        limit: usize,
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -129,7 +155,10 @@ fn main() -> ExitCode {
             }
         };
     }
-    if matches!(cli.command, Command::Serve { .. } | Command::Stdio { .. }) {
+    if matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Stdio { .. } | Command::Tools { .. }
+    ) {
         // Before the runtime: the guardian is forked while we have one thread.
         if let Err(error) = switchboard_upstream::guardian::start() {
             tracing::warn!(%error, "no guardian: a server's grandchildren may outlive a killed gateway");
@@ -176,7 +205,37 @@ async fn run(command: Command, max_config_bytes: u64) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Audit { .. } => unreachable!("handled before the runtime starts"),
-        Command::Stdio { config, meta_tools } => {
+        Command::Tools {
+            command:
+                ToolsCommand::Search {
+                    query,
+                    config,
+                    limit,
+                    json,
+                },
+        } => {
+            let (loaded, _) = load(&config, max_config_bytes)?;
+            let gateway = Gateway::start(&loaded).await?;
+            let found = gateway.search_tools(&query, limit);
+            if found.is_empty() {
+                eprintln!("no tool matches");
+            }
+            for tool in &found {
+                if json {
+                    println!("{}", tool.to_admin_json());
+                } else {
+                    let line = tool.compact["description"].as_str().unwrap_or_default();
+                    println!("{:.3}  {}  {line}", tool.score, tool.name);
+                }
+            }
+            gateway.shutdown().await;
+            Ok(())
+        }
+        Command::Stdio {
+            config,
+            meta_tools,
+            tools,
+        } => {
             let hangup = hangup_signal();
             let (loaded, text) = load(&config, max_config_bytes)?;
             if loaded.audit.as_ref().and_then(|a| a.export.as_ref())
@@ -190,7 +249,8 @@ async fn run(command: Command, max_config_bytes: u64) -> anyhow::Result<()> {
             watch(&gateway, &config, &text, max_config_bytes, hangup);
             let max = loaded.gateway.max_message_bytes;
             let stop = shutdown_signal();
-            let serving = face::stdio::serve(gateway.clone(), stdin(), stdout(), max, meta_tools);
+            let serving =
+                face::stdio::serve(gateway.clone(), stdin(), stdout(), max, meta_tools, tools);
             tokio::select! {
                 () = serving => {}
                 () = stop => {

@@ -192,6 +192,7 @@ impl PipeClient {
             face_write,
             4 << 20,
             Some(true),
+            None,
         ));
         let (read, write) = tokio::io::split(client);
         let waiters: Waiters = Arc::default();

@@ -58,6 +58,8 @@ pub struct Authenticator {
     issuer: Option<String>,
     stdio: Identity,
     admin_role: String,
+    /// Keys that set how their client sees the tools (`[[access.keys]] tools`), by id.
+    tools: std::collections::HashMap<String, switchboard_config::ToolsMode>,
 }
 
 impl Authenticator {
@@ -92,7 +94,17 @@ impl Authenticator {
                 roles: settings.stdio.roles.clone(),
             },
             admin_role: settings.admin_role.clone(),
+            tools: settings
+                .keys
+                .iter()
+                .filter_map(|key| Some((format!("key:{}", key.id), key.tools?)))
+                .collect(),
         }
+    }
+
+    /// The tools mode the configuration sets for `identity`'s key, if any.
+    pub fn tools_mode(&self, identity: &Identity) -> Option<switchboard_config::ToolsMode> {
+        self.tools.get(&identity.id).copied()
     }
 
     /// The role that may use the admin API.
@@ -241,6 +253,7 @@ mod tests {
             hash: SecretHash::of(b"k-0123456789abcdef"),
             tenant: Some("acme".into()),
             roles: vec!["dev".into()],
+            tools: None,
         });
         settings
             .tenants

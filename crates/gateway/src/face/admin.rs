@@ -71,6 +71,7 @@ pub fn router(gateway: Gateway, listen: &ListenSettings) -> Option<Router> {
         )
         .route("/admin/servers/{name}/reload", post(reload_server))
         .route("/admin/tools", get(list_tools))
+        .route("/admin/tools/search", get(search_tools))
         .route("/admin/config", get(config_status))
         .route("/admin/audit", get(audit_records))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
@@ -215,6 +216,37 @@ async fn list_tools(State(state): State<AdminState>) -> Response {
         })
         .collect();
     json_reply(StatusCode::OK, json!({ "tools": tools }))
+}
+
+/// `GET /admin/tools/search?q=…&limit=…`: ranked tool search over the whole catalog.
+async fn search_tools(
+    State(state): State<AdminState>,
+    axum::extract::Query(params): axum::extract::Query<std::collections::BTreeMap<String, String>>,
+) -> Response {
+    let Some(query) = params.get("q").filter(|q| !q.trim().is_empty()) else {
+        return json_reply(
+            StatusCode::BAD_REQUEST,
+            json!({ "error": "missing query: /admin/tools/search?q=…" }),
+        );
+    };
+    let limit = match params.get("limit").map(|l| l.parse::<u64>()) {
+        None => None,
+        Some(Ok(limit)) => Some(limit),
+        Some(Err(_)) => {
+            return json_reply(
+                StatusCode::BAD_REQUEST,
+                json!({ "error": "limit must be a number" }),
+            );
+        }
+    };
+    let limit = crate::search::clamp_limit(limit);
+    let tools: Vec<Value> = state
+        .gateway
+        .search_tools(query, limit)
+        .iter()
+        .map(crate::search::Found::to_admin_json)
+        .collect();
+    json_reply(StatusCode::OK, json!({ "query": query, "tools": tools }))
 }
 
 async fn config_status(State(state): State<AdminState>) -> Response {

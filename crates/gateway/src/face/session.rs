@@ -28,8 +28,9 @@ pub(crate) struct LegacySession {
     pub(crate) capabilities: Value,
     client_info: Option<Value>,
     principal: Principal,
-    /// Whether this client sees the meta-tools (its choice when it connected).
-    meta_tools: bool,
+    /// Whether this client sees the meta-tools, and its tools mode (its choice when it
+    /// connected).
+    choice: crate::gateway::ClientChoice,
     inflight: Mutex<HashMap<RequestId, CancellationToken>>,
     pub(crate) peers: PeerTable,
     subscribed: Mutex<HashSet<String>>,
@@ -51,7 +52,7 @@ impl LegacySession {
         gateway: &Gateway,
         id: impl Into<String>,
         principal: Principal,
-        meta_tools: bool,
+        choice: crate::gateway::ClientChoice,
         params: Option<&Value>,
     ) -> (Arc<LegacySession>, Value) {
         let requested = params
@@ -70,7 +71,7 @@ impl LegacySession {
                 .unwrap_or_else(|| json!({})),
             client_info: params.and_then(|p| p.get("clientInfo")).cloned(),
             principal,
-            meta_tools,
+            choice,
             inflight: Mutex::new(HashMap::new()),
             peers: PeerTable::default(),
             subscribed: Mutex::new(HashSet::new()),
@@ -120,7 +121,8 @@ impl LegacySession {
             notify: Some(notify),
             peer: Some(peer),
             cancel: CancellationToken::new(),
-            meta_tools: self.meta_tools,
+            meta_tools: self.choice.meta_tools,
+            tools_mode: self.choice.tools_mode,
         };
         self.inflight.lock().insert(id.clone(), ctx.cancel.clone());
         ctx
@@ -284,8 +286,13 @@ mod tests {
             .await
             .unwrap();
         let params = json!({ "protocolVersion": "2025-06-18", "capabilities": { "roots": {} } });
-        let (session, result) =
-            LegacySession::open(&gateway, "s1", principal("s1"), false, Some(&params));
+        let (session, result) = LegacySession::open(
+            &gateway,
+            "s1",
+            principal("s1"),
+            Default::default(),
+            Some(&params),
+        );
         assert_eq!(result["protocolVersion"], "2025-06-18");
         assert_eq!(session.version, "2025-06-18");
 
@@ -328,7 +335,8 @@ mod tests {
         };
         let mut opened = Vec::new();
         for id in ["a", "b"] {
-            let (session, _) = LegacySession::open(&gateway, id, principal(id), false, None);
+            let (session, _) =
+                LegacySession::open(&gateway, id, principal(id), Default::default(), None);
             assert!(
                 store
                     .insert(session.clone(), capacity)
@@ -341,10 +349,12 @@ mod tests {
         let (notify, _n) = mpsc::channel(1);
         let (peer, _p) = mpsc::channel(1);
         let _busy = opened[0].begin(&RequestId::from(1), "ping", &mut None, notify, peer);
-        let (third, _) = LegacySession::open(&gateway, "c", principal("c"), false, None);
+        let (third, _) =
+            LegacySession::open(&gateway, "c", principal("c"), Default::default(), None);
         let shed = store.insert(third, capacity).expect("room made");
         assert_eq!(shed.map(|s| s.id().to_owned()), Some("b".to_owned()));
-        let (fourth, _) = LegacySession::open(&gateway, "d", principal("d"), false, None);
+        let (fourth, _) =
+            LegacySession::open(&gateway, "d", principal("d"), Default::default(), None);
         opened[0].finish(&RequestId::from(1));
         let (notify, _n) = mpsc::channel(1);
         let (peer, _p) = mpsc::channel(1);

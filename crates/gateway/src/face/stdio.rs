@@ -35,8 +35,8 @@ const STDIO_SESSION: &str = "stdio";
 /// State shared by the reader and the request tasks.
 struct Shared {
     out: mpsc::Sender<Message>,
-    /// Whether this client sees the meta-tools.
-    meta_tools: bool,
+    /// Whether this client sees the meta-tools, and its tools mode.
+    choice: crate::gateway::ClientChoice,
     /// The one client's principal.
     principal: Principal,
     /// Modern (stateless) requests in flight, for `notifications/cancelled`; legacy ones
@@ -60,14 +60,16 @@ fn stdio_principal(gateway: &Gateway) -> Principal {
     }
 }
 
-/// Serves one client over a byte stream pair until the input closes. `meta_tools` is the
-/// client's choice (`switchboard stdio --meta-tools on|off`), if it made one.
+/// Serves one client over a byte stream pair until the input closes. `meta_tools` and
+/// `tools` are the client's choices (`switchboard stdio --meta-tools on|off --tools
+/// catalog|search`), if it made them.
 pub async fn serve<R, W>(
     gateway: Gateway,
     input: R,
     output: W,
     max_message_bytes: usize,
     meta_tools: Option<bool>,
+    tools: Option<crate::gateway::ToolsMode>,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
@@ -83,7 +85,7 @@ pub async fn serve<R, W>(
     ));
     let shared = Arc::new(Shared {
         out: out_tx,
-        meta_tools: gateway.meta_tools_for(meta_tools),
+        choice: gateway.choice_for(meta_tools, tools),
         principal: stdio_principal(&gateway),
         inflight: Mutex::new(HashMap::new()),
         peers: PeerTable::default(),
@@ -128,7 +130,7 @@ pub async fn serve<R, W>(
                         &gateway,
                         STDIO_SESSION,
                         shared.principal.clone(),
-                        shared.meta_tools,
+                        shared.choice,
                         params.as_ref(),
                     );
                     // A second initialize replaces the session (and its change pump).
@@ -262,7 +264,8 @@ fn build_ctx(
             notify: Some(notify_tx),
             peer: None,
             cancel: CancellationToken::new(),
-            meta_tools: shared.meta_tools,
+            meta_tools: shared.choice.meta_tools,
+            tools_mode: shared.choice.tools_mode,
         });
     }
     let session = session.ok_or_else(|| {

@@ -2,6 +2,7 @@
 //! identity), requests of a session, the GET stream, DELETE and idle expiry.
 
 use super::*;
+use crate::gateway::ClientChoice;
 
 /// The legacy session `session_id`, when the request's identity is the one that opened it
 /// (a session of another identity does not exist for this caller).
@@ -44,7 +45,7 @@ pub(super) async fn legacy_post(
     request_headers: &HeaderMap,
     session_id: Option<String>,
     message: Message,
-    meta_tools: bool,
+    choice: ClientChoice,
     peer: Option<SocketAddr>,
     identity: Option<Identity>,
 ) -> Response {
@@ -55,7 +56,7 @@ pub(super) async fn legacy_post(
             state,
             id.clone(),
             params.as_ref(),
-            meta_tools,
+            choice,
             peer,
             identity.as_ref(),
         );
@@ -138,7 +139,7 @@ pub(super) fn initialize(
     state: &Arc<FaceState>,
     id: RequestId,
     params: Option<&Value>,
-    meta_tools: bool,
+    choice: ClientChoice,
     peer: Option<SocketAddr>,
     identity: Option<&Identity>,
 ) -> Response {
@@ -156,7 +157,7 @@ pub(super) fn initialize(
         &state.gateway,
         session_id.clone(),
         principal,
-        meta_tools,
+        choice,
         params,
     );
     let capacity = Capacity {

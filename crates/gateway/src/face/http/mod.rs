@@ -180,9 +180,22 @@ async fn mcp(State(state): State<Arc<FaceState>>, request: axum::extract::Reques
         }
         _ => return StatusCode::METHOD_NOT_ALLOWED.into_response(),
     }
-    let meta_tools = match meta_tools_choice(query) {
-        Ok(choice) => state.gateway.meta_tools_for(choice),
-        Err(error) => return reject(StatusCode::BAD_REQUEST, None, error),
+    let choice = match (meta_tools_choice(query), tools_choice(query)) {
+        (Ok(meta_tools), Ok(tools)) => {
+            // The client's own choice, else its key's (`[[access.keys]] tools`), else
+            // the gateway's default.
+            let configured = identity.as_ref().and_then(|identity| {
+                state
+                    .gateway
+                    .inner
+                    .access
+                    .load()
+                    .as_ref()
+                    .and_then(|access| access.tools_mode(identity))
+            });
+            state.gateway.choice_for(meta_tools, tools.or(configured))
+        }
+        (Err(error), _) | (_, Err(error)) => return reject(StatusCode::BAD_REQUEST, None, error),
     };
     let body = match read_body(body, state.max_body_bytes, state.body_read_timeout).await {
         Ok(body) => body,
@@ -211,27 +224,36 @@ async fn mcp(State(state): State<Arc<FaceState>>, request: axum::extract::Reques
     let modern = declared_version(params).is_some()
         || header_version.is_some_and(ProtocolVersion::is_modern);
     if modern {
-        modern_post(
-            &state,
-            &request_headers,
-            message,
-            meta_tools,
-            peer,
-            identity,
-        )
-        .await
+        modern_post(&state, &request_headers, message, choice, peer, identity).await
     } else {
         legacy_post(
             &state,
             &request_headers,
             session_id,
             message,
-            meta_tools,
+            choice,
             peer,
             identity,
         )
         .await
     }
+}
+
+/// The client's choice of tools mode in the endpoint's query (`/mcp?tools=search`), if it
+/// made one.
+fn tools_choice(query: Option<&str>) -> Result<Option<crate::gateway::ToolsMode>, RpcError> {
+    let Some(query) = query else { return Ok(None) };
+    let mut choice = None;
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != "tools" {
+            continue;
+        }
+        let mode = crate::gateway::ToolsMode::parse(value)
+            .map_err(|reason| RpcError::invalid_params(format!("tools in the URL: {reason}")))?;
+        choice = Some(mode);
+    }
+    Ok(choice)
 }
 
 /// The client's choice of meta-tools in the endpoint's query (`/mcp?meta_tools=on`), if

@@ -119,7 +119,7 @@ pub(super) async fn modern_post(
     state: &Arc<FaceState>,
     request_headers: &HeaderMap,
     message: Message,
-    meta_tools: bool,
+    choice: crate::gateway::ClientChoice,
     peer: Option<SocketAddr>,
     identity: Option<Identity>,
 ) -> Response {
@@ -170,7 +170,8 @@ pub(super) async fn modern_post(
         notify: Some(notify_tx),
         peer: None,
         cancel: CancellationToken::new(),
-        meta_tools,
+        meta_tools: choice.meta_tools,
+        tools_mode: choice.tools_mode,
     };
     if method == "subscriptions/listen" {
         // The subscription itself passes the pipeline (who may listen) before its stream opens.

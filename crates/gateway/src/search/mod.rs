@@ -1,0 +1,198 @@
+//! Tool search in the gateway: ranked search (`switchboard_search`, BM25F with stemming)
+//! over the tools *the caller may use* — one index per catalog snapshot and caller view,
+//! built on the first search through that view from documents kept per server list
+//! (`memo`), so it follows every hot-load (a new snapshot is a new index) and re-reads
+//! only the servers that changed. A hidden tool is never indexed for a caller that cannot
+//! see it, so it can be neither found nor inferred from the ranking's statistics.
+//!
+//! Exposed as the meta-tool `switchboard__search_tools`, as `search_tools` in meta mode
+//! (`meta_mode`), in `/admin/tools/search` and `switchboard tools search`.
+
+pub(crate) mod memo;
+pub(crate) mod meta_mode;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use switchboard_search::compact::compact;
+use switchboard_search::{Index, Weights};
+
+use crate::catalog::{Catalog, View};
+use crate::gateway::Gateway;
+
+/// Results one search returns by default, and at most.
+pub const DEFAULT_LIMIT: usize = 5;
+pub const MAX_LIMIT: usize = 50;
+/// Longest query read, in bytes; the rest is ignored.
+pub const MAX_QUERY_BYTES: usize = 4096;
+/// Indexes kept per snapshot (one per distinct view searched); past it the cache starts
+/// over (a new snapshot starts over anyway).
+const MAX_INDEXES: usize = 256;
+
+/// The index of one view of one snapshot.
+#[derive(Debug)]
+pub struct ViewIndex {
+    index: Index,
+    /// Position in the snapshot's `tools` of each indexed document.
+    tools: Vec<usize>,
+    /// The view it was built for, held so its address (the cache key) stays its own.
+    _view: Option<Arc<View>>,
+}
+
+/// One tool a search found.
+#[derive(Clone, Debug)]
+pub struct Found {
+    /// The exposed name (what `tools/call` takes).
+    pub name: String,
+    pub server: String,
+    pub score: f32,
+    /// Share (0–1) of the query's information the tool matches.
+    pub relevance: f32,
+    /// Name, one-line description and argument schema.
+    pub compact: Value,
+}
+
+impl Found {
+    /// As `/admin` and the CLI show it.
+    pub fn to_admin_json(&self) -> Value {
+        let mut entry = self.compact.clone();
+        entry["server"] = Value::String(self.server.clone());
+        entry["score"] = json!((self.score * 1000.0).round() / 1000.0);
+        entry["relevance"] = json!((self.relevance * 1000.0).round() / 1000.0);
+        entry
+    }
+}
+
+/// `limit` as a client asked for it, within bounds.
+pub(crate) fn clamp_limit(limit: Option<u64>) -> usize {
+    limit.map_or(DEFAULT_LIMIT, |l| {
+        usize::try_from(l).unwrap_or(MAX_LIMIT).clamp(1, MAX_LIMIT)
+    })
+}
+
+/// At most `MAX_QUERY_BYTES` of `query`, cut on a character boundary.
+fn bounded(query: &str) -> &str {
+    if query.len() <= MAX_QUERY_BYTES {
+        return query;
+    }
+    let mut end = MAX_QUERY_BYTES;
+    while !query.is_char_boundary(end) {
+        end -= 1;
+    }
+    &query[..end]
+}
+
+impl Gateway {
+    /// The search threshold in force (`[gateway] search_threshold`).
+    fn search_threshold(&self) -> f32 {
+        f32::from(self.inner.settings.search_threshold_percent) / 100.0
+    }
+
+    /// The index of `catalog` through `view` (`None`: every tool), built on first use.
+    pub(crate) fn search_index(
+        &self,
+        catalog: &Catalog,
+        view: Option<&Arc<View>>,
+    ) -> Arc<ViewIndex> {
+        let key = view.map_or_else(String::new, |v| format!("{:p}", Arc::as_ptr(v)));
+        if let Some(found) = catalog.search.lock().get(&key) {
+            return found.clone();
+        }
+        let memo = &self.inner.search_memo;
+        let mut documents: HashMap<&str, memo::ServerDocuments> = HashMap::new();
+        for (server, lists) in &catalog.sources {
+            let instructions = self.server(server).and_then(|s| s.instructions());
+            documents.insert(server, memo.documents(server, lists, instructions));
+        }
+        if std::ptr::eq(catalog, &*self.catalog()) {
+            memo.retain(|server| catalog.sources.contains_key(server));
+        }
+        let mut tools = Vec::new();
+        let mut indexed = Vec::new();
+        for (position, tool) in catalog.tools.iter().enumerate() {
+            let server = catalog.tool_owner(position);
+            let Some(exposed) = tool.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            if view.is_some_and(|v| !v.admits(crate::catalog::Listing::Tools, server, exposed)) {
+                continue;
+            }
+            let Some(target) = catalog.resolve_tool(exposed) else {
+                continue;
+            };
+            let Some(document) = documents.get(server).and_then(|d| d.get(&target.name)) else {
+                continue;
+            };
+            tools.push(position);
+            indexed.push(document.clone());
+        }
+        let index = Index::build(
+            indexed.iter().map(|d| &**d),
+            memo.tokenizer.clone(),
+            Weights::default(),
+        );
+        let built = Arc::new(ViewIndex {
+            index,
+            tools,
+            _view: view.cloned(),
+        });
+        let mut cache = catalog.search.lock();
+        if cache.len() >= MAX_INDEXES {
+            cache.clear();
+        }
+        cache.insert(key, built.clone());
+        built
+    }
+
+    /// The best `limit` tools of `catalog`, through `view`, for `query`; only tools whose
+    /// relevance reaches the threshold.
+    pub(crate) fn search_in(
+        &self,
+        catalog: &Catalog,
+        view: Option<&Arc<View>>,
+        query: &str,
+        limit: usize,
+    ) -> Vec<Found> {
+        let index = self.search_index(catalog, view);
+        index
+            .index
+            .search(bounded(query), limit, self.search_threshold())
+            .into_iter()
+            .map(|hit| {
+                let position = index.tools[hit.doc as usize];
+                let tool = &catalog.tools[position];
+                Found {
+                    name: tool
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    server: catalog.tool_owner(position).to_owned(),
+                    score: hit.score,
+                    relevance: hit.relevance,
+                    compact: compact(tool),
+                }
+            })
+            .collect()
+    }
+
+    /// Searches every tool of the shared catalog (operators: `/admin`, the CLI).
+    pub fn search_tools(&self, query: &str, limit: usize) -> Vec<Found> {
+        self.search_in(&self.catalog(), None, query, limit.clamp(1, MAX_LIMIT))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_and_queries_are_bounded() {
+        assert_eq!(clamp_limit(None), DEFAULT_LIMIT);
+        assert_eq!(clamp_limit(Some(0)), 1);
+        assert_eq!(clamp_limit(Some(10_000)), MAX_LIMIT);
+        let long = "é".repeat(MAX_QUERY_BYTES);
+        assert!(bounded(&long).len() <= MAX_QUERY_BYTES);
+    }
+}

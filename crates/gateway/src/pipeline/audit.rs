@@ -133,6 +133,15 @@ fn classify(
     match error {
         Error::Denied { step, .. } => (Decision::Denied { step, rule: None }, None, info),
         Error::Limited { .. } => (Decision::RateLimited { rule: None }, None, info),
+        // A call to a tool the registry quarantined (pinning).
+        Error::Quarantined(_) => (
+            Decision::Denied {
+                step: "registry",
+                rule: None,
+            },
+            None,
+            info,
+        ),
         Error::Cancelled => (Decision::Allowed, Some(Outcome::Cancelled), info),
         Error::Rpc(rpc) if rpc.code == gateway::UPSTREAM_TIMEOUT => {
             (Decision::Allowed, Some(Outcome::Timeout), info)

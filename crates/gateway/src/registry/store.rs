@@ -33,6 +33,9 @@ pub(crate) const APPROVED: TableDefinition<'static, &'static str, u64> =
 pub enum StoreError {
     #[error("registry storage: {0}")]
     Db(#[from] redb::Error),
+    /// A write did not commit: nothing of it was applied.
+    #[error("registry state not persisted: {0}")]
+    NotPersisted(redb::Error),
     #[error("registry storage: unreadable record of {server}: {source}")]
     Corrupt {
         server: String,
@@ -42,6 +45,11 @@ pub enum StoreError {
 
 fn fail(error: impl Into<redb::Error>) -> StoreError {
     StoreError::Db(error.into())
+}
+
+/// A failure inside a write transaction: the write is not persisted.
+fn unwritten(error: impl Into<redb::Error>) -> StoreError {
+    StoreError::NotPersisted(error.into())
 }
 
 /// One recorded version of a server's lists.
@@ -164,6 +172,28 @@ pub fn read_versions(
     Ok(versions)
 }
 
+/// The runtime registrations in a database opened for reading, by name.
+pub fn read_registered(db: &impl ReadableDatabase) -> Result<BTreeMap<String, Value>, StoreError> {
+    let tx = db.begin_read().map_err(fail)?;
+    let table = match tx.open_table(REGISTERED) {
+        Ok(table) => table,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(BTreeMap::new()),
+        Err(error) => return Err(fail(error)),
+    };
+    let mut registered = BTreeMap::new();
+    for row in table.iter().map_err(fail)? {
+        let (name, value) = row.map_err(fail)?;
+        let name = name.value().to_owned();
+        let definition =
+            serde_json::from_slice(value.value()).map_err(|source| StoreError::Corrupt {
+                server: name.clone(),
+                source,
+            })?;
+        registered.insert(name, definition);
+    }
+    Ok(registered)
+}
+
 /// The approved version of `server` in a database opened for reading.
 pub fn read_approved(db: &impl ReadableDatabase, server: &str) -> Result<Option<u64>, StoreError> {
     let tx = db.begin_read().map_err(fail)?;
@@ -177,41 +207,28 @@ pub fn read_approved(db: &impl ReadableDatabase, server: &str) -> Result<Option<
 
 impl RegistryStore for RedbStore {
     fn registered(&self) -> Result<BTreeMap<String, Value>, StoreError> {
-        let tx = self.db.database().begin_read().map_err(fail)?;
-        let table = tx.open_table(REGISTERED).map_err(fail)?;
-        let mut registered = BTreeMap::new();
-        for row in table.iter().map_err(fail)? {
-            let (name, value) = row.map_err(fail)?;
-            let name = name.value().to_owned();
-            let definition =
-                serde_json::from_slice(value.value()).map_err(|source| StoreError::Corrupt {
-                    server: name.clone(),
-                    source,
-                })?;
-            registered.insert(name, definition);
-        }
-        Ok(registered)
+        read_registered(self.db.database())
     }
 
     fn put_registered(&self, server: &str, definition: &Value) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(definition).expect("a JSON value serializes");
-        let tx = self.db.database().begin_write().map_err(fail)?;
+        let tx = self.db.database().begin_write().map_err(unwritten)?;
         tx.open_table(REGISTERED)
-            .map_err(fail)?
+            .map_err(unwritten)?
             .insert(server, bytes.as_slice())
-            .map_err(fail)?;
-        tx.commit().map_err(fail)
+            .map_err(unwritten)?;
+        tx.commit().map_err(unwritten)
     }
 
     fn remove_registered(&self, server: &str) -> Result<bool, StoreError> {
-        let tx = self.db.database().begin_write().map_err(fail)?;
+        let tx = self.db.database().begin_write().map_err(unwritten)?;
         let removed = tx
             .open_table(REGISTERED)
-            .map_err(fail)?
+            .map_err(unwritten)?
             .remove(server)
-            .map_err(fail)?
+            .map_err(unwritten)?
             .is_some();
-        tx.commit().map_err(fail)?;
+        tx.commit().map_err(unwritten)?;
         Ok(removed)
     }
 
@@ -272,25 +289,27 @@ impl RegistryStore for RedbStore {
         retention: Retention,
     ) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(version).expect("a version serializes");
-        let tx = self.db.database().begin_write().map_err(fail)?;
+        let tx = self.db.database().begin_write().map_err(unwritten)?;
         {
-            let mut versions = tx.open_table(VERSIONS).map_err(fail)?;
-            let mut approved = tx.open_table(APPROVED).map_err(fail)?;
+            let mut versions = tx.open_table(VERSIONS).map_err(unwritten)?;
+            let mut approved = tx.open_table(APPROVED).map_err(unwritten)?;
             versions
                 .insert((server, version.version), bytes.as_slice())
-                .map_err(fail)?;
+                .map_err(unwritten)?;
             if approve {
-                approved.insert(server, version.version).map_err(fail)?;
+                approved
+                    .insert(server, version.version)
+                    .map_err(unwritten)?;
             }
-            let keep = approved.get(server).map_err(fail)?.map(|v| v.value());
+            let keep = approved.get(server).map_err(unwritten)?.map(|v| v.value());
             // Oldest first: drop while over the count or older than the age, sparing the
             // approved version and the one just written.
             let mut kept: Vec<(u64, u64)> = Vec::new();
             for row in versions
                 .range((server, 0)..(server, version.version))
-                .map_err(fail)?
+                .map_err(unwritten)?
             {
-                let (key, value) = row.map_err(fail)?;
+                let (key, value) = row.map_err(unwritten)?;
                 let recorded_at = serde_json::from_slice::<RecordedAt>(value.value())
                     .map_or(0, |r| r.recorded_at);
                 kept.push((key.value().1, recorded_at));
@@ -307,19 +326,19 @@ impl RegistryStore for RedbStore {
                 }
             }
             for number in doomed {
-                versions.remove((server, number)).map_err(fail)?;
+                versions.remove((server, number)).map_err(unwritten)?;
             }
         }
-        tx.commit().map_err(fail)
+        tx.commit().map_err(unwritten)
     }
 
     fn approve(&self, server: &str, version: u64) -> Result<(), StoreError> {
-        let tx = self.db.database().begin_write().map_err(fail)?;
+        let tx = self.db.database().begin_write().map_err(unwritten)?;
         tx.open_table(APPROVED)
-            .map_err(fail)?
+            .map_err(unwritten)?
             .insert(server, version)
-            .map_err(fail)?;
-        tx.commit().map_err(fail)
+            .map_err(unwritten)?;
+        tx.commit().map_err(unwritten)
     }
 }
 

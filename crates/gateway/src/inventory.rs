@@ -6,9 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::audit::{Decision, Record};
 use crate::catalog::{ListKind, ServerLists};
 use crate::gateway::Gateway;
-use crate::registry::{ApproveError, Observed};
+use crate::registry::{ApproveError, Observed, Quarantined};
 use crate::server::Server;
 
 impl Gateway {
@@ -21,6 +22,9 @@ impl Gateway {
             registry.count_upstream_read(&server.name);
         }
         let observed = registry.observe(&server.name, server.policy().pin, server.lists(), fresh);
+        for held in &observed.quarantined {
+            self.audit_registry(quarantine_record(held));
+        }
         if let Some(drift) = &observed.drift
             && let Some(call) = registry.webhook().and_then(|hook| hook.call(drift))
         {
@@ -42,13 +46,69 @@ impl Gateway {
     /// lists that changes. Returns the approved version.
     pub fn approve_version(&self, server: &str, version: Option<u64>) -> Result<u64, ApproveError> {
         let approved = self.inner.registry.approve(server, version)?;
+        self.audit_registry(approval_record(server, approved));
         self.announce_lists(&[ListKind::Tools]);
         Ok(approved)
+    }
+
+    /// Appends a registry decision to the audit log, when there is one (in the background:
+    /// the decision is already committed in the registry).
+    fn audit_registry(&self, record: Record) {
+        let Some(log) = self.inner.chain_parts.audit_log().cloned() else {
+            return;
+        };
+        drop(self.spawn(async move {
+            if let Err(error) = log.append(record).await {
+                tracing::error!(%error, "registry decision not recorded in the audit log");
+            }
+        }));
     }
 
     /// The registry (history, diffs, status).
     pub fn registry(&self) -> &crate::registry::Registry {
         &self.inner.registry
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The audit record of a tool quarantined by pinning (method `registry/quarantine`).
+fn quarantine_record(held: &Quarantined) -> Record {
+    Record {
+        time_ms: now_ms(),
+        principal: "gateway".into(),
+        session: "registry".into(),
+        face: "registry",
+        method: "registry/quarantine".into(),
+        server: Some(held.server.clone()),
+        tool: Some(held.tool.clone()),
+        decision: Decision::Denied {
+            step: "registry",
+            rule: Some(held.reason()),
+        },
+        ..Record::default()
+    }
+}
+
+/// The audit record of an admin's approval (method `registry/approve`; the approval is
+/// named `SERVER@VERSION`).
+fn approval_record(server: &str, version: u64) -> Record {
+    Record {
+        time_ms: now_ms(),
+        principal: "admin".into(),
+        session: "registry".into(),
+        face: "admin",
+        method: "registry/approve".into(),
+        server: Some(server.to_owned()),
+        decision: Decision::Approved {
+            approval: format!("{server}@{version}"),
+            by: "admin".into(),
+        },
+        ..Record::default()
     }
 }
 

@@ -109,7 +109,7 @@ fn cli(args: &[&str]) -> (bool, String, String) {
 /// A rug pull of `field` on the fixture's `echo`, caught and approved.
 async fn rug_pull(field: &str, rewrite: Value) {
     let state = tempfile::tempdir().unwrap();
-    let gateway = spawn_gateway_http(GATEWAY, &config(state.path(), "trust_first", ""))
+    let gateway = spawn_gateway_http(GATEWAY, &config(state.path(), "trust_first", "[audit]\n"))
         .await
         .unwrap();
     let client = LegacyHttp::connect(&gateway.url).await.unwrap();
@@ -246,6 +246,31 @@ async fn rug_pull(field: &str, rewrite: Value) {
     let (_, registry) = admin(&gateway, reqwest::Method::GET, "/admin/registry", None).await;
     assert!(registry["servers"][0]["drift"].is_null(), "{registry}");
     assert_eq!(registry["servers"][0]["quarantined"], json!([]));
+
+    // The quarantine, the refused call and the approval are in the audit log.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let (_, audit) = admin(&gateway, reqwest::Method::GET, "/admin/audit", None).await;
+        let records = audit["records"].as_array().cloned().unwrap_or_default();
+        let has = |method: &str, decision: &str| {
+            records
+                .iter()
+                .any(|r| r["method"] == method && r["decision"] == decision)
+        };
+        if has("registry/quarantine", "denied")
+            && has("registry/approve", "approved")
+            && records
+                .iter()
+                .any(|r| r["method"] == "tools/call" && r["step"] == "registry")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{field}: audit records missing: {audit}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

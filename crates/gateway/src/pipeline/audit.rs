@@ -266,6 +266,14 @@ impl Step for Audit {
                     rule: Some("hidden".into()),
                 },
                 (None, Error::Unknown { .. }) => Decision::Unknown,
+                // A tool the registry quarantined (pinning): refused, naming the change.
+                (None, Error::Quarantined(held)) => {
+                    record.server = Some(held.server.clone());
+                    Decision::Denied {
+                        step: "registry",
+                        rule: Some("quarantined".into()),
+                    }
+                }
                 (None, _) => Decision::Invalid,
             };
             let rpc = error.to_rpc(ctx.era);

@@ -445,8 +445,14 @@ impl Registry {
             .filter(|q| !entry.quarantined.contains(q))
             .cloned()
             .collect();
-        for q in &new {
-            tracing::warn!(event = "registry.quarantined", server, tool = %q.tool, changed = ?q.changed, version = q.version, approved_version = ?q.approved, "{}", q.reason());
+        if new.len() > 8 {
+            // A whole server waiting for its first approval: one line, not one per tool.
+            let first = &new[0];
+            tracing::warn!(event = "registry.quarantined", server, tools = new.len(), version = first.version, approved_version = ?first.approved, "{} tools of server {server} are quarantined, e.g. {}", new.len(), first.reason());
+        } else {
+            for q in &new {
+                tracing::warn!(event = "registry.quarantined", server, tool = %q.tool, changed = ?q.changed, version = q.version, approved_version = ?q.approved, "{}", q.reason());
+            }
         }
         self.metrics
             .quarantined

@@ -500,3 +500,132 @@ async fn a_json_state_file_of_the_previous_release_is_migrated() {
         "{history}"
     );
 }
+
+async fn metrics(gateway: &Proc) -> String {
+    reqwest::Client::new()
+        .get(gateway.url.replace("/mcp", "/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+fn sample(text: &str, prefix: &str) -> f64 {
+    text.lines()
+        .find(|line| line.starts_with(prefix))
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// A drift is POSTed to the webhook (a listener of the test's own); lists older than
+/// `list_ttl_ms` are read again from the running server; list requests count as hits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_reaches_the_webhook_and_stale_lists_are_read_again() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (bodies, mut received) = tokio::sync::mpsc::unbounded_channel::<String>();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let bodies = bodies.clone();
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                // Headers, then Content-Length bytes of body.
+                loop {
+                    let n = socket.read(&mut buffer).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    request.extend_from_slice(&buffer[..n]);
+                    let text = String::from_utf8_lossy(&request).into_owned();
+                    if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                        let length = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if body.len() >= length {
+                            let _ = bodies.send(body.to_owned());
+                            break;
+                        }
+                    }
+                }
+                let _ = socket
+                    .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    let state = tempfile::tempdir().unwrap();
+    let extra = format!("[registry]\ndrift_webhook = {hook:?}\nlist_ttl_ms = 1000\n");
+    let gateway = spawn_gateway_http(GATEWAY, &config(state.path(), "trust_first", &extra))
+        .await
+        .unwrap();
+    let client = LegacyHttp::connect(&gateway.url).await.unwrap();
+    tool_names(&client).await;
+    let before = metrics(&gateway).await;
+    assert!(
+        sample(
+            &before,
+            "switchboard_registry_list_cache_total{result=\"hit\"}"
+        ) >= 1.0,
+        "{before}"
+    );
+    let reads = |text: &str| {
+        sample(
+            text,
+            "switchboard_registry_upstream_list_reads_total{server=\"fx\"}",
+        )
+    };
+    // Stale after a second: read again without any list_changed.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = metrics(&gateway).await;
+        if reads(&now) > reads(&before) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "lists never read again: {now}");
+    }
+
+    client
+        .request(
+            "tools/call",
+            json!({ "name": "fx__rewrite_tool", "arguments": { "name": "add", "title": "Adder" } }),
+        )
+        .await
+        .result();
+    let body = tokio::time::timeout(PATIENCE, received.recv())
+        .await
+        .expect("the webhook is called")
+        .unwrap();
+    let alert: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(alert["event"], "registry.drift");
+    assert_eq!(alert["drift"]["server"], "fx");
+    assert_eq!(alert["drift"]["approvedVersion"], 1);
+    assert_eq!(
+        alert["drift"]["diff"]["tools"]["changed"][0],
+        json!({ "name": "add", "fields": ["title"] })
+    );
+    let after = metrics(&gateway).await;
+    assert_eq!(
+        sample(&after, "switchboard_registry_drift{server=\"fx\"}"),
+        1.0,
+        "{after}"
+    );
+    assert_eq!(
+        sample(
+            &after,
+            "switchboard_registry_quarantined_tools{server=\"fx\"}"
+        ),
+        1.0
+    );
+}

@@ -20,6 +20,7 @@ mod policy;
 mod raw;
 mod read;
 mod redaction;
+mod registry;
 mod sandbox;
 mod secret;
 mod tenants;
@@ -39,10 +40,11 @@ pub use model::{
 };
 pub use name::{InvalidServerName, ServerName};
 pub use policy::{
-    BreakerPolicy, HealthPolicy, LimitPolicy, PoolPolicy, ServerPolicy, Sharing, ToolPolicy,
+    BreakerPolicy, HealthPolicy, LimitPolicy, Pin, PoolPolicy, ServerPolicy, Sharing, ToolPolicy,
 };
 pub use read::{DEFAULT_MAX_CONFIG_BYTES, read};
 pub use redaction::{RedactAction, RedactPattern, RedactRule, RedactionSettings};
+pub use registry::RegistrySettings;
 pub use sandbox::{Bytes, FsPolicy, SandboxSpec};
 pub use secret::{REDACTED, Secret};
 pub use tenants::TenantCredentials;
@@ -98,6 +100,7 @@ pub fn parse_with_env(
         access: validated.access,
         audit: validated.audit,
         redaction: validated.redaction,
+        registry: validated.registry,
         source: ConfigSource {
             path: path.map(Path::to_path_buf),
             format,

@@ -29,6 +29,9 @@ pub struct Config {
     /// What is removed from results, and whether poisoned tools are hidden
     /// (`[redaction]`); `None`: results pass unchanged.
     pub redaction: Option<crate::redaction::RedactionSettings>,
+    /// The capability registry's history bounds, drift webhook and list TTL
+    /// (`[registry]`; defaults without it).
+    pub registry: crate::registry::RegistrySettings,
     /// Where this configuration was read from.
     pub source: ConfigSource,
     /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.

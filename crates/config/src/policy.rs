@@ -116,7 +116,33 @@ pub struct ServerPolicy {
     /// Check `tools/call` arguments against the tool's `inputSchema` before the call
     /// reaches the server (on by default; off for servers whose schemas are broken).
     pub validate: bool,
+    /// Whether the registry pins this server's tools against changes after approval
+    /// (rug pulls): `off`, `trust_first` or `approve`.
+    pub pin: Pin,
     pub tools: BTreeMap<String, ToolPolicy>,
+}
+
+/// How the capability registry pins a server's tools.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pin {
+    /// No pinning: the live lists are shown as they are.
+    #[default]
+    Off,
+    /// The first version seen is approved; a later change to an approved tool (or a new
+    /// tool) is quarantined until an admin approves the version that has it.
+    TrustFirst,
+    /// Nothing is shown before an admin approved a version, the first one included.
+    Approve,
+}
+
+impl Pin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pin::Off => "off",
+            Pin::TrustFirst => "trust_first",
+            Pin::Approve => "approve",
+        }
+    }
 }
 
 impl Default for ServerPolicy {
@@ -152,9 +178,18 @@ impl Default for ServerPolicy {
             read_only_retries: 1,
             trust_annotations: false,
             validate: true,
+            pin: Pin::Off,
             tools: BTreeMap::new(),
         }
     }
+}
+
+#[derive(Deserialize, Debug, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum RawPin {
+    Off,
+    TrustFirst,
+    Approve,
 }
 
 #[derive(Deserialize, Debug, Clone, Copy)]
@@ -222,6 +257,7 @@ pub(crate) struct RawPolicy {
     pub(crate) read_only_retries: Option<u32>,
     pub(crate) trust_annotations: Option<bool>,
     pub(crate) validate: Option<bool>,
+    pub(crate) pin: Option<RawPin>,
     pub(crate) tools: Option<UniqueMap<Table<RawTool>>>,
 }
 
@@ -373,6 +409,12 @@ pub(crate) fn validate(raw: RawPolicy, path: &KeyPath) -> Result<ServerPolicy, P
         read_only_retries: raw.read_only_retries.unwrap_or(1).max(1),
         trust_annotations: raw.trust_annotations.unwrap_or(false),
         validate: raw.validate.unwrap_or(defaults.validate),
+        pin: match raw.pin {
+            None => defaults.pin,
+            Some(RawPin::Off) => Pin::Off,
+            Some(RawPin::TrustFirst) => Pin::TrustFirst,
+            Some(RawPin::Approve) => Pin::Approve,
+        },
         tools,
     })
 }

@@ -26,6 +26,7 @@ pub(crate) struct RawNative {
     pub(crate) access: Option<Table<crate::access::RawAccess>>,
     pub(crate) audit: Option<Table<crate::audit::RawAudit>>,
     pub(crate) redaction: Option<Table<crate::redaction::RawRedaction>>,
+    pub(crate) registry: Option<Table<crate::registry::RawRegistry>>,
 }
 
 /// `[gateway]`; also `"switchboard": { "gateway": ... }` in `.mcp.json`.
@@ -148,6 +149,7 @@ pub(crate) struct RawNativeServer {
     pub(crate) read_only_retries: Option<u32>,
     pub(crate) trust_annotations: Option<bool>,
     pub(crate) validate: Option<bool>,
+    pub(crate) pin: Option<crate::policy::RawPin>,
     pub(crate) tools: Option<UniqueMap<Table<crate::policy::RawTool>>>,
     pub(crate) tenants: Option<UniqueMap<Table<crate::tenants::RawTenantCredentials>>>,
     pub(crate) sandbox: Option<Table<crate::sandbox::RawSandbox>>,

@@ -31,6 +31,7 @@ pub(crate) struct Validated {
     pub(crate) access: Option<crate::access::AccessSettings>,
     pub(crate) audit: Option<crate::audit::AuditSettings>,
     pub(crate) redaction: Option<crate::redaction::RedactionSettings>,
+    pub(crate) registry: crate::registry::RegistrySettings,
 }
 
 /// How a format spells the keys that differ between formats.
@@ -120,6 +121,7 @@ impl From<RawNativeServer> for ServerFields {
                 read_only_retries: raw.read_only_retries,
                 trust_annotations: raw.trust_annotations,
                 validate: raw.validate,
+                pin: raw.pin,
                 tools: raw.tools,
             },
             auto_approve: Vec::new(),
@@ -212,6 +214,11 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
         .redaction
         .map(|table| crate::redaction::validate(table.0, &root.key("redaction"), env))
         .transpose()?;
+    let registry = raw
+        .registry
+        .map(|table| crate::registry::validate(table.0, &root.key("registry"), env))
+        .transpose()?
+        .unwrap_or_default();
     let mut validated = document(raw.gateway.0, raw.listen.0, servers, &root, &NATIVE, env)?;
     if let Some(access) = &access {
         known_tenants(&validated.servers, access)?;
@@ -219,6 +226,7 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
     validated.access = access;
     validated.audit = audit;
     validated.redaction = redaction;
+    validated.registry = registry;
     Ok(validated)
 }
 
@@ -325,6 +333,7 @@ fn document(
         access: None,
         audit: None,
         redaction: None,
+        registry: Default::default(),
     })
 }
 

@@ -30,8 +30,8 @@ use switchboard_gateway::db::Db;
 use switchboard_gateway::metrics::Metrics;
 use switchboard_gateway::pipeline::{Call, Flow, Hooks, Step, StepFuture, Target, chain};
 use switchboard_gateway::principal::{Face, Peer, Principal};
+use switchboard_gateway::registry::Registry;
 use switchboard_gateway::reply::{Page, Reply};
-use switchboard_gateway::store::Store;
 use switchboard_gateway::{ClientCtx, Gateway};
 use switchboard_protocol::{Era, RequestId};
 use tokio_util::sync::CancellationToken;
@@ -157,19 +157,21 @@ fn lists() -> BTreeMap<String, Arc<ServerLists>> {
         .collect()
 }
 
-/// A state dir whose store knows every server's catalog, and a config of dormant lazy
+/// A state dir whose registry knows every server's catalog, and a config of dormant lazy
 /// servers (never started: the chain answers before the terminal; argument validation
 /// off, so that the chain is only what the bench gives it).
 fn gateway_config(state: &std::path::Path) -> Config {
-    let store = Store::open(Some(state));
+    let db = Db::open(Some(state)).expect("the database opens");
+    let registry = Registry::open(db, None, &Default::default()).expect("the registry opens");
     let mut text = format!("[gateway]\nstate_dir = {:?}\n", state.display().to_string());
     for (name, lists) in lists() {
-        store.put_catalog(&name, &lists);
+        registry.observe(&name, switchboard_config::Pin::Off, lists, true);
         text.push_str(&format!(
             "[servers.{name}]\ncommand = \"/nonexistent/switchboard-bench-server\"\nlazy = true\nvalidate = false\n"
         ));
     }
-    store.flush();
+    // Closed before the gateway opens the same file.
+    drop(registry);
     switchboard_config::parse(&text, ConfigFormat::Native, None).expect("valid")
 }
 

@@ -195,6 +195,9 @@ pub struct Catalog {
     /// Tool-search indexes of this snapshot, by view key (`""`: no filter), built on the
     /// first search through that view.
     pub(crate) search: Mutex<HashMap<String, Arc<crate::search::ViewIndex>>>,
+    /// Tools the registry holds back (pinning), by the exposed name they would have: not
+    /// listed, and a call to one is refused naming the change.
+    quarantined: HashMap<String, Arc<crate::registry::Quarantined>>,
 }
 
 fn render(page: &[&Value]) -> Arc<RawValue> {
@@ -411,6 +414,33 @@ impl Catalog {
             }
         }
         self
+    }
+
+    /// Adds the tools the registry holds back, under the exposed names they would have.
+    pub(crate) fn with_quarantine(mut self, held: Vec<crate::registry::Quarantined>) -> Self {
+        if held.is_empty() {
+            return self;
+        }
+        let entries = held.iter().map(|q| Qualified {
+            server: q.server.clone(),
+            name: q.tool.clone(),
+        });
+        let names = if self.passthrough {
+            NameTable::passthrough(entries)
+        } else {
+            NameTable::prefixed(entries)
+        };
+        for q in held {
+            if let Some(exposed) = names.exposed(&q.server, &q.tool) {
+                self.quarantined.insert(exposed.to_owned(), Arc::new(q));
+            }
+        }
+        self
+    }
+
+    /// The quarantined tool an exposed name would be, if any.
+    pub fn quarantined(&self, exposed: &str) -> Option<&Arc<crate::registry::Quarantined>> {
+        self.quarantined.get(exposed)
     }
 
     /// An exposed tool's index and entry.

@@ -61,7 +61,11 @@ impl Gateway {
             Target::List(Listing::Tools) if ctx.tools_mode == crate::gateway::ToolsMode::Search => {
                 self.meta_mode_list(call)
             }
-            Target::List(listing) => self.list(call, *listing),
+            Target::List(listing) => {
+                // Every list is answered from the registry's inventory, never upstream.
+                self.inner.registry.count_hit();
+                self.list(call, *listing)
+            }
             Target::Meta(short)
                 if matches!(
                     short.as_str(),

@@ -67,6 +67,10 @@ pub enum Error {
         reason: String,
         retry_after: Option<std::time::Duration>,
     },
+    /// The tool is quarantined by the registry (pinning): it changed after approval,
+    /// or no version with it is approved yet.
+    #[error("{}", .0.reason())]
+    Quarantined(std::sync::Arc<crate::registry::Quarantined>),
     /// An error that is already a JSON-RPC error (an upstream's answer, admission).
     #[error("{0}")]
     Rpc(RpcError),
@@ -171,6 +175,17 @@ impl Error {
                 }
                 RpcError::new(gateway::DENIED, reason.clone()).with_data(data)
             }
+            Error::Quarantined(held) => {
+                RpcError::new(gateway::DENIED, self.to_string()).with_data(json!({
+                    "step": "registry",
+                    "reason": "quarantined",
+                    "server": held.server,
+                    "tool": held.tool,
+                    "changed": held.changed,
+                    "approvedVersion": held.approved,
+                    "version": held.version,
+                }))
+            }
             Error::Rpc(error) => error.clone(),
         }
     }
@@ -188,6 +203,7 @@ impl Error {
             | Error::Cancelled
             | Error::UpstreamProtocol(_)
             | Error::Limited { .. }
+            | Error::Quarantined(_)
             | Error::Rpc(_) => http::StatusCode::OK,
         }
     }
@@ -199,7 +215,7 @@ impl Error {
             | Error::MethodNotFound(_)
             | Error::Unknown { .. }
             | Error::StateRejected(_) => "rejected",
-            Error::Denied { .. } => "denied",
+            Error::Denied { .. } | Error::Quarantined(_) => "denied",
             Error::Cancelled => "cancelled",
             Error::UpstreamProtocol(_) => "rpc_error",
             Error::Limited { .. } => "limited",

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
@@ -21,7 +20,6 @@ use crate::pipeline::{Chain, Step};
 use crate::principal::Principal;
 use crate::roster::ConfigStatus;
 use crate::server::{Server, ServerSignal};
-use crate::store::Store;
 
 /// What changed, for every connected client session.
 #[derive(Clone, Debug)]
@@ -103,7 +101,9 @@ pub(crate) struct Inner {
     pub(crate) parked: Mutex<HashMap<String, Parked>>,
     pub(crate) signals: mpsc::Sender<ServerSignal>,
     pub(crate) shutdown: CancellationToken,
-    pub(crate) store: Store,
+    /// The capability registry: every server's lists, versions, approvals
+    /// (`registry/`); the catalog is built from what it shows.
+    pub(crate) registry: crate::registry::Registry,
     pub(crate) roots_peers: Mutex<HashMap<String, crate::roots::RootsPeer>>,
     pub(crate) config_status: Mutex<ConfigStatus>,
     /// The call pipeline's steps, in their declared order; swapped whole when a reload
@@ -149,6 +149,8 @@ pub enum StartError {
     Db(#[from] crate::db::DbError),
     #[error(transparent)]
     Chain(#[from] crate::pipeline::chain::ChainError),
+    #[error(transparent)]
+    Registry(#[from] crate::registry::StoreError),
 }
 
 /// The gateway. Cheap to clone; all clones share one state.
@@ -195,6 +197,11 @@ impl Gateway {
             .as_ref()
             .map(|_| Arc::new(crate::redact::Secrets::from_config(config)));
         let hide_poisoned = config.redaction.as_ref().is_some_and(|r| r.hide_poisoned);
+        let registry = crate::registry::Registry::open(
+            db.clone(),
+            config.gateway.state_dir.as_deref(),
+            &config.registry,
+        )?;
         let (chain_parts, chain) =
             crate::pipeline::chain::declared(config, steps, &metrics, &db, secrets.as_ref())?;
         let inner = Arc::new(Inner {
@@ -208,7 +215,7 @@ impl Gateway {
             parked: Mutex::new(HashMap::new()),
             signals: signals_tx,
             shutdown: CancellationToken::new(),
-            store: Store::open(config.gateway.state_dir.as_deref()),
+            registry,
             roots_peers: Mutex::new(HashMap::new()),
             config_status: Mutex::new(ConfigStatus::loaded(config)),
             chain: ArcSwap::from_pointee(chain),
@@ -254,7 +261,7 @@ impl Gateway {
         {
             gateway.spawn(task);
         }
-        spawn_store_flusher(&gateway);
+        crate::inventory::spawn_ttl_refresher(&gateway);
         gateway.start_servers(config).await;
         gateway.spawn_idle_reaper();
         gateway.rebuild_catalog();
@@ -312,7 +319,10 @@ impl Gateway {
             .servers
             .read()
             .iter()
-            .map(|(name, server)| (name.clone(), server.lists()))
+            .map(|(name, server)| {
+                let shown = self.inner.registry.shown(name);
+                (name.clone(), shown.unwrap_or_else(|| server.lists()))
+            })
             .collect();
         let screen = &self.inner.screen;
         screen.retain(|name| lists.contains_key(name));
@@ -339,7 +349,13 @@ impl Gateway {
             .filter(|server| !server.policy().validate)
             .map(|server| server.name.clone())
             .collect();
-        Catalog::build(lists, self.inner.settings.passthrough).without_validation(&unchecked)
+        let quarantined = self
+            .inner
+            .registry
+            .quarantined(|server| lists.contains_key(server));
+        Catalog::build(lists, self.inner.settings.passthrough)
+            .without_validation(&unchecked)
+            .with_quarantine(quarantined)
     }
 
     /// Rebuilds the catalog snapshot from every server's last known lists.
@@ -448,7 +464,6 @@ impl Gateway {
     /// them (bounded).
     pub async fn shutdown(&self) {
         self.inner.shutdown.cancel();
-        self.inner.store.flush();
         self.inner.parked.lock().clear();
         let mut servers = self.servers();
         servers.extend(self.inner.retiring.list());
@@ -485,30 +500,6 @@ async fn signal_loop(
     }
 }
 
-/// Writes the store's pending catalog updates a few times a second at most, off the
-/// async threads; owned by the gateway's shutdown token (shutdown flushes what is left).
-fn spawn_store_flusher(gateway: &Gateway) {
-    let inner = Arc::downgrade(&gateway.inner);
-    let shutdown = gateway.inner.shutdown.clone();
-    gateway.spawn(async move {
-        loop {
-            let Some(strong) = inner.upgrade() else {
-                return;
-            };
-            tokio::select! {
-                () = strong.store.wake.notified() => {}
-                () = shutdown.cancelled() => return,
-            }
-            drop(strong);
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            let Some(strong) = inner.upgrade() else {
-                return;
-            };
-            let _ = tokio::task::spawn_blocking(move || strong.store.flush()).await;
-        }
-    });
-}
-
 fn handle_signal(gateway: &Gateway, signal: ServerSignal, connected: &mut bool) {
     match signal {
         ServerSignal::Connected(server, instance) => {
@@ -517,10 +508,7 @@ fn handle_signal(gateway: &Gateway, signal: ServerSignal, connected: &mut bool) 
             let Some(server) = gateway.server(&server).filter(|s| s.instance == instance) else {
                 return;
             };
-            gateway
-                .inner
-                .store
-                .put_catalog(&server.name, &server.lists());
+            gateway.observe_lists(&server, true);
             gateway.resubscribe(server);
             *connected = true;
         }

@@ -536,6 +536,7 @@ impl crate::Gateway {
             "Writes of daily budget counts to the database that failed (retried; with budget_flush_ms = 0 the call was refused)",
             metrics.budget_write_failures.clone(),
         );
+        self.inner.registry.register_metrics(&mut registry);
         self.register_server_gauges(&mut registry);
         let status = self.config_status();
         registry.register(

@@ -121,16 +121,17 @@ async fn run(gateway: Gateway, server: Arc<Server>, kind: ListKind) {
             () = tokio::time::sleep_until(at) => {}
             () = shutdown.cancelled() => return,
         }
-        let before = server.lists();
+        let before = gateway.shown_lists(&server);
         match server.refresh(&gateway.inner.era_cache, kind).await {
-            Ok(()) if !same(kind, &before, &server.lists()) => {
-                gateway
-                    .inner
-                    .store
-                    .put_catalog(&server.name, &server.lists());
-                gateway.announce_lists(&[kind]);
+            Ok(()) => {
+                // The registry records the set; clients hear of it when what the catalog
+                // shows changed (a quarantined change shows as a tool leaving).
+                let observed = gateway.observe_lists(&server, true);
+                let after = gateway.shown_lists(&server);
+                if !same(kind, &before, &after) || !observed.quarantined.is_empty() {
+                    gateway.announce_lists(&[kind]);
+                }
             }
-            Ok(()) => {}
             Err(error) => tracing::warn!(server = %server.name, %error, "list refresh failed"),
         }
         if !server.relists.finished(kind) {

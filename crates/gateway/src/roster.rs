@@ -28,8 +28,8 @@ use switchboard_upstream::ConnectOptions;
 
 use crate::catalog::ListKind;
 use crate::gateway::{Gateway, upstream_client_capabilities};
+use crate::registry::StoreError;
 use crate::server::{Origin, Server, State};
-use crate::store::StoreError;
 
 /// Why adding, registering or removing a server failed.
 #[derive(Debug, thiserror::Error)]
@@ -202,12 +202,13 @@ impl Gateway {
     /// known catalog (learning it once, by starting and stopping it, if none is known).
     async fn bring_up(&self, server: &Arc<Server>) -> Result<(), RpcError> {
         if server.spec().lazy {
-            if let Some(lists) = self.inner.store.catalog(&server.name) {
+            if let Some(lists) = self.inner.registry.last_known(&server.name) {
                 server.seed_lists(lists);
+                self.observe_lists(server, false);
                 return Ok(());
             }
             server.upstream(&self.inner.era_cache).await?;
-            self.inner.store.put_catalog(&server.name, &server.lists());
+            self.observe_lists(server, true);
             server.sleep().await;
             return Ok(());
         }
@@ -223,7 +224,7 @@ impl Gateway {
             .enabled_servers()
             .map(|(name, spec)| (name.to_string(), spec.clone(), Origin::Config))
             .collect();
-        for (name, definition) in self.inner.store.registered() {
+        for (name, definition) in self.inner.registry.registered() {
             if wanted.iter().any(|(n, _, _)| *n == name) {
                 continue; // the file wins over a stale runtime registration
             }
@@ -256,7 +257,7 @@ impl Gateway {
     /// Persists a server's current lists as its last known catalog.
     fn remember_catalog(&self, name: &str) {
         if let Some(server) = self.server(name) {
-            self.inner.store.put_catalog(name, &server.lists());
+            self.observe_lists(&server, false);
         }
     }
 
@@ -297,7 +298,7 @@ impl Gateway {
     ) -> Result<bool, RosterError> {
         self.admit(name, spec, Origin::Runtime, Some(definition))
             .await?;
-        Ok(self.inner.store.is_persistent())
+        Ok(self.inner.registry.is_persistent())
     }
 
     /// Starts a server and adds it to the roster, persisting `definition` in between when
@@ -315,7 +316,7 @@ impl Gateway {
         let server = self.build_server(name, spec, origin);
         self.bring_up(&server).await.map_err(RosterError::Start)?;
         if let Some(definition) = definition
-            && let Err(source) = self.inner.store.put_registered(name, definition.clone())
+            && let Err(source) = self.inner.registry.put_registered(name, definition)
         {
             tracing::error!(server = name, error = %source, "registration not persisted; not applied");
             server.stop().await;
@@ -351,7 +352,7 @@ impl Gateway {
             return Err(RosterError::Unknown(name.to_owned()));
         }
         self.inner
-            .store
+            .registry
             .remove_registered(name)
             .map_err(|source| RosterError::NotPersisted {
                 name: name.to_owned(),

@@ -13,6 +13,7 @@ use serde_json::json;
 use switchboard_gateway::audit::key::{self, AuditKey};
 use switchboard_gateway::audit::store::Snapshot;
 use switchboard_gateway::audit::verify::{Report, Trust, verify_lines, verify_snapshot};
+use switchboard_gateway::registry::StoredVersion;
 
 #[derive(Subcommand)]
 pub(crate) enum AuditCommand {
@@ -60,13 +61,13 @@ pub(crate) struct Source {
     config: Option<PathBuf>,
 }
 
-struct Located {
-    state_dir: Option<PathBuf>,
+pub(crate) struct Located {
+    pub(crate) state_dir: Option<PathBuf>,
     /// The public key of the key the config names.
     configured: Option<AuditKey>,
 }
 
-fn locate(source: &Source, max_config_bytes: u64) -> anyhow::Result<Located> {
+pub(crate) fn locate(source: &Source, max_config_bytes: u64) -> anyhow::Result<Located> {
     let Some(path) = &source.config else {
         return Ok(Located {
             state_dir: source.state_dir.clone(),
@@ -91,7 +92,7 @@ fn locate(source: &Source, max_config_bytes: u64) -> anyhow::Result<Located> {
 /// The log's database, read-only beside a running gateway; after a gateway died without
 /// closing it (`kill -9`, power loss), a repaired private copy: redb's readers leave the
 /// repair to a live writer, and this command never writes the state dir.
-enum Database {
+pub(crate) enum Database {
     Live(redb::ReadOnlyDatabase),
     Copy { db: redb::Database, dir: PathBuf },
 }
@@ -105,6 +106,19 @@ impl Drop for Database {
 }
 
 impl Database {
+    /// The kept versions of a server's lists (`registry_cli.rs`), oldest first, and its
+    /// approved version.
+    pub(crate) fn registry_versions(
+        &self,
+        server: &str,
+    ) -> anyhow::Result<(Vec<StoredVersion>, Option<u64>)> {
+        use switchboard_gateway::registry::store::{read_approved, read_versions};
+        Ok(match self {
+            Database::Live(db) => (read_versions(db, server)?, read_approved(db, server)?),
+            Database::Copy { db, .. } => (read_versions(db, server)?, read_approved(db, server)?),
+        })
+    }
+
     fn snapshot(&self) -> anyhow::Result<Snapshot> {
         Ok(match self {
             Database::Live(db) => Snapshot::of(db)?,
@@ -113,7 +127,7 @@ impl Database {
     }
 }
 
-fn open(state_dir: Option<&Path>, quiet: bool) -> anyhow::Result<Database> {
+pub(crate) fn open(state_dir: Option<&Path>, quiet: bool) -> anyhow::Result<Database> {
     let dir = state_dir.context(
         "no state dir: pass --state-dir DIR, or --config FILE with [gateway] state_dir \
          (without a state dir the audit log lives in memory only)",
@@ -121,7 +135,7 @@ fn open(state_dir: Option<&Path>, quiet: bool) -> anyhow::Result<Database> {
     let file = dir.join("switchboard.redb");
     if !file.exists() {
         bail!(
-            "no audit log in {}: switchboard.redb does not exist",
+            "no database in {}: switchboard.redb does not exist",
             dir.display()
         );
     }

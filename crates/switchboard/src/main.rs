@@ -1,8 +1,9 @@
 //! `switchboard`: the MCP gateway binary. Subcommands run the HTTP face (`serve`), the
 //! stdio face (`stdio`), validate a configuration (`check-config`) or read the audit log
-//! (`audit`, in `audit_cli.rs`).
+//! (`audit`, in `audit_cli.rs`) and the capability registry (`registry`, in `registry_cli.rs`).
 
 mod audit_cli;
+mod registry_cli;
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd as _;
@@ -82,6 +83,11 @@ enum Command {
         #[command(subcommand)]
         command: audit_cli::AuditCommand,
     },
+    /// The capability registry: a server's versions, diffs, approvals.
+    Registry {
+        #[command(subcommand)]
+        command: registry_cli::RegistryCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -155,6 +161,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Registry { command } = cli.command {
+        return match registry_cli::run(command, cli.max_config_bytes) {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("switchboard: {error:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if matches!(
         cli.command,
         Command::Serve { .. } | Command::Stdio { .. } | Command::Tools { .. }
@@ -204,7 +219,9 @@ async fn run(command: Command, max_config_bytes: u64) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Audit { .. } => unreachable!("handled before the runtime starts"),
+        Command::Audit { .. } | Command::Registry { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
         Command::Tools {
             command:
                 ToolsCommand::Search {

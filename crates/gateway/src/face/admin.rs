@@ -13,6 +13,8 @@
 //! - `GET /admin/tools` — the merged catalog (exposed name → server, tool)
 //! - `GET /admin/config` — the watched file's status (valid, last error, reloads)
 //! - `GET /admin/audit` — the audit log's records, filtered (`admin_audit.rs`)
+//! - `/admin/registry…` — versions, diffs, drift, quarantine and approval of servers'
+//!   lists (`admin_registry.rs`)
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
@@ -74,6 +76,14 @@ pub fn router(gateway: Gateway, listen: &ListenSettings) -> Option<Router> {
         .route("/admin/tools/search", get(search_tools))
         .route("/admin/config", get(config_status))
         .route("/admin/audit", get(audit_records))
+        .route("/admin/registry", get(registry_status))
+        .route("/admin/registry/{server}/history", get(registry_history))
+        .route(
+            "/admin/registry/{server}/versions/{version}",
+            get(registry_version),
+        )
+        .route("/admin/registry/{server}/diff", get(registry_diff))
+        .route("/admin/registry/{server}/approve", post(registry_approve))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state);
     Some(routes)
@@ -251,6 +261,60 @@ async fn search_tools(
 
 async fn config_status(State(state): State<AdminState>) -> Response {
     json_reply(StatusCode::OK, state.gateway.config_status().to_json())
+}
+
+fn answer((status, body): super::admin_registry::Answer) -> Response {
+    json_reply(status, body)
+}
+
+async fn registry_status(State(state): State<AdminState>) -> Response {
+    answer(super::admin_registry::status(&state.gateway))
+}
+
+async fn registry_history(State(state): State<AdminState>, Path(server): Path<String>) -> Response {
+    answer(super::admin_registry::history(&state.gateway, &server))
+}
+
+async fn registry_version(
+    State(state): State<AdminState>,
+    Path((server, version)): Path<(String, u64)>,
+) -> Response {
+    answer(super::admin_registry::version(
+        &state.gateway,
+        &server,
+        version,
+    ))
+}
+
+async fn registry_diff(
+    State(state): State<AdminState>,
+    Path(server): Path<String>,
+    axum::extract::Query(params): axum::extract::Query<std::collections::BTreeMap<String, String>>,
+) -> Response {
+    answer(super::admin_registry::diff(
+        &state.gateway,
+        &server,
+        &params,
+    ))
+}
+
+async fn registry_approve(
+    State(state): State<AdminState>,
+    Path(server): Path<String>,
+    body: axum::body::Body,
+) -> Response {
+    let body = match read_body(body, state.max_body_bytes, state.body_read_timeout).await {
+        Ok(body) => body,
+        Err(BodyError::TooSlow(_)) => {
+            return problem(StatusCode::REQUEST_TIMEOUT, "request body too slow");
+        }
+        Err(error) => return problem(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
+    };
+    answer(super::admin_registry::approve(
+        &state.gateway,
+        &server,
+        &body,
+    ))
 }
 
 async fn audit_records(

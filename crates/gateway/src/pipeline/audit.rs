@@ -133,6 +133,15 @@ fn classify(
     match error {
         Error::Denied { step, .. } => (Decision::Denied { step, rule: None }, None, info),
         Error::Limited { .. } => (Decision::RateLimited { rule: None }, None, info),
+        // A call to a tool the registry quarantined (pinning).
+        Error::Quarantined(_) => (
+            Decision::Denied {
+                step: "registry",
+                rule: None,
+            },
+            None,
+            info,
+        ),
         Error::Cancelled => (Decision::Allowed, Some(Outcome::Cancelled), info),
         Error::Rpc(rpc) if rpc.code == gateway::UPSTREAM_TIMEOUT => {
             (Decision::Allowed, Some(Outcome::Timeout), info)
@@ -257,6 +266,14 @@ impl Step for Audit {
                     rule: Some("hidden".into()),
                 },
                 (None, Error::Unknown { .. }) => Decision::Unknown,
+                // A tool the registry quarantined (pinning): refused, naming the change.
+                (None, Error::Quarantined(held)) => {
+                    record.server = Some(held.server.clone());
+                    Decision::Denied {
+                        step: "registry",
+                        rule: Some("quarantined".into()),
+                    }
+                }
                 (None, _) => Decision::Invalid,
             };
             let rpc = error.to_rpc(ctx.era);

@@ -46,9 +46,17 @@ pub struct Parts {
     tail: Vec<Arc<dyn Step>>,
     /// With `[access]` (which only a restart adds or removes).
     ledger: Option<Arc<Ledger>>,
+    /// The audit log, with `[audit]`: for parts that record outside a call's hooks (the
+    /// registry's quarantines and approvals).
+    audit: Option<crate::audit::Log>,
 }
 
 impl Parts {
+    /// The audit log, when `[audit]` is configured.
+    pub fn audit_log(&self) -> Option<&crate::audit::Log> {
+        self.audit.as_ref()
+    }
+
     /// The `[access]` steps (orders 3 and 4), built again when a reload changes `[access]`.
     pub fn access_steps(
         &self,
@@ -105,8 +113,10 @@ pub fn declared(
     // 2. the audit log: sees every outcome, the later steps' denials included.
     // Later steps that decide outside a call's hooks (approvals, expiries) record through
     // the same log (`Log::append`); inside the hooks they say why in `call.notes`.
+    let mut audit_log = None;
     if let Some(audit) = &config.audit {
         let log = crate::audit::Log::open(audit, db, metrics)?;
+        audit_log = Some(log.clone());
         head.push(Arc::new(super::audit::Audit::new(log)));
     }
     let mut tail: Vec<Arc<dyn Step>> = Vec::new();
@@ -130,7 +140,12 @@ pub fn declared(
         .access
         .as_ref()
         .map(|_| Arc::new(Ledger::open(db.clone())));
-    let parts = Parts { head, tail, ledger };
+    let parts = Parts {
+        head,
+        tail,
+        ledger,
+        audit: audit_log,
+    };
     let chain = parts.chain(parts.access_steps(config.access.as_ref(), metrics));
     Ok((parts, chain))
 }

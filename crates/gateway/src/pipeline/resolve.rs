@@ -64,6 +64,11 @@ impl Gateway {
                 if let Some(short) = self.meta_tool_for(ctx, exposed) {
                     return Ok(Target::Meta(short.to_owned()));
                 }
+                if let Some(held) = catalog.quarantined(exposed)
+                    && view.is_none_or(|view| view.admits(Listing::Tools, &held.server, exposed))
+                {
+                    return Err(Error::Quarantined(held.clone()));
+                }
                 let route = self
                     .tool_route(catalog, exposed)
                     .filter(|route| visible(Listing::Tools, route))

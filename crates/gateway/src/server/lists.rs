@@ -42,8 +42,8 @@ impl Server {
     }
 
     /// Seeds the lists of a dormant server from the last known catalog.
-    pub(crate) fn seed_lists(&self, lists: ServerLists) {
-        self.lists.store(Arc::new(lists));
+    pub(crate) fn seed_lists(&self, lists: Arc<ServerLists>) {
+        self.lists.store(lists);
     }
 
     /// Lists everything after a (re)start and tells the gateway, which rebuilds the catalog.

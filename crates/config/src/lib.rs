@@ -10,6 +10,7 @@
 //! protocol.
 
 mod access;
+mod approvals;
 mod audit;
 mod decode;
 mod error;
@@ -31,6 +32,7 @@ pub use access::{
     AccessSettings, ApiKey, ArgumentRule, ConcurrencyCap, DailyBudget, Effect, Glob, Globs, JwtKey,
     JwtSettings, LimitScope, RateLimit, SecretHash, StdioIdentity, Visibility,
 };
+pub use approvals::{AnnotationMatch, ApprovalRule, ApprovalSettings, Approver};
 pub use audit::{AuditExport, AuditKey, AuditSettings, SigningSeed};
 pub use error::{ConfigError, ConfigWarning};
 pub use model::{
@@ -98,6 +100,7 @@ pub fn parse_with_env(
         access: validated.access,
         audit: validated.audit,
         redaction: validated.redaction,
+        approvals: validated.approvals,
         source: ConfigSource {
             path: path.map(Path::to_path_buf),
             format,

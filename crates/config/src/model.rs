@@ -29,6 +29,8 @@ pub struct Config {
     /// What is removed from results, and whether poisoned tools are hidden
     /// (`[redaction]`); `None`: results pass unchanged.
     pub redaction: Option<crate::redaction::RedactionSettings>,
+    /// Approval gates (`[approvals]`); `None`: no call waits for approval.
+    pub approvals: Option<crate::approvals::ApprovalSettings>,
     /// Where this configuration was read from.
     pub source: ConfigSource,
     /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.

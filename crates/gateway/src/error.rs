@@ -67,6 +67,16 @@ pub enum Error {
         reason: String,
         retry_after: Option<std::time::Duration>,
     },
+    /// The approval step did not let the call run: pending (with the approval's id, to
+    /// retry with), denied, expired, already used, not covering this call, or no room.
+    #[error("{reason}")]
+    Approval {
+        /// `pending`, `denied`, `expired`, `used`, `mismatch`, `unknown`, `full`, …
+        status: &'static str,
+        reason: String,
+        approval: Option<String>,
+        retryable: bool,
+    },
     /// An error that is already a JSON-RPC error (an upstream's answer, admission).
     #[error("{0}")]
     Rpc(RpcError),
@@ -171,6 +181,24 @@ impl Error {
                 }
                 RpcError::new(gateway::DENIED, reason.clone()).with_data(data)
             }
+            Error::Approval {
+                status,
+                reason,
+                approval,
+                retryable,
+            } => {
+                let mut data = json!({ "reason": reason, "step": "approval", "status": status });
+                if let Some(id) = approval {
+                    data["approval"] = json!(id);
+                }
+                if *retryable {
+                    data["retryable"] = json!(true);
+                }
+                if *status == "pending" {
+                    data["retryWith"] = json!({ "_meta": { crate::pipeline::approval::META_KEY: approval } });
+                }
+                RpcError::new(gateway::DENIED, reason.clone()).with_data(data)
+            }
             Error::Rpc(error) => error.clone(),
         }
     }
@@ -188,6 +216,7 @@ impl Error {
             | Error::Cancelled
             | Error::UpstreamProtocol(_)
             | Error::Limited { .. }
+            | Error::Approval { .. }
             | Error::Rpc(_) => http::StatusCode::OK,
         }
     }
@@ -199,7 +228,7 @@ impl Error {
             | Error::MethodNotFound(_)
             | Error::Unknown { .. }
             | Error::StateRejected(_) => "rejected",
-            Error::Denied { .. } => "denied",
+            Error::Denied { .. } | Error::Approval { .. } => "denied",
             Error::Cancelled => "cancelled",
             Error::UpstreamProtocol(_) => "rpc_error",
             Error::Limited { .. } => "limited",
@@ -219,6 +248,7 @@ impl Error {
             Error::Rpc(error) => error.is_retryable(),
             Error::Cancelled => true,
             Error::Limited { .. } => true,
+            Error::Approval { retryable, .. } => *retryable,
             _ => false,
         }
     }

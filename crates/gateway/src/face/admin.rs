@@ -13,6 +13,8 @@
 //! - `GET /admin/tools` — the merged catalog (exposed name → server, tool)
 //! - `GET /admin/config` — the watched file's status (valid, last error, reloads)
 //! - `GET /admin/audit` — the audit log's records, filtered (`admin_audit.rs`)
+//! - `GET /admin/approvals`, `POST /admin/approvals/{id}/approve|deny` — approvals
+//!   (`admin_approvals.rs`)
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
@@ -74,14 +76,26 @@ pub fn router(gateway: Gateway, listen: &ListenSettings) -> Option<Router> {
         .route("/admin/tools/search", get(search_tools))
         .route("/admin/config", get(config_status))
         .route("/admin/audit", get(audit_records))
+        .route("/admin/approvals", get(list_approvals))
+        .route("/admin/approvals/{id}/approve", post(approve))
+        .route("/admin/approvals/{id}/deny", post(deny))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state);
     Some(routes)
 }
 
+/// Who passed [`authorize`]: `admin_token`, or the `[access]` identity's name (recorded as
+/// who decided an approval).
+#[derive(Clone, Debug)]
+struct Admin(String);
+
 /// The static token (digests compared so timing does not leak it), else an `[access]`
 /// identity with the admin role.
-async fn authorize(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+async fn authorize(
+    State(state): State<AdminState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -99,6 +113,7 @@ async fn authorize(State(state): State<AdminState>, request: Request, next: Next
         _ => false,
     };
     if by_token {
+        request.extensions_mut().insert(Admin("admin_token".into()));
         return next.run(request).await;
     }
     let Some(access) = state.gateway.authenticator() else {
@@ -106,6 +121,7 @@ async fn authorize(State(state): State<AdminState>, request: Request, next: Next
     };
     match access.authenticate(request.headers()).await {
         Ok(Some(identity)) if identity.roles.iter().any(|r| r == access.admin_role()) => {
+            request.extensions_mut().insert(Admin(identity.id.clone()));
             next.run(request).await
         }
         Ok(Some(identity)) => problem(
@@ -258,6 +274,48 @@ async fn audit_records(
     axum::extract::Query(params): axum::extract::Query<std::collections::BTreeMap<String, String>>,
 ) -> Response {
     let (status, body) = super::admin_audit::records(&state.gateway, params).await;
+    json_reply(status, body)
+}
+
+async fn list_approvals(State(state): State<AdminState>) -> Response {
+    let (status, body) = super::admin_approvals::list(&state.gateway);
+    json_reply(status, body)
+}
+
+async fn approve(
+    State(state): State<AdminState>,
+    axum::Extension(admin): axum::Extension<Admin>,
+    Path(id): Path<String>,
+    body: axum::body::Body,
+) -> Response {
+    decide(state, admin, id, true, body).await
+}
+
+async fn deny(
+    State(state): State<AdminState>,
+    axum::Extension(admin): axum::Extension<Admin>,
+    Path(id): Path<String>,
+    body: axum::body::Body,
+) -> Response {
+    decide(state, admin, id, false, body).await
+}
+
+async fn decide(
+    state: AdminState,
+    admin: Admin,
+    id: String,
+    approve: bool,
+    body: axum::body::Body,
+) -> Response {
+    let body = match read_body(body, state.max_body_bytes, state.body_read_timeout).await {
+        Ok(body) => body,
+        Err(BodyError::TooSlow(_)) => {
+            return problem(StatusCode::REQUEST_TIMEOUT, "request body too slow");
+        }
+        Err(error) => return problem(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
+    };
+    let (status, body) =
+        super::admin_approvals::decide(&state.gateway, &id, approve, &admin.0, &body).await;
     json_reply(status, body)
 }
 

@@ -133,6 +133,14 @@ fn classify(
     match error {
         Error::Denied { step, .. } => (Decision::Denied { step, rule: None }, None, info),
         Error::Limited { .. } => (Decision::RateLimited { rule: None }, None, info),
+        Error::Approval { status, .. } => (
+            Decision::Denied {
+                step: "approval",
+                rule: Some((*status).to_owned()),
+            },
+            None,
+            info,
+        ),
         Error::Cancelled => (Decision::Allowed, Some(Outcome::Cancelled), info),
         Error::Rpc(rpc) if rpc.code == gateway::UPSTREAM_TIMEOUT => {
             (Decision::Allowed, Some(Outcome::Timeout), info)

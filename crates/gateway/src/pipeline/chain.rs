@@ -46,9 +46,16 @@ pub struct Parts {
     tail: Vec<Arc<dyn Step>>,
     /// With `[access]` (which only a restart adds or removes).
     ledger: Option<Arc<Ledger>>,
+    /// With `[approvals]`: the approvals' state, which the admin API reaches too.
+    approvals: Option<Arc<super::approval::Desk>>,
 }
 
 impl Parts {
+    /// The approvals desk, with `[approvals]`.
+    pub fn approvals(&self) -> Option<&Arc<super::approval::Desk>> {
+        self.approvals.as_ref()
+    }
+
     /// The `[access]` steps (orders 3 and 4), built again when a reload changes `[access]`.
     pub fn access_steps(
         &self,
@@ -105,9 +112,11 @@ pub fn declared(
     // 2. the audit log: sees every outcome, the later steps' denials included.
     // Later steps that decide outside a call's hooks (approvals, expiries) record through
     // the same log (`Log::append`); inside the hooks they say why in `call.notes`.
+    let mut log = None;
     if let Some(audit) = &config.audit {
-        let log = crate::audit::Log::open(audit, db, metrics)?;
-        head.push(Arc::new(super::audit::Audit::new(log)));
+        let opened = crate::audit::Log::open(audit, db, metrics)?;
+        log = Some(opened.clone());
+        head.push(Arc::new(super::audit::Audit::new(opened)));
     }
     let mut tail: Vec<Arc<dyn Step>> = Vec::new();
     // 5. argument validation: on unless every server of the file turns it off (a file
@@ -117,6 +126,15 @@ pub fn declared(
     // gains it only by a restart.
     if validates(config) {
         tail.push(Arc::new(super::validate::Validate::new(metrics)));
+    }
+    // 6. approval gates: after validation (a person approves arguments that were
+    // checked), last before anything is forwarded.
+    let approvals = config
+        .approvals
+        .as_ref()
+        .map(|settings| super::approval::Desk::new(settings, db.clone(), log.clone()));
+    if let Some(desk) = &approvals {
+        tail.push(Arc::new(super::approval::Approval::new(desk.clone())));
     }
     // 8. redaction of results (after; innermost, so it sees the upstream's answer first).
     if let (Some(redaction), Some(secrets)) = (&config.redaction, secrets) {
@@ -130,7 +148,12 @@ pub fn declared(
         .access
         .as_ref()
         .map(|_| Arc::new(Ledger::open(db.clone())));
-    let parts = Parts { head, tail, ledger };
+    let parts = Parts {
+        head,
+        tail,
+        ledger,
+        approvals,
+    };
     let chain = parts.chain(parts.access_steps(config.access.as_ref(), metrics));
     Ok((parts, chain))
 }
@@ -220,5 +243,14 @@ mod tests {
                       [[access.limits]]\nrequests = 5\n\
                       [[access.rules]]\nwhen = \"tool == 'x'\"\n";
         assert_eq!(chain(config), ["rules", "limits", "concurrency", "budgets"]);
+    }
+
+    #[test]
+    fn approvals_come_after_the_access_steps_and_validation() {
+        let config = "[servers.a]\ncommand = \"x\"\n[approvals]\n\
+                      [[access.rules]]\nwhen = \"tool == 'x'\"\n";
+        assert_eq!(chain(config), ["rules", "validate", "approval"]);
+        // Without [approvals]: no step.
+        assert_eq!(chain("[servers.a]\ncommand = \"x\"\n"), ["validate"]);
     }
 }

@@ -599,3 +599,66 @@ async fn stdio_in_band_in_both_eras() {
     assert_eq!(status(denied.error()), "denied");
     assert_eq!(count(&modern, &mut made).await, before + 1);
 }
+
+/// An approved call whose upstream asks for input (MRTR) is continued without a new
+/// approval; the retry of a call nobody approved is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_call_continues_through_its_upstreams_input_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = config(dir.path(), 30_000, 60_000);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[[approvals.rules]]\ntools = \"fx__add\"",
+        "[[approvals.rules]]\ntools = \"fx__add\"\n\n[[approvals.rules]]\ntools = \"fx__test_input_required_result_*\"",
+    );
+    std::fs::write(&path, text).unwrap();
+    let gateway = spawn_gateway_http_at(GATEWAY, &path, &[]).await.unwrap();
+    let alice = ModernHttp::with_headers(&gateway.url, &[("x-api-key", ALICE)]);
+    let params = json!({ "name": "fx__test_input_required_result_elicitation", "arguments": {} });
+    // Round 1: the gateway's approval; round 2: the upstream's own elicitation.
+    let asked = alice.raw_request("tools/call", params.clone()).await;
+    let state = asked.result()["requestState"].clone();
+    assert!(asked.result()["inputRequests"][INPUT_KEY].is_object());
+    let upstream = alice
+        .raw_request("tools/call", retry(&params, &state, accept()))
+        .await;
+    let upstream = upstream.result();
+    assert_eq!(upstream["resultType"], "input_required", "{upstream}");
+    assert!(upstream["inputRequests"].get(INPUT_KEY).is_none(), "{upstream}");
+    let mut answers = serde_json::Map::new();
+    for key in upstream["inputRequests"].as_object().unwrap().keys() {
+        answers.insert(
+            key.clone(),
+            json!({ "action": "accept", "content": { "ok": true, "username": "u", "name": "n", "email": "e@example.com" } }),
+        );
+    }
+    let mut continued = params.clone();
+    continued["requestState"] = upstream["requestState"].clone();
+    continued["inputResponses"] = Value::Object(answers.clone());
+    // Another principal cannot continue it (the bridge's state is alice's, and the grant too).
+    let bob = ModernHttp::with_headers(&gateway.url, &[("x-api-key", BOB)]);
+    let stolen = bob.raw_request("tools/call", continued.clone()).await;
+    assert!(
+        stolen.result()["inputRequests"][INPUT_KEY].is_object(),
+        "bob is asked for his own approval: {:?}",
+        stolen.outcome
+    );
+    let done = alice.raw_request("tools/call", continued.clone()).await;
+    let done = done.result();
+    assert_ne!(done["resultType"], "input_required", "{done}");
+    assert!(done["content"].is_array(), "{done}");
+    // The grant is single-use: presenting the same state again asks for approval anew.
+    let again = alice.raw_request("tools/call", continued).await;
+    assert!(
+        again.result()["inputRequests"][INPUT_KEY].is_object(),
+        "{:?}",
+        again.outcome
+    );
+    let (_, body) = admin(&gateway, reqwest::Method::GET, "/admin/approvals", None).await;
+    let used = body["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["state"] == "used")
+        .count();
+    assert_eq!(used, 1, "{body}");
+}

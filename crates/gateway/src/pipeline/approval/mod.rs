@@ -12,6 +12,12 @@
 //! | caller | neither | out of band, as for an admin |
 //! | admin | any | out of band: pending in `/admin/approvals`, announced to the webhook; the call waits up to `wait_ms`, then fails with the approval id; a retry with `_meta["dev.switchboard/approval"]` = id goes through once approved |
 //!
+//! An approved call whose upstream itself asks for input (a modern `input_required`, or a
+//! legacy server's request parked for a modern client) is continued by the client's retry
+//! with the bridge's sealed `requestState`: that retry is the same approved call, so the
+//! step keeps a single-use grant for exactly that state and binding (`Continuations`) and
+//! lets it pass without asking again.
+//!
 //! Step order 6 (after validation, before the result cache and redaction): the arguments a
 //! person approves are the ones that were checked, and nothing after it forwards earlier.
 //! Every request (pending), decision (approved or denied, by whom) and expiry is in the
@@ -55,6 +61,53 @@ const INPUT_KEY: &str = "switchboard_approval";
 const MAX_SHOWN_ARGUMENTS: usize = 16 * 1024;
 /// How often expired approvals are swept, at most.
 const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+/// How long an approved call's continuation grant lives (the bridge's parked-call TTL).
+const CONTINUATION_TTL_MS: u64 = 300_000;
+/// Continuation grants kept at most; over it, a continuation asks for approval again.
+const MAX_CONTINUATIONS: usize = 4096;
+
+/// Single-use grants for the retries of approved calls that came back `input_required`,
+/// keyed by the SHA-256 of the `requestState` the client must present.
+#[derive(Default)]
+struct Continuations(Mutex<HashMap<[u8; 32], Continuation>>);
+
+struct Continuation {
+    binding: Binding,
+    approval: String,
+    by: String,
+    expires_ms: u64,
+}
+
+impl Continuations {
+    fn grant(&self, state: &str, continuation: Continuation) {
+        let mut grants = self.0.lock();
+        if grants.len() >= MAX_CONTINUATIONS {
+            let now = now_ms();
+            grants.retain(|_, grant| grant.expires_ms > now);
+        }
+        if grants.len() >= MAX_CONTINUATIONS {
+            tracing::warn!(approval = %continuation.approval, "too many approved calls waiting for input: this one's retry will ask for approval again");
+            return;
+        }
+        grants.insert(state_key(state), continuation);
+    }
+
+    /// Takes the grant for `state` if it covers `binding` (once).
+    fn take(&self, state: &str, binding: &Binding) -> Option<Continuation> {
+        let key = state_key(state);
+        let mut grants = self.0.lock();
+        let grant = grants.get(&key)?;
+        if grant.expires_ms <= now_ms() || grant.binding.mismatch(binding).is_some() {
+            return None;
+        }
+        grants.remove(&key)
+    }
+}
+
+fn state_key(state: &str) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(state.as_bytes()).into()
+}
 
 /// The approvals' shared state: policy, store, waiting calls, audit log, webhook. One per
 /// gateway (built at start; `[approvals]` changes apply at restart); the admin API reaches
@@ -68,6 +121,7 @@ pub struct Desk {
     waiting: Mutex<HashMap<String, Arc<Notify>>>,
     announcer: Option<webhook::Announcer>,
     sender: Mutex<Option<webhook::Sender>>,
+    continuations: Continuations,
 }
 
 /// Why an administrator's decision was not taken.
@@ -91,6 +145,7 @@ impl Desk {
             waiting: Mutex::new(HashMap::new()),
             announcer,
             sender: Mutex::new(sender),
+            continuations: Continuations::default(),
         })
     }
 
@@ -556,7 +611,7 @@ impl Step for Approval {
     }
 
     fn hooks(&self) -> Hooks {
-        Hooks::BEFORE
+        Hooks::BOTH
     }
 
     fn before<'a>(&'a self, call: &'a mut Call<'_>) -> StepFuture<'a, Flow> {
@@ -597,6 +652,16 @@ impl Step for Approval {
             if let Some((id, responses)) = answered {
                 return desk.answered(call, &id, responses, &binding);
             }
+            // The retry of an approved call its upstream asked input for.
+            if let Some(state) = call.params.get("requestState").and_then(Value::as_str)
+                && let Some(grant) = desk.continuations.take(state, &binding)
+            {
+                call.notes.decide(Decision::Approved {
+                    approval: grant.approval,
+                    by: grant.by,
+                });
+                return Ok(Flow::Continue);
+            }
             let elicits = call.ctx.has_capability("elicitation");
             let channel = match (need.approver, call.ctx.era) {
                 (Approver::Caller, Era::Modern) if elicits => Channel::Mrtr,
@@ -612,6 +677,40 @@ impl Step for Approval {
                 Channel::Admin => desk.wait(call, entry).await,
             }
         })
+    }
+
+    /// An approved call that came back `input_required` (from its upstream): its retry,
+    /// with that `requestState`, is the same call and passes once without a new approval.
+    fn after<'a>(
+        &'a self,
+        call: &'a Call<'_>,
+        outcome: &'a mut Result<Reply, Error>,
+    ) -> StepFuture<'a, ()> {
+        // Checked in order of cost: most calls stop at the first test.
+        if let Ok(Reply::Value(result)) = &*outcome
+            && result.get("resultType").and_then(Value::as_str) == Some("input_required")
+            && let Some(state) = result.get("requestState").and_then(Value::as_str)
+            && let Some(Decision::Approved { approval, by }) = call.notes.decision()
+            && let Target::Upstream(route) = &call.target
+        {
+            let binding = Binding::new(
+                call.ctx.principal.binding(),
+                &route.server,
+                &route.exposed,
+                call.arguments(),
+                self.desk.policy.version(),
+            );
+            self.desk.continuations.grant(
+                state,
+                Continuation {
+                    binding,
+                    approval,
+                    by,
+                    expires_ms: now_ms().saturating_add(CONTINUATION_TTL_MS),
+                },
+            );
+        }
+        Box::pin(std::future::ready(Ok(())))
     }
 
     fn background(&self, shutdown: CancellationToken) -> Option<BackgroundTask> {

@@ -662,3 +662,98 @@ async fn an_approved_call_continues_through_its_upstreams_input_requests() {
         .count();
     assert_eq!(used, 1, "{body}");
 }
+
+/// A webhook listener: hands each POST's JSON body to the channel, answering 200 — or
+/// never answering (`hang`).
+async fn webhook(hang: bool) -> (String, tokio::sync::mpsc::UnboundedReceiver<Value>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut bytes = Vec::new();
+                let mut buffer = [0u8; 4096];
+                loop {
+                    let Ok(n) = socket.read(&mut buffer).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    bytes.extend_from_slice(&buffer[..n]);
+                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    let Some(end) = text.find("\r\n\r\n") else { continue };
+                    let length = text[..end]
+                        .lines()
+                        .find_map(|line| {
+                            let (name, value) = line.split_once(':')?;
+                            name.eq_ignore_ascii_case("content-length")
+                                .then(|| value.trim().parse::<usize>().ok())?
+                        })
+                        .unwrap_or(0);
+                    if bytes.len() < end + 4 + length {
+                        continue;
+                    }
+                    let body: Value = serde_json::from_slice(&bytes[end + 4..end + 4 + length]).unwrap();
+                    let _ = tx.send(body);
+                    if hang {
+                        std::future::pending::<()>().await;
+                    }
+                    let _ = socket
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .await;
+                    return;
+                }
+            });
+        }
+    });
+    (url, rx)
+}
+
+/// A modern request whose client declares no elicitation capability.
+async fn without_elicitation(client: &ModernHttp, params: Value) -> Value {
+    let mut params = params;
+    params["_meta"] = json!({
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+    });
+    let response = client.builder(Some(1), "tools/call", &params).send().await.unwrap();
+    response.json().await.unwrap()
+}
+
+/// A client that can ask nobody gets the out-of-band path even where its user approves;
+/// new approvals are announced to the webhook, and one that never answers holds no call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_band_for_clients_without_elicitation_announced_to_the_webhook() {
+    for hang in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let (url, mut announced) = webhook(hang).await;
+        let path = config(dir.path(), 200, 60_000);
+        let text = std::fs::read_to_string(&path).unwrap().replace(
+            "[approvals]\n",
+            &format!("[approvals]\nwebhook = \"{url}\"\nwebhook_timeout_ms = 500\n"),
+        );
+        std::fs::write(&path, text).unwrap();
+        let gateway = spawn_gateway_http_at(GATEWAY, &path, &[]).await.unwrap();
+        let alice = ModernHttp::with_headers(&gateway.url, &[("x-api-key", ALICE)]);
+        let before = executed(&alice).await;
+        for round in 0..3 {
+            let answer = without_elicitation(&alice, add(round, 1)).await;
+            let error = &answer["error"];
+            assert_eq!(status(error), "pending", "{answer}");
+            let id = error["data"]["approval"].as_str().unwrap();
+            let body = tokio::time::timeout(Duration::from_secs(10), announced.recv())
+                .await
+                .expect("announced")
+                .unwrap();
+            assert_eq!(body["event"], "approval.pending");
+            assert_eq!(body["id"], id);
+            assert_eq!(body["tool"], "fx__add");
+            assert_eq!(body["channel"], "admin");
+            assert_eq!(body["arguments"], json!({ "a": round, "b": 1 }));
+        }
+        assert_eq!(pending(&gateway).await.len(), 3);
+        assert_eq!(executed(&alice).await, before);
+    }
+}

@@ -97,7 +97,7 @@ impl Parts {
 }
 
 /// The chain for a config, with `extra` steps first, and the parts that stay when
-/// `[access]` changes. Without `[access]`, `[audit]` and `[redaction]`, and with every
+/// `[access]` changes. Without `[access]`, `[audit]`, `[approvals]` and `[redaction]`, and with every
 /// server's `validate = false`, the chain stays empty: one branch per call. `secrets` are the injected secrets the redaction step
 /// matches (the gateway keeps teaching them new servers').
 pub fn declared(

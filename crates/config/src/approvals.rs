@@ -230,8 +230,8 @@ pub(crate) fn validate(
     let webhook = match raw.webhook {
         None => None,
         Some(url) => {
-            let url = expand(&url, env)
-                .map_err(|message| Problem::new(path.key("webhook"), message))?;
+            let url =
+                expand(&url, env).map_err(|message| Problem::new(path.key("webhook"), message))?;
             let url = url.trim().to_owned();
             if url.is_empty() {
                 None
@@ -350,12 +350,24 @@ mod tests {
         let key = |text: &str| parse(text).unwrap_err().key.to_string();
         assert_eq!(key("wait_ms = 600001"), "approvals.wait_ms");
         assert_eq!(key("expiry_ms = 10"), "approvals.expiry_ms");
-        assert_eq!(key("wait_ms = 60000\nexpiry_ms = 1000"), "approvals.expiry_ms");
+        assert_eq!(
+            key("wait_ms = 60000\nexpiry_ms = 1000"),
+            "approvals.expiry_ms"
+        );
         assert_eq!(key("max_approvals = 0"), "approvals.max_approvals");
         assert_eq!(key("webhook = \"ftp://x\""), "approvals.webhook");
-        assert_eq!(key("webhook_timeout_ms = 0"), "approvals.webhook_timeout_ms");
-        assert_eq!(key("[[rules]]\nwhen = \"sometimes\""), "approvals.rules[0].when");
-        assert_eq!(key("[[rules]]\napprover = \"bob\""), "approvals.rules[0].approver");
+        assert_eq!(
+            key("webhook_timeout_ms = 0"),
+            "approvals.webhook_timeout_ms"
+        );
+        assert_eq!(
+            key("[[rules]]\nwhen = \"sometimes\""),
+            "approvals.rules[0].when"
+        );
+        assert_eq!(
+            key("[[rules]]\napprover = \"bob\""),
+            "approvals.rules[0].approver"
+        );
         assert_eq!(key("[[rules]]\ntenants = []"), "approvals.rules[0].tenants");
     }
 }

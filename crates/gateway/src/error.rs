@@ -195,7 +195,8 @@ impl Error {
                     data["retryable"] = json!(true);
                 }
                 if *status == "pending" {
-                    data["retryWith"] = json!({ "_meta": { crate::pipeline::approval::META_KEY: approval } });
+                    data["retryWith"] =
+                        json!({ "_meta": { crate::pipeline::approval::META_KEY: approval } });
                 }
                 RpcError::new(gateway::DENIED, reason.clone()).with_data(data)
             }

@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use switchboard_testkit::{LegacyHttp, ModernHttp, Proc, Stdio, binary_beside, spawn_gateway_http_at};
+use switchboard_testkit::{
+    LegacyHttp, ModernHttp, Proc, Stdio, binary_beside, spawn_gateway_http_at,
+};
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_switchboard");
 const ADMIN: &str = "admin-token-0123456789";
@@ -139,9 +141,16 @@ fn status(error: &Value) -> &str {
     error["data"]["status"].as_str().unwrap_or_default()
 }
 
-async fn admin(gateway: &Proc, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+async fn admin(
+    gateway: &Proc,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let url = gateway.url.replace("/mcp", path);
-    let mut request = reqwest::Client::new().request(method, url).bearer_auth(ADMIN);
+    let mut request = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(ADMIN);
     if let Some(body) = body {
         request = request.json(&body);
     }
@@ -211,7 +220,11 @@ async fn modern_http_in_band_approve_deny_replay_changed_arguments_another_princ
         "boolean"
     );
     let state = asked["requestState"].clone();
-    assert_eq!(executed(&alice).await, before, "nothing ran before approval");
+    assert_eq!(
+        executed(&alice).await,
+        before,
+        "nothing ran before approval"
+    );
 
     // Changed arguments, or another principal, do not use it (and leave it pending).
     let changed = alice
@@ -219,7 +232,10 @@ async fn modern_http_in_band_approve_deny_replay_changed_arguments_another_princ
         .await;
     assert_eq!(status(changed.error()), "mismatch");
     assert!(
-        changed.error()["message"].as_str().unwrap().contains("arguments"),
+        changed.error()["message"]
+            .as_str()
+            .unwrap()
+            .contains("arguments"),
         "{:?}",
         changed.error()
     );
@@ -227,7 +243,11 @@ async fn modern_http_in_band_approve_deny_replay_changed_arguments_another_princ
         .raw_request("tools/call", retry(&add(2, 3), &state, accept()))
         .await;
     assert_eq!(status(stolen.error()), "mismatch");
-    assert_eq!(executed(&alice).await, before, "nothing ran before approval");
+    assert_eq!(
+        executed(&alice).await,
+        before,
+        "nothing ran before approval"
+    );
 
     // The user approves: the call runs, once.
     let approved = alice
@@ -253,7 +273,12 @@ async fn modern_http_in_band_approve_deny_replay_changed_arguments_another_princ
             .raw_request("tools/call", retry(&add(7, 7), &state, answer))
             .await;
         assert_eq!(status(denied.error()), "denied");
-        assert!(denied.error()["message"].as_str().unwrap().contains("denied by key:alice"));
+        assert!(
+            denied.error()["message"]
+                .as_str()
+                .unwrap()
+                .contains("denied by key:alice")
+        );
     }
     assert_eq!(executed(&alice).await, before + 1);
 
@@ -292,12 +317,19 @@ async fn legacy_http_in_band_through_elicitation_create() {
     alice.set_answer("elicitation/create", json!({ "action": "decline" }));
     let denied = alice.request("tools/call", add(1, 1)).await;
     assert_eq!(status(denied.error()), "denied");
-    let id = denied.error()["data"]["approval"].as_str().unwrap().to_owned();
+    let id = denied.error()["data"]["approval"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let retried = alice
         .request("tools/call", with_approval(&add(1, 1), &id))
         .await;
     assert_eq!(status(retried.error()), "denied");
-    assert_eq!(executed(&counter).await, before + 1, "nothing ran after a denial");
+    assert_eq!(
+        executed(&counter).await,
+        before + 1,
+        "nothing ran after a denial"
+    );
     let denied_by = audited(&gateway, "decision=denied_by", 1).await;
     assert_eq!(denied_by[0]["by"], "key:alice");
 }
@@ -378,7 +410,10 @@ async fn out_of_band_through_the_admin_api_in_both_eras() {
     // Legacy session, denied with a reason.
     let waited = alice_legacy.request("tools/call", echo("drop it")).await;
     assert_eq!(status(waited.error()), "pending");
-    let id = waited.error()["data"]["approval"].as_str().unwrap().to_owned();
+    let id = waited.error()["data"]["approval"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let (code, body) = admin(
         &gateway,
         reqwest::Method::POST,
@@ -392,13 +427,19 @@ async fn out_of_band_through_the_admin_api_in_both_eras() {
         .await;
     assert_eq!(status(denied.error()), "denied");
     assert!(
-        denied.error()["message"].as_str().unwrap().contains("not on a Friday"),
+        denied.error()["message"]
+            .as_str()
+            .unwrap()
+            .contains("not on a Friday"),
         "{:?}",
         denied.error()
     );
     // Legacy session, approved: its retry goes through.
     let waited = alice_legacy.request("tools/call", echo("legacy")).await;
-    let id = waited.error()["data"]["approval"].as_str().unwrap().to_owned();
+    let id = waited.error()["data"]["approval"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     admin(
         &gateway,
         reqwest::Method::POST,
@@ -412,12 +453,22 @@ async fn out_of_band_through_the_admin_api_in_both_eras() {
     assert_eq!(text(used.result()), "legacy");
     assert_eq!(executed(&alice).await, before + 2);
 
-    let (code, _) = admin(&gateway, reqwest::Method::POST, "/admin/approvals/nope/approve", None).await;
+    let (code, _) = admin(
+        &gateway,
+        reqwest::Method::POST,
+        "/admin/approvals/nope/approve",
+        None,
+    )
+    .await;
     assert_eq!(code, 404);
 
     // Requests, administrators' decisions (by whom) and refusals are audited.
     let approved = audited(&gateway, "decision=approved", 3).await;
-    assert!(approved.iter().any(|r| r["by"] == "admin_token" && r.get("outcome").is_none()));
+    assert!(
+        approved
+            .iter()
+            .any(|r| r["by"] == "admin_token" && r.get("outcome").is_none())
+    );
     assert!(approved.iter().any(|r| r["outcome"] == "ok"));
     let denied = audited(&gateway, "decision=denied_by", 2).await;
     assert!(denied.iter().any(|r| r["reason"] == "not on a Friday"));
@@ -443,7 +494,11 @@ async fn a_waiting_call_goes_on_when_an_administrator_approves() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(executed(&alice).await, before, "nothing runs while it waits");
+    assert_eq!(
+        executed(&alice).await,
+        before,
+        "nothing runs while it waits"
+    );
     let (code, _) = admin(
         &gateway,
         reqwest::Method::POST,
@@ -494,11 +549,17 @@ async fn expired_approvals_are_refused_and_audited() {
     let before = executed(&alice).await;
     // Out of band, never decided; in band, never answered; out of band, approved late.
     let waited = alice.request("tools/call", echo("late")).await;
-    let late = waited.error()["data"]["approval"].as_str().unwrap().to_owned();
+    let late = waited.error()["data"]["approval"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let asked = alice.raw_request("tools/call", add(1, 2)).await;
     let state = asked.result()["requestState"].clone();
     let waited = alice.request("tools/call", echo("granted")).await;
-    let granted = waited.error()["data"]["approval"].as_str().unwrap().to_owned();
+    let granted = waited.error()["data"]["approval"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     admin(
         &gateway,
         reqwest::Method::POST,
@@ -531,7 +592,10 @@ async fn expired_approvals_are_refused_and_audited() {
     assert_eq!(executed(&alice).await, before, "nothing expired ever ran");
     let records = audited(&gateway, "decision=expired", 3).await;
     for id in [&late, &granted] {
-        assert!(records.iter().any(|r| r["approval"] == id.as_str()), "{records:?}");
+        assert!(
+            records.iter().any(|r| r["approval"] == id.as_str()),
+            "{records:?}"
+        );
     }
 }
 
@@ -541,7 +605,10 @@ async fn count(client: &Stdio, made: &mut u64) -> u64 {
         .request("tools/call", json!({ "name": "fx__stats" }))
         .await;
     *made += 1;
-    stats.result()["structuredContent"]["calls"].as_u64().unwrap() - *made
+    stats.result()["structuredContent"]["calls"]
+        .as_u64()
+        .unwrap()
+        - *made
 }
 
 /// The stdio face: legacy (elicitation/create) and modern (input_required) in band.
@@ -572,17 +639,33 @@ async fn stdio_in_band_in_both_eras() {
         .await;
     assert_eq!(asked.result()["resultType"], "input_required");
     let state = asked.result()["requestState"].clone();
-    assert_eq!(count(&modern, &mut made).await, before, "nothing ran before approval");
+    assert_eq!(
+        count(&modern, &mut made).await,
+        before,
+        "nothing ran before approval"
+    );
     let changed = modern
-        .request_with_id(modern.next_id(), "tools/call", retry(&add(3, 4), &state, accept()))
+        .request_with_id(
+            modern.next_id(),
+            "tools/call",
+            retry(&add(3, 4), &state, accept()),
+        )
         .await;
     assert_eq!(status(changed.error()), "mismatch");
     let approved = modern
-        .request_with_id(modern.next_id(), "tools/call", retry(&add(3, 3), &state, accept()))
+        .request_with_id(
+            modern.next_id(),
+            "tools/call",
+            retry(&add(3, 3), &state, accept()),
+        )
         .await;
     assert_eq!(text(approved.result()), "6", "{:?}", approved.outcome);
     let replay = modern
-        .request_with_id(modern.next_id(), "tools/call", retry(&add(3, 3), &state, accept()))
+        .request_with_id(
+            modern.next_id(),
+            "tools/call",
+            retry(&add(3, 3), &state, accept()),
+        )
         .await;
     assert_eq!(status(replay.error()), "used");
     let asked = modern
@@ -623,7 +706,10 @@ async fn an_approved_call_continues_through_its_upstreams_input_requests() {
         .await;
     let upstream = upstream.result();
     assert_eq!(upstream["resultType"], "input_required", "{upstream}");
-    assert!(upstream["inputRequests"].get(INPUT_KEY).is_none(), "{upstream}");
+    assert!(
+        upstream["inputRequests"].get(INPUT_KEY).is_none(),
+        "{upstream}"
+    );
     let mut answers = serde_json::Map::new();
     for key in upstream["inputRequests"].as_object().unwrap().keys() {
         answers.insert(
@@ -677,13 +763,17 @@ async fn webhook(hang: bool) -> (String, tokio::sync::mpsc::UnboundedReceiver<Va
                 let mut bytes = Vec::new();
                 let mut buffer = [0u8; 4096];
                 loop {
-                    let Ok(n) = socket.read(&mut buffer).await else { return };
+                    let Ok(n) = socket.read(&mut buffer).await else {
+                        return;
+                    };
                     if n == 0 {
                         return;
                     }
                     bytes.extend_from_slice(&buffer[..n]);
                     let text = String::from_utf8_lossy(&bytes).into_owned();
-                    let Some(end) = text.find("\r\n\r\n") else { continue };
+                    let Some(end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
                     let length = text[..end]
                         .lines()
                         .find_map(|line| {
@@ -695,13 +785,16 @@ async fn webhook(hang: bool) -> (String, tokio::sync::mpsc::UnboundedReceiver<Va
                     if bytes.len() < end + 4 + length {
                         continue;
                     }
-                    let body: Value = serde_json::from_slice(&bytes[end + 4..end + 4 + length]).unwrap();
+                    let body: Value =
+                        serde_json::from_slice(&bytes[end + 4..end + 4 + length]).unwrap();
                     let _ = tx.send(body);
                     if hang {
                         std::future::pending::<()>().await;
                     }
                     let _ = socket
-                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
                         .await;
                     return;
                 }
@@ -718,7 +811,11 @@ async fn without_elicitation(client: &ModernHttp, params: Value) -> Value {
         "io.modelcontextprotocol/protocolVersion": "2026-07-28",
         "io.modelcontextprotocol/clientCapabilities": {},
     });
-    let response = client.builder(Some(1), "tools/call", &params).send().await.unwrap();
+    let response = client
+        .builder(Some(1), "tools/call", &params)
+        .send()
+        .await
+        .unwrap();
     response.json().await.unwrap()
 }
 

@@ -91,11 +91,7 @@ struct Admin(String);
 
 /// The static token (digests compared so timing does not leak it), else an `[access]`
 /// identity with the admin role.
-async fn authorize(
-    State(state): State<AdminState>,
-    mut request: Request,
-    next: Next,
-) -> Response {
+async fn authorize(State(state): State<AdminState>, mut request: Request, next: Next) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)

@@ -85,7 +85,10 @@ pub(super) async fn decide(
                 UseError::Expired => StatusCode::GONE,
                 _ => StatusCode::INTERNAL_SERVER_ERROR,
             };
-            (status, json!({ "error": error.to_string(), "status": error.status() }))
+            (
+                status,
+                json!({ "error": error.to_string(), "status": error.status() }),
+            )
         }
     }
 }

@@ -108,7 +108,8 @@ mod tests {
     #[test]
     fn the_digest_is_canonical_key_order_and_number_spelling_do_not_matter() {
         let a: Value = serde_json::from_str(r#"{"b": 2, "a": {"y": [1, 2.0], "x": "s"}}"#).unwrap();
-        let b: Value = serde_json::from_str(r#"{"a": {"x": "s", "y": [1e0, 2]}, "b": 2.0}"#).unwrap();
+        let b: Value =
+            serde_json::from_str(r#"{"a": {"x": "s", "y": [1e0, 2]}, "b": 2.0}"#).unwrap();
         assert_eq!(arguments_digest(Some(&a)), arguments_digest(Some(&b)));
         let c = json!({"a": {"x": "s", "y": [1, 3]}, "b": 2});
         assert_ne!(arguments_digest(Some(&a)), arguments_digest(Some(&c)));

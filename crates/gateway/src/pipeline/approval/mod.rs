@@ -247,7 +247,8 @@ impl Desk {
     }
 
     async fn sweep_loop(self: Arc<Self>, shutdown: CancellationToken) {
-        let every = (self.settings.expiry / 2).clamp(Duration::from_millis(250), MAX_SWEEP_INTERVAL);
+        let every =
+            (self.settings.expiry / 2).clamp(Duration::from_millis(250), MAX_SWEEP_INTERVAL);
         loop {
             tokio::select! {
                 () = tokio::time::sleep(every) => {}
@@ -387,10 +388,12 @@ impl Desk {
             .store
             .answer(&entry.id, &entry.binding, approve, &by, now_ms())
         {
-            Ok(used @ Entry {
-                state: State::Used { .. },
-                ..
-            }) => Ok(Desk::used(call, &used)),
+            Ok(
+                used @ Entry {
+                    state: State::Used { .. },
+                    ..
+                },
+            ) => Ok(Desk::used(call, &used)),
             Ok(denied) => Err(denial(call, &denied)),
             Err(error) => Err(Desk::refuse(call, &error, &entry.id, &entry.binding.tool)),
         }
@@ -427,10 +430,12 @@ impl Desk {
             .is_some_and(approves);
         let by = call.ctx.principal.id().to_owned();
         match self.store.answer(id, binding, approve, &by, now_ms()) {
-            Ok(used @ Entry {
-                state: State::Used { .. },
-                ..
-            }) => Ok(Desk::used(call, &used)),
+            Ok(
+                used @ Entry {
+                    state: State::Used { .. },
+                    ..
+                },
+            ) => Ok(Desk::used(call, &used)),
             Ok(denied) => Err(denial(call, &denied)),
             Err(error) => Err(Desk::refuse(call, &error, id, &binding.tool)),
         }
@@ -746,8 +751,12 @@ mod tests {
     #[test]
     fn only_an_accept_that_does_not_say_no_approves() {
         assert!(approves(&json!({ "action": "accept" })));
-        assert!(approves(&json!({ "action": "accept", "content": { "approve": true } })));
-        assert!(!approves(&json!({ "action": "accept", "content": { "approve": false } })));
+        assert!(approves(
+            &json!({ "action": "accept", "content": { "approve": true } })
+        ));
+        assert!(!approves(
+            &json!({ "action": "accept", "content": { "approve": false } })
+        ));
         assert!(!approves(&json!({ "action": "decline" })));
         assert!(!approves(&json!({ "action": "cancel" })));
         assert!(!approves(&json!({})));

@@ -37,8 +37,20 @@ impl Policy {
             field(rule.servers.as_str());
             field(rule.tools.as_str());
             field(rule.when.as_str());
-            field(&rule.tenants.as_ref().map(|t| t.join("\u{1f}")).unwrap_or_default());
-            field(&rule.roles.as_ref().map(|r| r.join("\u{1f}")).unwrap_or_default());
+            field(
+                &rule
+                    .tenants
+                    .as_ref()
+                    .map(|t| t.join("\u{1f}"))
+                    .unwrap_or_default(),
+            );
+            field(
+                &rule
+                    .roles
+                    .as_ref()
+                    .map(|r| r.join("\u{1f}"))
+                    .unwrap_or_default(),
+            );
             field(if rule.tenants.is_some() { "t" } else { "-" });
             field(if rule.roles.is_some() { "r" } else { "-" });
             field(rule.approver.as_str());
@@ -178,13 +190,33 @@ mod tests {
         let plain = json!({"name": "t"});
         let read_only = json!({"name": "t", "annotations": {"readOnlyHint": true}});
         let additive = json!({"name": "t", "annotations": {"destructiveHint": false}});
-        assert!(policy.need(&acme_agent, "s", "s__t", Some(&plain)).is_some());
-        assert!(policy.need(&acme_agent, "s", "s__t", Some(&read_only)).is_none());
-        assert!(policy.need(&acme_agent, "s", "s__t", Some(&additive)).is_none());
-        assert!(policy.need(&acme_human, "s", "s__t", Some(&plain)).is_none());
+        assert!(
+            policy
+                .need(&acme_agent, "s", "s__t", Some(&plain))
+                .is_some()
+        );
+        assert!(
+            policy
+                .need(&acme_agent, "s", "s__t", Some(&read_only))
+                .is_none()
+        );
+        assert!(
+            policy
+                .need(&acme_agent, "s", "s__t", Some(&additive))
+                .is_none()
+        );
+        assert!(
+            policy
+                .need(&acme_human, "s", "s__t", Some(&plain))
+                .is_none()
+        );
         assert!(policy.need(&nobody, "s", "s__t", Some(&plain)).is_none());
         assert!(policy.need(&globex, "s", "s__t", Some(&additive)).is_some());
-        assert!(policy.need(&globex, "s", "s__t", Some(&read_only)).is_none());
+        assert!(
+            policy
+                .need(&globex, "s", "s__t", Some(&read_only))
+                .is_none()
+        );
     }
 
     #[test]

@@ -8,7 +8,9 @@
 
 use std::sync::Arc;
 
-use redb::{ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _, TableDefinition};
+use redb::{
+    ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _, TableDefinition,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -22,10 +24,17 @@ const TABLE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("approvals"
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum State {
     Pending,
-    Approved { by: String },
-    Denied { by: String, reason: Option<String> },
+    Approved {
+        by: String,
+    },
+    Denied {
+        by: String,
+        reason: Option<String>,
+    },
     /// Approved by `by`, then used by its call (once).
-    Used { by: String },
+    Used {
+        by: String,
+    },
     /// Expired while pending or granted (kept a while so a late retry is told so).
     Expired,
 }
@@ -173,7 +182,9 @@ impl Store {
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
             Err(error) => return Err(error.into()),
         };
-        Ok(table.get(id)?.and_then(|bytes| Store::decode(bytes.value())))
+        Ok(table
+            .get(id)?
+            .and_then(|bytes| Store::decode(bytes.value())))
     }
 
     /// Every live entry, oldest first.
@@ -400,9 +411,15 @@ mod tests {
         let store = Store::new(Arc::new(Db::memory()));
         store.create(&entry("a", 1000), 10, 0).unwrap();
         let call = entry("a", 1000).binding;
-        assert!(matches!(store.consume("a", &call, 1), Err(UseError::Pending)));
+        assert!(matches!(
+            store.consume("a", &call, 1),
+            Err(UseError::Pending)
+        ));
         store.decide("a", true, "admin", None, 1).unwrap();
-        assert!(matches!(store.decide("a", false, "admin", None, 1), Err(UseError::Decided("approved"))));
+        assert!(matches!(
+            store.decide("a", false, "admin", None, 1),
+            Err(UseError::Decided("approved"))
+        ));
         let mut other = call.clone();
         other.principal = "key:bob".into();
         assert!(matches!(
@@ -418,7 +435,10 @@ mod tests {
         let used = store.consume("a", &call, 2).unwrap();
         assert_eq!(used.state, State::Used { by: "admin".into() });
         assert!(matches!(store.consume("a", &call, 3), Err(UseError::Used)));
-        assert!(matches!(store.consume("b", &call, 3), Err(UseError::Unknown)));
+        assert!(matches!(
+            store.consume("b", &call, 3),
+            Err(UseError::Unknown)
+        ));
     }
 
     #[test]
@@ -431,13 +451,18 @@ mod tests {
             Err(UseError::Full(2))
         ));
         let call = entry("a", 0).binding;
-        store.decide("b", false, "admin", Some("no".into()), 50).unwrap();
+        store
+            .decide("b", false, "admin", Some("no".into()), 50)
+            .unwrap();
         assert!(matches!(
             store.consume("b", &call, 60),
             Err(UseError::Denied { reason: Some(ref r), .. }) if r == "no"
         ));
         store.decide("a", true, "admin", None, 50).unwrap();
-        assert!(matches!(store.consume("a", &call, 100), Err(UseError::Expired)));
+        assert!(matches!(
+            store.consume("a", &call, 100),
+            Err(UseError::Expired)
+        ));
         // Over the bound, the expired entry makes room (and is handed back).
         let expired = store.create(&entry("c", 1000), 2, 150).unwrap();
         assert_eq!(expired.len(), 1);
@@ -448,7 +473,10 @@ mod tests {
         assert_eq!(expired.len(), 1);
         assert_eq!(expired[0].id, "c");
         assert_eq!(store.get("c").unwrap().unwrap().state, State::Expired);
-        assert!(matches!(store.consume("c", &call, 1200), Err(UseError::Expired)));
+        assert!(matches!(
+            store.consume("c", &call, 1200),
+            Err(UseError::Expired)
+        ));
         assert!(store.sweep(1200, 500).unwrap().is_empty());
         assert_eq!(store.list().unwrap().len(), 2);
         assert!(store.sweep(1500, 500).unwrap().is_empty());
@@ -462,9 +490,20 @@ mod tests {
         store.create(&entry("b", 1000), 10, 0).unwrap();
         let call = entry("a", 0).binding;
         let used = store.answer("a", &call, true, "key:alice", 1).unwrap();
-        assert_eq!(used.state, State::Used { by: "key:alice".into() });
-        assert!(matches!(store.answer("a", &call, true, "key:alice", 1), Err(UseError::Used)));
+        assert_eq!(
+            used.state,
+            State::Used {
+                by: "key:alice".into()
+            }
+        );
+        assert!(matches!(
+            store.answer("a", &call, true, "key:alice", 1),
+            Err(UseError::Used)
+        ));
         store.answer("b", &call, false, "key:alice", 1).unwrap();
-        assert!(matches!(store.consume("b", &call, 1), Err(UseError::Denied { .. })));
+        assert!(matches!(
+            store.consume("b", &call, 1),
+            Err(UseError::Denied { .. })
+        ));
     }
 }

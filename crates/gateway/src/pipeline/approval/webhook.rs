@@ -69,7 +69,11 @@ impl Sender {
                 },
                 () = shutdown.cancelled() => return,
             };
-            let id = body.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let id = body
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
             let sent = tokio::select! {
                 sent = client
                     .post(&self.url)

@@ -10,6 +10,7 @@
 //! protocol.
 
 mod access;
+mod approvals;
 mod audit;
 mod decode;
 mod error;
@@ -32,6 +33,7 @@ pub use access::{
     AccessSettings, ApiKey, ArgumentRule, ConcurrencyCap, DailyBudget, Effect, Glob, Globs, JwtKey,
     JwtSettings, LimitScope, RateLimit, SecretHash, StdioIdentity, Visibility,
 };
+pub use approvals::{AnnotationMatch, ApprovalRule, ApprovalSettings, Approver};
 pub use audit::{AuditExport, AuditKey, AuditSettings, SigningSeed};
 pub use error::{ConfigError, ConfigWarning};
 pub use model::{
@@ -101,6 +103,7 @@ pub fn parse_with_env(
         audit: validated.audit,
         redaction: validated.redaction,
         registry: validated.registry,
+        approvals: validated.approvals,
         source: ConfigSource {
             path: path.map(Path::to_path_buf),
             format,

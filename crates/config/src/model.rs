@@ -32,6 +32,8 @@ pub struct Config {
     /// The capability registry's history bounds, drift webhook and list TTL
     /// (`[registry]`; defaults without it).
     pub registry: crate::registry::RegistrySettings,
+    /// Approval gates (`[approvals]`); `None`: no call waits for approval.
+    pub approvals: Option<crate::approvals::ApprovalSettings>,
     /// Where this configuration was read from.
     pub source: ConfigSource,
     /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.

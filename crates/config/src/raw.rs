@@ -27,6 +27,7 @@ pub(crate) struct RawNative {
     pub(crate) audit: Option<Table<crate::audit::RawAudit>>,
     pub(crate) redaction: Option<Table<crate::redaction::RawRedaction>>,
     pub(crate) registry: Option<Table<crate::registry::RawRegistry>>,
+    pub(crate) approvals: Option<Table<crate::approvals::RawApprovals>>,
 }
 
 /// `[gateway]`; also `"switchboard": { "gateway": ... }` in `.mcp.json`.

@@ -32,6 +32,7 @@ pub(crate) struct Validated {
     pub(crate) audit: Option<crate::audit::AuditSettings>,
     pub(crate) redaction: Option<crate::redaction::RedactionSettings>,
     pub(crate) registry: crate::registry::RegistrySettings,
+    pub(crate) approvals: Option<crate::approvals::ApprovalSettings>,
 }
 
 /// How a format spells the keys that differ between formats.
@@ -219,6 +220,10 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
         .map(|table| crate::registry::validate(table.0, &root.key("registry"), env))
         .transpose()?
         .unwrap_or_default();
+    let approvals = raw
+        .approvals
+        .map(|table| crate::approvals::validate(table.0, &root.key("approvals"), env))
+        .transpose()?;
     let mut validated = document(raw.gateway.0, raw.listen.0, servers, &root, &NATIVE, env)?;
     if let Some(access) = &access {
         known_tenants(&validated.servers, access)?;
@@ -227,6 +232,7 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
     validated.audit = audit;
     validated.redaction = redaction;
     validated.registry = registry;
+    validated.approvals = approvals;
     Ok(validated)
 }
 
@@ -334,6 +340,7 @@ fn document(
         audit: None,
         redaction: None,
         registry: Default::default(),
+        approvals: None,
     })
 }
 

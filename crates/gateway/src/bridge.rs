@@ -553,7 +553,7 @@ impl Gateway {
     }
 }
 
-async fn ask_peer(
+pub(crate) async fn ask_peer(
     ctx: &ClientCtx,
     method: String,
     params: Option<Value>,

@@ -71,6 +71,16 @@ pub enum Error {
     /// or no version with it is approved yet.
     #[error("{}", .0.reason())]
     Quarantined(std::sync::Arc<crate::registry::Quarantined>),
+    /// The approval step did not let the call run: pending (with the approval's id, to
+    /// retry with), denied, expired, already used, not covering this call, or no room.
+    #[error("{reason}")]
+    Approval {
+        /// `pending`, `denied`, `expired`, `used`, `mismatch`, `unknown`, `full`, …
+        status: &'static str,
+        reason: String,
+        approval: Option<String>,
+        retryable: bool,
+    },
     /// An error that is already a JSON-RPC error (an upstream's answer, admission).
     #[error("{0}")]
     Rpc(RpcError),
@@ -186,6 +196,25 @@ impl Error {
                     "version": held.version,
                 }))
             }
+            Error::Approval {
+                status,
+                reason,
+                approval,
+                retryable,
+            } => {
+                let mut data = json!({ "reason": reason, "step": "approval", "status": status });
+                if let Some(id) = approval {
+                    data["approval"] = json!(id);
+                }
+                if *retryable {
+                    data["retryable"] = json!(true);
+                }
+                if *status == "pending" {
+                    data["retryWith"] =
+                        json!({ "_meta": { crate::pipeline::approval::META_KEY: approval } });
+                }
+                RpcError::new(gateway::DENIED, reason.clone()).with_data(data)
+            }
             Error::Rpc(error) => error.clone(),
         }
     }
@@ -204,6 +233,7 @@ impl Error {
             | Error::UpstreamProtocol(_)
             | Error::Limited { .. }
             | Error::Quarantined(_)
+            | Error::Approval { .. }
             | Error::Rpc(_) => http::StatusCode::OK,
         }
     }
@@ -215,7 +245,7 @@ impl Error {
             | Error::MethodNotFound(_)
             | Error::Unknown { .. }
             | Error::StateRejected(_) => "rejected",
-            Error::Denied { .. } | Error::Quarantined(_) => "denied",
+            Error::Denied { .. } | Error::Quarantined(_) | Error::Approval { .. } => "denied",
             Error::Cancelled => "cancelled",
             Error::UpstreamProtocol(_) => "rpc_error",
             Error::Limited { .. } => "limited",
@@ -235,6 +265,7 @@ impl Error {
             Error::Rpc(error) => error.is_retryable(),
             Error::Cancelled => true,
             Error::Limited { .. } => true,
+            Error::Approval { retryable, .. } => *retryable,
             _ => false,
         }
     }

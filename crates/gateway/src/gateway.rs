@@ -273,6 +273,11 @@ impl Gateway {
         self.inner.chain.load().names().contains(&"audit")
     }
 
+    /// The approvals' state (`[approvals]`), for the admin API.
+    pub fn approvals(&self) -> Option<&Arc<crate::pipeline::approval::Desk>> {
+        self.inner.chain_parts.approvals()
+    }
+
     /// The embedded database (`db.rs`), shared by the parts with durable state.
     pub fn db(&self) -> &Arc<crate::db::Db> {
         &self.inner.db

@@ -156,8 +156,8 @@ pub struct Stdio {
     modern: bool,
     /// Notifications not tied to a request (list_changed, resources/updated).
     pub unsolicited: Mutex<mpsc::UnboundedReceiver<Value>>,
-    /// The answer to `roots/list` when set (else the canned one).
-    roots: Arc<std::sync::Mutex<Option<Value>>>,
+    /// Answers to server→client requests set by the test, by method (else canned ones).
+    roots: Answers,
 }
 
 impl Drop for Stdio {
@@ -203,7 +203,7 @@ impl Stdio {
         let pending: Pending = Arc::default();
         let (unsolicited_tx, unsolicited_rx) = mpsc::unbounded_channel();
         let related: Arc<Mutex<Vec<Value>>> = Arc::default();
-        let roots: Arc<std::sync::Mutex<Option<Value>>> = Arc::default();
+        let roots: Answers = Arc::default();
         {
             let pending = pending.clone();
             let stdin = stdin.clone();
@@ -316,7 +316,13 @@ impl Stdio {
 
     /// Answers `roots/list` with `result` from now on.
     pub fn set_roots(&self, result: Value) {
-        *self.roots.lock().unwrap() = Some(result);
+        self.set_answer("roots/list", result);
+    }
+
+    /// Answers server→client requests of `method` with `result` from now on (e.g. an
+    /// `elicitation/create` that declines).
+    pub fn set_answer(&self, method: &str, result: Value) {
+        self.roots.lock().unwrap().insert(method.to_owned(), result);
     }
 
     /// Sends a request with a chosen id and waits for its answer.
@@ -446,15 +452,18 @@ pub struct LegacyHttp {
     pub session: String,
     client: reqwest::Client,
     next_id: AtomicU64,
-    /// The answer to `roots/list` when set (else the canned one).
-    roots: Arc<std::sync::Mutex<Option<Value>>>,
+    /// Answers to server→client requests set by the test, by method (else canned ones).
+    roots: Answers,
 }
 
-/// The answer to a server→client request: `roots` for `roots/list` when set, else canned.
-fn answer_with(method: &str, roots: &std::sync::Mutex<Option<Value>>) -> Value {
-    match roots.lock().unwrap().clone() {
-        Some(roots) if method == "roots/list" => roots,
-        _ => canned_answer(method),
+/// Answers to server→client requests a test set, by method.
+type Answers = Arc<std::sync::Mutex<HashMap<String, Value>>>;
+
+/// The answer to a server→client request: the one set for its method, else canned.
+fn answer_with(method: &str, answers: &std::sync::Mutex<HashMap<String, Value>>) -> Value {
+    match answers.lock().unwrap().get(method) {
+        Some(answer) => answer.clone(),
+        None => canned_answer(method),
     }
 }
 
@@ -517,7 +526,13 @@ impl LegacyHttp {
 
     /// Answers `roots/list` with `result` from now on.
     pub fn set_roots(&self, result: Value) {
-        *self.roots.lock().unwrap() = Some(result);
+        self.set_answer("roots/list", result);
+    }
+
+    /// Answers server→client requests of `method` with `result` from now on (e.g. an
+    /// `elicitation/create` that declines).
+    pub fn set_answer(&self, method: &str, result: Value) {
+        self.roots.lock().unwrap().insert(method.to_owned(), result);
     }
 
     /// Answers a server→client request (e.g. one that arrived on the GET stream).

@@ -15,6 +15,8 @@
 //! - `GET /admin/audit` — the audit log's records, filtered (`admin_audit.rs`)
 //! - `/admin/registry…` — versions, diffs, drift, quarantine and approval of servers'
 //!   lists (`admin_registry.rs`)
+//! - `GET /admin/approvals`, `POST /admin/approvals/{id}/approve|deny` — approvals
+//!   (`admin_approvals.rs`)
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
@@ -84,14 +86,22 @@ pub fn router(gateway: Gateway, listen: &ListenSettings) -> Option<Router> {
         )
         .route("/admin/registry/{server}/diff", get(registry_diff))
         .route("/admin/registry/{server}/approve", post(registry_approve))
+        .route("/admin/approvals", get(list_approvals))
+        .route("/admin/approvals/{id}/approve", post(approve))
+        .route("/admin/approvals/{id}/deny", post(deny))
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state);
     Some(routes)
 }
 
+/// Who passed [`authorize`]: `admin_token`, or the `[access]` identity's name (recorded as
+/// who decided an approval).
+#[derive(Clone, Debug)]
+struct Admin(String);
+
 /// The static token (digests compared so timing does not leak it), else an `[access]`
 /// identity with the admin role.
-async fn authorize(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+async fn authorize(State(state): State<AdminState>, mut request: Request, next: Next) -> Response {
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -109,6 +119,7 @@ async fn authorize(State(state): State<AdminState>, request: Request, next: Next
         _ => false,
     };
     if by_token {
+        request.extensions_mut().insert(Admin("admin_token".into()));
         return next.run(request).await;
     }
     let Some(access) = state.gateway.authenticator() else {
@@ -116,6 +127,7 @@ async fn authorize(State(state): State<AdminState>, request: Request, next: Next
     };
     match access.authenticate(request.headers()).await {
         Ok(Some(identity)) if identity.roles.iter().any(|r| r == access.admin_role()) => {
+            request.extensions_mut().insert(Admin(identity.id.clone()));
             next.run(request).await
         }
         Ok(Some(identity)) => problem(
@@ -322,6 +334,48 @@ async fn audit_records(
     axum::extract::Query(params): axum::extract::Query<std::collections::BTreeMap<String, String>>,
 ) -> Response {
     let (status, body) = super::admin_audit::records(&state.gateway, params).await;
+    json_reply(status, body)
+}
+
+async fn list_approvals(State(state): State<AdminState>) -> Response {
+    let (status, body) = super::admin_approvals::list(&state.gateway);
+    json_reply(status, body)
+}
+
+async fn approve(
+    State(state): State<AdminState>,
+    axum::Extension(admin): axum::Extension<Admin>,
+    Path(id): Path<String>,
+    body: axum::body::Body,
+) -> Response {
+    decide(state, admin, id, true, body).await
+}
+
+async fn deny(
+    State(state): State<AdminState>,
+    axum::Extension(admin): axum::Extension<Admin>,
+    Path(id): Path<String>,
+    body: axum::body::Body,
+) -> Response {
+    decide(state, admin, id, false, body).await
+}
+
+async fn decide(
+    state: AdminState,
+    admin: Admin,
+    id: String,
+    approve: bool,
+    body: axum::body::Body,
+) -> Response {
+    let body = match read_body(body, state.max_body_bytes, state.body_read_timeout).await {
+        Ok(body) => body,
+        Err(BodyError::TooSlow(_)) => {
+            return problem(StatusCode::REQUEST_TIMEOUT, "request body too slow");
+        }
+        Err(error) => return problem(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
+    };
+    let (status, body) =
+        super::admin_approvals::decide(&state.gateway, &id, approve, &admin.0, &body).await;
     json_reply(status, body)
 }
 

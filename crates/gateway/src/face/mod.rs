@@ -2,6 +2,7 @@
 //! modern stateless requests side by side and share the era rules below.
 
 pub mod admin;
+mod admin_approvals;
 mod admin_audit;
 mod admin_registry;
 mod app;

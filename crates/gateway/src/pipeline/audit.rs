@@ -142,6 +142,14 @@ fn classify(
             None,
             info,
         ),
+        Error::Approval { status, .. } => (
+            Decision::Denied {
+                step: "approval",
+                rule: Some((*status).to_owned()),
+            },
+            None,
+            info,
+        ),
         Error::Cancelled => (Decision::Allowed, Some(Outcome::Cancelled), info),
         Error::Rpc(rpc) if rpc.code == gateway::UPSTREAM_TIMEOUT => {
             (Decision::Allowed, Some(Outcome::Timeout), info)

@@ -49,12 +49,19 @@ pub struct Parts {
     /// The audit log, with `[audit]`: for parts that record outside a call's hooks (the
     /// registry's quarantines and approvals).
     audit: Option<crate::audit::Log>,
+    /// With `[approvals]`: the approvals' state, which the admin API reaches too.
+    approvals: Option<Arc<super::approval::Desk>>,
 }
 
 impl Parts {
     /// The audit log, when `[audit]` is configured.
     pub fn audit_log(&self) -> Option<&crate::audit::Log> {
         self.audit.as_ref()
+    }
+
+    /// The approvals desk, with `[approvals]`.
+    pub fn approvals(&self) -> Option<&Arc<super::approval::Desk>> {
+        self.approvals.as_ref()
     }
 
     /// The `[access]` steps (orders 3 and 4), built again when a reload changes `[access]`.
@@ -98,7 +105,7 @@ impl Parts {
 }
 
 /// The chain for a config, with `extra` steps first, and the parts that stay when
-/// `[access]` changes. Without `[access]`, `[audit]` and `[redaction]`, and with every
+/// `[access]` changes. Without `[access]`, `[audit]`, `[approvals]` and `[redaction]`, and with every
 /// server's `validate = false`, the chain stays empty: one branch per call. `secrets` are the injected secrets the redaction step
 /// matches (the gateway keeps teaching them new servers').
 pub fn declared(
@@ -113,11 +120,11 @@ pub fn declared(
     // 2. the audit log: sees every outcome, the later steps' denials included.
     // Later steps that decide outside a call's hooks (approvals, expiries) record through
     // the same log (`Log::append`); inside the hooks they say why in `call.notes`.
-    let mut audit_log = None;
+    let mut log = None;
     if let Some(audit) = &config.audit {
-        let log = crate::audit::Log::open(audit, db, metrics)?;
-        audit_log = Some(log.clone());
-        head.push(Arc::new(super::audit::Audit::new(log)));
+        let opened = crate::audit::Log::open(audit, db, metrics)?;
+        log = Some(opened.clone());
+        head.push(Arc::new(super::audit::Audit::new(opened)));
     }
     let mut tail: Vec<Arc<dyn Step>> = Vec::new();
     // 5. argument validation: on unless every server of the file turns it off (a file
@@ -127,6 +134,15 @@ pub fn declared(
     // gains it only by a restart.
     if validates(config) {
         tail.push(Arc::new(super::validate::Validate::new(metrics)));
+    }
+    // 6. approval gates: after validation (a person approves arguments that were
+    // checked), last before anything is forwarded.
+    let approvals = config
+        .approvals
+        .as_ref()
+        .map(|settings| super::approval::Desk::new(settings, db.clone(), log.clone()));
+    if let Some(desk) = &approvals {
+        tail.push(Arc::new(super::approval::Approval::new(desk.clone())));
     }
     // 8. redaction of results (after; innermost, so it sees the upstream's answer first).
     if let (Some(redaction), Some(secrets)) = (&config.redaction, secrets) {
@@ -144,7 +160,8 @@ pub fn declared(
         head,
         tail,
         ledger,
-        audit: audit_log,
+        audit: log,
+        approvals,
     };
     let chain = parts.chain(parts.access_steps(config.access.as_ref(), metrics));
     Ok((parts, chain))
@@ -235,5 +252,14 @@ mod tests {
                       [[access.limits]]\nrequests = 5\n\
                       [[access.rules]]\nwhen = \"tool == 'x'\"\n";
         assert_eq!(chain(config), ["rules", "limits", "concurrency", "budgets"]);
+    }
+
+    #[test]
+    fn approvals_come_after_the_access_steps_and_validation() {
+        let config = "[servers.a]\ncommand = \"x\"\n[approvals]\n\
+                      [[access.rules]]\nwhen = \"tool == 'x'\"\n";
+        assert_eq!(chain(config), ["rules", "validate", "approval"]);
+        // Without [approvals]: no step.
+        assert_eq!(chain("[servers.a]\ncommand = \"x\"\n"), ["validate"]);
     }
 }

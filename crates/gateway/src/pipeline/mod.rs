@@ -23,6 +23,7 @@
 //! chain costs one branch per hook.
 
 pub mod allow;
+pub mod approval;
 pub mod audit;
 pub mod budgets;
 pub mod chain;

@@ -18,8 +18,8 @@ use switchboard_gateway::db::Db;
 use switchboard_gateway::pipeline::approval::{Approval, Desk};
 use switchboard_gateway::pipeline::{Call, Flow, Hooks, Step, StepFuture, Target};
 use switchboard_gateway::principal::{Face, Peer, Principal};
+use switchboard_gateway::registry::Registry;
 use switchboard_gateway::reply::Reply;
-use switchboard_gateway::store::Store;
 use switchboard_gateway::{ClientCtx, Gateway};
 use switchboard_protocol::Era;
 use tokio_util::sync::CancellationToken;
@@ -70,7 +70,8 @@ fn sixteen_rules() -> String {
 }
 
 fn config(state: &std::path::Path) -> Config {
-    let store = Store::open(Some(state));
+    let db = Db::open(Some(state)).expect("the database opens");
+    let registry = Registry::open(db, None, &Default::default()).expect("the registry opens");
     let lists = ServerLists {
         tools: vec![json!({
             "name": "echo",
@@ -79,8 +80,14 @@ fn config(state: &std::path::Path) -> Config {
         })],
         ..ServerLists::default()
     };
-    store.put_catalog("fx", &lists);
-    store.flush();
+    registry.observe(
+        "fx",
+        switchboard_config::Pin::Off,
+        std::sync::Arc::new(lists),
+        true,
+    );
+    // Closed before the gateway opens the same file.
+    drop(registry);
     let text = format!(
         "[gateway]\nstate_dir = {:?}\n[servers.fx]\ncommand = \"/nonexistent/switchboard-bench-server\"\nlazy = true\nvalidate = false\n",
         state.display().to_string()

@@ -61,7 +61,8 @@ const provider = new Provider(issuer, {
     registration: { enabled: true },
     resourceIndicators: {
       enabled: true,
-      defaultResource: () => args.resource,
+      // No default resource: a token for the gateway only when the client asks for it
+      // (with the resource the gateway's metadata names).
       useGrantedResource: () => true,
       getResourceServerInfo: (_ctx, indicator) => {
         if (indicator !== args.resource) {

@@ -113,6 +113,10 @@ const MAX_VIEWS: usize = 256;
 /// Decides whether a caller sees an entry: `(listing, server, exposed name or URI)`.
 pub type Admit = dyn Fn(Listing, &str, &str) -> bool + Send + Sync;
 
+/// The snapshot indices of the entries of one chunk that a view's filter admits, once
+/// decided.
+type Admitted = OnceLock<Box<[usize]>>;
+
 /// How many of a snapshot's entries a view's filter decides about at once: the first
 /// page of a view runs the filter over about one page's worth of entries, not the whole
 /// listing.
@@ -130,7 +134,7 @@ pub struct View {
     admit: Arc<Admit>,
     /// Per listing, per chunk of `SCAN_CHUNK` snapshot entries: the indices of those the
     /// filter admits, decided on first need.
-    admitted: [Box<[OnceLock<Box<[usize]>>]>; 4],
+    admitted: [Box<[Admitted]>; 4],
     /// Per listing: how many entries the view shows, once counted.
     counted: [OnceLock<usize>; 4],
     rendered: [Pages; 4],

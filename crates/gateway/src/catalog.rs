@@ -113,19 +113,73 @@ const MAX_VIEWS: usize = 256;
 /// Decides whether a caller sees an entry: `(listing, server, exposed name or URI)`.
 pub type Admit = dyn Fn(Listing, &str, &str) -> bool + Send + Sync;
 
-/// One caller's view of a snapshot: the entries its filter admits, each listing's pages
-/// rendered once per snapshot and view.
+/// The snapshot indices of the entries of one chunk that a view's filter admits, once
+/// decided.
+type Admitted = OnceLock<Box<[usize]>>;
+
+/// How many of a snapshot's entries a view's filter decides about at once: the first
+/// page of a view runs the filter over about one page's worth of entries, not the whole
+/// listing.
+const SCAN_CHUNK: usize = 256;
+
+/// One caller's view of a snapshot: the entries its filter admits, in the snapshot's
+/// order, each page of each listing rendered once per snapshot and view. Both are lazy:
+/// a request for a page runs the filter only as far as that page (and one entry past it,
+/// to know whether there is a next page) and renders that page only; counting the whole
+/// listing runs all of it. What a view shows, and so every cursor, is the same whatever
+/// was asked first.
+///
+/// Its methods take the snapshot the view was made of (`Catalog::view`).
 pub struct View {
     admit: Arc<Admit>,
-    /// Indices into the snapshot's entries, per listing.
-    admitted: [Vec<usize>; 4],
-    rendered: [OnceLock<Vec<Arc<RawValue>>>; 4],
+    /// Per listing, per chunk of `SCAN_CHUNK` snapshot entries: the indices of those the
+    /// filter admits, decided on first need.
+    admitted: [Box<[Admitted]>; 4],
+    /// Per listing: how many entries the view shows, once counted.
+    counted: [OnceLock<usize>; 4],
+    rendered: [Pages; 4],
+}
+
+/// A listing's pages as JSON arrays, each rendered on its first request (a snapshot never
+/// changes, so neither does a page): the first request after a catalog change renders one
+/// page, not the whole listing. One slot per page of `PAGE_SIZE` entries the listing can
+/// have (a view's: as many as its snapshot's); an empty snapshot listing has none.
+#[derive(Debug, Default)]
+struct Pages(Box<[OnceLock<Arc<RawValue>>]>);
+
+impl Pages {
+    fn for_entries(len: usize) -> Pages {
+        Pages(
+            (0..len.div_ceil(PAGE_SIZE))
+                .map(|_| OnceLock::new())
+                .collect(),
+        )
+    }
+
+    /// Page `index`, rendered from its entries by `entries` the first time; `None` past
+    /// the last page.
+    fn get<'a, I>(&self, index: usize, entries: impl FnOnce() -> I) -> Option<Arc<RawValue>>
+    where
+        I: Iterator<Item = &'a Value>,
+    {
+        let slot = self.0.get(index)?;
+        Some(slot.get_or_init(|| render(entries())).clone())
+    }
+
+    /// The entries of page `index` among `len`.
+    fn range(index: usize, len: usize) -> std::ops::Range<usize> {
+        let start = index * PAGE_SIZE;
+        start..(start + PAGE_SIZE).min(len)
+    }
 }
 
 impl std::fmt::Debug for View {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("View")
-            .field("admitted", &self.admitted.each_ref().map(Vec::len))
+            .field(
+                "counted",
+                &self.counted.each_ref().map(|n| n.get().copied()),
+            )
             .finish()
     }
 }
@@ -136,15 +190,25 @@ impl View {
         (self.admit)(listing, server, exposed)
     }
 
-    pub fn len(&self, listing: Listing) -> usize {
-        self.admitted[listing.slot()].len()
+    /// How many entries of `listing` the view shows (runs the filter over all of them).
+    pub fn len(&self, catalog: &Catalog, listing: Listing) -> usize {
+        *self.counted[listing.slot()].get_or_init(|| {
+            (0..self.admitted[listing.slot()].len())
+                .map(|chunk| self.chunk(catalog, listing, chunk).len())
+                .sum()
+        })
     }
 
-    pub fn is_empty(&self, listing: Listing) -> bool {
-        self.len(listing) == 0
+    /// Whether the view shows more than `count` entries of `listing` (runs the filter
+    /// only until it finds the next one).
+    pub fn has_more_than(&self, catalog: &Catalog, listing: Listing, count: usize) -> bool {
+        match self.counted[listing.slot()].get() {
+            Some(len) => *len > count,
+            None => self.indices(catalog, listing, count).next().is_some(),
+        }
     }
 
-    /// The admitted entries `start..end` of a listing.
+    /// The admitted entries `start..end` of a listing (fewer past its end).
     pub fn entries<'a>(
         &'a self,
         catalog: &'a Catalog,
@@ -152,9 +216,44 @@ impl View {
         range: std::ops::Range<usize>,
     ) -> impl Iterator<Item = &'a Value> + 'a {
         let all = catalog.entries(listing);
-        self.admitted[listing.slot()][range]
-            .iter()
-            .map(move |&index| &all[index])
+        self.indices(catalog, listing, range.start)
+            .take(range.len())
+            .map(move |index| &all[index])
+    }
+
+    /// The snapshot indices of the admitted entries from the `from`-th on, in order; the
+    /// filter runs only as far as the iterator is read.
+    fn indices<'a>(
+        &'a self,
+        catalog: &'a Catalog,
+        listing: Listing,
+        from: usize,
+    ) -> impl Iterator<Item = usize> + 'a {
+        let mut skip = from;
+        (0..self.admitted[listing.slot()].len()).flat_map(move |chunk| {
+            let admitted = self.chunk(catalog, listing, chunk);
+            let start = skip.min(admitted.len());
+            skip -= start;
+            admitted[start..].iter().copied()
+        })
+    }
+
+    /// The admitted indices among the snapshot entries of `chunk`, filtered on first use.
+    fn chunk<'a>(&'a self, catalog: &Catalog, listing: Listing, chunk: usize) -> &'a [usize] {
+        self.admitted[listing.slot()][chunk].get_or_init(|| {
+            let entries = catalog.entries(listing);
+            let owners = &catalog.owners[listing.slot()];
+            let start = chunk * SCAN_CHUNK;
+            (start..(start + SCAN_CHUNK).min(entries.len()))
+                .filter(|&index| {
+                    let name = entries[index]
+                        .get(listing.key())
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    (self.admit)(listing, &owners[index], name)
+                })
+                .collect()
+        })
     }
 }
 
@@ -184,9 +283,8 @@ pub struct Catalog {
     single: Option<String>,
     /// The server of each entry, per listing (parallel to the entries).
     owners: [Vec<Arc<str>>; 4],
-    /// Each listing's pages as JSON arrays, rendered on the first request for any of them
-    /// (the snapshot never changes, so neither do they).
-    rendered: [OnceLock<Vec<Arc<RawValue>>>; 4],
+    /// Each listing's pages as JSON arrays, each rendered on its first request.
+    rendered: [Pages; 4],
     /// Callers' views of this snapshot, by filter key.
     views: Mutex<HashMap<String, Arc<View>>>,
     /// The server lists this snapshot was built from (tool search reads its documents
@@ -200,8 +298,15 @@ pub struct Catalog {
     quarantined: HashMap<String, Arc<crate::registry::Quarantined>>,
 }
 
-fn render(page: &[&Value]) -> Arc<RawValue> {
-    let json = serde_json::to_string(page).expect("catalog entries serialize");
+fn render<'a>(page: impl Iterator<Item = &'a Value>) -> Arc<RawValue> {
+    struct Entries<I>(std::cell::Cell<Option<I>>);
+    impl<'a, I: Iterator<Item = &'a Value>> serde::Serialize for Entries<I> {
+        fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.collect_seq(self.0.take().into_iter().flatten())
+        }
+    }
+    let json = serde_json::to_string(&Entries(std::cell::Cell::new(Some(page))))
+        .expect("catalog entries serialize");
     Arc::from(RawValue::from_string(json).expect("serde_json wrote valid JSON"))
 }
 
@@ -221,18 +326,14 @@ impl Catalog {
 
     /// Page `index` of a listing as rendered JSON; `None` past the last page.
     pub fn rendered_page(&self, listing: Listing, index: usize) -> Option<Arc<RawValue>> {
-        let pages = self.rendered[listing.slot()].get_or_init(|| {
-            self.entries(listing)
-                .chunks(PAGE_SIZE)
-                .map(|page| render(&page.iter().collect::<Vec<_>>()))
-                .collect()
-        });
-        pages.get(index).cloned()
+        let entries = self.entries(listing);
+        self.rendered[listing.slot()]
+            .get(index, || entries[Pages::range(index, entries.len())].iter())
     }
 
     /// Whether `listing` reads differently through view `old` of snapshot `before` than
     /// through view `new` of `after` (compared as rendered pages, which each view renders
-    /// once per snapshot anyway).
+    /// once per snapshot anyway; page by page, up to the first that differs).
     pub fn view_differs(
         before: &Catalog,
         old: &View,
@@ -240,7 +341,7 @@ impl Catalog {
         new: &View,
         listing: Listing,
     ) -> bool {
-        if old.len(listing) != new.len(listing) {
+        if old.len(before, listing) != new.len(after, listing) {
             return true;
         }
         (0..)
@@ -264,11 +365,13 @@ impl Catalog {
         listing: Listing,
         index: usize,
     ) -> Option<Arc<RawValue>> {
-        let pages = view.rendered[listing.slot()].get_or_init(|| {
-            let entries: Vec<&Value> = view.entries(self, listing, 0..view.len(listing)).collect();
-            entries.chunks(PAGE_SIZE).map(render).collect()
-        });
-        pages.get(index).cloned()
+        let start = index.checked_mul(PAGE_SIZE)?;
+        if !view.has_more_than(self, listing, start) {
+            return None;
+        }
+        view.rendered[listing.slot()].get(index, || {
+            view.entries(self, listing, start..start + PAGE_SIZE)
+        })
     }
 
     /// The view of this snapshot for a filter `key`, built on first use.
@@ -276,25 +379,18 @@ impl Catalog {
         if let Some(view) = self.views.lock().get(key) {
             return view.clone();
         }
-        let admitted = Listing::ALL.map(|listing| {
-            let owners = &self.owners[listing.slot()];
-            self.entries(listing)
-                .iter()
-                .enumerate()
-                .filter(|(index, entry)| {
-                    let name = entry
-                        .get(listing.key())
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    admit(listing, &owners[*index], name)
-                })
-                .map(|(index, _)| index)
-                .collect()
-        });
+        // Nothing is filtered or rendered yet: the first request for a page does what
+        // that page needs.
         let view = Arc::new(View {
             admit: admit.clone(),
-            admitted,
-            rendered: Default::default(),
+            admitted: Listing::ALL.map(|listing| {
+                (0..self.entries(listing).len().div_ceil(SCAN_CHUNK))
+                    .map(|_| OnceLock::new())
+                    .collect()
+            }),
+            counted: Default::default(),
+            // At most as many pages as the snapshot has.
+            rendered: Listing::ALL.map(|listing| Pages::for_entries(self.entries(listing).len())),
         });
         let mut views = self.views.lock();
         if views.len() >= MAX_VIEWS {
@@ -400,6 +496,8 @@ impl Catalog {
             }
         }
         catalog.tool_checks = catalog.tools.iter().map(|_| OnceLock::new()).collect();
+        catalog.rendered =
+            Listing::ALL.map(|listing| Pages::for_entries(catalog.entries(listing).len()));
         catalog
     }
 
@@ -549,6 +647,165 @@ mod tests {
         assert_eq!(
             catalog.resolve_uri("test://a"),
             Some(("only".to_owned(), "test://a"))
+        );
+    }
+
+    fn many(count: usize) -> Arc<ServerLists> {
+        Arc::new(ServerLists {
+            tools: (0..count)
+                .map(|i| json!({"name": format!("t{i}"), "description": format!("tool {i}")}))
+                .collect(),
+            ..ServerLists::default()
+        })
+    }
+
+    /// The pages a listing reads as, rendered all at once the way a client would see them.
+    fn expected_pages(entries: &[&Value]) -> Vec<String> {
+        entries
+            .chunks(PAGE_SIZE)
+            .map(|page| serde_json::to_string(page).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn pages_render_one_at_a_time_and_read_as_the_whole_list() {
+        let mut all = BTreeMap::new();
+        all.insert("a".to_owned(), many(2 * PAGE_SIZE + 17));
+        let catalog = Catalog::build(&all, false);
+        let slots = &catalog.rendered[Listing::Tools.slot()].0;
+        assert_eq!(slots.len(), 3);
+        // The last page first: only it is rendered.
+        let last = catalog.rendered_page(Listing::Tools, 2).unwrap();
+        assert!(slots[0].get().is_none() && slots[1].get().is_none());
+        assert!(catalog.rendered_page(Listing::Tools, 3).is_none());
+        let entries: Vec<&Value> = catalog.tools.iter().collect();
+        let expected = expected_pages(&entries);
+        assert_eq!(last.get(), expected[2]);
+        for (index, page) in expected.iter().enumerate() {
+            assert_eq!(
+                catalog.rendered_page(Listing::Tools, index).unwrap().get(),
+                page
+            );
+        }
+        // The same page twice is the same rendering, not a second one.
+        assert!(Arc::ptr_eq(
+            &catalog.rendered_page(Listing::Tools, 1).unwrap(),
+            &catalog.rendered_page(Listing::Tools, 1).unwrap()
+        ));
+        // An empty listing has no page.
+        assert!(catalog.rendered_page(Listing::Prompts, 0).is_none());
+    }
+
+    #[test]
+    fn a_view_filters_and_renders_only_what_the_page_asked_for_needs() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let mut all = BTreeMap::new();
+        all.insert("a".to_owned(), many(PAGE_SIZE + 500));
+        all.insert("b".to_owned(), many(PAGE_SIZE + 500));
+        let catalog = Catalog::build(&all, false);
+        let total = catalog.tools.len();
+        // Every third tool of `a` hidden, all of `b` shown; each decision counted.
+        let decided = Arc::new(AtomicUsize::new(0));
+        let counter = decided.clone();
+        let admit: Arc<Admit> = Arc::new(move |_, server: &str, name: &str| {
+            counter.fetch_add(1, Ordering::Relaxed);
+            server == "b" || name.trim_start_matches("a__t").parse::<usize>().unwrap() % 3 != 0
+        });
+        let view = catalog.view("k", &admit);
+        assert_eq!(
+            decided.load(Ordering::Relaxed),
+            0,
+            "nothing filtered before a request"
+        );
+
+        // The first page (and whether a second exists) filters about a page's worth.
+        let first = catalog
+            .rendered_view_page(&view, Listing::Tools, 0)
+            .unwrap();
+        assert!(view.has_more_than(&catalog, Listing::Tools, PAGE_SIZE));
+        let after_first = decided.load(Ordering::Relaxed);
+        assert!(
+            (PAGE_SIZE..total / 2 + SCAN_CHUNK).contains(&after_first),
+            "{after_first} of {total} entries filtered for the first page"
+        );
+        let slots = &view.rendered[Listing::Tools.slot()].0;
+        assert!(slots[1].get().is_none() && view.counted[Listing::Tools.slot()].get().is_none());
+
+        // The pages read exactly as the whole list filtered at once would.
+        let shown: Vec<&Value> = catalog
+            .tools
+            .iter()
+            .filter(|t| {
+                let name = t["name"].as_str().unwrap();
+                name.starts_with("b__")
+                    || name.trim_start_matches("a__t").parse::<usize>().unwrap() % 3 != 0
+            })
+            .collect();
+        let expected = expected_pages(&shown);
+        assert_eq!(expected.len(), 3);
+        assert_eq!(first.get(), expected[0]);
+        for (index, page) in expected.iter().enumerate() {
+            assert_eq!(
+                catalog
+                    .rendered_view_page(&view, Listing::Tools, index)
+                    .unwrap()
+                    .get(),
+                page
+            );
+        }
+        assert!(
+            catalog
+                .rendered_view_page(&view, Listing::Tools, expected.len())
+                .is_none()
+        );
+        assert_eq!(view.len(&catalog, Listing::Tools), shown.len());
+        // Each entry was decided once, however often it was asked about.
+        assert_eq!(decided.load(Ordering::Relaxed), total);
+        assert!(!view.has_more_than(&catalog, Listing::Tools, shown.len()));
+        assert!(view.has_more_than(&catalog, Listing::Tools, shown.len() - 1));
+        let tail: Vec<&Value> = view
+            .entries(&catalog, Listing::Tools, 2 * PAGE_SIZE..usize::MAX)
+            .collect();
+        assert_eq!(tail, shown[2 * PAGE_SIZE..]);
+        // The hidden entries are in no page.
+        assert!(expected.iter().all(|page| !page.contains("\"a__t0\"")));
+        // An empty listing has no page, in a view too.
+        assert!(
+            catalog
+                .rendered_view_page(&view, Listing::Prompts, 0)
+                .is_none()
+        );
+        assert_eq!(view.len(&catalog, Listing::Prompts), 0);
+    }
+
+    #[test]
+    fn a_later_page_asked_first_reads_as_it_does_in_order() {
+        let mut all = BTreeMap::new();
+        all.insert("a".to_owned(), many(3 * PAGE_SIZE + 1));
+        let catalog = Catalog::build(&all, false);
+        let admit: Arc<Admit> = Arc::new(|_, _: &str, name: &str| !name.ends_with('7'));
+        let (late, ordered) = (
+            catalog.view("late", &admit),
+            catalog.view("ordered", &admit),
+        );
+        let third = catalog
+            .rendered_view_page(&late, Listing::Tools, 2)
+            .unwrap();
+        for index in 0..2 {
+            catalog
+                .rendered_view_page(&ordered, Listing::Tools, index)
+                .unwrap();
+        }
+        assert_eq!(
+            third.get(),
+            catalog
+                .rendered_view_page(&ordered, Listing::Tools, 2)
+                .unwrap()
+                .get()
+        );
+        assert_eq!(
+            late.len(&catalog, Listing::Tools),
+            ordered.len(&catalog, Listing::Tools)
         );
     }
 

@@ -271,15 +271,17 @@ fn list_page(call: &Call<'_>, listing: Listing) -> Result<Reply, Error> {
             .and_then(decode_cursor)
             .ok_or_else(|| Error::invalid_params("invalid cursor"))?,
     };
-    let total = match &call.view {
-        None => catalog.entries(listing).len(),
-        Some(view) => view.len(listing),
+    // Whether the listing (as the caller sees it) has more than `count` entries; a view
+    // filters only as far as it needs to tell.
+    let more_than = |count: usize| match &call.view {
+        None => catalog.entries(listing).len() > count,
+        Some(view) => view.has_more_than(catalog, listing, count),
     };
     // We only hand out cursors at page boundaries, within the listing.
-    if start % PAGE_SIZE != 0 || (start > 0 && start >= total) {
+    if start % PAGE_SIZE != 0 || (start > 0 && !more_than(start)) {
         return Err(Error::invalid_params("invalid cursor"));
     }
-    let end = start.saturating_add(PAGE_SIZE).min(total);
+    let end = start.saturating_add(PAGE_SIZE);
     let Some(mut page) = Page::of_view(
         catalog.clone(),
         call.view.clone(),
@@ -289,7 +291,7 @@ fn list_page(call: &Call<'_>, listing: Listing) -> Result<Reply, Error> {
         // An empty listing.
         return Ok(Reply::Value(json!({ listing.field(): [] })));
     };
-    if end < total {
+    if more_than(end) {
         page.rest = json!({ "nextCursor": encode_cursor(end) });
     }
     Ok(Reply::Page(page))

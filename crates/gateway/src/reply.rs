@@ -83,10 +83,8 @@ impl Page {
                 entries[start..end].to_vec()
             }
             Some(view) => {
-                let total = view.len(self.listing);
-                let start = (self.index * PAGE_SIZE).min(total);
-                let end = (start + PAGE_SIZE).min(total);
-                view.entries(&self.catalog, self.listing, start..end)
+                let start = self.index * PAGE_SIZE;
+                view.entries(&self.catalog, self.listing, start..start + PAGE_SIZE)
                     .cloned()
                     .collect()
             }

@@ -5,7 +5,9 @@
 //! stdio); clients are the official Python SDK (`interop/*.py`, legacy and 2026-07-28
 //! modes) and the Inspector CLI (legacy and modern eras). Both gateway faces are
 //! covered: `switchboard serve` (HTTP) and `switchboard stdio` spawned by the client.
-//! Every client runs the same [`standard_assertions`] through a [`Driver`].
+//! Every client runs the same [`standard_assertions`] through a [`Driver`]. The
+//! `oauth` module has a real MCP client log in with OAuth (discovery, registration,
+//! PKCE) against a real authorization server (`oidc-provider`) before it calls a tool.
 //!
 //! The peers come from `scripts/install-interop`, which writes `tools.env` into the tools
 //! directory (`$SWITCHBOARD_TOOLS_DIR`, default `$HOME/.cache/switchboard/tools`). When
@@ -45,6 +47,10 @@ const EXIT_GRACE: Duration = Duration::from_secs(15);
 
 const SWITCHBOARD: &str = env!("CARGO_BIN_EXE_switchboard");
 
+/// A real MCP client logs in with OAuth against a local authorization server.
+#[path = "interop/oauth.rs"]
+mod oauth;
+
 fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop")
 }
@@ -61,6 +67,9 @@ struct Tools {
     everything_js: PathBuf,
     /// The venv's Python, with `mcp` and `mcp-server-time`.
     python: PathBuf,
+    /// The `node_modules` holding `oidc-provider` (the OAuth login test's authorization
+    /// server).
+    oauth_modules: PathBuf,
 }
 
 impl Tools {
@@ -125,6 +134,7 @@ impl Tools {
             inspector_js: script("INTEROP_INSPECTOR")?,
             everything_js: script("INTEROP_EVERYTHING")?,
             python: value("INTEROP_PYTHON")?,
+            oauth_modules: value("INTEROP_OAUTH_MODULES")?,
         })
     }
 }
@@ -589,12 +599,18 @@ struct Gateway {
 
 impl Gateway {
     fn serve(scratch: &Scratch, config: &Path) -> Gateway {
+        Gateway::serve_at(scratch, config, "127.0.0.1:0")
+    }
+
+    /// `switchboard serve` on `listen` (a config that names its own URL needs the port
+    /// before the gateway starts).
+    fn serve_at(scratch: &Scratch, config: &Path, listen: &str) -> Gateway {
         let (log, log_path) = scratch.log("gateway.log");
         let mut command = Command::new(SWITCHBOARD);
         command
             .args(["serve", "--config"])
             .arg(config)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .env("SWITCHBOARD_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

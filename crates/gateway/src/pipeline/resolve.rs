@@ -152,9 +152,7 @@ impl Gateway {
         let meta_tools = self.meta_tool_definitions(ctx);
         let entries: Box<dyn Iterator<Item = &Value>> = match view {
             None => Box::new(catalog.tools.iter()),
-            Some(view) => {
-                Box::new(view.entries(catalog, Listing::Tools, 0..view.len(Listing::Tools)))
-            }
+            Some(view) => Box::new(view.entries(catalog, Listing::Tools, 0..usize::MAX)),
         };
         for name in entries
             .chain(meta_tools.iter())

@@ -24,6 +24,7 @@ mod sandbox;
 mod secret;
 mod tenants;
 mod validate;
+mod vault;
 
 use std::path::Path;
 
@@ -46,6 +47,10 @@ pub use redaction::{RedactAction, RedactPattern, RedactRule, RedactionSettings};
 pub use sandbox::{Bytes, FsPolicy, SandboxSpec};
 pub use secret::{REDACTED, Secret};
 pub use tenants::TenantCredentials;
+pub use vault::{
+    KeyBytes, REF_OPEN, SECRET_NAME_RULE, SecretsSettings, VaultKey, has_secret_refs,
+    is_secret_name, resolve_secret_refs, secret_refs,
+};
 
 /// Reads `path` (at most [`DEFAULT_MAX_CONFIG_BYTES`]), detects its format, parses
 /// and validates it.
@@ -98,6 +103,7 @@ pub fn parse_with_env(
         access: validated.access,
         audit: validated.audit,
         redaction: validated.redaction,
+        secrets: validated.secrets,
         source: ConfigSource {
             path: path.map(Path::to_path_buf),
             format,

@@ -29,6 +29,9 @@ pub struct Config {
     /// What is removed from results, and whether poisoned tools are hidden
     /// (`[redaction]`); `None`: results pass unchanged.
     pub redaction: Option<crate::redaction::RedactionSettings>,
+    /// The key of the secrets stored in the embedded database (`[secrets]`); `None`: no
+    /// secret store (`${secret:NAME}` references cannot be resolved).
+    pub secrets: Option<crate::vault::SecretsSettings>,
     /// Where this configuration was read from.
     pub source: ConfigSource,
     /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.
@@ -114,7 +117,7 @@ impl GatewaySettings {
     /// Default for [`GatewaySettings::drain_timeout`].
     pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
     /// The meta-tools that exist.
-    pub const META_TOOLS: [&'static str; 7] = [
+    pub const META_TOOLS: [&'static str; 8] = [
         "list_servers",
         "search_tools",
         "load_server",
@@ -122,6 +125,7 @@ impl GatewaySettings {
         "unload_server",
         "call",
         "install_server",
+        "set_secret",
     ];
     /// Default for [`GatewaySettings::search_threshold_percent`].
     pub const DEFAULT_SEARCH_THRESHOLD_PERCENT: u8 = 10;

@@ -31,6 +31,7 @@ pub(crate) struct Validated {
     pub(crate) access: Option<crate::access::AccessSettings>,
     pub(crate) audit: Option<crate::audit::AuditSettings>,
     pub(crate) redaction: Option<crate::redaction::RedactionSettings>,
+    pub(crate) secrets: Option<crate::vault::SecretsSettings>,
 }
 
 /// How a format spells the keys that differ between formats.
@@ -212,6 +213,10 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
         .redaction
         .map(|table| crate::redaction::validate(table.0, &root.key("redaction"), env))
         .transpose()?;
+    let secrets = raw
+        .secrets
+        .map(|table| crate::vault::validate(table.0, &root.key("secrets"), env))
+        .transpose()?;
     let mut validated = document(raw.gateway.0, raw.listen.0, servers, &root, &NATIVE, env)?;
     if let Some(access) = &access {
         known_tenants(&validated.servers, access)?;
@@ -219,6 +224,7 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
     validated.access = access;
     validated.audit = audit;
     validated.redaction = redaction;
+    validated.secrets = secrets;
     Ok(validated)
 }
 
@@ -325,6 +331,7 @@ fn document(
         access: None,
         audit: None,
         redaction: None,
+        secrets: None,
     })
 }
 
@@ -770,7 +777,10 @@ pub(crate) fn child_env(
                 "invalid environment variable name: must be non-empty without `=` or NUL",
             ));
         }
-        let value = process_string(&value, &value_path, env)?;
+        let value = expand_with_secrets(&value, &value_path, env)?;
+        if value.contains('\0') {
+            return Err(Problem::new(value_path, "must not contain a NUL character"));
+        }
         child_env.insert(key, Secret::new(value));
     }
     Ok(child_env)
@@ -795,7 +805,7 @@ pub(crate) fn headers(
                 "duplicate header (header names are case-insensitive)",
             ));
         }
-        let value = expanded(&value, &header_path, env)?;
+        let value = expand_with_secrets(&value, &header_path, env)?;
         // The value is not echoed: headers usually carry credentials.
         http::HeaderValue::from_str(&value).map_err(|_| {
             Problem::new(
@@ -852,6 +862,12 @@ pub(crate) fn oauth(
         ));
     }
     Ok(client)
+}
+
+/// [`expanded`], keeping `${secret:NAME}` references (a template: see `crate::vault`).
+fn expand_with_secrets(value: &str, path: &KeyPath, env: EnvLookup<'_>) -> Result<String, Problem> {
+    crate::expand::expand_with_secrets(value, env)
+        .map_err(|message| Problem::new(path.clone(), message))
 }
 
 fn expanded(value: &str, path: &KeyPath, env: EnvLookup<'_>) -> Result<String, Problem> {

@@ -140,6 +140,8 @@ pub(crate) struct Inner {
     pub(crate) secrets: Option<Arc<crate::redact::Secrets>>,
     /// `/readyz`'s draining flag and its restarts of failed required servers.
     pub(crate) readiness: crate::readiness::Flags,
+    /// The encrypted secret store (`[secrets]`, `vault/`); `None` without the section.
+    pub(crate) vault: Option<Arc<crate::vault::Vault>>,
 }
 
 /// The gateway could not start.
@@ -149,6 +151,8 @@ pub enum StartError {
     Db(#[from] crate::db::DbError),
     #[error(transparent)]
     Chain(#[from] crate::pipeline::chain::ChainError),
+    #[error("secrets: {0}")]
+    Vault(#[from] crate::vault::VaultError),
 }
 
 /// The gateway. Cheap to clone; all clones share one state.
@@ -194,6 +198,27 @@ impl Gateway {
             .redaction
             .as_ref()
             .map(|_| Arc::new(crate::redact::Secrets::from_config(config)));
+        let vault = match &config.secrets {
+            Some(settings) => {
+                let vault = crate::vault::Vault::open(db.clone(), settings)?;
+                if !db.is_durable() {
+                    tracing::warn!(
+                        "secrets: no state_dir, so stored secrets live in memory and are lost at exit"
+                    );
+                }
+                tracing::info!(keys = %vault.describe(), "secrets: encrypted store open");
+                if let Some(secrets) = &secrets {
+                    // Stored values must not come back to clients either.
+                    for entry in vault.list()? {
+                        if let Some(value) = vault.get(&entry.name)? {
+                            secrets.learn_value(&value);
+                        }
+                    }
+                }
+                Some(Arc::new(vault))
+            }
+            None => None,
+        };
         let hide_poisoned = config.redaction.as_ref().is_some_and(|r| r.hide_poisoned);
         let (chain_parts, chain) =
             crate::pipeline::chain::declared(config, steps, &metrics, &db, secrets.as_ref())?;
@@ -220,6 +245,7 @@ impl Gateway {
             selections: Default::default(),
             secrets,
             readiness: Default::default(),
+            vault,
             metrics,
             adding: Mutex::default(),
             log_subscribers: Mutex::new(HashMap::new()),

@@ -3,6 +3,7 @@
 //! (`audit`, in `audit_cli.rs`).
 
 mod audit_cli;
+mod secrets_cli;
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd as _;
@@ -82,6 +83,11 @@ enum Command {
         #[command(subcommand)]
         command: audit_cli::AuditCommand,
     },
+    /// The encrypted secret store: rotate its key, make a key.
+    Secrets {
+        #[command(subcommand)]
+        command: secrets_cli::SecretsCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -155,6 +161,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Secrets { command } = cli.command {
+        return match secrets_cli::run(command, cli.max_config_bytes) {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("switchboard: {error:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if matches!(
         cli.command,
         Command::Serve { .. } | Command::Stdio { .. } | Command::Tools { .. }
@@ -204,7 +219,9 @@ async fn run(command: Command, max_config_bytes: u64) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Audit { .. } => unreachable!("handled before the runtime starts"),
+        Command::Audit { .. } | Command::Secrets { .. } => {
+            unreachable!("handled before the runtime starts")
+        }
         Command::Tools {
             command:
                 ToolsCommand::Search {

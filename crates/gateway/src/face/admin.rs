@@ -13,6 +13,8 @@
 //! - `GET /admin/tools` — the merged catalog (exposed name → server, tool)
 //! - `GET /admin/config` — the watched file's status (valid, last error, reloads)
 //! - `GET /admin/audit` — the audit log's records, filtered (`admin_audit.rs`)
+//! - `GET /admin/secrets`, `PUT|DELETE /admin/secrets/{name}`, `POST
+//!   /admin/secrets/rotate` — the encrypted secret store (`admin_secrets.rs`)
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
@@ -74,6 +76,12 @@ pub fn router(gateway: Gateway, listen: &ListenSettings) -> Option<Router> {
         .route("/admin/tools/search", get(search_tools))
         .route("/admin/config", get(config_status))
         .route("/admin/audit", get(audit_records))
+        .route("/admin/secrets", get(list_secrets))
+        .route("/admin/secrets/rotate", post(rotate_secrets))
+        .route(
+            "/admin/secrets/{name}",
+            axum::routing::put(put_secret).delete(delete_secret),
+        )
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state);
     Some(routes)
@@ -258,6 +266,37 @@ async fn audit_records(
     axum::extract::Query(params): axum::extract::Query<std::collections::BTreeMap<String, String>>,
 ) -> Response {
     let (status, body) = super::admin_audit::records(&state.gateway, params).await;
+    json_reply(status, body)
+}
+
+async fn list_secrets(State(state): State<AdminState>) -> Response {
+    let (status, body) = super::admin_secrets::list(&state.gateway).await;
+    json_reply(status, body)
+}
+
+async fn put_secret(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: axum::body::Body,
+) -> Response {
+    let body = match read_body(body, state.max_body_bytes, state.body_read_timeout).await {
+        Ok(body) => body,
+        Err(BodyError::TooSlow(_)) => {
+            return problem(StatusCode::REQUEST_TIMEOUT, "request body too slow");
+        }
+        Err(error) => return problem(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
+    };
+    let (status, body) = super::admin_secrets::put(&state.gateway, name, &body).await;
+    json_reply(status, body)
+}
+
+async fn delete_secret(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    let (status, body) = super::admin_secrets::delete(&state.gateway, name).await;
+    json_reply(status, body)
+}
+
+async fn rotate_secrets(State(state): State<AdminState>) -> Response {
+    let (status, body) = super::admin_secrets::rotate(&state.gateway).await;
     json_reply(status, body)
 }
 

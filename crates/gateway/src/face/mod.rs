@@ -3,6 +3,7 @@
 
 pub mod admin;
 mod admin_audit;
+mod admin_secrets;
 mod app;
 pub mod http;
 mod origin;

@@ -148,6 +148,7 @@ pub(crate) struct RawNativeServer {
     pub(crate) max_total_timeout_ms: Option<u64>,
     pub(crate) read_only_retries: Option<u32>,
     pub(crate) trust_annotations: Option<bool>,
+    pub(crate) cache_read_only_ms: Option<u64>,
     pub(crate) validate: Option<bool>,
     pub(crate) tools: Option<UniqueMap<Table<crate::policy::RawTool>>>,
     pub(crate) tenants: Option<UniqueMap<Table<crate::tenants::RawTenantCredentials>>>,

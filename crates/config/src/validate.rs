@@ -120,6 +120,7 @@ impl From<RawNativeServer> for ServerFields {
                 max_total_timeout_ms: raw.max_total_timeout_ms,
                 read_only_retries: raw.read_only_retries,
                 trust_annotations: raw.trust_annotations,
+                cache_read_only_ms: raw.cache_read_only_ms,
                 validate: raw.validate,
                 tools: raw.tools,
             },

@@ -357,15 +357,28 @@ impl Gateway {
         &self,
         lists: &BTreeMap<String, Arc<crate::catalog::ServerLists>>,
     ) -> Catalog {
-        let unchecked: std::collections::HashSet<String> = self
-            .inner
-            .servers
-            .read()
+        let servers = self.inner.servers.read();
+        let unchecked: std::collections::HashSet<String> = servers
             .values()
             .filter(|server| !server.policy().validate)
             .map(|server| server.name.clone())
             .collect();
-        Catalog::build(lists, self.inner.settings.passthrough).without_validation(&unchecked)
+        let facts = lists
+            .iter()
+            .filter_map(|(name, lists)| {
+                let server = servers.get(name)?;
+                let facts = crate::catalog::ServerFacts::new(
+                    Arc::new(server.policy().clone()),
+                    server.instance,
+                    lists,
+                );
+                Some((name.clone(), facts))
+            })
+            .collect();
+        drop(servers);
+        Catalog::build(lists, self.inner.settings.passthrough)
+            .without_validation(&unchecked)
+            .with_servers(facts)
     }
 
     /// Rebuilds the catalog snapshot from every server's last known lists.

@@ -14,10 +14,70 @@ pub(crate) fn process_env(name: &str) -> Option<String> {
 }
 
 /// Expands `${...}` references in `input`; the error says what is wrong, without the key.
+/// A stored-secret reference (`${secret:NAME}`) is refused here: only the values that
+/// reach an upstream take one ([`expand_with_secrets`]).
 pub(crate) fn expand(input: &str, env: EnvLookup<'_>) -> Result<String, String> {
-    if !input.contains('$') {
-        return Ok(input.to_owned());
+    let mut output = String::with_capacity(input.len());
+    for segment in segments(input, env)? {
+        match segment {
+            Segment::Text(text) => output.push_str(&text),
+            Segment::Secret(_) => {
+                return Err(
+                    "a stored-secret reference (`${secret:NAME}`) is only allowed in \
+                     a server's `env` and `headers` values (and a tenant's)"
+                        .to_owned(),
+                );
+            }
+        }
     }
+    Ok(output)
+}
+
+/// Like [`expand`], but `${secret:NAME}` references to stored secrets are kept, to be
+/// resolved when an instance starts (`crate::vault::resolve_secret_refs`). A value that
+/// keeps one is returned as a template, where every literal `$` is written `$$`; a value
+/// without one is returned expanded, as [`expand`] does (so a template is exactly a value
+/// containing `${secret:`, see `crate::vault::has_secret_refs`).
+pub(crate) fn expand_with_secrets(input: &str, env: EnvLookup<'_>) -> Result<String, String> {
+    let segments = segments(input, env)?;
+    let literal: Option<String> = segments
+        .iter()
+        .map(|segment| match segment {
+            Segment::Text(text) => Some(text.as_str()),
+            Segment::Secret(_) => None,
+        })
+        .collect();
+    match literal {
+        Some(text) if !text.contains(crate::vault::REF_OPEN) => Ok(text),
+        _ => {
+            let mut template = String::with_capacity(input.len());
+            for segment in segments {
+                match segment {
+                    Segment::Text(text) => template.push_str(&text.replace('$', "$$")),
+                    Segment::Secret(name) => {
+                        template.push_str(crate::vault::REF_OPEN);
+                        template.push_str(&name);
+                        template.push('}');
+                    }
+                }
+            }
+            Ok(template)
+        }
+    }
+}
+
+/// A piece of an expanded value.
+enum Segment {
+    Text(String),
+    /// `${secret:NAME}`: a stored secret's name.
+    Secret(String),
+}
+
+fn segments(input: &str, env: EnvLookup<'_>) -> Result<Vec<Segment>, String> {
+    if !input.contains('$') {
+        return Ok(vec![Segment::Text(input.to_owned())]);
+    }
+    let mut segments = Vec::new();
     let mut output = String::with_capacity(input.len());
     let mut rest = input;
     while let Some(dollar) = rest.find('$') {
@@ -32,7 +92,19 @@ pub(crate) fn expand(input: &str, env: EnvLookup<'_>) -> Result<String, String> 
                 return Err("unterminated `${` (write `$$` for a literal `$`)".to_owned());
             };
             let body = &body_and_tail[..close];
-            output.push_str(&resolve(body, env)?);
+            if let Some(name) = body.strip_prefix("secret:") {
+                if !crate::vault::is_secret_name(name) {
+                    return Err(format!(
+                        "invalid stored-secret reference: expected `${{secret:NAME}}` with NAME \
+                         {}",
+                        crate::vault::SECRET_NAME_RULE
+                    ));
+                }
+                segments.push(Segment::Text(std::mem::take(&mut output)));
+                segments.push(Segment::Secret(name.to_owned()));
+            } else {
+                output.push_str(&resolve(body, env)?);
+            }
             rest = &body_and_tail[close + 1..];
         } else {
             output.push('$');
@@ -40,7 +112,8 @@ pub(crate) fn expand(input: &str, env: EnvLookup<'_>) -> Result<String, String> 
         }
     }
     output.push_str(rest);
-    Ok(output)
+    segments.push(Segment::Text(output));
+    Ok(segments)
 }
 
 fn resolve(body: &str, env: EnvLookup<'_>) -> Result<String, String> {
@@ -113,6 +186,37 @@ mod tests {
     fn unset_variable_is_an_error() {
         let error = expand("Bearer ${NOPE}", &env).unwrap_err();
         assert!(error.contains("`NOPE` is not set"), "{error}");
+    }
+
+    #[test]
+    fn secret_references_are_kept_as_templates_where_allowed() {
+        let cases = [
+            ("${secret:api}", "${secret:api}"),
+            ("Bearer ${secret:api}", "Bearer ${secret:api}"),
+            (
+                "$$ ${TOKEN} ${secret:a.b-c_1}",
+                "$$ s3cret ${secret:a.b-c_1}",
+            ),
+            // No reference: expanded as usual, `$` not doubled.
+            ("cost: $$5 ${TOKEN}", "cost: $5 s3cret"),
+            // A literal that reads like a reference stays literal: written as a template.
+            ("$${secret:x}", "$${secret:x}"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                expand_with_secrets(input, &env).unwrap(),
+                expected,
+                "{input:?}"
+            );
+        }
+        assert!(
+            expand("${secret:api}", &env)
+                .unwrap_err()
+                .contains("only allowed")
+        );
+        for input in ["${secret:}", "${secret:a b}", "${secret:${TOKEN}}"] {
+            assert!(expand_with_secrets(input, &env).is_err(), "{input:?}");
+        }
     }
 
     #[test]

@@ -26,6 +26,7 @@ mod sandbox;
 mod secret;
 mod tenants;
 mod validate;
+mod vault;
 
 use std::path::Path;
 
@@ -50,6 +51,10 @@ pub use registry::RegistrySettings;
 pub use sandbox::{Bytes, FsPolicy, SandboxSpec};
 pub use secret::{REDACTED, Secret};
 pub use tenants::TenantCredentials;
+pub use vault::{
+    KeyBytes, REF_OPEN, SECRET_NAME_RULE, SecretsSettings, VaultKey, has_secret_refs,
+    is_secret_name, resolve_secret_refs, secret_refs,
+};
 
 /// Reads `path` (at most [`DEFAULT_MAX_CONFIG_BYTES`]), detects its format, parses
 /// and validates it.
@@ -104,6 +109,7 @@ pub fn parse_with_env(
         redaction: validated.redaction,
         registry: validated.registry,
         approvals: validated.approvals,
+        secrets: validated.secrets,
         source: ConfigSource {
             path: path.map(Path::to_path_buf),
             format,

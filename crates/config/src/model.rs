@@ -34,6 +34,9 @@ pub struct Config {
     pub registry: crate::registry::RegistrySettings,
     /// Approval gates (`[approvals]`); `None`: no call waits for approval.
     pub approvals: Option<crate::approvals::ApprovalSettings>,
+    /// The key of the secrets stored in the embedded database (`[secrets]`); `None`: no
+    /// secret store (`${secret:NAME}` references cannot be resolved).
+    pub secrets: Option<crate::vault::SecretsSettings>,
     /// Where this configuration was read from.
     pub source: ConfigSource,
     /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.
@@ -119,7 +122,7 @@ impl GatewaySettings {
     /// Default for [`GatewaySettings::drain_timeout`].
     pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
     /// The meta-tools that exist.
-    pub const META_TOOLS: [&'static str; 7] = [
+    pub const META_TOOLS: [&'static str; 8] = [
         "list_servers",
         "search_tools",
         "load_server",
@@ -127,6 +130,7 @@ impl GatewaySettings {
         "unload_server",
         "call",
         "install_server",
+        "set_secret",
     ];
     /// Default for [`GatewaySettings::search_threshold_percent`].
     pub const DEFAULT_SEARCH_THRESHOLD_PERCENT: u8 = 10;

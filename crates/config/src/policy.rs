@@ -87,6 +87,11 @@ pub struct ToolPolicy {
     pub timeout: Option<Duration>,
     /// Attempts for calls safe to repeat (1 = no retry).
     pub retries: Option<u32>,
+    /// Results of this tool are cached for this long (opt-in; an upstream's shorter
+    /// `ttlMs` wins). `None`: not cached, unless `cache_read_only` covers it.
+    pub cache_ttl: Option<Duration>,
+    /// Large JSON text in this tool's results is compacted losslessly (opt-in).
+    pub compact: bool,
 }
 
 /// Everything about keeping one server healthy.
@@ -113,6 +118,9 @@ pub struct ServerPolicy {
     /// for servers trusted with `trust_annotations`.
     pub read_only_retries: u32,
     pub trust_annotations: bool,
+    /// Results of tools the server marks `readOnlyHint` are cached for this long; only
+    /// with `trust_annotations` (a hint from an untrusted server is not enough).
+    pub cache_read_only: Option<Duration>,
     /// Check `tools/call` arguments against the tool's `inputSchema` before the call
     /// reaches the server (on by default; off for servers whose schemas are broken).
     pub validate: bool,
@@ -177,6 +185,7 @@ impl Default for ServerPolicy {
             max_total_timeout: None,
             read_only_retries: 1,
             trust_annotations: false,
+            cache_read_only: None,
             validate: true,
             pin: Pin::Off,
             tools: BTreeMap::new(),
@@ -238,6 +247,8 @@ pub(crate) struct RawLimits {
 pub(crate) struct RawTool {
     timeout_ms: Option<u64>,
     retries: Option<u32>,
+    cache_ttl_ms: Option<u64>,
+    compact: Option<bool>,
 }
 
 /// The policy keys of `[servers.NAME]` (flattened into the server table by the caller).
@@ -256,6 +267,7 @@ pub(crate) struct RawPolicy {
     pub(crate) max_total_timeout_ms: Option<u64>,
     pub(crate) read_only_retries: Option<u32>,
     pub(crate) trust_annotations: Option<bool>,
+    pub(crate) cache_read_only_ms: Option<u64>,
     pub(crate) validate: Option<bool>,
     pub(crate) pin: Option<RawPin>,
     pub(crate) tools: Option<UniqueMap<Table<RawTool>>>,
@@ -391,6 +403,8 @@ pub(crate) fn validate(raw: RawPolicy, path: &KeyPath) -> Result<ServerPolicy, P
                 }
                 other => other,
             },
+            cache_ttl: millis(tool.0.cache_ttl_ms, &tool_path.key("cache_ttl_ms"))?,
+            compact: tool.0.compact.unwrap_or(false),
         };
         tools.insert(name, policy);
     }
@@ -408,6 +422,15 @@ pub(crate) fn validate(raw: RawPolicy, path: &KeyPath) -> Result<ServerPolicy, P
         max_total_timeout: millis(raw.max_total_timeout_ms, &path.key("max_total_timeout_ms"))?,
         read_only_retries: raw.read_only_retries.unwrap_or(1).max(1),
         trust_annotations: raw.trust_annotations.unwrap_or(false),
+        cache_read_only: match millis(raw.cache_read_only_ms, &path.key("cache_read_only_ms"))? {
+            Some(_) if raw.trust_annotations != Some(true) => {
+                return Err(Problem::new(
+                    path.key("cache_read_only_ms"),
+                    "needs `trust_annotations = true`: `readOnlyHint` is the server's own claim",
+                ));
+            }
+            ttl => ttl,
+        },
         validate: raw.validate.unwrap_or(defaults.validate),
         pin: match raw.pin {
             None => defaults.pin,

@@ -28,6 +28,7 @@ pub(crate) struct RawNative {
     pub(crate) redaction: Option<Table<crate::redaction::RawRedaction>>,
     pub(crate) registry: Option<Table<crate::registry::RawRegistry>>,
     pub(crate) approvals: Option<Table<crate::approvals::RawApprovals>>,
+    pub(crate) secrets: Option<Table<crate::vault::RawSecrets>>,
 }
 
 /// `[gateway]`; also `"switchboard": { "gateway": ... }` in `.mcp.json`.
@@ -149,6 +150,7 @@ pub(crate) struct RawNativeServer {
     pub(crate) max_total_timeout_ms: Option<u64>,
     pub(crate) read_only_retries: Option<u32>,
     pub(crate) trust_annotations: Option<bool>,
+    pub(crate) cache_read_only_ms: Option<u64>,
     pub(crate) validate: Option<bool>,
     pub(crate) pin: Option<crate::policy::RawPin>,
     pub(crate) tools: Option<UniqueMap<Table<crate::policy::RawTool>>>,

@@ -33,6 +33,7 @@ pub(crate) struct Validated {
     pub(crate) redaction: Option<crate::redaction::RedactionSettings>,
     pub(crate) registry: crate::registry::RegistrySettings,
     pub(crate) approvals: Option<crate::approvals::ApprovalSettings>,
+    pub(crate) secrets: Option<crate::vault::SecretsSettings>,
 }
 
 /// How a format spells the keys that differ between formats.
@@ -121,6 +122,7 @@ impl From<RawNativeServer> for ServerFields {
                 max_total_timeout_ms: raw.max_total_timeout_ms,
                 read_only_retries: raw.read_only_retries,
                 trust_annotations: raw.trust_annotations,
+                cache_read_only_ms: raw.cache_read_only_ms,
                 validate: raw.validate,
                 pin: raw.pin,
                 tools: raw.tools,
@@ -224,6 +226,10 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
         .approvals
         .map(|table| crate::approvals::validate(table.0, &root.key("approvals"), env))
         .transpose()?;
+    let secrets = raw
+        .secrets
+        .map(|table| crate::vault::validate(table.0, &root.key("secrets"), env))
+        .transpose()?;
     let mut validated = document(raw.gateway.0, raw.listen.0, servers, &root, &NATIVE, env)?;
     if let Some(access) = &access {
         known_tenants(&validated.servers, access)?;
@@ -233,6 +239,7 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
     validated.redaction = redaction;
     validated.registry = registry;
     validated.approvals = approvals;
+    validated.secrets = secrets;
     Ok(validated)
 }
 
@@ -341,6 +348,7 @@ fn document(
         redaction: None,
         registry: Default::default(),
         approvals: None,
+        secrets: None,
     })
 }
 
@@ -786,7 +794,10 @@ pub(crate) fn child_env(
                 "invalid environment variable name: must be non-empty without `=` or NUL",
             ));
         }
-        let value = process_string(&value, &value_path, env)?;
+        let value = expand_with_secrets(&value, &value_path, env)?;
+        if value.contains('\0') {
+            return Err(Problem::new(value_path, "must not contain a NUL character"));
+        }
         child_env.insert(key, Secret::new(value));
     }
     Ok(child_env)
@@ -811,7 +822,7 @@ pub(crate) fn headers(
                 "duplicate header (header names are case-insensitive)",
             ));
         }
-        let value = expanded(&value, &header_path, env)?;
+        let value = expand_with_secrets(&value, &header_path, env)?;
         // The value is not echoed: headers usually carry credentials.
         http::HeaderValue::from_str(&value).map_err(|_| {
             Problem::new(
@@ -868,6 +879,12 @@ pub(crate) fn oauth(
         ));
     }
     Ok(client)
+}
+
+/// [`expanded`], keeping `${secret:NAME}` references (a template: see `crate::vault`).
+fn expand_with_secrets(value: &str, path: &KeyPath, env: EnvLookup<'_>) -> Result<String, Problem> {
+    crate::expand::expand_with_secrets(value, env)
+        .map_err(|message| Problem::new(path.clone(), message))
 }
 
 fn expanded(value: &str, path: &KeyPath, env: EnvLookup<'_>) -> Result<String, Problem> {

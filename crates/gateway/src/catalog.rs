@@ -296,6 +296,42 @@ pub struct Catalog {
     /// Tools the registry holds back (pinning), by the exposed name they would have: not
     /// listed, and a call to one is refused naming the change.
     quarantined: HashMap<String, Arc<crate::registry::Quarantined>>,
+    /// What the result steps need to know of each server as of this snapshot: its
+    /// policy and its version (`with_servers`).
+    servers: HashMap<String, ServerFacts>,
+}
+
+/// One server as a snapshot knows it, for the steps that depend on its definition (the
+/// result cache, compaction).
+#[derive(Debug)]
+pub struct ServerFacts {
+    pub policy: Arc<switchboard_config::ServerPolicy>,
+    /// Changes whenever the server is reloaded (a new server object) or its tool list
+    /// changes: results cached under one version are never served under another. A
+    /// digest of the object's generation and its tools (a registry's version may replace
+    /// it).
+    pub version: u64,
+}
+
+impl ServerFacts {
+    pub fn new(
+        policy: Arc<switchboard_config::ServerPolicy>,
+        generation: u64,
+        lists: &ServerLists,
+    ) -> ServerFacts {
+        use sha2::{Digest as _, Sha256};
+        let mut digest = Sha256::new();
+        digest.update(generation.to_be_bytes());
+        for tool in &lists.tools {
+            digest.update(serde_json::to_vec(tool).unwrap_or_default());
+            digest.update([0]);
+        }
+        let digest = digest.finalize();
+        ServerFacts {
+            policy,
+            version: u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")),
+        }
+    }
 }
 
 fn render<'a>(page: impl Iterator<Item = &'a Value>) -> Arc<RawValue> {
@@ -539,6 +575,17 @@ impl Catalog {
     /// The quarantined tool an exposed name would be, if any.
     pub fn quarantined(&self, exposed: &str) -> Option<&Arc<crate::registry::Quarantined>> {
         self.quarantined.get(exposed)
+    }
+
+    /// Attaches what the result steps need of each server (see [`ServerFacts`]).
+    pub(crate) fn with_servers(mut self, servers: HashMap<String, ServerFacts>) -> Self {
+        self.servers = servers;
+        self
+    }
+
+    /// A server as this snapshot knows it; `None` for one it does not.
+    pub fn server_facts(&self, server: &str) -> Option<&ServerFacts> {
+        self.servers.get(server)
     }
 
     /// An exposed tool's index and entry.

@@ -140,6 +140,8 @@ pub(crate) struct Inner {
     pub(crate) secrets: Option<Arc<crate::redact::Secrets>>,
     /// `/readyz`'s draining flag and its restarts of failed required servers.
     pub(crate) readiness: crate::readiness::Flags,
+    /// The encrypted secret store (`[secrets]`, `vault/`); `None` without the section.
+    pub(crate) vault: Option<Arc<crate::vault::Vault>>,
 }
 
 /// The gateway could not start.
@@ -151,6 +153,8 @@ pub enum StartError {
     Chain(#[from] crate::pipeline::chain::ChainError),
     #[error(transparent)]
     Registry(#[from] crate::registry::StoreError),
+    #[error("secrets: {0}")]
+    Vault(#[from] crate::vault::VaultError),
 }
 
 /// The gateway. Cheap to clone; all clones share one state.
@@ -196,6 +200,27 @@ impl Gateway {
             .redaction
             .as_ref()
             .map(|_| Arc::new(crate::redact::Secrets::from_config(config)));
+        let vault = match &config.secrets {
+            Some(settings) => {
+                let vault = crate::vault::Vault::open(db.clone(), settings)?;
+                if !db.is_durable() {
+                    tracing::warn!(
+                        "secrets: no state_dir, so stored secrets live in memory and are lost at exit"
+                    );
+                }
+                tracing::info!(keys = %vault.describe(), "secrets: encrypted store open");
+                if let Some(secrets) = &secrets {
+                    // Stored values must not come back to clients either.
+                    for entry in vault.list()? {
+                        if let Some(value) = vault.get(&entry.name)? {
+                            secrets.learn_value(&value);
+                        }
+                    }
+                }
+                Some(Arc::new(vault))
+            }
+            None => None,
+        };
         let hide_poisoned = config.redaction.as_ref().is_some_and(|r| r.hide_poisoned);
         let registry = crate::registry::Registry::open(
             db.clone(),
@@ -227,6 +252,7 @@ impl Gateway {
             selections: Default::default(),
             secrets,
             readiness: Default::default(),
+            vault,
             metrics,
             adding: Mutex::default(),
             log_subscribers: Mutex::new(HashMap::new()),
@@ -346,20 +372,32 @@ impl Gateway {
         &self,
         lists: &BTreeMap<String, Arc<crate::catalog::ServerLists>>,
     ) -> Catalog {
-        let unchecked: std::collections::HashSet<String> = self
-            .inner
-            .servers
-            .read()
+        let servers = self.inner.servers.read();
+        let unchecked: std::collections::HashSet<String> = servers
             .values()
             .filter(|server| !server.policy().validate)
             .map(|server| server.name.clone())
+            .collect();
+        let facts = lists
+            .iter()
+            .filter_map(|(name, lists)| {
+                let server = servers.get(name)?;
+                let facts = crate::catalog::ServerFacts::new(
+                    Arc::new(server.policy().clone()),
+                    server.instance,
+                    lists,
+                );
+                Some((name.clone(), facts))
+            })
             .collect();
         let quarantined = self
             .inner
             .registry
             .quarantined(|server| lists.contains_key(server));
+        drop(servers);
         Catalog::build(lists, self.inner.settings.passthrough)
             .without_validation(&unchecked)
+            .with_servers(facts)
             .with_quarantine(quarantined)
     }
 

@@ -58,6 +58,15 @@ fn definition(name: &str) -> Option<Value> {
                 &["name", "package"],
             ),
         ),
+        "set_secret" => (
+            "Store a secret, encrypted, for server definitions to reference as ${secret:NAME} \
+             (used by instances started afterwards). Admins only; the value is never shown again.",
+            object(
+                json!({ "name": { "type": "string", "description": "Secret name: letters, digits, `_`, `-`, `.`" },
+                        "value": { "type": "string" } }),
+                &["name", "value"],
+            ),
+        ),
         _ => return None,
     };
     Some(
@@ -110,6 +119,7 @@ impl Gateway {
             .settings
             .meta_tools
             .iter()
+            .filter(|name| self.may_use_meta_tool(ctx, name))
             .filter_map(|name| definition(name))
             .collect()
     }
@@ -122,8 +132,22 @@ impl Gateway {
             return Some(name);
         }
         let short = name.strip_prefix(PREFIX)?;
-        (ctx.meta_tools && self.inner.settings.meta_tools.iter().any(|t| t == short))
-            .then_some(short)
+        (ctx.meta_tools
+            && self.inner.settings.meta_tools.iter().any(|t| t == short)
+            && self.may_use_meta_tool(ctx, short))
+        .then_some(short)
+    }
+
+    /// Admin-only meta-tools (`meta_policy::ADMIN_ONLY`) exist only for callers holding
+    /// `[access] admin_role`; for anyone else they are unknown, like any hidden tool.
+    fn may_use_meta_tool(&self, ctx: &ClientCtx, short: &str) -> bool {
+        !crate::meta_policy::ADMIN_ONLY.contains(&short)
+            || self.authenticator().is_some_and(|access| {
+                ctx.principal
+                    .roles()
+                    .iter()
+                    .any(|role| role == access.admin_role())
+            })
     }
 
     pub(crate) async fn run_meta_tool(
@@ -190,6 +214,22 @@ impl Gateway {
                     .map(crate::reply::Reply::into_value)
             }
             "install_server" => self.install_server(arguments).await,
+            "set_secret" => {
+                let name = string_arg(arguments, "name")?;
+                let value = string_arg(arguments, "value")?;
+                match self
+                    .store_secret(name, switchboard_config::Secret::new(value.to_owned()))
+                    .await
+                {
+                    Some(Ok((entry, created))) => {
+                        ok(json!({ "stored": entry.name, "created": created }))
+                    }
+                    Some(Err(error)) => failed(error.to_string()),
+                    None => {
+                        failed("no secret store: the gateway's config has no [secrets] section")
+                    }
+                }
+            }
             other => Err(RpcError::method_not_found(other)),
         }
     }

@@ -2,7 +2,29 @@
 //! are already defined (config file, admin API) always; a new definition only when it is a
 //! stdio server whose program is listed, exactly, in `[gateway] allow_commands`.
 
+use std::borrow::Cow;
+
+use serde_json::Value;
 use switchboard_config::{GatewaySettings, ServerSpec, TransportSpec};
+
+/// Meta-tools only a caller with `[access] admin_role` sees and may call.
+pub(crate) const ADMIN_ONLY: &[&str] = &["set_secret"];
+
+/// A request's arguments as an audit record may keep them (digest, or raw with
+/// `record_arguments`): a secret handed to `set_secret` is replaced by a redaction, so not
+/// even its digest (which could be searched for a guessable value) is kept.
+pub(crate) fn recordable<'a>(params: &Value, arguments: &'a Value) -> Cow<'a, Value> {
+    let is_set_secret =
+        params.get("name").and_then(Value::as_str) == Some("switchboard__set_secret");
+    match arguments.get("value") {
+        Some(_) if is_set_secret => {
+            let mut kept = arguments.clone();
+            kept["value"] = Value::from(switchboard_config::REDACTED);
+            Cow::Owned(kept)
+        }
+        _ => Cow::Borrowed(arguments),
+    }
+}
 
 /// Whether `load_server` may register `spec` from an agent's definition; the refusal
 /// says why and what would allow it.

@@ -177,6 +177,30 @@ pub struct Metrics {
     redacted_results: Family<RedactedResultLabels, Counter>,
     invalid_arguments: ServerCounter,
     budget_write_failures: Counter,
+    cache: CacheMetrics,
+    compaction: CompactionMetrics,
+}
+
+/// The result cache's counters per server (`pipeline/cache.rs`).
+#[derive(Clone, Debug, Default)]
+pub struct CacheMetrics {
+    /// Calls answered from the cache.
+    pub hits: ServerCounter,
+    /// Cacheable calls that went upstream.
+    pub misses: ServerCounter,
+    /// Results stored.
+    pub stores: ServerCounter,
+}
+
+/// Output compaction's counters per server (`pipeline/compact.rs`).
+#[derive(Clone, Debug, Default)]
+pub struct CompactionMetrics {
+    /// Text blocks replaced by a shorter form.
+    pub compacted: ServerCounter,
+    /// Bytes saved by them.
+    pub saved_bytes: ServerCounter,
+    /// Tokens saved by them (estimated: `pipeline::compact::estimate_tokens`).
+    pub saved_tokens: ServerCounter,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -237,11 +261,15 @@ pub struct ServerCounter(Family<ServerLabels, Counter>);
 
 impl ServerCounter {
     pub fn inc(&self, server: &str) {
+        self.inc_by(server, 1);
+    }
+
+    pub fn inc_by(&self, server: &str, by: u64) {
         self.0
             .get_or_create(&ServerLabels {
                 server: server.to_owned(),
             })
-            .inc();
+            .inc_by(by);
     }
 
     pub fn get(&self, server: &str) -> u64 {
@@ -286,6 +314,16 @@ impl Metrics {
     /// `inputSchema` (the validation step), per server.
     pub fn invalid_arguments(&self) -> ServerCounter {
         self.invalid_arguments.clone()
+    }
+
+    /// The result cache's counters.
+    pub fn cache(&self) -> CacheMetrics {
+        self.cache.clone()
+    }
+
+    /// Output compaction's counters.
+    pub fn compaction(&self) -> CompactionMetrics {
+        self.compaction.clone()
     }
 
     /// The counter of failed writes of daily budget counts to the database.
@@ -530,6 +568,36 @@ impl crate::Gateway {
             "switchboard_invalid_arguments",
             "tools/call answered with a tool error because the arguments did not fit the tool's inputSchema",
             metrics.invalid_arguments.0.clone(),
+        );
+        registry.register(
+            "switchboard_cache_hits",
+            "tools/call answered from the result cache, by server",
+            metrics.cache.hits.0.clone(),
+        );
+        registry.register(
+            "switchboard_cache_misses",
+            "Cacheable tools/call that went to the upstream, by server",
+            metrics.cache.misses.0.clone(),
+        );
+        registry.register(
+            "switchboard_cache_stores",
+            "Results stored in the result cache, by server",
+            metrics.cache.stores.0.clone(),
+        );
+        registry.register(
+            "switchboard_compacted_blocks",
+            "Result text blocks replaced by a shorter lossless JSON form, by server",
+            metrics.compaction.compacted.0.clone(),
+        );
+        registry.register(
+            "switchboard_compaction_saved_bytes",
+            "Bytes of result text saved by compaction, by server",
+            metrics.compaction.saved_bytes.0.clone(),
+        );
+        registry.register(
+            "switchboard_compaction_saved_tokens",
+            "Tokens of result text saved by compaction (estimated), by server",
+            metrics.compaction.saved_tokens.0.clone(),
         );
         registry.register(
             "switchboard_budget_write_failures",

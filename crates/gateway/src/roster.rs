@@ -195,6 +195,7 @@ impl Gateway {
             self.inner.signals.clone(),
             stats,
             self.tracker(),
+            self.inner.vault.clone(),
         )
     }
 

@@ -4,6 +4,7 @@
 
 mod audit_cli;
 mod registry_cli;
+mod secrets_cli;
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd as _;
@@ -88,6 +89,11 @@ enum Command {
         #[command(subcommand)]
         command: registry_cli::RegistryCommand,
     },
+    /// The encrypted secret store: rotate its key, make a key.
+    Secrets {
+        #[command(subcommand)]
+        command: secrets_cli::SecretsCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -170,6 +176,15 @@ fn main() -> ExitCode {
             }
         };
     }
+    if let Command::Secrets { command } = cli.command {
+        return match secrets_cli::run(command, cli.max_config_bytes) {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("switchboard: {error:#}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if matches!(
         cli.command,
         Command::Serve { .. } | Command::Stdio { .. } | Command::Tools { .. }
@@ -219,7 +234,7 @@ async fn run(command: Command, max_config_bytes: u64) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Audit { .. } | Command::Registry { .. } => {
+        Command::Audit { .. } | Command::Registry { .. } | Command::Secrets { .. } => {
             unreachable!("handled before the runtime starts")
         }
         Command::Tools {

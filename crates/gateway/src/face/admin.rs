@@ -17,6 +17,8 @@
 //!   lists (`admin_registry.rs`)
 //! - `GET /admin/approvals`, `POST /admin/approvals/{id}/approve|deny` — approvals
 //!   (`admin_approvals.rs`)
+//! - `GET /admin/secrets`, `PUT|DELETE /admin/secrets/{name}`, `POST
+//!   /admin/secrets/rotate` — the encrypted secret store (`admin_secrets.rs`)
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
@@ -89,6 +91,12 @@ pub fn router(gateway: Gateway, listen: &ListenSettings) -> Option<Router> {
         .route("/admin/approvals", get(list_approvals))
         .route("/admin/approvals/{id}/approve", post(approve))
         .route("/admin/approvals/{id}/deny", post(deny))
+        .route("/admin/secrets", get(list_secrets))
+        .route("/admin/secrets/rotate", post(rotate_secrets))
+        .route(
+            "/admin/secrets/{name}",
+            axum::routing::put(put_secret).delete(delete_secret),
+        )
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
         .with_state(state);
     Some(routes)
@@ -376,6 +384,37 @@ async fn decide(
     };
     let (status, body) =
         super::admin_approvals::decide(&state.gateway, &id, approve, &admin.0, &body).await;
+    json_reply(status, body)
+}
+
+async fn list_secrets(State(state): State<AdminState>) -> Response {
+    let (status, body) = super::admin_secrets::list(&state.gateway).await;
+    json_reply(status, body)
+}
+
+async fn put_secret(
+    State(state): State<AdminState>,
+    Path(name): Path<String>,
+    body: axum::body::Body,
+) -> Response {
+    let body = match read_body(body, state.max_body_bytes, state.body_read_timeout).await {
+        Ok(body) => body,
+        Err(BodyError::TooSlow(_)) => {
+            return problem(StatusCode::REQUEST_TIMEOUT, "request body too slow");
+        }
+        Err(error) => return problem(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
+    };
+    let (status, body) = super::admin_secrets::put(&state.gateway, name, &body).await;
+    json_reply(status, body)
+}
+
+async fn delete_secret(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    let (status, body) = super::admin_secrets::delete(&state.gateway, name).await;
+    json_reply(status, body)
+}
+
+async fn rotate_secrets(State(state): State<AdminState>) -> Response {
+    let (status, body) = super::admin_secrets::rotate(&state.gateway).await;
     json_reply(status, body)
 }
 

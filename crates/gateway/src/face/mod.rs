@@ -5,6 +5,7 @@ pub mod admin;
 mod admin_approvals;
 mod admin_audit;
 mod admin_registry;
+mod admin_secrets;
 mod app;
 pub mod http;
 mod origin;

@@ -62,7 +62,10 @@ impl Audit {
             }
             _ => (None, addressed_name(method, params).map(str::to_owned)),
         };
-        let arguments = params.get("arguments").or_else(|| params.get("argument"));
+        let arguments = params
+            .get("arguments")
+            .or_else(|| params.get("argument"))
+            .map(|arguments| crate::meta_policy::recordable(params, arguments));
         Record {
             time_ms: 0,
             principal: principal.id().to_owned(),
@@ -74,8 +77,10 @@ impl Audit {
             method: method.to_owned(),
             server,
             tool,
-            arguments_sha256: arguments.map(canonical_sha256),
-            arguments: arguments.filter(|_| self.log.records_arguments()).cloned(),
+            arguments_sha256: arguments.as_deref().map(canonical_sha256),
+            arguments: arguments
+                .filter(|_| self.log.records_arguments())
+                .map(std::borrow::Cow::into_owned),
             ..Record::default()
         }
     }

@@ -11,7 +11,7 @@
 //! | 4 | rate limits, concurrency caps, daily budgets (counted last: only calls every other access step admitted) | access |
 //! | 5 | argument validation (`validate`, on unless every server says `validate = false`), pinning | registry |
 //! | 6 | approval gates | governance |
-//! | 7 | result cache | economy |
+//! | 7 | result cache (`cache`: a hit answers in before; after stores), then output compaction (`compact`, after) | economy |
 //! | 8 | redaction (after) | governance |
 //!
 //! Steps given by the embedder (tests, the router agent) run first, in the order given.
@@ -144,6 +144,16 @@ pub fn declared(
     if let Some(desk) = &approvals {
         tail.push(Arc::new(super::approval::Approval::new(desk.clone())));
     }
+    // 7. the result cache, then output compaction: after-hooks run inside out, so the
+    // cache stores what compaction and redaction made of the upstream's answer, and a hit
+    // (answered in `before`) runs neither again. Built only when a server asks for them
+    // (a reload that first asks takes a restart, like validation).
+    if super::cache::ResultCache::is_needed(config) {
+        tail.push(Arc::new(super::cache::ResultCache::new(metrics)));
+    }
+    if super::compact::Compact::is_needed(config) {
+        tail.push(Arc::new(super::compact::Compact::new(metrics)));
+    }
     // 8. redaction of results (after; innermost, so it sees the upstream's answer first).
     if let (Some(redaction), Some(secrets)) = (&config.redaction, secrets) {
         tail.push(Arc::new(crate::redact::Redact::new(
@@ -261,5 +271,31 @@ mod tests {
         assert_eq!(chain(config), ["rules", "validate", "approval"]);
         // Without [approvals]: no step.
         assert_eq!(chain("[servers.a]\ncommand = \"x\"\n"), ["validate"]);
+    }
+
+    #[test]
+    fn cache_and_compaction_only_when_a_tool_asks_for_them() {
+        let plain = "[servers.a]\ncommand = \"x\"\nvalidate = false\n";
+        assert!(chain(plain).is_empty());
+        let cached = format!("{plain}[servers.a.tools.t]\ncache_ttl_ms = 1000\n");
+        assert_eq!(chain(&cached), ["cache"]);
+        let both = format!("{cached}compact = true\n[redaction]\n");
+        let config =
+            switchboard_config::parse(&both, switchboard_config::ConfigFormat::Native, None)
+                .unwrap();
+        let db = Db::open(None).unwrap();
+        let secrets = Arc::new(crate::redact::Secrets::from_config(&config));
+        let (_, chain) = declared(
+            &config,
+            Vec::new(),
+            &Metrics::default(),
+            &db,
+            Some(&secrets),
+        )
+        .unwrap();
+        assert_eq!(chain.names(), ["cache", "compact", "redact"]);
+        let read_only = "[servers.a]\ncommand = \"x\"\nvalidate = false\n\
+                         trust_annotations = true\ncache_read_only_ms = 500\n";
+        assert_eq!(self::chain(read_only), ["cache"]);
     }
 }

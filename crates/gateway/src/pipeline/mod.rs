@@ -26,7 +26,9 @@ pub mod allow;
 pub mod approval;
 pub mod audit;
 pub mod budgets;
+pub mod cache;
 pub mod chain;
+pub mod compact;
 pub mod concurrency;
 mod ledger;
 pub mod limits;
@@ -86,6 +88,9 @@ struct NoteSet {
     decision: Option<crate::audit::Decision>,
     redactions: BTreeMap<String, u64>,
     audit: Option<audit::Ticket>,
+    /// The result cache's key for this call, worked out before the terminal (which may
+    /// take the params apart), for its `after` to store under.
+    cache: Option<cache::Pending>,
 }
 
 impl Notes {
@@ -119,6 +124,14 @@ impl Notes {
 
     fn take_ticket(&self) -> Option<audit::Ticket> {
         self.0.lock().audit.take()
+    }
+
+    fn hold_cache(&self, pending: cache::Pending) {
+        self.0.lock().cache = Some(pending);
+    }
+
+    fn take_cache(&self) -> Option<cache::Pending> {
+        self.0.lock().cache.take()
     }
 }
 

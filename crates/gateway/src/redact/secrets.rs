@@ -165,6 +165,13 @@ impl Secrets {
         self.add(of_spec(spec));
     }
 
+    /// Learns a value stored in the secret store (`vault`), whatever its name.
+    pub fn learn_value(&self, value: &Secret<String>) {
+        let mut literals = Vec::new();
+        literals_of(value.expose_str(), true, &mut literals);
+        self.add(literals);
+    }
+
     fn add(&self, literals: Vec<String>) {
         let mut known = self.known.lock();
         let before = known.len();

@@ -339,7 +339,13 @@ impl Server {
             self.set_state(State::Starting, None);
         }
         let (events_tx, events_rx) = mpsc::channel(256);
-        let connected = Upstream::connect(self.options_for(&borrower), cache, events_tx).await;
+        // A stored secret that cannot be resolved fails the start like a refused connection.
+        let connected = match self.options_for(&borrower) {
+            Ok(options) => Upstream::connect(options, cache, events_tx)
+                .await
+                .map_err(|error| error.to_string()),
+            Err(error) => Err(error.to_string()),
+        };
         let upstream = match (connected, tenant) {
             (Ok(upstream), _) => upstream,
             (Err(error), Some(tenant)) => {

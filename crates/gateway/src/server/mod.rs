@@ -131,6 +131,8 @@ pub struct Server {
     tracker: TaskTracker,
     /// The sandbox of a stdio server that has one, as this machine enforces it.
     sandbox: Option<sandbox::SandboxStatus>,
+    /// The secret store `${secret:NAME}` references are resolved from at each start.
+    vault: Option<Arc<crate::vault::Vault>>,
 }
 
 /// How long a replaced instance may finish its calls.
@@ -144,6 +146,7 @@ impl Server {
         signals: mpsc::Sender<ServerSignal>,
         stats: ServerStats,
         tracker: TaskTracker,
+        vault: Option<Arc<crate::vault::Vault>>,
     ) -> Arc<Server> {
         let policy = options.spec.policy.clone();
         let server = Arc::new(Server {
@@ -178,6 +181,7 @@ impl Server {
             tracker,
             sandbox: sandbox::SandboxStatus::assess(&options.server, &options.spec.transport),
             options,
+            vault,
         });
         if let Some(interval) = policy.health.interval {
             health::spawn(
@@ -290,5 +294,6 @@ pub(crate) fn test_server(config: &str) -> Arc<Server> {
         signals,
         crate::metrics::Metrics::default().server("s"),
         tokio_util::task::TaskTracker::new(),
+        None,
     )
 }

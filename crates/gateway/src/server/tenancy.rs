@@ -86,14 +86,22 @@ impl Server {
         }
     }
 
-    /// How to connect an instance for `borrower`: with its tenant's credentials.
-    pub(super) fn options_for(&self, borrower: &Borrower) -> ConnectOptions {
+    /// How to connect an instance for `borrower`: with its tenant's credentials, and the
+    /// stored secrets its `env` and `headers` reference as they are now (`vault`).
+    pub(super) fn options_for(
+        &self,
+        borrower: &Borrower,
+    ) -> Result<ConnectOptions, crate::vault::VaultError> {
         let mut options = self.options.clone();
         if let Some(tenant) = borrower.tenant().and_then(TenantKey::name) {
             options.spec.transport = self.options.spec.transport_for(Some(tenant)).into_owned();
             options.tenant = Some(tenant.to_owned());
         }
-        options
+        if crate::vault::references_secrets(&options.spec.transport) {
+            options.spec.transport =
+                crate::vault::resolve_transport(self.vault.as_deref(), &options.spec.transport)?;
+        }
+        Ok(options)
     }
 
     /// A tenant's instance may not start before this (its own restart backoff).
@@ -214,7 +222,7 @@ mod tests {
         let server = per_tenant("/nonexistent/switchboard-test-command");
         let acme = server.borrower_for(&caller(Some("acme")));
         assert_eq!(acme, Borrower::Tenant(TenantKey(Some("acme".into()))));
-        let options = server.options_for(&acme);
+        let options = server.options_for(&acme).unwrap();
         assert_eq!(options.tenant.as_deref(), Some("acme"));
         let pair = |k: &str, v: &str| (k.to_owned(), v.to_owned());
         assert_eq!(
@@ -224,7 +232,7 @@ mod tests {
         // Neither the gateway's own requests nor a caller without a tenant get a tenant's.
         for borrower in [server.own_borrower(), server.borrower_for(&caller(None))] {
             assert_eq!(borrower, Borrower::Tenant(TenantKey(None)));
-            let options = server.options_for(&borrower);
+            let options = server.options_for(&borrower).unwrap();
             assert_eq!(options.tenant, None);
             assert_eq!(
                 env_of(&options),
@@ -232,7 +240,9 @@ mod tests {
             );
         }
         // A tenant without credentials of its own: its own instance, the server's env.
-        let initech = server.options_for(&server.borrower_for(&caller(Some("initech"))));
+        let initech = server
+            .options_for(&server.borrower_for(&caller(Some("initech"))))
+            .unwrap();
         assert_eq!(initech.tenant.as_deref(), Some("initech"));
         assert_eq!(env_of(&initech)[0], pair("KEY", "server-own"));
         // The options' Debug (what a log line would show) has names, not values.

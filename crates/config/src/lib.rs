@@ -11,6 +11,7 @@
 
 mod access;
 mod audit;
+mod telemetry;
 mod decode;
 mod error;
 mod expand;
@@ -32,6 +33,7 @@ pub use access::{
     JwtSettings, LimitScope, RateLimit, SecretHash, StdioIdentity, Visibility,
 };
 pub use audit::{AuditExport, AuditKey, AuditSettings, SigningSeed};
+pub use telemetry::TelemetrySettings;
 pub use error::{ConfigError, ConfigWarning};
 pub use model::{
     Config, ConfigFormat, ConfigSource, EraPreference, GatewaySettings, ListenSettings,
@@ -98,6 +100,7 @@ pub fn parse_with_env(
         access: validated.access,
         audit: validated.audit,
         redaction: validated.redaction,
+        telemetry: validated.telemetry,
         source: ConfigSource {
             path: path.map(Path::to_path_buf),
             format,

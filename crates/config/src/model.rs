@@ -29,6 +29,9 @@ pub struct Config {
     /// What is removed from results, and whether poisoned tools are hidden
     /// (`[redaction]`); `None`: results pass unchanged.
     pub redaction: Option<crate::redaction::RedactionSettings>,
+    /// OpenTelemetry traces over OTLP (`[telemetry]`); `None`: nothing traced, at no cost.
+    /// Read at start only (a reload does not change it).
+    pub telemetry: Option<crate::telemetry::TelemetrySettings>,
     /// Where this configuration was read from.
     pub source: ConfigSource,
     /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.

@@ -26,6 +26,7 @@ pub(crate) struct RawNative {
     pub(crate) access: Option<Table<crate::access::RawAccess>>,
     pub(crate) audit: Option<Table<crate::audit::RawAudit>>,
     pub(crate) redaction: Option<Table<crate::redaction::RawRedaction>>,
+    pub(crate) telemetry: Option<Table<crate::telemetry::RawTelemetry>>,
 }
 
 /// `[gateway]`; also `"switchboard": { "gateway": ... }` in `.mcp.json`.

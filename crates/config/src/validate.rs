@@ -31,6 +31,7 @@ pub(crate) struct Validated {
     pub(crate) access: Option<crate::access::AccessSettings>,
     pub(crate) audit: Option<crate::audit::AuditSettings>,
     pub(crate) redaction: Option<crate::redaction::RedactionSettings>,
+    pub(crate) telemetry: Option<crate::telemetry::TelemetrySettings>,
 }
 
 /// How a format spells the keys that differ between formats.
@@ -212,6 +213,10 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
         .redaction
         .map(|table| crate::redaction::validate(table.0, &root.key("redaction"), env))
         .transpose()?;
+    let telemetry = raw
+        .telemetry
+        .map(|table| crate::telemetry::validate(table.0, &root.key("telemetry"), env))
+        .transpose()?;
     let mut validated = document(raw.gateway.0, raw.listen.0, servers, &root, &NATIVE, env)?;
     if let Some(access) = &access {
         known_tenants(&validated.servers, access)?;
@@ -219,6 +224,7 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
     validated.access = access;
     validated.audit = audit;
     validated.redaction = redaction;
+    validated.telemetry = telemetry;
     Ok(validated)
 }
 
@@ -325,6 +331,7 @@ fn document(
         access: None,
         audit: None,
         redaction: None,
+        telemetry: None,
     })
 }
 

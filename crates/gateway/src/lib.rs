@@ -41,6 +41,7 @@ pub mod store;
 mod subscriptions;
 pub mod suggest;
 mod tasks;
+pub mod telemetry;
 mod views;
 pub mod watch;
 

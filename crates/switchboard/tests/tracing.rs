@@ -140,7 +140,8 @@ async fn a_client_trace_continues_to_the_stdio_upstream_and_its_spans_arrive_in_
     let gateway = spawn_gateway_http(
         GATEWAY,
         &config(&format!(
-            "[telemetry]\nendpoint = {:?}\nservice_name = \"gw-under-test\"\nexport_interval_ms = 50\n",
+            "[telemetry]\nendpoint = {:?}\nservice_name = \"gw-under-test\"\nexport_interval_ms = 50\n\
+             [[access.rules]]\nwhen = \"tool == 'fx__echo'\"\nmessage = \"no echo here\"\n",
             receiver.url
         )),
     )
@@ -168,12 +169,16 @@ async fn a_client_trace_continues_to_the_stdio_upstream_and_its_spans_arrive_in_
         })
         .await;
     let request = named(&spans, "mcp tools/call");
+    let rules = named(&spans, "step rules");
     let step = named(&spans, "step validate");
     let upstream = named(&spans, "upstream tools/call");
-    // client's span → request → step → upstream call; the fixture's parent is the last.
+    // client's span → request → steps, nested in chain order → upstream call; the
+    // fixture's parent is the last.
     assert_eq!(hex(&request.parent_span_id), CLIENT_SPAN);
-    assert_eq!(step.parent_span_id, request.span_id);
+    assert_eq!(rules.parent_span_id, request.span_id);
+    assert_eq!(step.parent_span_id, rules.span_id);
     assert_eq!(upstream.parent_span_id, step.span_id);
+    assert_eq!(spans.len(), 4, "one span each");
     assert_eq!(hex(&upstream.span_id), parts[2]);
     assert_eq!(attribute(request, "server"), Some(json!("fx")));
     assert_eq!(attribute(request, "tool"), Some(json!("request_meta")));
@@ -191,6 +196,33 @@ async fn a_client_trace_continues_to_the_stdio_upstream_and_its_spans_arrive_in_
         let bytes = attribute(upstream, key).and_then(|v| v.as_i64()).unwrap_or(0);
         assert!(bytes > 0, "{key}: {bytes}");
     }
+
+    // A step that refuses: its span ends with the error, nothing after it runs.
+    let denied_trace = "11111111111111111111111111111111";
+    let denying = ModernHttp::with_headers(
+        &gateway.url,
+        &[("traceparent", &format!("00-{denied_trace}-2222222222222222-01"))],
+    );
+    let exchange = denying
+        .request("tools/call", json!({ "name": "fx__echo", "arguments": { "text": "hi" } }))
+        .await;
+    assert!(exchange.outcome.is_err(), "denied: {:?}", exchange.outcome);
+    let spans = receiver
+        .trace_until(denied_trace, |spans| {
+            spans.iter().any(|s| s.name == "mcp tools/call")
+        })
+        .await;
+    let request = named(&spans, "mcp tools/call");
+    let rules = named(&spans, "step rules");
+    assert_eq!(rules.parent_span_id, request.span_id);
+    assert_eq!(attribute(request, "outcome"), attribute(rules, "outcome"));
+    assert_ne!(attribute(rules, "outcome"), Some(json!("ok")));
+    assert_eq!(
+        spans.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().len(),
+        2,
+        "no validate step, no upstream call: {:?}",
+        spans.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
 
     // `_meta.traceparent` in the body (as on stdio) continues a trace the same way.
     let plain = ModernHttp::new(&gateway.url);

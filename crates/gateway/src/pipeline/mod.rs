@@ -340,10 +340,18 @@ impl crate::gateway::Gateway {
             return self.run_chain(ctx, method, params, None).await;
         };
         let request = telemetry.request(ctx, method, params.as_ref());
-        let outcome = self
-            .run_chain(ctx, method, params, Some((telemetry, &request)))
-            .instrument(crate::telemetry::log_span(&request))
-            .await;
+        // Log lines written while the request runs carry its trace and span ids.
+        let outcome = async {
+            let outcome = self
+                .run_chain(ctx, method, params, Some((telemetry, &request)))
+                .await;
+            if let Err(error) = &outcome {
+                tracing::debug!(method, outcome = error.outcome(), %error, "request failed");
+            }
+            outcome
+        }
+        .instrument(crate::telemetry::log_span(&request))
+        .await;
         crate::telemetry::end(&request, &outcome);
         outcome
     }

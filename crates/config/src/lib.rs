@@ -11,7 +11,6 @@
 
 mod access;
 mod audit;
-mod telemetry;
 mod decode;
 mod error;
 mod expand;
@@ -23,6 +22,7 @@ mod read;
 mod redaction;
 mod sandbox;
 mod secret;
+mod telemetry;
 mod tenants;
 mod validate;
 
@@ -33,7 +33,6 @@ pub use access::{
     JwtSettings, LimitScope, RateLimit, SecretHash, StdioIdentity, Visibility,
 };
 pub use audit::{AuditExport, AuditKey, AuditSettings, SigningSeed};
-pub use telemetry::TelemetrySettings;
 pub use error::{ConfigError, ConfigWarning};
 pub use model::{
     Config, ConfigFormat, ConfigSource, EraPreference, GatewaySettings, ListenSettings,
@@ -47,6 +46,7 @@ pub use read::{DEFAULT_MAX_CONFIG_BYTES, read};
 pub use redaction::{RedactAction, RedactPattern, RedactRule, RedactionSettings};
 pub use sandbox::{Bytes, FsPolicy, SandboxSpec};
 pub use secret::{REDACTED, Secret};
+pub use telemetry::TelemetrySettings;
 pub use tenants::TenantCredentials;
 
 /// Reads `path` (at most [`DEFAULT_MAX_CONFIG_BYTES`]), detects its format, parses

@@ -54,7 +54,11 @@ fn the_endpoint_expands_variables() {
 fn rejections_name_their_key() {
     let cases = [
         ("sample_ratio = 1.0\n", "telemetry.endpoint", "is required"),
-        ("endpoint = \"collector:4318\"\n", "telemetry.endpoint", "http:// or https://"),
+        (
+            "endpoint = \"collector:4318\"\n",
+            "telemetry.endpoint",
+            "http:// or https://",
+        ),
         (
             "endpoint = \"http://c\"\nprotocol = \"grpc\"\n",
             "telemetry.protocol",
@@ -80,7 +84,11 @@ fn rejections_name_their_key() {
             "telemetry.export_interval_ms",
             "between 10 and 60000",
         ),
-        ("endpoint = \"http://c\"\nheaders = 1\n", "telemetry.headers", "unknown field"),
+        (
+            "endpoint = \"http://c\"\nheaders = 1\n",
+            "telemetry.headers",
+            "unknown field",
+        ),
     ];
     for (body, key, message) in cases {
         assert_invalid(native(&format!("[telemetry]\n{body}")), key, message);

@@ -167,7 +167,8 @@ impl Telemetry {
             };
             if call.transport == "http" {
                 headers.retain(|(name, _)| {
-                    !name.eq_ignore_ascii_case(TRACEPARENT) && !name.eq_ignore_ascii_case(TRACESTATE)
+                    !name.eq_ignore_ascii_case(TRACEPARENT)
+                        && !name.eq_ignore_ascii_case(TRACESTATE)
                 });
                 headers.push((TRACEPARENT.into(), traceparent));
                 if let Some(state) = carried.tracestate {
@@ -194,10 +195,7 @@ pub(crate) struct UpstreamCall<'a> {
 }
 
 /// Ends an upstream call's span with its outcome and the size of its answer.
-pub(crate) fn end_upstream(
-    cx: &Context,
-    outcome: &Result<Value, switchboard_upstream::CallError>,
-) {
+pub(crate) fn end_upstream(cx: &Context, outcome: &Result<Value, switchboard_upstream::CallError>) {
     let span = cx.span();
     if span.is_recording() {
         let label = crate::server::call_outcome(outcome).as_str();
@@ -328,14 +326,18 @@ mod tests {
                 .parse()
                 .unwrap(),
         );
-        let mut params = Some(json!({"name": "x", "_meta": {"traceparent": "old", "tracestate": "a=b"}}));
+        let mut params =
+            Some(json!({"name": "x", "_meta": {"traceparent": "old", "tracestate": "a=b"}}));
         carry_headers(&headers, &mut params);
         let meta = &params.unwrap()["_meta"];
         assert_eq!(
             meta["traceparent"],
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
         );
-        assert!(meta.get("tracestate").is_none(), "state belongs to the header's parent");
+        assert!(
+            meta.get("tracestate").is_none(),
+            "state belongs to the header's parent"
+        );
         let mut none = None;
         carry_headers(&http::HeaderMap::new(), &mut none);
         assert!(none.is_none(), "no header, params untouched");

@@ -193,7 +193,9 @@ async fn a_client_trace_continues_to_the_stdio_upstream_and_its_spans_arrive_in_
     assert!(attribute(upstream, "era").is_some());
     assert!(attribute(upstream, "instance").is_some());
     for key in ["bytes.in", "bytes.out"] {
-        let bytes = attribute(upstream, key).and_then(|v| v.as_i64()).unwrap_or(0);
+        let bytes = attribute(upstream, key)
+            .and_then(|v| v.as_i64())
+            .unwrap_or(0);
         assert!(bytes > 0, "{key}: {bytes}");
     }
 
@@ -201,10 +203,16 @@ async fn a_client_trace_continues_to_the_stdio_upstream_and_its_spans_arrive_in_
     let denied_trace = "11111111111111111111111111111111";
     let denying = ModernHttp::with_headers(
         &gateway.url,
-        &[("traceparent", &format!("00-{denied_trace}-2222222222222222-01"))],
+        &[(
+            "traceparent",
+            &format!("00-{denied_trace}-2222222222222222-01"),
+        )],
     );
     let exchange = denying
-        .request("tools/call", json!({ "name": "fx__echo", "arguments": { "text": "hi" } }))
+        .request(
+            "tools/call",
+            json!({ "name": "fx__echo", "arguments": { "text": "hi" } }),
+        )
         .await;
     assert!(exchange.outcome.is_err(), "denied: {:?}", exchange.outcome);
     let spans = receiver
@@ -218,7 +226,11 @@ async fn a_client_trace_continues_to_the_stdio_upstream_and_its_spans_arrive_in_
     assert_eq!(attribute(request, "outcome"), attribute(rules, "outcome"));
     assert_ne!(attribute(rules, "outcome"), Some(json!("ok")));
     assert_eq!(
-        spans.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().len(),
+        spans
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .len(),
         2,
         "no validate step, no upstream call: {:?}",
         spans.iter().map(|s| &s.name).collect::<Vec<_>>()
@@ -255,14 +267,19 @@ async fn a_client_trace_continues_to_the_stdio_upstream_and_its_spans_arrive_in_
         json!({ "name": "fx__request_meta", "arguments": {} }),
     )
     .await;
-    let started = meta["traceparent"].as_str().expect("a new trace propagates");
+    let started = meta["traceparent"]
+        .as_str()
+        .expect("a new trace propagates");
     let trace = started.split('-').nth(1).unwrap().to_owned();
     let spans = receiver
         .trace_until(&trace, |spans| {
             spans.iter().any(|s| s.name == "mcp tools/call")
         })
         .await;
-    assert!(named(&spans, "mcp tools/call").parent_span_id.is_empty(), "a root span");
+    assert!(
+        named(&spans, "mcp tools/call").parent_span_id.is_empty(),
+        "a root span"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -90,6 +90,7 @@ fn ctx() -> ClientCtx {
         peer: None,
         cancel: CancellationToken::new(),
         meta_tools: false,
+        tools_mode: Default::default(),
     }
 }
 

@@ -24,6 +24,7 @@ mod redaction;
 mod registry;
 mod sandbox;
 mod secret;
+mod telemetry;
 mod tenants;
 mod validate;
 mod vault;
@@ -50,6 +51,7 @@ pub use redaction::{RedactAction, RedactPattern, RedactRule, RedactionSettings};
 pub use registry::RegistrySettings;
 pub use sandbox::{Bytes, FsPolicy, SandboxSpec};
 pub use secret::{REDACTED, Secret};
+pub use telemetry::TelemetrySettings;
 pub use tenants::TenantCredentials;
 pub use vault::{
     KeyBytes, REF_OPEN, SECRET_NAME_RULE, SecretsSettings, VaultKey, has_secret_refs,
@@ -110,6 +112,7 @@ pub fn parse_with_env(
         registry: validated.registry,
         approvals: validated.approvals,
         secrets: validated.secrets,
+        telemetry: validated.telemetry,
         source: ConfigSource {
             path: path.map(Path::to_path_buf),
             format,

@@ -37,6 +37,9 @@ pub struct Config {
     /// The key of the secrets stored in the embedded database (`[secrets]`); `None`: no
     /// secret store (`${secret:NAME}` references cannot be resolved).
     pub secrets: Option<crate::vault::SecretsSettings>,
+    /// OpenTelemetry traces over OTLP (`[telemetry]`); `None`: nothing traced, at no cost.
+    /// Read at start only (a reload does not change it).
+    pub telemetry: Option<crate::telemetry::TelemetrySettings>,
     /// Where this configuration was read from.
     pub source: ConfigSource,
     /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.

@@ -29,6 +29,7 @@ pub(crate) struct RawNative {
     pub(crate) registry: Option<Table<crate::registry::RawRegistry>>,
     pub(crate) approvals: Option<Table<crate::approvals::RawApprovals>>,
     pub(crate) secrets: Option<Table<crate::vault::RawSecrets>>,
+    pub(crate) telemetry: Option<Table<crate::telemetry::RawTelemetry>>,
 }
 
 /// `[gateway]`; also `"switchboard": { "gateway": ... }` in `.mcp.json`.

@@ -34,6 +34,7 @@ pub(crate) struct Validated {
     pub(crate) registry: crate::registry::RegistrySettings,
     pub(crate) approvals: Option<crate::approvals::ApprovalSettings>,
     pub(crate) secrets: Option<crate::vault::SecretsSettings>,
+    pub(crate) telemetry: Option<crate::telemetry::TelemetrySettings>,
 }
 
 /// How a format spells the keys that differ between formats.
@@ -230,6 +231,10 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
         .secrets
         .map(|table| crate::vault::validate(table.0, &root.key("secrets"), env))
         .transpose()?;
+    let telemetry = raw
+        .telemetry
+        .map(|table| crate::telemetry::validate(table.0, &root.key("telemetry"), env))
+        .transpose()?;
     let mut validated = document(raw.gateway.0, raw.listen.0, servers, &root, &NATIVE, env)?;
     if let Some(access) = &access {
         known_tenants(&validated.servers, access)?;
@@ -240,6 +245,7 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
     validated.registry = registry;
     validated.approvals = approvals;
     validated.secrets = secrets;
+    validated.telemetry = telemetry;
     Ok(validated)
 }
 
@@ -349,6 +355,7 @@ fn document(
         registry: Default::default(),
         approvals: None,
         secrets: None,
+        telemetry: None,
     })
 }
 

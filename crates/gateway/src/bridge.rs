@@ -248,6 +248,7 @@ impl Gateway {
                 progress_token.clone(),
                 &call.headers,
                 &budget,
+                self.inner.telemetry.as_deref(),
             );
             let driven = match self.drive(ctx, flight).await {
                 Err(error)
@@ -457,11 +458,12 @@ fn launch(
     tool: &str,
     server: &str,
     method: &str,
-    params: Value,
+    mut params: Value,
     ctx: &ClientCtx,
     progress_token: Option<Value>,
     headers: &[(String, String)],
     budget: &Budget,
+    telemetry: Option<&crate::telemetry::Telemetry>,
 ) -> Flight {
     let (events_tx, events_rx) = mpsc::channel(64);
     let cancel = CancellationToken::new();
@@ -472,6 +474,20 @@ fn launch(
     options.events = Some(events_tx);
     options.progress_token = progress_token;
     options.headers = headers.to_vec();
+    // Traced: the upstream call's span, a child of the ambient step or request span; its
+    // context travels to the server in `_meta` (and headers for HTTP upstreams).
+    let span = telemetry.map(|telemetry| {
+        let upstream = &lease.upstream;
+        let call = crate::telemetry::UpstreamCall {
+            server,
+            tool,
+            method,
+            era: upstream.era().as_str(),
+            transport: upstream.transport(),
+            instance: lease.instance_id(),
+        };
+        telemetry.upstream(call, &mut params, &mut options.headers)
+    });
     options.client_capabilities = Some(ctx.capabilities.clone());
     options.client_info = ctx.client_info.clone();
     options.caller = Some(ctx.principal.session().to_owned());
@@ -483,6 +499,9 @@ fn launch(
         let _counted = guard; // one logical call, however many flights it takes
         let started = std::time::Instant::now();
         let outcome = lease.upstream.request(&method, Some(params), options).await;
+        if let Some(span) = &span {
+            crate::telemetry::end_upstream(span, &outcome);
+        }
         lease.finish(&tool, &outcome, started.elapsed());
         outcome
     });

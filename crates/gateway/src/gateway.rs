@@ -127,6 +127,8 @@ pub(crate) struct Inner {
     pub(crate) access: arc_swap::ArcSwapOption<crate::access::Authenticator>,
     /// Every background task the gateway owns (`tasks.rs`); shutdown waits for them.
     pub(crate) tasks: tokio_util::task::TaskTracker,
+    /// Traces (`[telemetry]`); `None`: nothing traced, every hook one branch.
+    pub(crate) telemetry: Option<Arc<crate::telemetry::Telemetry>>,
     /// The embedded database (`db.rs`): durable state of budgets, audit, registry.
     pub(crate) db: Arc<crate::db::Db>,
     /// Tool-description screening at catalog build (`screen.rs`).
@@ -155,6 +157,8 @@ pub enum StartError {
     Registry(#[from] crate::registry::StoreError),
     #[error("secrets: {0}")]
     Vault(#[from] crate::vault::VaultError),
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
 }
 
 /// The gateway. Cheap to clone; all clones share one state.
@@ -189,6 +193,15 @@ impl Gateway {
         steps: Vec<Arc<dyn Step>>,
     ) -> Result<Gateway, StartError> {
         let db = crate::db::Db::open(config.gateway.state_dir.as_deref())?;
+        // The exporter's blocking HTTP client is built off the runtime's threads.
+        let telemetry = match config.telemetry.clone() {
+            None => None,
+            Some(settings) => Some(Arc::new(
+                tokio::task::spawn_blocking(move || crate::telemetry::Telemetry::start(&settings))
+                    .await
+                    .expect("telemetry start does not panic")?,
+            )),
+        };
         let (signals_tx, signals_rx) = mpsc::channel(1024);
         let (changes, _) = broadcast::channel(1024);
         let sealer = match &config.gateway.state_secret {
@@ -265,6 +278,7 @@ impl Gateway {
                     .map(|access| Arc::new(crate::access::Authenticator::new(access))),
             ),
             tasks: tokio_util::task::TaskTracker::new(),
+            telemetry,
         });
         let gateway = Gateway { inner };
         gateway.spawn(signal_loop(
@@ -512,6 +526,15 @@ impl Gateway {
         servers.extend(self.inner.retiring.list());
         futures::future::join_all(servers.iter().map(|s| s.stop())).await;
         crate::tasks::close_and_wait(&self.inner.tasks, crate::tasks::TASKS_DEADLINE).await;
+        if let Some(telemetry) = self.inner.telemetry.clone() {
+            // Exports the spans still buffered (blocking: off the runtime's threads).
+            let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+        }
+    }
+
+    /// Whether requests are traced (`[telemetry]`).
+    pub fn traces(&self) -> bool {
+        self.inner.telemetry.is_some()
     }
 }
 

@@ -42,6 +42,7 @@ pub mod server;
 mod subscriptions;
 pub mod suggest;
 mod tasks;
+pub mod telemetry;
 pub mod vault;
 mod views;
 pub mod watch;

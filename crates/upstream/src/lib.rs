@@ -269,6 +269,15 @@ impl Upstream {
         self.handshake.era
     }
 
+    /// The transport, as a short label (`stdio`, `http`, `sse`).
+    pub fn transport(&self) -> &'static str {
+        match &self.link {
+            Link::Stdio(_) => "stdio",
+            Link::Http(_) => "http",
+            Link::Sse(_) => "sse",
+        }
+    }
+
     /// Sends a request and waits for its outcome.
     pub async fn request(
         &self,

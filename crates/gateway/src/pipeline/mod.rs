@@ -41,8 +41,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use opentelemetry::context::FutureExt as _;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 use crate::catalog::{Admit, Catalog, Listing, View};
 use crate::error::Error;
@@ -341,12 +343,40 @@ impl Chain {
 }
 
 impl crate::gateway::Gateway {
-    /// Runs one client request through the pipeline.
+    /// Runs one client request through the pipeline, traced when `[telemetry]` is on.
     pub(crate) async fn run(
         &self,
         ctx: &ClientCtx,
         method: &str,
         params: Option<Value>,
+    ) -> Result<Reply, Error> {
+        let Some(telemetry) = &self.inner.telemetry else {
+            return self.run_chain(ctx, method, params, None).await;
+        };
+        let request = telemetry.request(ctx, method, params.as_ref());
+        // Log lines written while the request runs carry its trace and span ids.
+        let outcome = async {
+            let outcome = self
+                .run_chain(ctx, method, params, Some((telemetry, &request)))
+                .await;
+            if let Err(error) = &outcome {
+                tracing::debug!(method, outcome = error.outcome(), %error, "request failed");
+            }
+            outcome
+        }
+        .instrument(crate::telemetry::log_span(&request))
+        .await;
+        crate::telemetry::end(&request, &outcome);
+        outcome
+    }
+
+    /// The pipeline itself; `trace`: the tracer and the request's span, when traced.
+    async fn run_chain(
+        &self,
+        ctx: &ClientCtx,
+        method: &str,
+        params: Option<Value>,
+        trace: Option<(&crate::telemetry::Telemetry, &opentelemetry::Context)>,
     ) -> Result<Reply, Error> {
         let params = match params {
             None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
@@ -378,6 +408,9 @@ impl crate::gateway::Gateway {
                 return Err(error);
             }
         };
+        if let (Some((_, request)), Target::Upstream(route)) = (trace, &target) {
+            crate::telemetry::resolved(request, &route.server, &route.name);
+        }
         let mut call = Call {
             ctx,
             method,
@@ -389,12 +422,22 @@ impl crate::gateway::Gateway {
             held: Held::default(),
         };
         if chain.is_empty() {
-            let outcome = self.terminal(&mut call).await;
+            let outcome = match trace {
+                None => self.terminal(&mut call).await,
+                Some((_, request)) => self.terminal(&mut call).with_context(request.clone()).await,
+            };
             return outcome.map(|reply| self.finish(ctx, method, reply));
         }
         let mut passed = 0;
         let mut outcome = None;
+        // Traced: one span per step that runs, nested like the hooks (a step's span holds
+        // the steps after it and the terminal). Untraced, this stays empty (no allocation).
+        let mut spans: Vec<opentelemetry::Context> = Vec::new();
         for step in chain.steps.iter() {
+            if let Some((telemetry, request)) = trace {
+                let parent = spans.last().unwrap_or(request);
+                spans.push(telemetry.step(parent, step.name()));
+            }
             if step.hooks().before {
                 match step.before(&mut call).await {
                     Ok(Flow::Continue) => {}
@@ -402,20 +445,31 @@ impl crate::gateway::Gateway {
                     Err(error) => outcome = Some(Err(error)),
                 }
             }
-            if outcome.is_some() {
+            if let Some(outcome) = &outcome {
+                if let Some(span) = spans.pop() {
+                    crate::telemetry::end(&span, outcome);
+                }
                 break;
             }
             passed += 1;
         }
-        let mut outcome = match outcome {
-            Some(outcome) => outcome,
-            None => self.terminal(&mut call).await,
+        let mut outcome = match (outcome, spans.last()) {
+            (Some(outcome), _) => outcome,
+            (None, None) => self.terminal(&mut call).await,
+            (None, Some(innermost)) => {
+                self.terminal(&mut call)
+                    .with_context(innermost.clone())
+                    .await
+            }
         };
         for step in chain.steps[..passed].iter().rev() {
             if step.hooks().after
                 && let Err(error) = step.after(&call, &mut outcome).await
             {
                 outcome = Err(error);
+            }
+            if let Some(span) = spans.pop() {
+                crate::telemetry::end(&span, &outcome);
             }
         }
         outcome.map(|reply| self.finish(ctx, method, reply))

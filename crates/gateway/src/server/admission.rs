@@ -40,7 +40,26 @@ pub(crate) struct Lease {
     instance: Arc<Instance>,
 }
 
+/// How an upstream call ended, as the bounded label of metrics and spans.
+pub(crate) fn call_outcome(outcome: &Result<Value, switchboard_upstream::CallError>) -> Outcome {
+    use switchboard_upstream::CallError;
+    match outcome {
+        Ok(result) if result.get("isError") == Some(&Value::Bool(true)) => Outcome::ToolError,
+        Ok(_) => Outcome::Ok,
+        Err(CallError::Rpc(_)) => Outcome::RpcError,
+        Err(CallError::Timeout(_)) => Outcome::Timeout,
+        Err(CallError::Cancelled) => Outcome::Cancelled,
+        Err(CallError::SandboxLimit(_)) => Outcome::SandboxLimit,
+        Err(_) => Outcome::Unavailable,
+    }
+}
+
 impl Lease {
+    /// The instance the call runs on (its id within the server).
+    pub(crate) fn instance_id(&self) -> u64 {
+        self.instance.id
+    }
+
     /// Records how the call ended (breaker, metrics, wedged-instance strikes).
     pub(crate) fn finish(
         self,
@@ -49,15 +68,7 @@ impl Lease {
         elapsed: Duration,
     ) {
         use switchboard_upstream::CallError;
-        let label = match outcome {
-            Ok(result) if result.get("isError") == Some(&Value::Bool(true)) => Outcome::ToolError,
-            Ok(_) => Outcome::Ok,
-            Err(CallError::Rpc(_)) => Outcome::RpcError,
-            Err(CallError::Timeout(_)) => Outcome::Timeout,
-            Err(CallError::Cancelled) => Outcome::Cancelled,
-            Err(CallError::SandboxLimit(_)) => Outcome::SandboxLimit,
-            Err(_) => Outcome::Unavailable,
-        };
+        let label = call_outcome(outcome);
         let failure = outcome.as_ref().is_err_and(CallError::is_transport_failure);
         self.server
             .breaker

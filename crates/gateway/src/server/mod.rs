@@ -37,7 +37,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub(crate) use admission::{CallGuard, Lease, backoff_delay};
+pub(crate) use admission::{CallGuard, Lease, backoff_delay, call_outcome};
 use breaker::Breaker;
 pub use breaker::BreakerState;
 use instance::Instance;

@@ -212,10 +212,17 @@ async fn mcp(State(state): State<Arc<FaceState>>, request: axum::extract::Reques
             return reject(status, None, RpcError::new(code, error.to_string()));
         }
     };
-    let message = match Message::parse(&body) {
+    let mut message = match Message::parse(&body) {
         Ok(message) => message,
         Err(error) => return reject(StatusCode::BAD_REQUEST, None, error.to_rpc_error()),
     };
+    // Traced: the `traceparent` header continues the client's trace (read from `_meta`
+    // by the pipeline, like a stdio client's). Untraced, the request passes untouched.
+    if state.gateway.traces()
+        && let Message::Request { params, .. } = &mut message
+    {
+        crate::telemetry::carry_headers(&request_headers, params);
+    }
     let params = match &message {
         Message::Request { params, .. } | Message::Notification { params, .. } => params.as_ref(),
         _ => None,

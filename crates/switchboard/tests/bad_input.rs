@@ -360,3 +360,31 @@ async fn stdio_face_survives_bad_lines() {
         .await;
     assert_eq!(echo.result()["content"][0]["text"], "ok");
 }
+
+/// The admin API's bodies have the listener's bound: an oversized registration or approval
+/// body is refused with 413 before it is parsed, and the gateway keeps serving.
+#[tokio::test]
+async fn oversized_admin_bodies_are_refused() {
+    let config = fixture_server("").replacen(
+        "[gateway]\n",
+        "[gateway]\nadmin_token = \"admin-secret-token\"\n",
+        1,
+    );
+    let gateway = spawn_gateway_http(GATEWAY, &config)
+        .await
+        .expect("gateway starts");
+    let base = gateway.url.trim_end_matches("/mcp");
+    let huge = format!(r#"{{"name":"x","pad":"{}"}}"#, "x".repeat(100_000));
+    for path in ["/admin/servers", "/admin/registry/fx/approve"] {
+        let response = reqwest::Client::new()
+            .post(format!("{base}{path}"))
+            .bearer_auth("admin-secret-token")
+            .header("content-type", "application/json")
+            .body(huge.clone())
+            .send()
+            .await
+            .expect("gateway answers");
+        assert_eq!(response.status().as_u16(), 413, "{path}");
+    }
+    still_serves(&gateway.url).await;
+}

@@ -43,6 +43,21 @@ struct AdminState {
     body_read_timeout: std::time::Duration,
 }
 
+impl AdminState {
+    /// A request body within the admin API's size and time bounds, or the refusal to
+    /// answer with (408 too slow, 413 too large).
+    async fn read(&self, body: axum::body::Body) -> Result<bytes::Bytes, Response> {
+        read_body(body, self.max_body_bytes, self.body_read_timeout)
+            .await
+            .map_err(|error| match error {
+                BodyError::TooSlow(_) => {
+                    problem(StatusCode::REQUEST_TIMEOUT, "request body too slow")
+                }
+                error => problem(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
+            })
+    }
+}
+
 fn json_reply(status: StatusCode, body: Value) -> Response {
     (
         status,
@@ -170,12 +185,9 @@ async fn list_servers(State(state): State<AdminState>) -> Response {
 }
 
 async fn register_server(State(state): State<AdminState>, body: axum::body::Body) -> Response {
-    let body = match read_body(body, state.max_body_bytes, state.body_read_timeout).await {
+    let body = match state.read(body).await {
         Ok(body) => body,
-        Err(BodyError::TooSlow(_)) => {
-            return problem(StatusCode::REQUEST_TIMEOUT, "request body too slow");
-        }
-        Err(error) => return problem(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
+        Err(refused) => return refused,
     };
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return problem(
@@ -323,12 +335,9 @@ async fn registry_approve(
     Path(server): Path<String>,
     body: axum::body::Body,
 ) -> Response {
-    let body = match read_body(body, state.max_body_bytes, state.body_read_timeout).await {
+    let body = match state.read(body).await {
         Ok(body) => body,
-        Err(BodyError::TooSlow(_)) => {
-            return problem(StatusCode::REQUEST_TIMEOUT, "request body too slow");
-        }
-        Err(error) => return problem(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
+        Err(refused) => return refused,
     };
     answer(super::admin_registry::approve(
         &state.gateway,
@@ -375,12 +384,9 @@ async fn decide(
     approve: bool,
     body: axum::body::Body,
 ) -> Response {
-    let body = match read_body(body, state.max_body_bytes, state.body_read_timeout).await {
+    let body = match state.read(body).await {
         Ok(body) => body,
-        Err(BodyError::TooSlow(_)) => {
-            return problem(StatusCode::REQUEST_TIMEOUT, "request body too slow");
-        }
-        Err(error) => return problem(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
+        Err(refused) => return refused,
     };
     let (status, body) =
         super::admin_approvals::decide(&state.gateway, &id, approve, &admin.0, &body).await;
@@ -397,12 +403,9 @@ async fn put_secret(
     Path(name): Path<String>,
     body: axum::body::Body,
 ) -> Response {
-    let body = match read_body(body, state.max_body_bytes, state.body_read_timeout).await {
+    let body = match state.read(body).await {
         Ok(body) => body,
-        Err(BodyError::TooSlow(_)) => {
-            return problem(StatusCode::REQUEST_TIMEOUT, "request body too slow");
-        }
-        Err(error) => return problem(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
+        Err(refused) => return refused,
     };
     let (status, body) = super::admin_secrets::put(&state.gateway, name, &body).await;
     json_reply(status, body)

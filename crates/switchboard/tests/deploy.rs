@@ -146,7 +146,12 @@ fn kustomization(linters: &Linters, dir: &Path) -> Kustomization {
         if path.is_dir() {
             resources.extend(kustomization(linters, &path).resources);
         } else {
-            assert!(path.is_file(), "{} lists a missing {}", dir.display(), path.display());
+            assert!(
+                path.is_file(),
+                "{} lists a missing {}",
+                dir.display(),
+                path.display()
+            );
             resources.push(path);
         }
     }
@@ -184,7 +189,9 @@ fn cluster_dir() -> PathBuf {
 
 #[test]
 fn deploy_manifests_pass_kubernetes_validate_strict() {
-    let Some(linters) = Linters::locate() else { return };
+    let Some(linters) = Linters::locate() else {
+        return;
+    };
     let cluster = kustomization(&linters, &cluster_dir());
     // The cluster overlay includes the base, so this is every manifest.
     assert!(cluster.resources.len() >= 8, "{:?}", cluster.resources);
@@ -203,7 +210,11 @@ fn deploy_manifests_pass_kubernetes_validate_strict() {
     assert!(text.contains("readinessProbe:"));
     let broken = tempfile::tempdir().unwrap();
     let broken_file = broken.path().join("deployment.yaml");
-    std::fs::write(&broken_file, text.replace("readinessProbe:", "readynessProbe:")).unwrap();
+    std::fs::write(
+        &broken_file,
+        text.replace("readinessProbe:", "readynessProbe:"),
+    )
+    .unwrap();
     let (ok, output) = linters.validate(&[broken_file]);
     assert!(!ok, "a misspelt field passed:\n{output}");
     assert!(output.contains("readynessProbe"), "{output}");
@@ -211,7 +222,9 @@ fn deploy_manifests_pass_kubernetes_validate_strict() {
 
 #[test]
 fn deploy_dockerfile_passes_hadolint_and_runs_non_root() {
-    let Some(linters) = Linters::locate() else { return };
+    let Some(linters) = Linters::locate() else {
+        return;
+    };
     let dockerfile = deploy_dir().join("Dockerfile");
     let output = Command::new(&linters.hadolint)
         .arg(&dockerfile)
@@ -245,7 +258,12 @@ fn deploy_dockerfile_passes_hadolint_and_runs_non_root() {
         .rev()
         .find_map(|line| line.strip_prefix("USER "))
         .expect("the runtime stage sets USER");
-    let uid: u32 = user.split(':').next().unwrap().parse().expect("numeric uid");
+    let uid: u32 = user
+        .split(':')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("numeric uid");
     assert_ne!(uid, 0, "the runtime runs as root");
     assert!(
         runtime.iter().any(|line| line.starts_with("COPY")
@@ -287,7 +305,9 @@ fn configmap_config(linters: &Linters, file: &Path) -> String {
 
 #[test]
 fn deploy_configs_pass_check_config() {
-    let Some(linters) = Linters::locate() else { return };
+    let Some(linters) = Linters::locate() else {
+        return;
+    };
     let image_default = std::fs::read_to_string(deploy_dir().join("switchboard.toml")).unwrap();
     let (ok, output) = check_config(&image_default);
     assert!(ok, "the image's default config: {output}");
@@ -297,7 +317,10 @@ fn deploy_configs_pass_check_config() {
     assert!(ok, "the base ConfigMap's config: {output}");
 
     let cluster = configmap_config(&linters, &cluster_dir().join("configmap-patch.yaml"));
-    assert!(cluster.contains("[cluster]"), "the cluster config uses Redis");
+    assert!(
+        cluster.contains("[cluster]"),
+        "the cluster config uses Redis"
+    );
     let (ok, output) = check_config(&cluster);
     // `[cluster]` comes with the shared-state work (issue 18, items 1–4); until this
     // binary knows the section, only that one unknown key is excused.
@@ -310,7 +333,9 @@ fn deploy_configs_pass_check_config() {
 
 #[test]
 fn deploy_manifests_wire_probes_config_secrets_and_scaling() {
-    let Some(linters) = Linters::locate() else { return };
+    let Some(linters) = Linters::locate() else {
+        return;
+    };
     let base = kustomization(&linters, &base_dir());
     let objects = load_objects(&linters, &base.resources);
     let deployment = find(&objects, "Deployment", "switchboard");
@@ -325,6 +350,27 @@ fn deploy_manifests_wire_probes_config_secrets_and_scaling() {
     let container = &pod["spec"]["containers"][0];
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(container["startupProbe"]["httpGet"]["path"], "/healthz");
+    // The drain must fit in the grace period: drain_timeout_ms plus the preStop pause.
+    let grace = pod["spec"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .unwrap();
+    let pause = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        .as_u64()
+        .unwrap();
+    let drain_ms: u64 =
+        load_objects(&linters, &[base_dir().join("configmap.yaml")])[0]["data"]["switchboard.toml"]
+            .as_str()
+            .unwrap()
+            .lines()
+            .find_map(|line| line.trim().strip_prefix("drain_timeout_ms = "))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|value| value.parse().ok())
+            .expect("drain_timeout_ms in the ConfigMap");
+    assert!(
+        grace * 1000 > drain_ms + pause * 1000,
+        "grace {grace} s, drain {drain_ms} ms"
+    );
     let port = &container["ports"][0];
     assert_eq!(container["livenessProbe"]["httpGet"]["port"], port["name"]);
     assert_eq!(container["readinessProbe"]["httpGet"]["port"], port["name"]);
@@ -358,14 +404,20 @@ fn deploy_manifests_wire_probes_config_secrets_and_scaling() {
         .iter()
         .find(|mount| mount["name"] == volume["name"])
         .expect("the ConfigMap volume is mounted");
-    assert!(mount["subPath"].is_null(), "a subPath mount is never updated");
+    assert!(
+        mount["subPath"].is_null(),
+        "a subPath mount is never updated"
+    );
     let configmap = find(&objects, "ConfigMap", "switchboard-config");
     let mount_path = mount["mountPath"].as_str().unwrap();
     let key = config_path
         .strip_prefix(mount_path)
         .map(|rest| rest.trim_start_matches('/'))
         .expect("--config is inside the ConfigMap mount");
-    assert!(configmap["data"][key].is_string(), "the ConfigMap has no {key}");
+    assert!(
+        configmap["data"][key].is_string(),
+        "the ConfigMap has no {key}"
+    );
 
     // Every Secret key referred to exists in the example Secret.
     let secret = find(&objects, "Secret", "switchboard-secrets");
@@ -378,7 +430,10 @@ fn deploy_manifests_wire_probes_config_secrets_and_scaling() {
         references += 1;
         assert_eq!(reference["name"], "switchboard-secrets");
         let key = reference["key"].as_str().unwrap();
-        assert!(secret["stringData"][key].is_string(), "the Secret has no {key}");
+        assert!(
+            secret["stringData"][key].is_string(),
+            "the Secret has no {key}"
+        );
         // The config reads the variable: `${NAME}` appears in it.
         let name = variable["name"].as_str().unwrap();
         let used = configmap["data"][config_key(&configmap)]
@@ -386,7 +441,10 @@ fn deploy_manifests_wire_probes_config_secrets_and_scaling() {
             .unwrap()
             .contains(&format!("${{{name}}}"))
             || name == "SWITCHBOARD_SECRETS_KEY";
-        assert!(used, "{name} is set from the Secret but the config never reads it");
+        assert!(
+            used,
+            "{name} is set from the Secret but the config never reads it"
+        );
     }
     assert!(references >= 1);
 
@@ -441,7 +499,9 @@ fn config_key(configmap: &Value) -> &str {
 /// answer, and the Service's names pass the DNS-rebinding check while others do not.
 #[tokio::test]
 async fn deploy_configmap_config_serves_probes_and_service_hosts() {
-    let Some(linters) = Linters::locate() else { return };
+    let Some(linters) = Linters::locate() else {
+        return;
+    };
     let config = configmap_config(&linters, &base_dir().join("configmap.yaml"));
     let state = tempfile::tempdir().unwrap();
     assert!(config.contains("state_dir = \"/var/lib/switchboard\""));

@@ -218,13 +218,15 @@ async fn websocket_session_lists_calls_reports_progress_and_cancels() {
     .await;
     let (modern, _) = answer(&mut socket, 7).await;
     assert_eq!(
-        modern["result"]["structuredContent"]["text"],
-        "modern",
+        modern["result"]["structuredContent"]["text"], "modern",
         "{modern}"
     );
 
     // Garbage gets a parse error, not a closed socket.
-    socket.send(Message::Text("{not json".into())).await.unwrap();
+    socket
+        .send(Message::Text("{not json".into()))
+        .await
+        .unwrap();
     let error = next(&mut socket).await;
     assert_eq!(error["error"]["code"], -32700, "{error}");
     socket.close(None).await.unwrap();

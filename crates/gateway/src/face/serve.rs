@@ -20,11 +20,11 @@ use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use parking_lot::Mutex;
 use switchboard_config::ListenSettings;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_service::Service as _;
 
 /// Open connections per client address.

@@ -225,7 +225,13 @@ async fn serve_socket(
             let line: Vec<u8> = text
                 .as_bytes()
                 .iter()
-                .map(|&byte| if byte == b'\n' || byte == b'\r' { b' ' } else { byte })
+                .map(|&byte| {
+                    if byte == b'\n' || byte == b'\r' {
+                        b' '
+                    } else {
+                        byte
+                    }
+                })
                 .chain(std::iter::once(b'\n'))
                 .collect();
             if inbound_pipe.write_all(&line).await.is_err() {
@@ -275,9 +281,13 @@ async fn serve_socket(
 
     // The inbound pump ending closes the face loop's input; the loop ending closes the
     // outbound pump's pipe; the outbound pump ending stops the inbound one.
-    let ((), (), ()) = tokio::join!(face, async {
-        inbound.await;
-    }, outbound);
+    let ((), (), ()) = tokio::join!(
+        face,
+        async {
+            inbound.await;
+        },
+        outbound
+    );
 }
 
 fn frame(code: u16, reason: &'static str) -> CloseFrame {

@@ -436,7 +436,7 @@ fn deploy_manifests_wire_probes_config_secrets_and_scaling() {
         );
         // The config reads the variable: `${NAME}` appears in it.
         let name = variable["name"].as_str().unwrap();
-        let used = configmap["data"][config_key(&configmap)]
+        let used = configmap["data"][config_key(configmap)]
             .as_str()
             .unwrap()
             .contains(&format!("${{{name}}}"))

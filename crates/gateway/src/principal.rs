@@ -12,6 +12,8 @@ use std::sync::Arc;
 pub enum Face {
     Stdio,
     Http,
+    /// JSON-RPC over a WebSocket on the HTTP listener (`GET /ws`).
+    WebSocket,
 }
 
 impl Face {
@@ -19,6 +21,7 @@ impl Face {
         match self {
             Face::Stdio => "stdio",
             Face::Http => "http",
+            Face::WebSocket => "ws",
         }
     }
 }

@@ -11,8 +11,9 @@
 //! streams.
 //!
 //! Not tracked, because they already end with their owner: the HTTP face's per-request
-//! streams and per-connection tasks (the graceful-shutdown watcher in `face/serve.rs`
-//! waits for connections), its session reaper (ends when the face's state is dropped),
+//! streams and per-connection tasks (`face/serve.rs` waits for connections in its own
+//! tracker), the WebSocket face's upgraded connections (each ends with its socket, and at
+//! the gateway's shutdown), its session reaper (ends when the face's state is dropped),
 //! the stdio face's writer, per-request and peer tasks and its session's change pump
 //! (they end with stdin, the output channel or the session), a detached flight in `bridge.rs` (owned by its result channel) and
 //! a server→client request relayed to the calling client (owned by that client's call).

@@ -38,6 +38,7 @@ pub fn app(gateway: Gateway, listen: &ListenSettings) -> Router {
         ));
     let mut app = super::http::router(gateway.clone(), listen)
         .merge(metrics)
+        .merge(super::ws::router(gateway.clone(), listen))
         .merge(super::probes::router(gateway.clone()));
     if let Some(admin) = super::admin::router(gateway, listen) {
         let admin = admin.layer(middleware::from_fn_with_state(

@@ -15,6 +15,7 @@ mod session;
 
 pub use app::app;
 pub mod stdio;
+mod ws;
 
 use serde_json::{Value, json};
 use switchboard_protocol::{Message, ProtocolVersion, RequestId, RpcError, meta};

@@ -20,10 +20,11 @@ use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use parking_lot::Mutex;
 use switchboard_config::ListenSettings;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower_service::Service as _;
 
 /// Open connections per client address.
@@ -79,7 +80,9 @@ pub async fn serve(
         .keep_alive(true);
     let limit = listen.max_connections_per_client;
     let counts = Arc::new(ConnectionCounts::default());
-    let graceful = GracefulShutdown::new();
+    // Shutdown asks every connection to finish its request and close, then waits for them.
+    let closing = CancellationToken::new();
+    let connections = TaskTracker::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -106,17 +109,32 @@ pub async fn serve(
             request.extensions_mut().insert(ConnectInfo(peer));
             router.clone().call(request)
         });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        // Owned by the graceful-shutdown watcher, which waits for it.
-        tokio::spawn(async move {
+        // With upgrades, so `GET /ws` can become a WebSocket (`face::ws`).
+        let connection = http
+            .serve_connection(TokioIo::new(stream), service)
+            .with_upgrades();
+        let closing = closing.clone();
+        // Owned by `connections`, which shutdown waits for.
+        connections.spawn(async move {
             let _slot = slot;
-            if let Err(error) = connection.await {
+            let mut connection = std::pin::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = closing.cancelled() => {
+                    // Finish the request in progress, then close.
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(error) = ended {
                 tracing::debug!(%error, "connection ended with an error");
             }
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    closing.cancel();
+    connections.close();
+    connections.wait().await;
 }
 
 /// Why a request body could not be read.

@@ -74,6 +74,25 @@ pub async fn serve<R, W>(
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin + Send + 'static,
 {
+    let choice = gateway.choice_for(meta_tools, tools);
+    let principal = stdio_principal(&gateway);
+    serve_client(gateway, input, output, max_message_bytes, choice, principal).await;
+}
+
+/// Serves one client speaking newline-delimited JSON-RPC over a byte stream pair, as
+/// `principal` (whose session id names its legacy session and roots peer), until the
+/// input closes. The stdio face's loop, shared with the WebSocket face (`face::ws`).
+pub(crate) async fn serve_client<R, W>(
+    gateway: Gateway,
+    input: R,
+    output: W,
+    max_message_bytes: usize,
+    choice: crate::gateway::ClientChoice,
+    principal: Principal,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
     let (out_tx, out_rx) = mpsc::channel(OUT_QUEUE);
     let writer = tokio::spawn(write_lines(
         output,
@@ -85,8 +104,8 @@ pub async fn serve<R, W>(
     ));
     let shared = Arc::new(Shared {
         out: out_tx,
-        choice: gateway.choice_for(meta_tools, tools),
-        principal: stdio_principal(&gateway),
+        choice,
+        principal,
         inflight: Mutex::new(HashMap::new()),
         peers: PeerTable::default(),
     });
@@ -128,7 +147,7 @@ pub async fn serve<R, W>(
                 if method == "initialize" && declared_version(params.as_ref()).is_none() {
                     let (opened, result) = LegacySession::open(
                         &gateway,
-                        STDIO_SESSION,
+                        shared.principal.session(),
                         shared.principal.clone(),
                         shared.choice,
                         params.as_ref(),
@@ -200,7 +219,11 @@ pub async fn serve<R, W>(
                 // A client with roots can be asked at any time on this pipe.
                 let (roots_tx, roots_rx) = mpsc::channel(8);
                 spawn_peer(roots_rx, shared.clone());
-                gateway.roots_peer_joined(STDIO_SESSION, shared.principal.tenant(), roots_tx);
+                gateway.roots_peer_joined(
+                    shared.principal.session(),
+                    shared.principal.tenant(),
+                    roots_tx,
+                );
             }
             Message::Notification { method, .. }
                 if method == "notifications/roots/list_changed" =>
@@ -231,7 +254,7 @@ pub async fn serve<R, W>(
     }
     // Input closed: cancel everything still running (the session's requests and the
     // modern ones), let the writer drain, stop.
-    gateway.roots_peer_left(STDIO_SESSION);
+    gateway.roots_peer_left(shared.principal.session());
     if let Some(session) = &session {
         session.end();
     }

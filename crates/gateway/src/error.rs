@@ -319,7 +319,10 @@ mod tests {
 
         // A cancelled call is never retryable (the client chose to stop it).
         let cancelled = Error::Cancelled;
-        assert_eq!(cancelled.to_rpc(Era::Legacy).code, gateway::REQUEST_CANCELLED);
+        assert_eq!(
+            cancelled.to_rpc(Era::Legacy).code,
+            gateway::REQUEST_CANCELLED
+        );
         assert!(!cancelled.is_retryable());
         assert!(!cancelled.to_rpc(Era::Modern).is_retryable());
         assert_eq!(cancelled.outcome(), "cancelled");

@@ -93,10 +93,7 @@ impl SseClient {
             .expect("endpoint event in time")
             .expect("endpoint event");
         assert_eq!(first.name, "endpoint", "the first event names the endpoint");
-        assert!(
-            first.data.starts_with("/messages?sessionId="),
-            "{first:?}"
-        );
+        assert!(first.data.starts_with("/messages?sessionId="), "{first:?}");
         SseClient {
             endpoint: format!("{base}{}", first.data),
             http,
@@ -142,7 +139,10 @@ impl SseClient {
         let status = self
             .post(json!({ "jsonrpc": "2.0", "id": id, "method": method, "params": params }))
             .await;
-        assert_eq!(status, 202, "a request is accepted; its answer is on the stream");
+        assert_eq!(
+            status, 202,
+            "a request is accepted; its answer is on the stream"
+        );
         id
     }
 
@@ -247,7 +247,10 @@ async fn sse_client_lists_calls_gets_progress_and_cancels() {
         let echo = client
             .call(&format!("{server}__echo"), json!({ "text": "hi" }))
             .await;
-        assert_eq!(echo["result"]["content"][0]["text"], "hi", "{server}: {echo}");
+        assert_eq!(
+            echo["result"]["content"][0]["text"], "hi",
+            "{server}: {echo}"
+        );
 
         // Progress: on the stream, before the answer, with the client's token.
         let id = client
@@ -278,8 +281,10 @@ async fn sse_client_lists_calls_gets_progress_and_cancels() {
             .await;
         tokio::time::sleep(Duration::from_millis(300)).await;
         let status = client
-            .post(json!({ "jsonrpc": "2.0", "method": "notifications/cancelled",
-                          "params": { "requestId": slow, "reason": "test" } }))
+            .post(
+                json!({ "jsonrpc": "2.0", "method": "notifications/cancelled",
+                          "params": { "requestId": slow, "reason": "test" } }),
+            )
             .await;
         assert_eq!(status, 202);
         upstream_sees_cancel(&mut client, server, before).await;
@@ -388,12 +393,7 @@ async fn sse_face_refuses_what_the_mcp_endpoint_refuses() {
         .await;
     assert_eq!(early, 400);
     let huge = "x".repeat(5 * 1024 * 1024);
-    let too_large = http
-        .post(&client.endpoint)
-        .body(huge)
-        .send()
-        .await
-        .unwrap();
+    let too_large = http.post(&client.endpoint).body(huge).send().await.unwrap();
     assert_eq!(too_large.status(), 413);
     let broken = http
         .post(&client.endpoint)
@@ -421,4 +421,103 @@ async fn sse_face_refuses_what_the_mcp_endpoint_refuses() {
         .post(json!({ "jsonrpc": "2.0", "id": null, "method": "ping" }))
         .await;
     assert_eq!(null_id, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_that_is_not_read_bounds_its_session() {
+    let (gateway, _upstream) = gateway().await;
+    let base = base(&gateway);
+    // A client that reads the endpoint event, then never reads again (the response is
+    // kept open and never polled: the socket fills up).
+    let http = reqwest::Client::new();
+    let mut stream = http
+        .get(format!("{base}/sse"))
+        .send()
+        .await
+        .expect("GET /sse");
+    let mut head = String::new();
+    while !head.contains("\n\n") {
+        let chunk = stream.chunk().await.expect("read").expect("open");
+        head.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let path = head
+        .lines()
+        .find_map(|line| line.strip_prefix("data: "))
+        .expect("endpoint data");
+    let endpoint = format!("{base}{path}");
+    let init = http
+        .post(&endpoint)
+        .json(
+            &json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+            "protocolVersion": "2024-11-05", "capabilities": {},
+            "clientInfo": { "name": "stalled", "version": "0" } } }),
+        )
+        .send()
+        .await
+        .expect("initialize");
+    assert_eq!(init.status(), 202);
+    // Requests keep being accepted until the frames waiting for the reader and the
+    // requests waiting to put theirs fill the session's bounds; then POSTs are refused
+    // instead of growing the gateway.
+    let mut refused = None;
+    for id in 100..3_000u64 {
+        let response = http
+            .post(&endpoint)
+            .json(&json!({ "jsonrpc": "2.0", "id": id, "method": "tools/call",
+                           "params": { "name": "st__huge", "arguments": { "bytes": 65_536 } } }))
+            .send()
+            .await
+            .expect("POST");
+        match response.status().as_u16() {
+            202 => {}
+            503 => {
+                let body: Value = response.json().await.expect("JSON error");
+                assert_eq!(body["error"]["code"], -31006, "{body}");
+                refused = Some(id);
+                break;
+            }
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    let refused = refused.expect("an unread stream must not take requests without bound");
+    assert!(
+        refused > 100 + 256,
+        "refused at {refused}: before the in-flight bound"
+    );
+    let rss = std::fs::read_to_string(format!(
+        "/proc/{}/status",
+        gateway.child.id().unwrap_or_default()
+    ))
+    .ok()
+    .and_then(|status| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:").map(|v| v.trim().to_owned()))
+    })
+    .unwrap_or_default();
+    eprintln!(
+        "stalled stream: {} requests of 64 KiB accepted before 503; gateway RSS {rss}",
+        refused - 100
+    );
+    // Other sessions are unaffected, and closing the stalled stream frees everything.
+    let mut other = SseClient::connect(&base).await;
+    let echo = other.call("st__echo", json!({ "text": "fine" })).await;
+    assert_eq!(echo["result"]["content"][0]["text"], "fine");
+    drop(stream);
+    let mut status = 0;
+    for _ in 0..100 {
+        status = http
+            .post(&endpoint)
+            .json(&json!({ "jsonrpc": "2.0", "id": 1, "method": "ping" }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16();
+        if status == 404 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 404, "the stalled session ended with its stream");
 }

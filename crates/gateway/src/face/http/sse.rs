@@ -157,10 +157,10 @@ pub(super) async fn sse_open(
                     opened = true;
                     None
                 }
-                Some(request) = roots_rx.recv() => match stream.session.get() {
-                    Some(session) => Some(sse_frame(&session.peers.request(request))),
-                    None => None,
-                },
+                Some(request) = roots_rx.recv() => stream
+                    .session
+                    .get()
+                    .map(|session| sse_frame(&session.peers.request(request))),
                 change = changes.recv() => match change {
                     Ok(change) => stream
                         .session
@@ -355,9 +355,7 @@ async fn initialize(
             stream.roots.clone(),
         );
     }
-    stream
-        .send(sse_frame(&Message::response(id, result)))
-        .await;
+    stream.send(sse_frame(&Message::response(id, result))).await;
     StatusCode::ACCEPTED.into_response()
 }
 
@@ -388,7 +386,9 @@ fn run(
         let mut work = Box::pin(async move {
             match gateway.handle_reply(&ctx, &method, params).await {
                 Ok(Reply::Page(page)) => Answer::Rendered(page.response_bytes(&answer_id)),
-                outcome => Answer::Message(Message::reply(answer_id, outcome.map(Reply::into_value))),
+                outcome => {
+                    Answer::Message(Message::reply(answer_id, outcome.map(Reply::into_value)))
+                }
             }
         });
         loop {

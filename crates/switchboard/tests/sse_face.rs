@@ -521,3 +521,62 @@ async fn a_stream_that_is_not_read_bounds_its_session() {
     }
     assert_eq!(status, 404, "the stalled session ended with its stream");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_belongs_to_the_identity_that_opened_it() {
+    let fixture = fixture();
+    let config = format!(
+        "[access]\nresource = \"https://gw.test/mcp\"\n\n\
+         [[access.keys]]\nid = \"alice\"\nkey = \"alice-key-0123456789\"\n\n\
+         [[access.keys]]\nid = \"bob\"\nkey = \"bob-key-0123456789\"\n\n\
+         [servers.st]\ncommand = {:?}\nargs = [\"stdio\"]\n",
+        fixture.display().to_string()
+    );
+    let gateway = spawn_gateway_http(GATEWAY, &config)
+        .await
+        .expect("http gateway");
+    let base = base(&gateway);
+    let http = reqwest::Client::new();
+    let alice = "Bearer alice-key-0123456789";
+    let bob = "Bearer bob-key-0123456789";
+
+    // No credential: 401 with the challenge, as on /mcp.
+    let anonymous = http.get(format!("{base}/sse")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert!(anonymous.headers().contains_key("www-authenticate"));
+
+    let mut stream = http
+        .get(format!("{base}/sse"))
+        .header("authorization", alice)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut head = String::new();
+    while !head.contains("\n\n") {
+        let chunk = stream.chunk().await.expect("read").expect("open");
+        head.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let path = head
+        .lines()
+        .find_map(|line| line.strip_prefix("data: "))
+        .expect("endpoint data");
+    let endpoint = format!("{base}{path}");
+    let initialize = json!({ "jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {
+        "protocolVersion": "2024-11-05", "capabilities": {},
+        "clientInfo": { "name": "t", "version": "0" } } });
+    let post = |credential: Option<&'static str>| {
+        let mut request = http.post(&endpoint).json(&initialize);
+        if let Some(credential) = credential {
+            request = request.header("authorization", credential);
+        }
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(post(None).await, 401, "anonymous POST");
+    assert_eq!(
+        post(Some(bob)).await,
+        404,
+        "another identity's session does not exist for it"
+    );
+    assert_eq!(post(Some(alice)).await, 202, "the opener's POST");
+}

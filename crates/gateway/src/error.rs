@@ -167,7 +167,7 @@ impl Error {
             Error::Denied { step, reason } => RpcError::new(gateway::DENIED, reason.clone())
                 .with_data(json!({ "reason": reason, "step": step })),
             Error::StateRejected(_) => RpcError::invalid_params(self.to_string()),
-            Error::Cancelled => RpcError::new(gateway::UPSTREAM_UNAVAILABLE, self.to_string()),
+            Error::Cancelled => RpcError::new(gateway::REQUEST_CANCELLED, self.to_string()),
             Error::UpstreamProtocol(message) => {
                 RpcError::new(gateway::UPSTREAM_PROTOCOL, message.clone())
             }
@@ -263,7 +263,6 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         match self {
             Error::Rpc(error) => error.is_retryable(),
-            Error::Cancelled => true,
             Error::Limited { .. } => true,
             Error::Approval { retryable, .. } => *retryable,
             _ => false,
@@ -317,6 +316,16 @@ mod tests {
         let data = busy.to_rpc(Era::Legacy).data.unwrap();
         assert_eq!(data["step"], "concurrency");
         assert!(data.get("retryAfter").is_none(), "{data}");
+
+        // A cancelled call is never retryable (the client chose to stop it).
+        let cancelled = Error::Cancelled;
+        assert_eq!(
+            cancelled.to_rpc(Era::Legacy).code,
+            gateway::REQUEST_CANCELLED
+        );
+        assert!(!cancelled.is_retryable());
+        assert!(!cancelled.to_rpc(Era::Modern).is_retryable());
+        assert_eq!(cancelled.outcome(), "cancelled");
 
         // A server killed by its sandbox: counted apart, and not retried as is.
         let hit = switchboard_upstream::sandbox::LimitHit {

@@ -37,6 +37,11 @@ pub mod gateway {
     /// while serving the request. Not retryable as is: the same call would likely hit it
     /// again.
     pub const SANDBOX_LIMIT: i64 = -31010;
+    /// The client cancelled the request (not retryable: the client chose to stop it).
+    /// Never sent for a request the client cancelled with `notifications/cancelled`
+    /// (that request gets no answer); it marks a cancelled call where an outcome must
+    /// still be recorded (audit, a meta-tool's inner call).
+    pub const REQUEST_CANCELLED: i64 = -31011;
 }
 
 /// A JSON-RPC error object.

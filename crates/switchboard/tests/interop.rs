@@ -51,6 +51,10 @@ const SWITCHBOARD: &str = env!("CARGO_BIN_EXE_switchboard");
 #[path = "interop/oauth.rs"]
 mod oauth;
 
+/// Real SDK clients on the 2024-11-05 HTTP+SSE face (`GET /sse`).
+#[path = "interop/sse_face.rs"]
+mod sse_face;
+
 fn interop_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../interop")
 }

@@ -143,10 +143,14 @@ async fn cancel_slow_call(setup: &Setup) {
                 client.post(note).await.unwrap();
                 tokio::time::sleep(Duration::from_millis(500)).await;
             };
-            tokio::select! {
-                _ = call => {}
-                () = cancel => {}
-            }
+            // The POST is closed by a stream that ends without any message: no answer,
+            // and in particular no (retryable) error, exactly as on stdio.
+            let (exchange, ()) = tokio::join!(call, cancel);
+            assert_eq!(
+                exchange.outcome,
+                Err(json!({ "message": "stream ended without an answer" })),
+                "a cancelled legacy HTTP call must not be answered"
+            );
         }
         Client::Modern(client) => {
             // Modern HTTP cancellation is closing the response stream: drop the request.

@@ -12,6 +12,7 @@
 
 mod legacy;
 mod modern;
+mod sse;
 mod stream;
 
 use std::convert::Infallible;
@@ -44,6 +45,7 @@ use crate::reply::Reply;
 
 use legacy::*;
 use modern::*;
+use sse::*;
 use stream::*;
 
 /// Legacy sessions idle longer than this are forgotten.
@@ -60,6 +62,8 @@ struct FaceState {
     max_body_bytes: usize,
     body_read_timeout: Duration,
     max_sessions_per_client: usize,
+    /// The 2024-11-05 HTTP+SSE face's open event streams (`GET /sse`).
+    sse: SseStreams,
 }
 
 /// Builds the `/mcp` router (callers may merge more routes, e.g. admin and metrics).
@@ -70,12 +74,15 @@ pub fn router(gateway: Gateway, listen: &ListenSettings) -> Router {
         max_body_bytes: listen.max_body_bytes,
         body_read_timeout: listen.body_read_timeout,
         max_sessions_per_client: listen.max_sessions_per_client,
+        sse: SseStreams::default(),
         gateway,
     });
     spawn_session_reaper(&state);
     // The metadata answers 404 while no `[access]` is in force.
     Router::new()
         .route("/mcp", any(mcp))
+        .route("/sse", axum::routing::get(sse_open))
+        .route("/messages", axum::routing::post(sse_post))
         .route(
             "/.well-known/oauth-protected-resource",
             axum::routing::get(resource_metadata),
@@ -180,37 +187,13 @@ async fn mcp(State(state): State<Arc<FaceState>>, request: axum::extract::Reques
         }
         _ => return StatusCode::METHOD_NOT_ALLOWED.into_response(),
     }
-    let choice = match (meta_tools_choice(query), tools_choice(query)) {
-        (Ok(meta_tools), Ok(tools)) => {
-            // The client's own choice, else its key's (`[[access.keys]] tools`), else
-            // the gateway's default.
-            let configured = identity.as_ref().and_then(|identity| {
-                state
-                    .gateway
-                    .inner
-                    .access
-                    .load()
-                    .as_ref()
-                    .and_then(|access| access.tools_mode(identity))
-            });
-            state.gateway.choice_for(meta_tools, tools.or(configured))
-        }
-        (Err(error), _) | (_, Err(error)) => return reject(StatusCode::BAD_REQUEST, None, error),
+    let choice = match client_choice(&state, query, identity.as_ref()) {
+        Ok(choice) => choice,
+        Err(error) => return reject(StatusCode::BAD_REQUEST, None, error),
     };
-    let body = match read_body(body, state.max_body_bytes, state.body_read_timeout).await {
+    let body = match read_limited(&state, body).await {
         Ok(body) => body,
-        Err(error) => {
-            let status = match error {
-                BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-                BodyError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
-                BodyError::Broken(_) => StatusCode::BAD_REQUEST,
-            };
-            let code = match error {
-                BodyError::TooLarge(_) => switchboard_protocol::error::gateway::MESSAGE_TOO_LARGE,
-                _ => switchboard_protocol::error::INVALID_REQUEST,
-            };
-            return reject(status, None, RpcError::new(code, error.to_string()));
-        }
+        Err(response) => return response,
     };
     let mut message = match Message::parse(&body) {
         Ok(message) => message,
@@ -279,4 +262,44 @@ fn meta_tools_choice(query: Option<&str>) -> Result<Option<bool>, RpcError> {
         choice = Some(on);
     }
     Ok(choice)
+}
+
+/// The client's choice of meta-tools and tools mode: its own in the endpoint's query,
+/// else its key's (`[[access.keys]] tools`), else the gateway's default.
+fn client_choice(
+    state: &FaceState,
+    query: Option<&str>,
+    identity: Option<&Identity>,
+) -> Result<crate::gateway::ClientChoice, RpcError> {
+    let meta_tools = meta_tools_choice(query)?;
+    let tools = tools_choice(query)?;
+    let configured = identity.and_then(|identity| {
+        state
+            .gateway
+            .inner
+            .access
+            .load()
+            .as_ref()
+            .and_then(|access| access.tools_mode(identity))
+    });
+    Ok(state.gateway.choice_for(meta_tools, tools.or(configured)))
+}
+
+/// A request body within the listener's size and time bounds, or the response (413, 408,
+/// 400) that refuses it.
+async fn read_limited(state: &FaceState, body: Body) -> Result<Bytes, Response> {
+    read_body(body, state.max_body_bytes, state.body_read_timeout)
+        .await
+        .map_err(|error| {
+            let status = match error {
+                BodyError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+                BodyError::TooSlow(_) => StatusCode::REQUEST_TIMEOUT,
+                BodyError::Broken(_) => StatusCode::BAD_REQUEST,
+            };
+            let code = match error {
+                BodyError::TooLarge(_) => switchboard_protocol::error::gateway::MESSAGE_TOO_LARGE,
+                _ => switchboard_protocol::error::INVALID_REQUEST,
+            };
+            reject(status, None, RpcError::new(code, error.to_string()))
+        })
 }

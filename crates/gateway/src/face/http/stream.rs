@@ -74,6 +74,9 @@ pub(super) async fn respond(
     // Dropped with this future (or later, with the stream): the client going away cancels
     // the work.
     let guard = ctx.cancel.clone().drop_guard();
+    // Cancelled by the client's `notifications/cancelled` (or the session's end): the
+    // request gets no answer, as on stdio.
+    let cancelled = ctx.cancel.clone();
     let entry = InflightEntry {
         session: session.clone(),
         id: id.clone(),
@@ -88,6 +91,13 @@ pub(super) async fn respond(
     // Until the result, or the first thing that forces a stream.
     let mut frames = Vec::new();
     let finished = match next_progress(&mut work, &mut notify_rx, &mut peer_rx).await {
+        Progress::Done(_) if cancelled.is_cancelled() => {
+            // The POST must be closed with something: a stream that ends without any
+            // message (see ARCHITECTURE.md, "Cancellation").
+            let _disarmed = guard.disarm();
+            let (_, empty) = mpsc::channel::<Bytes>(1);
+            return sse_response(empty, None);
+        }
         Progress::Done(answer) => {
             // Anything queued before the result goes first, on a stream.
             if notify_rx.is_empty() {
@@ -116,6 +126,8 @@ pub(super) async fn respond(
                 return;
             }
             match next_progress(&mut work, &mut notify_rx, &mut peer_rx).await {
+                // Cancelled: the stream ends without the answer.
+                Progress::Done(_) if cancelled.is_cancelled() => return,
                 Progress::Done(answer) => {
                     frames.extend(closing_frames(answer, &mut notify_rx));
                     finished = true;

@@ -168,7 +168,7 @@ enum Command {
 }
 
 /// The commands that talk to a running gateway's admin API, as a request; others back.
-fn remote_request(command: Command) -> Result<(ctl_cli::Request, ctl_cli::Remote), Command> {
+fn remote_request(command: Command) -> Result<(ctl_cli::Request, ctl_cli::Remote), Box<Command>> {
     use ctl_cli::Request;
     Ok(match command {
         Command::Get { resource, remote } => (Request::Get(resource), remote),
@@ -219,7 +219,7 @@ fn remote_request(command: Command) -> Result<(ctl_cli::Request, ctl_cli::Remote
                 remote,
             )
         }
-        other => return Err(other),
+        other => return Err(Box::new(other)),
     })
 }
 
@@ -287,7 +287,7 @@ fn main() -> ExitCode {
     init_logging(cli.log_format);
     let command = match remote_request(cli.command) {
         Ok((request, remote)) => return ctl_cli::run(request, &remote),
-        Err(command) => command,
+        Err(command) => *command,
     };
     let cli = Cli { command, ..cli };
     if let Command::Audit { command } = cli.command {

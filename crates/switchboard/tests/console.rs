@@ -708,3 +708,66 @@ async fn the_console_needs_the_admin_credential_and_sends_a_strict_policy() {
         .unwrap();
     assert_eq!(admin.status(), 401);
 }
+
+/// The page-load figure for the closing note, not a pass/fail test (timings are not
+/// asserted): 20 servers × (445 extra + the fixture's own) tools ≈ 10,000 tools; prints
+/// how long the Servers page and the Tools page (its first 500 rows, of all) take to show.
+/// `cargo test -p switchboard --test console -- --ignored --nocapture`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run by hand with --ignored --nocapture"]
+async fn page_load_with_ten_thousand_tools() {
+    let Some(mut browser) = launch_or_skip() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut text = format!(
+        "[gateway]\nstate_dir = {:?}\nadmin_token = \"{ADMIN}\"\n",
+        dir.path().join("state").display().to_string()
+    );
+    for index in 0..20 {
+        text.push_str(&format!(
+            "\n[servers.s{index}]\ncommand = {:?}\nargs = [\"stdio\", \"--extra-tools\", \"445\"]\n",
+            fixture()
+        ));
+    }
+    let path = dir.path().join("switchboard.toml");
+    std::fs::write(&path, text).unwrap();
+    let gateway = spawn_gateway_http_at(GATEWAY, &path, &[]).await.unwrap();
+    let tools = admin_get(&gateway, "/admin/tools").await;
+    let count = tools["tools"].as_array().unwrap().len();
+    assert!(count >= 10_000, "{count} tools");
+    let tab = browser.tab(Some(&basic("operator", ADMIN)));
+    for (page, rows, expected) in [
+        ("servers", "#servers tbody tr", 20),
+        ("tools", "#tools tbody tr", 500),
+    ] {
+        let started = Instant::now();
+        assert_eq!(
+            browser.navigate(&tab, &format!("{}/ui/#{page}", base(&gateway))),
+            None
+        );
+        browser.wait_for(
+            &tab,
+            &format!("document.querySelectorAll({rows:?}).length >= {expected}"),
+        );
+        println!(
+            "{page} page: {expected} rows shown in {} ms",
+            started.elapsed().as_millis()
+        );
+        if page == "tools" {
+            browser.wait_for(
+                &tab,
+                &format!(
+                    "document.getElementById('tools-count').innerText.includes('of {count} tools')"
+                ),
+            );
+            let fetched = browser.eval(
+                &tab,
+                "(async () => { const t = performance.now(); const r = await fetch('admin/tools'); \
+                 await r.json(); return Math.round(performance.now() - t); })()",
+            );
+            println!("  of which GET /admin/tools + JSON parse: {fetched} ms");
+        }
+        browser.navigate(&tab, "about:blank");
+    }
+}

@@ -4,6 +4,8 @@
 'use strict';
 
 const REFRESH_MS = 5000;
+// Rows drawn per table at most: a catalog of 10,000 tools is searched, not scrolled.
+const MAX_ROWS = 500;
 const main = document.getElementById('main');
 const statusLine = document.getElementById('status');
 let timer = null;
@@ -132,10 +134,14 @@ const pages = {
       : await read('tools');
     const [registry] = await Promise.all([read('registry')]);
     const pins = new Map(((registry && registry.servers) || []).map((s) => [s.server, s]));
-    const rows = (found && found.tools) || [];
+    const all = (found && found.tools) || [];
+    const rows = all.slice(0, MAX_ROWS);
     return [
       el('h2', {}, 'Tools'),
       input,
+      el('p', { id: 'tools-count' }, all.length > rows.length
+        ? 'showing ' + rows.length + ' of ' + all.length + ' tools: search to narrow'
+        : all.length + ' tools'),
       table('tools', [
         ['Exposed name', (t) => el('span', { class: 'mono' }, t.name)],
         ['Server', (t) => t.server],

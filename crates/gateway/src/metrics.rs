@@ -144,6 +144,11 @@ impl EncodeLabelValue for Outcome {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ServerLabels {
     server: String,
 }
@@ -606,6 +611,7 @@ impl crate::Gateway {
         );
         self.inner.registry.register_metrics(&mut registry);
         self.register_server_gauges(&mut registry);
+        self.register_approvals_gauge(&mut registry);
         let status = self.config_status();
         registry.register(
             "switchboard_config_valid",
@@ -633,6 +639,27 @@ impl crate::Gateway {
             ConstGauge::new(self.catalog().tools.len() as i64),
         );
         format.encode(&registry)
+    }
+
+    /// Approvals kept, by state (`[approvals]` only), read at scrape time.
+    fn register_approvals_gauge(&self, registry: &mut Registry) {
+        let Some(desk) = self.approvals() else {
+            return;
+        };
+        match desk.counts() {
+            Ok(counts) => {
+                let family = Family::<StateLabels, Gauge>::default();
+                for (state, count) in counts {
+                    family.get_or_create(&StateLabels { state }).set(count);
+                }
+                registry.register(
+                    "switchboard_approvals",
+                    "Approvals kept, by state: pending (waiting for a decision), approved, denied, used, expired",
+                    family,
+                );
+            }
+            Err(error) => tracing::warn!(%error, "approvals not counted for the scrape"),
+        }
     }
 
     /// Flagged tools per server (`screen.rs`), read at scrape time.

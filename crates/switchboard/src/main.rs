@@ -1,8 +1,11 @@
 //! `switchboard`: the MCP gateway binary. Subcommands run the HTTP face (`serve`), the
 //! stdio face (`stdio`), validate a configuration (`check-config`) or read the audit log
-//! (`audit`, in `audit_cli.rs`) and the capability registry (`registry`, in `registry_cli.rs`).
+//! (`audit`, in `audit_cli.rs`) and the capability registry (`registry`, in `registry_cli.rs`),
+//! or talk to a running gateway's admin API, kubectl-style (`get`, `describe`, `apply`,
+//! `delete`, `reload`, `approve`, `deny`, `logs`, in `ctl_cli.rs`).
 
 mod audit_cli;
+mod ctl_cli;
 mod registry_cli;
 mod secrets_cli;
 
@@ -94,6 +97,130 @@ enum Command {
         #[command(subcommand)]
         command: secrets_cli::SecretsCommand,
     },
+    /// List servers, tools, approvals or pins of a running gateway (admin API).
+    Get {
+        resource: ctl_cli::Resource,
+        #[command(flatten)]
+        remote: ctl_cli::Remote,
+    },
+    /// Show one server of a running gateway: status, registry version and pin, tools.
+    Describe {
+        kind: ctl_cli::Kind,
+        name: String,
+        #[command(flatten)]
+        remote: ctl_cli::Remote,
+    },
+    /// Register the servers of a JSON file (`.mcp.json` `mcpServers`, or `{"name",
+    /// "server"}`; `-` for stdin) on a running gateway, replacing ones that exist.
+    Apply {
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        #[command(flatten)]
+        remote: ctl_cli::Remote,
+    },
+    /// Remove a server from a running gateway (its calls in flight finish first).
+    Delete {
+        kind: ctl_cli::Kind,
+        name: String,
+        #[command(flatten)]
+        remote: ctl_cli::Remote,
+    },
+    /// Restart a server of a running gateway without losing calls.
+    Reload {
+        kind: ctl_cli::Kind,
+        name: String,
+        #[command(flatten)]
+        remote: ctl_cli::Remote,
+    },
+    /// Grant a pending approval on a running gateway.
+    Approve {
+        id: String,
+        #[command(flatten)]
+        remote: ctl_cli::Remote,
+    },
+    /// Refuse a pending approval on a running gateway.
+    Deny {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        remote: ctl_cli::Remote,
+    },
+    /// The audit log's newest records from a running gateway, oldest first.
+    Logs {
+        /// How many records.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[arg(long)]
+        server: Option<String>,
+        #[arg(long)]
+        tool: Option<String>,
+        #[arg(long)]
+        principal: Option<String>,
+        #[arg(long)]
+        decision: Option<String>,
+        /// Keep printing new records as they are written.
+        #[arg(short = 'f', long)]
+        follow: bool,
+        #[command(flatten)]
+        remote: ctl_cli::Remote,
+    },
+}
+
+/// The commands that talk to a running gateway's admin API, as a request; others back.
+fn remote_request(command: Command) -> Result<(ctl_cli::Request, ctl_cli::Remote), Box<Command>> {
+    use ctl_cli::Request;
+    Ok(match command {
+        Command::Get { resource, remote } => (Request::Get(resource), remote),
+        Command::Describe { name, remote, .. } => (Request::Describe(name), remote),
+        Command::Apply { file, remote } => (Request::Apply(file), remote),
+        Command::Delete { name, remote, .. } => (Request::Delete(name), remote),
+        Command::Reload { name, remote, .. } => (Request::Reload(name), remote),
+        Command::Approve { id, remote } => (
+            Request::Decide {
+                id,
+                approve: true,
+                reason: None,
+            },
+            remote,
+        ),
+        Command::Deny { id, reason, remote } => (
+            Request::Decide {
+                id,
+                approve: false,
+                reason,
+            },
+            remote,
+        ),
+        Command::Logs {
+            limit,
+            server,
+            tool,
+            principal,
+            decision,
+            follow,
+            remote,
+        } => {
+            let filters = [
+                ("server", server),
+                ("tool", tool),
+                ("principal", principal),
+                ("decision", decision),
+            ]
+            .into_iter()
+            .filter_map(|(key, value)| Some((key, value?)))
+            .collect();
+            (
+                Request::Logs {
+                    limit,
+                    filters,
+                    follow,
+                },
+                remote,
+            )
+        }
+        other => return Err(Box::new(other)),
+    })
 }
 
 #[derive(Subcommand)]
@@ -158,6 +285,11 @@ fn stdout() -> Pin<Box<dyn AsyncWrite + Send>> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    let command = match remote_request(cli.command) {
+        Ok((request, remote)) => return ctl_cli::run(request, &remote),
+        Err(command) => *command,
+    };
+    let cli = Cli { command, ..cli };
     if let Command::Audit { command } = cli.command {
         return match audit_cli::run(command, cli.max_config_bytes) {
             Ok(code) => code,
@@ -234,7 +366,17 @@ async fn run(command: Command, max_config_bytes: u64) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Audit { .. } | Command::Registry { .. } | Command::Secrets { .. } => {
+        Command::Audit { .. }
+        | Command::Registry { .. }
+        | Command::Secrets { .. }
+        | Command::Get { .. }
+        | Command::Describe { .. }
+        | Command::Apply { .. }
+        | Command::Delete { .. }
+        | Command::Reload { .. }
+        | Command::Approve { .. }
+        | Command::Deny { .. }
+        | Command::Logs { .. } => {
             unreachable!("handled before the runtime starts")
         }
         Command::Tools {

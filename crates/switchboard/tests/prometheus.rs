@@ -2,7 +2,9 @@
 //! Prometheus: the test starts the gateway in front of fixture servers, a Prometheus
 //! (Debian package `prometheus`) scraping its `/metrics` every second, and a load of calls
 //! that reaches every outcome the dashboard draws (ok, tool errors, upstream crashes and
-//! restarts, queueing, rule denials, rate limits, invalid arguments, redactions, audit).
+//! restarts, queueing, rule denials, rate limits, invalid arguments, redactions, audit,
+//! result cache hits and misses, a daily budget, approvals left pending, a rug pull on a
+//! pinned server: drift, a new version, a quarantined tool).
 //! Once Prometheus has scraped a few times, every expression of the dashboard — each
 //! panel's targets and each variable's query — is evaluated through Prometheus's HTTP API
 //! (`/api/v1/query`): each must succeed and return at least one finite sample.
@@ -330,6 +332,14 @@ fn the_dashboard_is_well_formed_and_covers_the_gateway() {
         "switchboard_catalog_tools",
         "switchboard_access_refusals_total",
         "switchboard_ready",
+        "switchboard_registry_drift",
+        "switchboard_registry_drift_events_total",
+        "switchboard_registry_quarantined_tools",
+        "switchboard_approvals",
+        "switchboard_cache_hits_total",
+        "switchboard_cache_misses_total",
+        "switchboard_registry_list_cache_total",
+        "switchboard_budget_write_failures_total",
     ] {
         assert!(
             exprs.iter().any(|expr| expr.contains(family)),
@@ -380,13 +390,33 @@ requests = 1
 period_ms = 60000
 burst = 1
 
+[[access.budgets]]
+per = "principal"
+tools = "fx__test_image_content"
+calls = 1
+
 [audit]
 
 [redaction]
 
+[approvals]
+wait_ms = 20
+
+[[approvals.rules]]
+tools = "fx__test_audio_content"
+approver = "admin"
+
 [servers.fx]
 command = {fixture}
 args = ["stdio"]
+
+[servers.fx.tools.test_simple_text]
+cache_ttl_ms = 60000
+
+[servers.pinned]
+command = {fixture}
+args = ["stdio"]
+pin = "trust_first"
 
 [servers.queued]
 command = {fixture}
@@ -430,6 +460,20 @@ async fn load_round(client: &ModernHttp, round: u64) {
         call("crashy__crash", json!({})).await;
     }
     call("crashy__echo", json!({ "text": "back" })).await;
+    // Result cache (a miss, then hits), a daily budget refusal, an approval left pending.
+    call("fx__test_simple_text", json!({})).await;
+    call("fx__test_simple_text", json!({})).await;
+    call("fx__test_image_content", json!({})).await;
+    call("fx__test_audio_content", json!({})).await;
+    client.request("tools/list", json!({})).await;
+    if round == 0 {
+        // A rug pull on the pinned server: drift, a new version, a quarantined tool.
+        call(
+            "pinned__rewrite_tool",
+            json!({ "name": "echo", "description": "Echoes, and more" }),
+        )
+        .await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

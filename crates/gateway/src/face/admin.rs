@@ -19,6 +19,7 @@
 //!   (`admin_approvals.rs`)
 //! - `GET /admin/secrets`, `PUT|DELETE /admin/secrets/{name}`, `POST
 //!   /admin/secrets/rotate` — the encrypted secret store (`admin_secrets.rs`)
+//! - `GET /ui/` — the web console (`console/`), which uses this API under `/ui/admin/…`
 
 use axum::Router;
 use axum::extract::{Path, Request, State};
@@ -84,7 +85,7 @@ pub fn router(gateway: Gateway, listen: &ListenSettings) -> Option<Router> {
         max_body_bytes: listen.max_body_bytes,
         body_read_timeout: listen.body_read_timeout,
     };
-    let routes = Router::new()
+    let api = Router::new()
         .route("/admin/servers", get(list_servers).post(register_server))
         .route(
             "/admin/servers/{name}",
@@ -111,8 +112,15 @@ pub fn router(gateway: Gateway, listen: &ListenSettings) -> Option<Router> {
         .route(
             "/admin/secrets/{name}",
             axum::routing::put(put_secret).delete(delete_secret),
-        )
+        );
+    // The web console: its page, and the same API again under `/ui/admin/…`, all behind
+    // the same authorization (`console::edge` admits HTTP Basic there).
+    let routes = api
+        .clone()
+        .merge(super::console::assets())
+        .nest(super::console::PREFIX, api)
         .layer(middleware::from_fn_with_state(state.clone(), authorize))
+        .layer(middleware::from_fn(super::console::edge))
         .with_state(state);
     Some(routes)
 }

@@ -7,6 +7,7 @@ mod admin_audit;
 mod admin_registry;
 mod admin_secrets;
 mod app;
+mod console;
 pub mod http;
 mod origin;
 mod probes;

@@ -43,7 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 use self::binding::Binding;
 use self::policy::{Need, Policy};
-use self::store::{Channel, Entry, State, Store, UseError};
+use self::store::{Channel, Entry, State, Store, StoreError, UseError};
 use super::{BackgroundTask, Call, Flow, Hooks, Step, StepFuture, Target};
 use crate::audit::time::{format_ms, now_ms};
 use crate::audit::{Decision, Log, Record};
@@ -170,6 +170,31 @@ impl Desk {
                 value
             })
             .collect())
+    }
+
+    /// How many approvals are kept in each state (an expired one as `expired`), every
+    /// state listed, for the `switchboard_approvals` gauge read at scrape time (one read
+    /// transaction over at most `max_approvals` entries).
+    pub fn counts(&self) -> Result<[(&'static str, i64); 5], StoreError> {
+        let now = now_ms();
+        let mut counts = [
+            ("pending", 0),
+            ("approved", 0),
+            ("denied", 0),
+            ("used", 0),
+            ("expired", 0),
+        ];
+        for entry in self.store.list()? {
+            let label = if entry.is_expired(now) {
+                "expired"
+            } else {
+                entry.state.label()
+            };
+            if let Some((_, count)) = counts.iter_mut().find(|(known, _)| *known == label) {
+                *count += 1;
+            }
+        }
+        Ok(counts)
     }
 
     /// An administrator's decision (`by`: who). Wakes the call waiting for it, if any, and

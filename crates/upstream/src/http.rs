@@ -216,6 +216,9 @@ impl HttpLink {
     ) -> Result<(Exchange, Option<String>), CallError> {
         // Authorization challenges are answered, then the request is sent again.
         let mut challenges = 0;
+        if let Some(auth) = &self.auth {
+            auth.renew_if_expiring().await;
+        }
         let response = loop {
             let bearer = self.bearer();
             let response = self

@@ -107,8 +107,13 @@ async fn an_expiring_token_is_not_presented_and_a_new_one_is_made() {
         Credential::current(&auth).is_none(),
         "expired tokens are not sent"
     );
-    acquire(&auth, &server.base).await.unwrap();
-    assert!(Credential::current(&auth).is_some());
+    // Renewed before the next request, at the authorization server of the last token.
+    auth.renew_if_expiring().await;
+    let renewed = Credential::current(&auth).expect("renewed");
+    assert_eq!(server.seen.lock().len(), 2);
+    // A valid token is not renewed.
+    auth.renew_if_expiring().await;
+    assert_eq!(Credential::current(&auth).unwrap().token(), renewed.token());
     assert_eq!(server.seen.lock().len(), 2);
 }
 

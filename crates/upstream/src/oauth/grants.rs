@@ -96,6 +96,7 @@ impl Authorizer {
         flow.requested = wanted;
         // These grants are simply made again: no refresh token is kept.
         flow.refresh_token = None;
+        flow.discovery = Some(discovery.clone());
         self.store(granted);
         tracing::info!(server = %self.server, issuer = %discovery.issuer, "authorized");
         Ok(())

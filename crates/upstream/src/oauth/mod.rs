@@ -28,6 +28,14 @@
 //! configured with its own `Authorization` header never takes part. Tokens and secrets
 //! stay in the gateway: no client of the gateway ever sees them.
 //!
+//! The `grant` of the section replaces the authorization code flow for deployments
+//! without a person: client credentials (`client_secret_basic` or `private_key_jwt`),
+//! the JWT bearer grant with a workload identity token, or enterprise-managed
+//! authorization (`grants`). `dpop = true` binds every token to a key generated here
+//! (RFC 9449, `jwt`), answering `use_dpop_nonce` once at the authorization server and
+//! at the MCP server. Tokens are kept until their announced expiry (less a margin) and
+//! renewed before the next request.
+//!
 //! This module answers challenges (authorize, refresh, the token request, the headless
 //! user agent); `challenge` parses them, `discovery` finds the authorization server and
 //! `client` chooses or registers the client presented to it.
@@ -88,6 +96,8 @@ struct Flow {
     requested: BTreeSet<String>,
     /// Dynamic registrations, by issuer: never presented to another server.
     registrations: HashMap<String, ClientCredentials>,
+    /// What discovery found when the current token was obtained: where it is renewed.
+    discovery: Option<Discovery>,
 }
 
 /// An access token and how to present it.
@@ -285,6 +295,42 @@ impl Authorizer {
                 .is_some_and(|c| c.error.as_deref() == Some("use_dpop_nonce"))
     }
 
+    /// Renews a token that expired (or is about to) before a request needs it: the
+    /// non-interactive grants are made again, an authorization code token is
+    /// refreshed. Nothing happens without a token, and a failure leaves the request to
+    /// meet the server's challenge as usual.
+    pub(crate) async fn renew_if_expiring(&self) {
+        let expiring = |this: &Self| {
+            this.bearer.lock().as_ref().is_some_and(|token| {
+                token
+                    .expires_at
+                    .is_some_and(|at| Instant::now() + EXPIRY_MARGIN >= at)
+            })
+        };
+        if !expiring(self) {
+            return;
+        }
+        let mut flow = self.flow.lock().await;
+        // Renewed by another request meanwhile.
+        if !expiring(self) {
+            return;
+        }
+        let Some(discovery) = flow.discovery.clone() else {
+            return;
+        };
+        let outcome = if self.grant != OAuthGrant::AuthorizationCode {
+            let wanted = flow.requested.clone();
+            self.acquire(&mut flow, &discovery, wanted).await
+        } else if flow.refresh_token.is_some() {
+            self.refresh(&mut flow, &discovery).await
+        } else {
+            return;
+        };
+        if let Err(error) = outcome {
+            tracing::info!(server = %self.server, %error, "token renewal failed");
+        }
+    }
+
     fn store(&self, granted: Granted) {
         *self.bearer.lock() = Some(Token {
             value: granted.access_token,
@@ -413,6 +459,7 @@ impl Authorizer {
         flow.issuer = Some(discovery.issuer.clone());
         flow.requested = scopes;
         flow.refresh_token = granted.refresh_token.take();
+        flow.discovery = Some(discovery.clone());
         self.store(granted);
         tracing::info!(server = %self.server, issuer = %discovery.issuer, "authorized");
         Ok(())

@@ -146,7 +146,7 @@ impl Authorizer {
             .into_iter()
             .find(|m| supported.iter().any(|s| s == m))
             .unwrap_or("client_secret_basic");
-        let request = json!({
+        let mut request = json!({
             "client_name": CLIENT_NAME,
             "redirect_uris": [REDIRECT_URI],
             "grant_types": ["authorization_code", "refresh_token"],
@@ -154,6 +154,10 @@ impl Authorizer {
             "token_endpoint_auth_method": method,
             "application_type": "native",
         });
+        if self.dpop.is_some() {
+            // RFC 9449 section 5.2: this client always uses DPoP-bound tokens.
+            request["dpop_bound_access_tokens"] = true.into();
+        }
         let response = self
             .http
             .post(endpoint)

@@ -39,8 +39,8 @@ pub use approvals::{AnnotationMatch, ApprovalRule, ApprovalSettings, Approver};
 pub use audit::{AuditExport, AuditKey, AuditSettings, SigningSeed};
 pub use error::{ConfigError, ConfigWarning};
 pub use model::{
-    Config, ConfigFormat, ConfigSource, EraPreference, GatewaySettings, ListenSettings,
-    OAuthClient, ServerSpec, ToolsMode, TransportSpec,
+    Config, ConfigFormat, ConfigSource, CredentialSource, EraPreference, GatewaySettings,
+    ListenSettings, OAuthClient, OAuthGrant, ServerSpec, SigningKey, ToolsMode, TransportSpec,
 };
 pub use name::{InvalidServerName, ServerName};
 pub use policy::{

@@ -295,6 +295,107 @@ pub struct OAuthClient {
     pub client_secret: Option<Secret<String>>,
     /// An `https://` URL of a Client ID Metadata Document that identifies this client.
     pub client_metadata_url: Option<String>,
+    /// How tokens are obtained (`grant`).
+    pub grant: OAuthGrant,
+    /// `private_key_jwt` client authentication (RFC 7523 section 2.2): the key, used
+    /// instead of `client_secret`.
+    pub private_key: Option<SigningKey>,
+    /// Request DPoP-bound tokens and present them with DPoP proofs (RFC 9449).
+    pub dpop: bool,
+    /// Scopes requested by the non-interactive grants (space-separated).
+    pub scope: Option<String>,
+}
+
+impl OAuthClient {
+    /// Every secret value, for `${secret:NAME}` resolution.
+    pub fn secrets_mut(&mut self) -> Vec<&mut Secret<String>> {
+        let mut values: Vec<&mut Secret<String>> = self.client_secret.iter_mut().collect();
+        if let Some(SigningKey {
+            pem: CredentialSource::Inline(pem),
+            ..
+        }) = &mut self.private_key
+        {
+            values.push(pem);
+        }
+        match &mut self.grant {
+            OAuthGrant::JwtBearer { assertion } => values.extend(assertion.inline_mut()),
+            OAuthGrant::Enterprise {
+                idp_client_secret,
+                id_token,
+                ..
+            } => {
+                values.extend(idp_client_secret.iter_mut());
+                values.extend(id_token.inline_mut());
+            }
+            OAuthGrant::AuthorizationCode | OAuthGrant::ClientCredentials => {}
+        }
+        values
+    }
+}
+
+/// How the gateway obtains tokens for a protected upstream.
+#[derive(Clone, PartialEq, Eq, Default, Debug)]
+pub enum OAuthGrant {
+    /// The authorization code grant with PKCE (a headless user agent).
+    #[default]
+    AuthorizationCode,
+    /// The client credentials grant (OAuth 2.1 section 4.2).
+    ClientCredentials,
+    /// The JWT bearer grant (RFC 7523 section 2.1) with a workload identity token.
+    JwtBearer {
+        /// The workload's JWT.
+        assertion: CredentialSource,
+    },
+    /// Enterprise-managed authorization: token exchange (RFC 8693) of an ID token for an
+    /// identity assertion grant at the identity provider, then the JWT bearer grant.
+    Enterprise {
+        /// The identity provider's token endpoint.
+        idp_token_endpoint: String,
+        /// This client at the identity provider.
+        idp_client_id: Option<String>,
+        /// Its secret there (`client_secret_basic`).
+        idp_client_secret: Option<Secret<String>>,
+        /// The ID token exchanged.
+        id_token: CredentialSource,
+    },
+}
+
+/// A credential given inline (a secret) or as a file read at each use (rotated tokens).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum CredentialSource {
+    /// The value itself.
+    Inline(Secret<String>),
+    /// A file holding it (surrounding whitespace ignored).
+    File(PathBuf),
+}
+
+impl CredentialSource {
+    fn inline_mut(&mut self) -> Option<&mut Secret<String>> {
+        match self {
+            CredentialSource::Inline(value) => Some(value),
+            CredentialSource::File(_) => None,
+        }
+    }
+
+    /// The current value (a file is read now).
+    pub fn read(&self) -> std::io::Result<Secret<String>> {
+        match self {
+            CredentialSource::Inline(value) => Ok(value.clone()),
+            CredentialSource::File(path) => {
+                let text = std::fs::read_to_string(path)?;
+                Ok(Secret::new(text.trim().to_owned()))
+            }
+        }
+    }
+}
+
+/// A private key signing client assertions.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct SigningKey {
+    /// PKCS#8 PEM.
+    pub pem: CredentialSource,
+    /// The JWS algorithm: `ES256`, `ES384`, `RS256`, `PS256` or `EdDSA`.
+    pub algorithm: String,
 }
 
 /// How an upstream is reached. `${VAR}` references are already expanded. Environment and

@@ -216,6 +216,28 @@ pub(crate) struct RawOAuth {
     pub(crate) client_id: Option<String>,
     pub(crate) client_secret: Option<String>,
     pub(crate) client_metadata_url: Option<String>,
+    /// The grant: `authorization_code` (default), `client_credentials`, `jwt_bearer`,
+    /// `enterprise`.
+    pub(crate) grant: Option<String>,
+    /// `private_key_jwt` client authentication (RFC 7523): a PKCS#8 PEM key, inline or
+    /// in a file, and its JWS algorithm (default `ES256`).
+    pub(crate) private_key: Option<String>,
+    pub(crate) private_key_file: Option<String>,
+    pub(crate) signing_algorithm: Option<String>,
+    /// DPoP-bound tokens (RFC 9449).
+    pub(crate) dpop: Option<bool>,
+    /// Scopes requested by the non-interactive grants.
+    pub(crate) scope: Option<String>,
+    /// `jwt_bearer`: the workload's JWT, inline or in a (rotated) file.
+    pub(crate) assertion: Option<String>,
+    pub(crate) assertion_file: Option<String>,
+    /// `enterprise`: the identity provider's token endpoint, this client there, and the
+    /// ID token exchanged (inline or in a file).
+    pub(crate) idp_token_endpoint: Option<String>,
+    pub(crate) idp_client_id: Option<String>,
+    pub(crate) idp_client_secret: Option<String>,
+    pub(crate) id_token: Option<String>,
+    pub(crate) id_token_file: Option<String>,
 }
 
 /// `"mcpServers": { "NAME": ... }`, with the keys the popular hosts write (Claude

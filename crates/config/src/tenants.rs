@@ -215,6 +215,7 @@ mod tests {
                 client_id: Some("acme".into()),
                 client_secret: Some(Secret::new("acme-client-secret".into())),
                 client_metadata_url: None,
+                ..OAuthClient::default()
             }),
         };
         let debug = format!("{credentials:?}");

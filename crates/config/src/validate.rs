@@ -866,11 +866,179 @@ pub(crate) fn oauth(
             .transpose()
             .map(|value| value.filter(|v| !v.is_empty()))
     };
+    // Secret values keep `${secret:NAME}` references (resolved from the vault).
+    let secret = |value: Option<String>, key: &str| {
+        value
+            .map(|value| expand_with_secrets(&value, &path.key(key), env))
+            .transpose()
+            .map(|value| value.filter(|v| !v.is_empty()).map(Secret::new))
+    };
+    let grant_name = field(raw.grant, "grant")?;
+    let source =
+        |inline: Option<Secret<String>>, file: Option<String>, key: &str| match (inline, file) {
+            (Some(_), Some(_)) => Err(Problem::new(
+                path.key(key),
+                format!("give `{key}` or `{key}_file`, not both"),
+            )),
+            (Some(value), None) => Ok(Some(crate::model::CredentialSource::Inline(value))),
+            (None, Some(file)) => Ok(Some(crate::model::CredentialSource::File(file.into()))),
+            (None, None) => Ok(None),
+        };
+    let private_key = source(
+        secret(raw.private_key, "private_key")?,
+        field(raw.private_key_file, "private_key_file")?,
+        "private_key",
+    )?;
+    let algorithm = field(raw.signing_algorithm, "signing_algorithm")?;
+    if let Some(algorithm) = &algorithm
+        && ![
+            "ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA",
+        ]
+        .contains(&algorithm.as_str())
+    {
+        return Err(Problem::new(
+            path.key("signing_algorithm"),
+            format!(
+                "unknown algorithm `{algorithm}`: expected ES256, ES384, RS256, RS384, RS512, PS256, PS384, PS512 or EdDSA"
+            ),
+        ));
+    }
+    let assertion = source(
+        secret(raw.assertion, "assertion")?,
+        field(raw.assertion_file, "assertion_file")?,
+        "assertion",
+    )?;
+    let idp_token_endpoint = field(raw.idp_token_endpoint, "idp_token_endpoint")?;
+    let idp_client_id = field(raw.idp_client_id, "idp_client_id")?;
+    let idp_client_secret = secret(raw.idp_client_secret, "idp_client_secret")?;
+    let id_token = source(
+        secret(raw.id_token, "id_token")?,
+        field(raw.id_token_file, "id_token_file")?,
+        "id_token",
+    )?;
+    let only_for = |present: bool, key: &str, grant: &str| {
+        if present {
+            Err(Problem::new(
+                path.key(key),
+                format!("only used with grant = \"{grant}\""),
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    let grant = match grant_name.as_deref().unwrap_or("authorization_code") {
+        "authorization_code" | "client_credentials" => {
+            only_for(assertion.is_some(), "assertion", "jwt_bearer")?;
+            only_for(
+                idp_token_endpoint.is_some()
+                    || idp_client_id.is_some()
+                    || idp_client_secret.is_some()
+                    || id_token.is_some(),
+                "idp_token_endpoint",
+                "enterprise",
+            )?;
+            if grant_name.as_deref() == Some("client_credentials") {
+                crate::model::OAuthGrant::ClientCredentials
+            } else {
+                crate::model::OAuthGrant::AuthorizationCode
+            }
+        }
+        "jwt_bearer" => {
+            only_for(id_token.is_some(), "id_token", "enterprise")?;
+            crate::model::OAuthGrant::JwtBearer {
+                assertion: assertion.ok_or_else(|| {
+                    Problem::new(
+                        path.key("assertion"),
+                        "grant = \"jwt_bearer\" needs `assertion` or `assertion_file`",
+                    )
+                })?,
+            }
+        }
+        "enterprise" => {
+            only_for(assertion.is_some(), "assertion", "jwt_bearer")?;
+            let endpoint = idp_token_endpoint.ok_or_else(|| {
+                Problem::new(
+                    path.key("idp_token_endpoint"),
+                    "grant = \"enterprise\" needs the identity provider's token endpoint",
+                )
+            })?;
+            if !(endpoint.starts_with("https://") || endpoint.starts_with("http://"))
+                || check_url(&endpoint).is_err()
+            {
+                return Err(Problem::new(
+                    path.key("idp_token_endpoint"),
+                    "expected an http(s):// URL",
+                ));
+            }
+            if idp_client_secret.is_some() && idp_client_id.is_none() {
+                return Err(Problem::new(
+                    path.key("idp_client_secret"),
+                    "an identity provider secret needs its `idp_client_id`",
+                ));
+            }
+            crate::model::OAuthGrant::Enterprise {
+                idp_token_endpoint: endpoint,
+                idp_client_id,
+                idp_client_secret,
+                id_token: id_token.ok_or_else(|| {
+                    Problem::new(
+                        path.key("id_token"),
+                        "grant = \"enterprise\" needs `id_token` or `id_token_file`",
+                    )
+                })?,
+            }
+        }
+        other => {
+            return Err(Problem::new(
+                path.key("grant"),
+                format!(
+                    "unknown grant `{other}`: expected authorization_code, client_credentials, jwt_bearer or enterprise"
+                ),
+            ));
+        }
+    };
     let client = OAuthClient {
         client_id: field(raw.client_id, "client_id")?,
-        client_secret: field(raw.client_secret, "client_secret")?.map(Secret::new),
+        client_secret: secret(raw.client_secret, "client_secret")?,
         client_metadata_url: field(raw.client_metadata_url, "client_metadata_url")?,
+        private_key: private_key.map(|pem| crate::model::SigningKey {
+            pem,
+            algorithm: algorithm.unwrap_or_else(|| "ES256".into()),
+        }),
+        grant,
+        dpop: raw.dpop.unwrap_or(false),
+        scope: field(raw.scope, "scope")?,
     };
+    if client.private_key.is_some() && client.client_secret.is_some() {
+        return Err(Problem::new(
+            path.key("private_key"),
+            "give `client_secret` (client_secret_basic) or `private_key` (private_key_jwt), not both",
+        ));
+    }
+    if client.private_key.is_some() && client.client_id.is_none() {
+        return Err(Problem::new(
+            path.key("private_key"),
+            "a private key needs its `client_id`",
+        ));
+    }
+    if client.grant != crate::model::OAuthGrant::AuthorizationCode
+        && client.client_id.is_none()
+        && !matches!(client.grant, crate::model::OAuthGrant::JwtBearer { .. })
+    {
+        return Err(Problem::new(
+            path.key("client_id"),
+            "this grant needs a pre-registered `client_id`",
+        ));
+    }
+    if client.grant == crate::model::OAuthGrant::ClientCredentials
+        && client.client_secret.is_none()
+        && client.private_key.is_none()
+    {
+        return Err(Problem::new(
+            path.key("grant"),
+            "grant = \"client_credentials\" needs `client_secret` or `private_key`",
+        ));
+    }
     if client.client_secret.is_some() && client.client_id.is_none() {
         return Err(Problem::new(
             path.key("client_secret"),

@@ -710,10 +710,83 @@ fn bad_oauth_sections() {
         "https:// URL",
     );
     assert_invalid(
-        native("[servers.r]\nurl = \"http://a\"\n[servers.r.oauth]\nscope = \"x\"\n"),
-        "servers.r.oauth.scope",
+        native("[servers.r]\nurl = \"http://a\"\n[servers.r.oauth]\nscopes = \"x\"\n"),
+        "servers.r.oauth.scopes",
         "unknown field",
     );
+}
+
+#[test]
+fn bad_oauth_grants() {
+    let oauth = |body: &str| {
+        native(&format!(
+            "[servers.r]\nurl = \"http://a\"\n[servers.r.oauth]\n{body}"
+        ))
+    };
+    assert_invalid(
+        oauth("grant = \"password\"\n"),
+        "servers.r.oauth.grant",
+        "unknown grant `password`",
+    );
+    assert_invalid(
+        oauth("grant = \"client_credentials\"\nclient_id = \"c\"\n"),
+        "servers.r.oauth.grant",
+        "needs `client_secret` or `private_key`",
+    );
+    assert_invalid(
+        oauth("grant = \"client_credentials\"\nclient_secret = \"s\"\n"),
+        "servers.r.oauth.client_id",
+        "pre-registered `client_id`",
+    );
+    assert_invalid(
+        oauth("client_id = \"c\"\nclient_secret = \"s\"\nprivate_key = \"k\"\n"),
+        "servers.r.oauth.private_key",
+        "not both",
+    );
+    assert_invalid(
+        oauth("client_id = \"c\"\nprivate_key = \"k\"\nsigning_algorithm = \"HS256\"\n"),
+        "servers.r.oauth.signing_algorithm",
+        "unknown algorithm `HS256`",
+    );
+    assert_invalid(
+        oauth("grant = \"jwt_bearer\"\n"),
+        "servers.r.oauth.assertion",
+        "needs `assertion`",
+    );
+    assert_invalid(
+        oauth("grant = \"jwt_bearer\"\nassertion = \"a\"\nassertion_file = \"/f\"\n"),
+        "servers.r.oauth.assertion",
+        "not both",
+    );
+    assert_invalid(
+        oauth("client_id = \"c\"\nassertion = \"a\"\n"),
+        "servers.r.oauth.assertion",
+        "only used with grant = \"jwt_bearer\"",
+    );
+    assert_invalid(
+        oauth("grant = \"enterprise\"\nclient_id = \"c\"\nid_token = \"t\"\n"),
+        "servers.r.oauth.idp_token_endpoint",
+        "needs the identity provider's token endpoint",
+    );
+    assert_invalid(
+        oauth(
+            "grant = \"enterprise\"\nclient_id = \"c\"\nidp_token_endpoint = \"ftp://x\"\nid_token = \"t\"\n",
+        ),
+        "servers.r.oauth.idp_token_endpoint",
+        "http(s)://",
+    );
+    assert_invalid(
+        oauth(
+            "grant = \"enterprise\"\nidp_token_endpoint = \"https://idp/token\"\nid_token = \"t\"\n",
+        ),
+        "servers.r.oauth.client_id",
+        "pre-registered `client_id`",
+    );
+    // No secret value appears in any of these errors.
+    let error = oauth("grant = \"client_credentials\"\nclient_secret = \"do-not-show-1\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(!error.contains("do-not-show-1"), "{error}");
 }
 
 #[test]

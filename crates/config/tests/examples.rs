@@ -52,3 +52,47 @@ fn the_readme_example_runs_the_fixture_in_both_formats() {
         ("switchboard-fixture", &["stdio".to_owned()][..])
     );
 }
+
+#[test]
+fn the_upstream_auth_example_configures_every_grant() {
+    use switchboard_config::{CredentialSource, OAuthGrant};
+    let config = load(&examples_dir().join("upstream-auth.toml")).unwrap();
+    let oauth = |name: &str| match &config.servers[name].transport {
+        TransportSpec::Http {
+            oauth: Some(oauth), ..
+        } => oauth.clone(),
+        other => panic!("{name}: {other:?}"),
+    };
+    let billing = oauth("billing");
+    assert_eq!(billing.grant, OAuthGrant::ClientCredentials);
+    assert!(billing.client_secret.is_some() && billing.private_key.is_none());
+    assert_eq!(billing.scope.as_deref(), Some("invoices:read"));
+    let ledger = oauth("ledger");
+    assert!(ledger.dpop);
+    let key = ledger.private_key.expect("private_key_jwt");
+    assert_eq!(key.algorithm, "ES256");
+    assert!(matches!(key.pem, CredentialSource::File(_)));
+    assert!(matches!(
+        oauth("search").grant,
+        OAuthGrant::JwtBearer {
+            assertion: CredentialSource::File(_)
+        }
+    ));
+    let crm = oauth("crm");
+    let OAuthGrant::Enterprise {
+        idp_token_endpoint,
+        id_token,
+        ..
+    } = &crm.grant
+    else {
+        panic!("crm is enterprise-managed: {:?}", crm.grant);
+    };
+    assert_eq!(idp_token_endpoint, "https://idp.example.com/oauth2/token");
+    assert!(matches!(id_token, CredentialSource::File(_)));
+    // A stored-secret reference stays a reference until the vault resolves it.
+    assert_eq!(
+        crm.client_secret.as_ref().unwrap().expose_str(),
+        "${secret:crm_client_secret}"
+    );
+    assert_eq!(oauth("tickets").grant, OAuthGrant::AuthorizationCode);
+}

@@ -76,8 +76,15 @@ fn args() -> anyhow::Result<Args> {
 /// The gateway's configuration: the scenario server as its only, unprefixed upstream,
 /// with the OAuth client information a deployment would give the gateway for it: the
 /// scenario's pre-registered credentials, and the URL of the client metadata document the
-/// suite expects a client to publish.
-fn gateway_config(upstream: &str, context: &Value) -> String {
+/// suite expects a client to publish. For the authorization extensions, the grant the
+/// deployment chose: keys and workload tokens as files in `dir` (as a secret mount
+/// would provide them).
+fn gateway_config(
+    upstream: &str,
+    scenario: &str,
+    context: &Value,
+    dir: &Path,
+) -> anyhow::Result<String> {
     // A JSON string is a valid TOML string.
     let toml = |text: &str| Value::String(text.to_owned()).to_string();
     let mut config = format!(
@@ -92,7 +99,40 @@ fn gateway_config(upstream: &str, context: &Value) -> String {
             config.push_str(&format!("{key} = {}\n", toml(value)));
         }
     }
-    config
+    let file = |name: &str, key: &str| -> anyhow::Result<String> {
+        let value = context[key]
+            .as_str()
+            .with_context(|| format!("the scenario context has no `{key}`"))?;
+        let path = dir.join(name);
+        std::fs::write(&path, value)?;
+        Ok(toml(&path.to_string_lossy()))
+    };
+    let text = |key: &str| -> anyhow::Result<String> {
+        Ok(toml(context[key].as_str().with_context(|| {
+            format!("the scenario context has no `{key}`")
+        })?))
+    };
+    match scenario {
+        "auth/client-credentials-basic" => config.push_str("grant = \"client_credentials\"\n"),
+        "auth/client-credentials-jwt" => config.push_str(&format!(
+            "grant = \"client_credentials\"\nprivate_key_file = {}\nsigning_algorithm = {}\n",
+            file("client-key.pem", "private_key_pem")?,
+            text("signing_algorithm")?,
+        )),
+        "auth/wif-jwt-bearer" => config.push_str(&format!(
+            "grant = \"jwt_bearer\"\nassertion_file = {}\n",
+            file("workload-token.jwt", "valid_jwt")?,
+        )),
+        "auth/enterprise-managed-authorization" => config.push_str(&format!(
+            "grant = \"enterprise\"\nidp_token_endpoint = {}\nidp_client_id = {}\nid_token = {}\n",
+            text("idp_token_endpoint")?,
+            text("idp_client_id")?,
+            text("idp_id_token")?,
+        )),
+        "auth/dpop" | "auth/dpop-nonce" => config.push_str("dpop = true\n"),
+        _ => {}
+    }
+    Ok(config)
 }
 
 /// `switchboard serve` on a free loopback port; returns the child and its `/mcp` URL.
@@ -136,7 +176,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("switchboard-conformance-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let config = dir.join("switchboard.toml");
-    std::fs::write(&config, gateway_config(&args.url, &args.context))?;
+    std::fs::write(
+        &config,
+        gateway_config(&args.url, &args.scenario, &args.context, &dir)?,
+    )?;
     let started = start_gateway(&args.gateway, &config).await;
     let (mut gateway, url) = match started {
         Ok(started) => started,

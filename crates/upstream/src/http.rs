@@ -4,6 +4,7 @@
 //! an SSE stream of related notifications ending with the response. Dropping the stream
 //! is the modern cancellation; legacy calls also get `notifications/cancelled`.
 
+use crate::oauth::Credential;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -55,9 +56,15 @@ pub(crate) fn header_map(
 /// Authorization challenges answered for one request before its refusal stands.
 const MAX_CHALLENGES: usize = 3;
 
-fn with_bearer(builder: reqwest::RequestBuilder, bearer: Option<&str>) -> reqwest::RequestBuilder {
+/// `builder` (a `method` request to `url`) with the OAuth token, if there is one.
+fn with_bearer(
+    builder: reqwest::RequestBuilder,
+    bearer: Option<&Credential>,
+    method: &str,
+    url: &reqwest::Url,
+) -> reqwest::RequestBuilder {
     match bearer {
-        Some(token) => builder.bearer_auth(token),
+        Some(credential) => credential.apply(builder, method, url),
         None => builder,
     }
 }
@@ -148,8 +155,8 @@ impl HttpLink {
     }
 
     /// The OAuth access token to present, if there is one.
-    fn bearer(&self) -> Option<String> {
-        self.auth.as_ref().and_then(|auth| auth.bearer())
+    fn bearer(&self) -> Option<Credential> {
+        self.auth.as_ref().and_then(Credential::current)
     }
 
     /// The latest call in flight that takes events.
@@ -169,9 +176,9 @@ impl HttpLink {
         &self,
         message: &Message,
         extra: &[(String, String)],
-        bearer: Option<&str>,
+        bearer: Option<&Credential>,
     ) -> reqwest::RequestBuilder {
-        let mut builder = with_bearer(client().post(self.url.clone()), bearer)
+        let mut builder = with_bearer(client().post(self.url.clone()), bearer, "POST", &self.url)
             .headers(self.headers.clone())
             .header("accept", "application/json, text/event-stream")
             .header("content-type", "application/json")
@@ -209,14 +216,20 @@ impl HttpLink {
     ) -> Result<(Exchange, Option<String>), CallError> {
         // Authorization challenges are answered, then the request is sent again.
         let mut challenges = 0;
+        if let Some(auth) = &self.auth {
+            auth.renew_if_expiring().await;
+        }
         let response = loop {
             let bearer = self.bearer();
             let response = self
-                .request_builder(message, extra, bearer.as_deref())
+                .request_builder(message, extra, bearer.as_ref())
                 .send()
                 .await
                 .map_err(|e| CallError::Http(e.to_string()))?;
             let status = response.status().as_u16();
+            if let Some(auth) = &self.auth {
+                auth.observe(response.headers());
+            }
             let Some(auth) = self.auth.as_ref().filter(|_| matches!(status, 401 | 403)) else {
                 break response;
             };
@@ -229,8 +242,18 @@ impl HttpLink {
                 break response;
             }
             challenges += 1;
+            // Only a DPoP nonce wanted: the same token again, with a proof carrying it.
+            if bearer.as_ref().is_some_and(|b| b.is_dpop())
+                && auth.is_nonce_challenge(status, challenge.as_deref(), response.headers())
+            {
+                continue;
+            }
             match auth
-                .on_challenge(status, challenge.as_deref(), bearer.as_deref())
+                .on_challenge(
+                    status,
+                    challenge.as_deref(),
+                    bearer.as_ref().map(Credential::token),
+                )
                 .await
             {
                 Ok(()) => continue,
@@ -368,14 +391,19 @@ impl HttpLink {
 
     /// Resumes a legacy stream: GET with `Last-Event-ID`.
     async fn resume(&self, last_event_id: &str) -> Result<reqwest::Response, CallError> {
-        let mut request = with_bearer(client().get(self.url.clone()), self.bearer().as_deref())
-            .headers(self.headers.clone())
-            .header("accept", "text/event-stream")
-            .header(
-                headers::PROTOCOL_VERSION,
-                self.protocol_version.lock().as_str(),
-            )
-            .header("last-event-id", last_event_id);
+        let mut request = with_bearer(
+            client().get(self.url.clone()),
+            self.bearer().as_ref(),
+            "GET",
+            &self.url,
+        )
+        .headers(self.headers.clone())
+        .header("accept", "text/event-stream")
+        .header(
+            headers::PROTOCOL_VERSION,
+            self.protocol_version.lock().as_str(),
+        )
+        .header("last-event-id", last_event_id);
         if let Some(session) = self.session_id.lock().as_deref() {
             request = request.header(headers::SESSION_ID, session);
         }
@@ -490,7 +518,9 @@ impl HttpLink {
             let body = Message::reply(id, outcome).to_bytes();
             let mut request = with_bearer(
                 client().post(builder_link.url.clone()),
-                builder_link.bearer.as_deref(),
+                builder_link.bearer.as_ref(),
+                "POST",
+                &builder_link.url,
             )
             .headers(builder_link.headers)
             .header("accept", "application/json, text/event-stream")
@@ -597,14 +627,18 @@ impl HttpLink {
             let mut parser = SseParser::new(limit);
             loop {
                 let Some(strong) = link.upgrade() else { return };
-                let mut request =
-                    with_bearer(client().get(strong.url.clone()), strong.bearer().as_deref())
-                        .headers(strong.headers.clone())
-                        .header("accept", "text/event-stream")
-                        .header(
-                            headers::PROTOCOL_VERSION,
-                            strong.protocol_version.lock().as_str(),
-                        );
+                let mut request = with_bearer(
+                    client().get(strong.url.clone()),
+                    strong.bearer().as_ref(),
+                    "GET",
+                    &strong.url,
+                )
+                .headers(strong.headers.clone())
+                .header("accept", "text/event-stream")
+                .header(
+                    headers::PROTOCOL_VERSION,
+                    strong.protocol_version.lock().as_str(),
+                );
                 if let Some(session) = strong.session_id.lock().as_deref() {
                     request = request.header(headers::SESSION_ID, session);
                 }
@@ -661,12 +695,17 @@ impl HttpLink {
         self.alive.store(false, Ordering::Release);
         let session = self.session_id.lock().clone();
         if let Some(session) = session {
-            let _ = with_bearer(client().delete(self.url.clone()), self.bearer().as_deref())
-                .headers(self.headers.clone())
-                .header(headers::SESSION_ID, session)
-                .timeout(Duration::from_secs(2))
-                .send()
-                .await;
+            let _ = with_bearer(
+                client().delete(self.url.clone()),
+                self.bearer().as_ref(),
+                "DELETE",
+                &self.url,
+            )
+            .headers(self.headers.clone())
+            .header(headers::SESSION_ID, session)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
         }
     }
 }
@@ -678,7 +717,7 @@ impl Drop for HttpLink {
 }
 
 struct LinkSnapshot {
-    bearer: Option<String>,
+    bearer: Option<Credential>,
     url: reqwest::Url,
     headers: HeaderMap,
     version: String,

@@ -418,6 +418,19 @@ pub fn resolve_transport(
                 }
             }
         }
+        TransportSpec::Http {
+            oauth: Some(oauth), ..
+        } => {
+            for value in oauth.secrets_mut() {
+                if has_secret_refs(value.expose_str()) {
+                    *value = Secret::new(resolve_secret_refs(value.expose_str(), &mut lookup)?);
+                }
+            }
+        }
+        _ => {}
+    }
+    match &mut resolved {
+        TransportSpec::Stdio { .. } => {}
         TransportSpec::Http { headers, .. } | TransportSpec::Sse { headers, .. } => {
             for (header, value) in headers.iter_mut() {
                 if has_secret_refs(value.expose_str()) {
@@ -439,6 +452,17 @@ pub fn resolve_transport(
 
 /// Whether `transport` references stored secrets at all.
 pub fn references_secrets(transport: &TransportSpec) -> bool {
+    if let TransportSpec::Http {
+        oauth: Some(oauth), ..
+    } = transport
+        && oauth
+            .clone()
+            .secrets_mut()
+            .iter()
+            .any(|value| has_secret_refs(value.expose_str()))
+    {
+        return true;
+    }
     let values = match transport {
         TransportSpec::Stdio { env, .. } => env,
         TransportSpec::Http { headers, .. } | TransportSpec::Sse { headers, .. } => headers,

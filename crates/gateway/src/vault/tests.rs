@@ -225,3 +225,61 @@ fn references_resolve_at_use() {
     );
     assert!(!references_secrets(&stdio(&[("A", "b")])));
 }
+
+#[test]
+fn oauth_secrets_resolve_at_use() {
+    use switchboard_config::{CredentialSource, OAuthClient, OAuthGrant};
+    let vault = Vault::open(Arc::new(Db::memory()), &settings(1, None)).unwrap();
+    let http = TransportSpec::Http {
+        url: "http://x/".into(),
+        headers: BTreeMap::new(),
+        oauth: Some(OAuthClient {
+            client_id: Some("c".into()),
+            client_secret: Some(Secret::new("${secret:as_secret}".into())),
+            grant: OAuthGrant::Enterprise {
+                idp_token_endpoint: "https://idp/token".into(),
+                idp_client_id: None,
+                idp_client_secret: None,
+                id_token: CredentialSource::Inline(Secret::new("${secret:id_token}".into())),
+            },
+            ..OAuthClient::default()
+        }),
+    };
+    assert!(references_secrets(&http));
+    let error = resolve_transport(Some(&vault), &http).unwrap_err();
+    assert!(
+        matches!(error, VaultError::Unknown(ref name) if name == "as_secret"),
+        "{error}"
+    );
+    vault
+        .put("as_secret", &Secret::new("s-1".to_owned()))
+        .unwrap();
+    vault
+        .put("id_token", &Secret::new("eyJ.t.1".to_owned()))
+        .unwrap();
+    let TransportSpec::Http {
+        oauth: Some(oauth), ..
+    } = resolve_transport(Some(&vault), &http).unwrap()
+    else {
+        unreachable!()
+    };
+    assert_eq!(oauth.client_secret.unwrap().expose_str(), "s-1");
+    let OAuthGrant::Enterprise {
+        id_token: CredentialSource::Inline(token),
+        ..
+    } = oauth.grant
+    else {
+        unreachable!()
+    };
+    assert_eq!(token.expose_str(), "eyJ.t.1");
+    let plain = TransportSpec::Http {
+        url: "http://x/".into(),
+        headers: BTreeMap::new(),
+        oauth: Some(OAuthClient {
+            client_id: Some("c".into()),
+            client_secret: Some(Secret::new("plain".into())),
+            ..OAuthClient::default()
+        }),
+    };
+    assert!(!references_secrets(&plain));
+}

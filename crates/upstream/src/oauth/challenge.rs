@@ -31,7 +31,10 @@ pub(super) fn join(scopes: &BTreeSet<String>) -> String {
 pub(super) fn parse_challenge(header: &str) -> Option<Challenge> {
     let rest = header.trim_start();
     let scheme_end = rest.find(char::is_whitespace).unwrap_or(rest.len());
-    if !rest[..scheme_end].eq_ignore_ascii_case("bearer") {
+    // DPoP challenges (RFC 9449 section 7.1) carry the same parameters.
+    if !(rest[..scheme_end].eq_ignore_ascii_case("bearer")
+        || rest[..scheme_end].eq_ignore_ascii_case("dpop"))
+    {
         return None;
     }
     let mut challenge = Challenge::default();
@@ -100,6 +103,11 @@ mod tests {
         );
         assert_eq!(parse_challenge("Bearer").unwrap(), Challenge::default());
         assert_eq!(parse_challenge("Basic realm=\"x\""), None);
+        let dpop =
+            parse_challenge(r#"DPoP error="use_dpop_nonce", resource_metadata="https://x/prm""#)
+                .unwrap();
+        assert_eq!(dpop.error.as_deref(), Some("use_dpop_nonce"));
+        assert_eq!(dpop.resource_metadata.as_deref(), Some("https://x/prm"));
         assert_eq!(
             parse_challenge("bearer error=invalid_token")
                 .unwrap()

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
-use switchboard_config::{OAuthClient, Secret};
+use switchboard_config::{OAuthClient, Secret, SigningKey};
 
 use super::discovery::Discovery;
 use super::{AuthError, Authorizer, Flow, REDIRECT_URI, fail, read_json, strings};
@@ -19,8 +19,10 @@ const CLIENT_NAME: &str = "switchboard";
 pub(super) struct ClientCredentials {
     pub(super) client_id: String,
     pub(super) client_secret: Option<Secret<String>>,
-    /// `none`, `client_secret_basic` or `client_secret_post`.
+    /// `none`, `client_secret_basic`, `client_secret_post` or `private_key_jwt`.
     pub(super) auth_method: String,
+    /// The key of `private_key_jwt`.
+    pub(super) signing_key: Option<SigningKey>,
 }
 
 /// The client information known before any registration: configured, else from the
@@ -29,11 +31,19 @@ pub(super) struct ClientCredentials {
 pub(super) struct StaticClient {
     pub(super) preregistered: Option<ClientCredentials>,
     pub(super) metadata_document: Option<String>,
+    /// Identifies the rest of the configuration (grant, keys, DPoP), secrets hashed.
+    rest: String,
 }
 
 impl StaticClient {
     pub(super) fn resolve(server: &str, configured: Option<&OAuthClient>) -> StaticClient {
         let configured = configured.cloned().unwrap_or_default();
+        let mut hashed = configured.clone();
+        let secrets: Vec<String> = hashed
+            .secrets_mut()
+            .into_iter()
+            .map(|secret| URL_SAFE_NO_PAD.encode(Sha256::digest(secret.expose().as_bytes())))
+            .collect();
         let client_id = configured.client_id.or_else(|| env(server, "CLIENT_ID"));
         let preregistered = client_id.map(|client_id| {
             let client_secret = configured
@@ -41,15 +51,22 @@ impl StaticClient {
                 .or_else(|| env(server, "CLIENT_SECRET").map(Secret::new));
             ClientCredentials {
                 client_id,
-                auth_method: if client_secret.is_some() {
+                auth_method: if configured.private_key.is_some() {
+                    "private_key_jwt".into()
+                } else if client_secret.is_some() {
                     "client_secret_basic".into()
                 } else {
                     "none".into()
                 },
                 client_secret,
+                signing_key: configured.private_key.clone(),
             }
         });
         StaticClient {
+            rest: format!(
+                "{:?}|{:?}|{}|{:?}|{secrets:?}",
+                configured.grant, configured.private_key, configured.dpop, configured.scope
+            ),
             preregistered,
             metadata_document: configured
                 .client_metadata_url
@@ -64,10 +81,11 @@ impl StaticClient {
             .and_then(|c| c.client_secret.as_ref())
             .map(|secret| URL_SAFE_NO_PAD.encode(Sha256::digest(secret.expose().as_bytes())));
         format!(
-            "{:?}|{:?}|{:?}",
+            "{:?}|{:?}|{:?}|{}",
             credentials.map(|c| &c.client_id),
             secret,
-            self.metadata_document
+            self.metadata_document,
+            self.rest
         )
     }
 }
@@ -110,6 +128,7 @@ impl Authorizer {
                 client_id: document.clone(),
                 client_secret: None,
                 auth_method: "none".into(),
+                signing_key: None,
             });
         }
         if let Some(client) = flow.registrations.get(&discovery.issuer) {
@@ -127,7 +146,7 @@ impl Authorizer {
             .into_iter()
             .find(|m| supported.iter().any(|s| s == m))
             .unwrap_or("client_secret_basic");
-        let request = json!({
+        let mut request = json!({
             "client_name": CLIENT_NAME,
             "redirect_uris": [REDIRECT_URI],
             "grant_types": ["authorization_code", "refresh_token"],
@@ -135,6 +154,10 @@ impl Authorizer {
             "token_endpoint_auth_method": method,
             "application_type": "native",
         });
+        if self.dpop.is_some() {
+            // RFC 9449 section 5.2: this client always uses DPoP-bound tokens.
+            request["dpop_bound_access_tokens"] = true.into();
+        }
         let response = self
             .http
             .post(endpoint)
@@ -171,6 +194,7 @@ impl Authorizer {
             client_id: client_id.to_owned(),
             client_secret,
             auth_method,
+            signing_key: None,
         };
         flow.registrations
             .insert(discovery.issuer.clone(), client.clone());
@@ -188,6 +212,7 @@ mod tests {
             client_id: Some("from-config".into()),
             client_secret: Some(Secret::new("s3cret".into())),
             client_metadata_url: None,
+            ..OAuthClient::default()
         };
         let client = StaticClient::resolve("no-such-env-server", Some(&configured));
         let credentials = client.preregistered.as_ref().expect("pre-registered");

@@ -9,6 +9,7 @@ use super::challenge::Challenge;
 use super::{AuthError, Authorizer, fail, read_json, strings};
 
 /// What discovery found for the server.
+#[derive(Clone)]
 pub(super) struct Discovery {
     /// The resource identifier, exactly as the metadata published it.
     pub(super) resource: String,

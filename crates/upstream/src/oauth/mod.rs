@@ -28,6 +28,14 @@
 //! configured with its own `Authorization` header never takes part. Tokens and secrets
 //! stay in the gateway: no client of the gateway ever sees them.
 //!
+//! The `grant` of the section replaces the authorization code flow for deployments
+//! without a person: client credentials (`client_secret_basic` or `private_key_jwt`),
+//! the JWT bearer grant with a workload identity token, or enterprise-managed
+//! authorization (`grants`). `dpop = true` binds every token to a key generated here
+//! (RFC 9449, `jwt`), answering `use_dpop_nonce` once at the authorization server and
+//! at the MCP server. Tokens are kept until their announced expiry (less a margin) and
+//! renewed before the next request.
+//!
 //! This module answers challenges (authorize, refresh, the token request, the headless
 //! user agent); `challenge` parses them, `discovery` finds the authorization server and
 //! `client` chooses or registers the client presented to it.
@@ -35,10 +43,16 @@
 mod challenge;
 mod client;
 mod discovery;
+#[cfg(test)]
+mod flow_tests;
+mod grants;
+mod jwt;
+#[cfg(test)]
+mod testserver;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
@@ -46,7 +60,7 @@ use rand::RngCore as _;
 use reqwest::Url;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
-use switchboard_config::OAuthClient;
+use switchboard_config::{OAuthClient, OAuthGrant};
 
 use challenge::{join, parse_challenge, scope_set};
 use client::{ClientCredentials, StaticClient};
@@ -58,6 +72,10 @@ pub(crate) const REDIRECT_URI: &str = "http://127.0.0.1/switchboard/oauth/callba
 /// Redirects followed inside the authorization server before giving up.
 const MAX_HOPS: usize = 5;
 const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The largest response read from an authorization server or identity provider.
+const MAX_RESPONSE_BYTES: usize = 64 * 1024;
+/// A token is renewed this long before the expiry its server announced.
+const EXPIRY_MARGIN: Duration = Duration::from_secs(30);
 
 /// Why authorization could not be obtained.
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +96,16 @@ struct Flow {
     requested: BTreeSet<String>,
     /// Dynamic registrations, by issuer: never presented to another server.
     registrations: HashMap<String, ClientCredentials>,
+    /// What discovery found when the current token was obtained: where it is renewed.
+    discovery: Option<Discovery>,
+}
+
+/// An access token and how to present it.
+struct Token {
+    value: String,
+    /// DPoP-bound (`token_type` `DPoP`): presented with a proof.
+    dpop: bool,
+    expires_at: Option<Instant>,
 }
 
 /// OAuth for one upstream URL, shared by every connection to it.
@@ -86,9 +114,83 @@ pub(crate) struct Authorizer {
     url: Url,
     preregistered: Option<ClientCredentials>,
     metadata_document: Option<String>,
-    bearer: parking_lot::Mutex<Option<String>>,
+    /// How tokens are obtained, and the scopes the non-interactive grants request.
+    grant: OAuthGrant,
+    scope: Option<String>,
+    /// The DPoP key, when tokens are DPoP-bound; the servers' latest nonces.
+    dpop: Option<jwt::DpopKey>,
+    as_nonce: parking_lot::Mutex<Option<String>>,
+    rs_nonce: parking_lot::Mutex<Option<String>>,
+    bearer: parking_lot::Mutex<Option<Token>>,
     flow: tokio::sync::Mutex<Flow>,
     http: reqwest::Client,
+}
+
+/// The token a request presents (the value never shows in `Debug`).
+#[derive(Clone)]
+pub(crate) struct Credential {
+    token: String,
+    dpop: bool,
+    authorizer: Arc<Authorizer>,
+}
+
+impl std::fmt::Debug for Credential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.dpop {
+            "DPoP [redacted]"
+        } else {
+            "Bearer [redacted]"
+        })
+    }
+}
+
+impl Credential {
+    /// The current token of `authorizer`, if it has a valid one.
+    pub(crate) fn current(authorizer: &Arc<Authorizer>) -> Option<Credential> {
+        let token = authorizer.bearer.lock();
+        let token = token.as_ref().filter(|token| {
+            token
+                .expires_at
+                .is_none_or(|at| Instant::now() + EXPIRY_MARGIN < at)
+        })?;
+        Some(Credential {
+            token: token.value.clone(),
+            dpop: token.dpop,
+            authorizer: authorizer.clone(),
+        })
+    }
+
+    pub(crate) fn token(&self) -> &str {
+        &self.token
+    }
+
+    pub(crate) fn is_dpop(&self) -> bool {
+        self.dpop
+    }
+
+    /// `request` (a `method` request to `url`) with the token: `Authorization: Bearer`,
+    /// or for a DPoP-bound token `Authorization: DPoP` and a fresh proof carrying the
+    /// resource server's latest nonce.
+    pub(crate) fn apply(
+        &self,
+        request: reqwest::RequestBuilder,
+        method: &str,
+        url: &Url,
+    ) -> reqwest::RequestBuilder {
+        let key = self.authorizer.dpop.as_ref().filter(|_| self.dpop);
+        let Some(key) = key else {
+            return request.bearer_auth(&self.token);
+        };
+        let nonce = self.authorizer.rs_nonce.lock().clone();
+        let proof = key.proof(method, url, nonce.as_deref(), Some(&self.token));
+        let mut authorization =
+            reqwest::header::HeaderValue::from_str(&format!("DPoP {}", self.token))
+                .unwrap_or_else(|_| reqwest::header::HeaderValue::from_static("DPoP invalid"));
+        authorization.set_sensitive(true);
+        request
+            .header(reqwest::header::AUTHORIZATION, authorization)
+            .header("DPoP", proof)
+    }
 }
 
 /// The authorizer for a server URL (one per URL and tenant in the process, so
@@ -111,19 +213,40 @@ pub(crate) fn for_server(
     let mut registry = registry.lock();
     // New client information (a reloaded config) means a new authorizer.
     let key = format!("{server}\n{tenant:?}\n{url}\n{}", client.fingerprint());
-    let authorizer = registry
-        .entry(key)
-        .or_insert_with(|| Arc::new(Authorizer::new(server, url.clone(), client)));
+    let authorizer = registry.entry(key).or_insert_with(|| {
+        Arc::new(Authorizer::new(
+            server,
+            url.clone(),
+            client,
+            configured.cloned().unwrap_or_default(),
+        ))
+    });
     Some(authorizer.clone())
 }
 
 impl Authorizer {
-    fn new(server: &str, url: Url, client: StaticClient) -> Authorizer {
+    fn new(server: &str, url: Url, client: StaticClient, configured: OAuthClient) -> Authorizer {
+        let dpop = if configured.dpop {
+            match jwt::DpopKey::generate() {
+                Ok(key) => Some(key),
+                Err(error) => {
+                    tracing::warn!(server, %error, "DPoP unavailable; tokens will be Bearer");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Authorizer {
             server: server.to_owned(),
             url,
             preregistered: client.preregistered,
             metadata_document: client.metadata_document,
+            grant: configured.grant,
+            scope: configured.scope,
+            dpop,
+            as_nonce: parking_lot::Mutex::new(None),
+            rs_nonce: parking_lot::Mutex::new(None),
             bearer: parking_lot::Mutex::new(None),
             flow: tokio::sync::Mutex::new(Flow::default()),
             http: reqwest::Client::builder()
@@ -134,9 +257,88 @@ impl Authorizer {
         }
     }
 
-    /// The access token to send, if any.
-    pub(crate) fn bearer(&self) -> Option<String> {
-        self.bearer.lock().clone()
+    /// The access token to send, if any (an expired one is not).
+    fn bearer_value(&self) -> Option<String> {
+        self.bearer
+            .lock()
+            .as_ref()
+            .filter(|token| {
+                token
+                    .expires_at
+                    .is_none_or(|at| Instant::now() + EXPIRY_MARGIN < at)
+            })
+            .map(|token| token.value.clone())
+    }
+
+    /// Keeps the resource server's `DPoP-Nonce` for the next proofs.
+    pub(crate) fn observe(&self, headers: &reqwest::header::HeaderMap) {
+        if self.dpop.is_some()
+            && let Some(nonce) = headers.get("dpop-nonce").and_then(|v| v.to_str().ok())
+        {
+            *self.rs_nonce.lock() = Some(nonce.to_owned());
+        }
+    }
+
+    /// Whether a refusal only asks for a DPoP nonce (RFC 9449 section 9): the request is
+    /// sent again with a proof carrying it, the token stays.
+    pub(crate) fn is_nonce_challenge(
+        &self,
+        status: u16,
+        www_authenticate: Option<&str>,
+        headers: &reqwest::header::HeaderMap,
+    ) -> bool {
+        self.dpop.is_some()
+            && status == 401
+            && headers.contains_key("dpop-nonce")
+            && www_authenticate
+                .and_then(parse_challenge)
+                .is_some_and(|c| c.error.as_deref() == Some("use_dpop_nonce"))
+    }
+
+    /// Renews a token that expired (or is about to) before a request needs it: the
+    /// non-interactive grants are made again, an authorization code token is
+    /// refreshed. Nothing happens without a token, and a failure leaves the request to
+    /// meet the server's challenge as usual.
+    pub(crate) async fn renew_if_expiring(&self) {
+        let expiring = |this: &Self| {
+            this.bearer.lock().as_ref().is_some_and(|token| {
+                token
+                    .expires_at
+                    .is_some_and(|at| Instant::now() + EXPIRY_MARGIN >= at)
+            })
+        };
+        if !expiring(self) {
+            return;
+        }
+        let mut flow = self.flow.lock().await;
+        // Renewed by another request meanwhile.
+        if !expiring(self) {
+            return;
+        }
+        let Some(discovery) = flow.discovery.clone() else {
+            return;
+        };
+        let outcome = if self.grant != OAuthGrant::AuthorizationCode {
+            let wanted = flow.requested.clone();
+            self.acquire(&mut flow, &discovery, wanted).await
+        } else if flow.refresh_token.is_some() {
+            self.refresh(&mut flow, &discovery).await
+        } else {
+            return;
+        };
+        if let Err(error) = outcome {
+            tracing::info!(server = %self.server, %error, "token renewal failed");
+        }
+    }
+
+    fn store(&self, granted: Granted) {
+        *self.bearer.lock() = Some(Token {
+            value: granted.access_token,
+            dpop: granted.dpop,
+            expires_at: granted
+                .expires_in
+                .map(|secs| Instant::now() + Duration::from_secs(secs)),
+        });
     }
 
     /// Answers an authorization challenge. `sent` is the token the refused request
@@ -152,7 +354,7 @@ impl Authorizer {
             .unwrap_or_default();
         let mut flow = self.flow.lock().await;
         // Another request replaced the token while this one was refused: just resend.
-        if sent != self.bearer.lock().as_deref() {
+        if sent != self.bearer_value().as_deref() {
             return Ok(());
         }
         let challenged = scope_set(challenge.scope.as_deref());
@@ -173,12 +375,13 @@ impl Authorizer {
             }
             let wanted = flow.requested.union(&challenged).cloned().collect();
             let discovery = self.discover(&challenge).await?;
+            if self.grant != OAuthGrant::AuthorizationCode {
+                return self.acquire(&mut flow, &discovery, wanted).await;
+            }
             return self.authorize(&mut flow, &discovery, wanted).await;
         }
         let discovery = self.discover(&challenge).await?;
-        if sent.is_some()
-            && flow.issuer.as_deref() == Some(discovery.issuer.as_str())
-            && flow.refresh_token.is_some()
+        if flow.issuer.as_deref() == Some(discovery.issuer.as_str()) && flow.refresh_token.is_some()
         {
             match self.refresh(&mut flow, &discovery).await {
                 Ok(()) => return Ok(()),
@@ -196,6 +399,9 @@ impl Authorizer {
         };
         if sent.is_some() {
             wanted.extend(flow.requested.iter().cloned());
+        }
+        if self.grant != OAuthGrant::AuthorizationCode {
+            return self.acquire(&mut flow, &discovery, wanted).await;
         }
         self.authorize(&mut flow, &discovery, wanted).await
     }
@@ -247,11 +453,14 @@ impl Authorizer {
             ("code_verifier", verifier),
             ("resource", discovery.resource.clone()),
         ];
-        let granted = self.token_request(metadata, &client, &mut form).await?;
+        let mut granted = self
+            .token_request(metadata, Some(&client), &mut form)
+            .await?;
         flow.issuer = Some(discovery.issuer.clone());
         flow.requested = scopes;
-        flow.refresh_token = granted.refresh_token;
-        *self.bearer.lock() = Some(granted.access_token);
+        flow.refresh_token = granted.refresh_token.take();
+        flow.discovery = Some(discovery.clone());
+        self.store(granted);
         tracing::info!(server = %self.server, issuer = %discovery.issuer, "authorized");
         Ok(())
     }
@@ -343,76 +552,160 @@ impl Authorizer {
             ("refresh_token", refresh_token),
             ("resource", discovery.resource.clone()),
         ];
-        let granted = self
-            .token_request(&discovery.metadata, &client, &mut form)
+        let mut granted = self
+            .token_request(&discovery.metadata, Some(&client), &mut form)
             .await?;
         if granted.refresh_token.is_some() {
-            flow.refresh_token = granted.refresh_token;
+            flow.refresh_token = granted.refresh_token.take();
         }
-        *self.bearer.lock() = Some(granted.access_token);
+        self.store(granted);
         Ok(())
     }
 
+    /// A token request at the authorization server's token endpoint: the client
+    /// authenticated as it registered (`client_secret_basic`, `client_secret_post`,
+    /// `private_key_jwt`, or only its id), with a DPoP proof when tokens are DPoP-bound
+    /// (sent again once with the server's nonce on `use_dpop_nonce`).
     async fn token_request(
         &self,
         metadata: &Value,
-        client: &ClientCredentials,
+        client: Option<&ClientCredentials>,
         form: &mut Vec<(&'static str, String)>,
     ) -> Result<Granted, AuthError> {
         let endpoint = metadata["token_endpoint"].as_str().ok_or_else(|| {
             AuthError("authorization server metadata without token_endpoint".into())
         })?;
-        let mut request = self
-            .http
-            .post(endpoint)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("accept", "application/json");
-        match (client.auth_method.as_str(), &client.client_secret) {
-            ("client_secret_basic", Some(secret)) => {
-                // RFC 6749 section 2.3.1: both parts form-encoded, then Basic.
-                let pair = format!(
-                    "{}:{}",
-                    form_encode(&[("", client.client_id.as_str())])[1..].to_owned(),
-                    form_encode(&[("", secret.expose_str())])[1..].to_owned()
-                );
-                request =
-                    request.header("authorization", format!("Basic {}", STANDARD.encode(pair)));
+        let endpoint = Url::parse(endpoint)
+            .map_err(|e| AuthError(format!("token endpoint `{endpoint}`: {e}")))?;
+        let mut basic = None;
+        if let Some(client) = client {
+            match (
+                client.auth_method.as_str(),
+                &client.client_secret,
+                &client.signing_key,
+            ) {
+                ("private_key_jwt", _, Some(key)) => {
+                    let audience = metadata["issuer"].as_str().unwrap_or(endpoint.as_str());
+                    form.push(("client_assertion_type", jwt::ASSERTION_TYPE.to_owned()));
+                    form.push((
+                        "client_assertion",
+                        jwt::client_assertion(key, &client.client_id, audience)?,
+                    ));
+                }
+                ("client_secret_basic", Some(secret), _) => {
+                    basic = Some(basic_credentials(&client.client_id, secret.expose_str()));
+                }
+                ("client_secret_post", Some(secret), _) => {
+                    form.push(("client_id", client.client_id.clone()));
+                    form.push(("client_secret", secret.expose().clone()));
+                }
+                _ => form.push(("client_id", client.client_id.clone())),
             }
-            ("client_secret_post", Some(secret)) => {
-                form.push(("client_id", client.client_id.clone()));
-                form.push(("client_secret", secret.expose().clone()));
-            }
-            _ => form.push(("client_id", client.client_id.clone())),
         }
         let pairs: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let response = request
-            .body(form_encode(&pairs))
-            .send()
-            .await
-            .map_err(|e| AuthError(format!("token request: {e}")))?;
-        let status = response.status();
-        let body = read_json(response).await;
-        match body["access_token"].as_str() {
-            Some(token) if status.is_success() => Ok(Granted {
-                access_token: token.to_owned(),
-                refresh_token: body["refresh_token"].as_str().map(str::to_owned),
-            }),
-            _ => fail(format!("token request failed ({status}): {body}")),
+        let body = form_encode(&pairs);
+        let mut nonce_retried = false;
+        loop {
+            let mut request = self
+                .http
+                .post(endpoint.clone())
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("accept", "application/json");
+            if let Some(basic) = &basic {
+                request = request.header("authorization", basic);
+            }
+            if let Some(key) = &self.dpop {
+                let nonce = self.as_nonce.lock().clone();
+                request =
+                    request.header("DPoP", key.proof("POST", &endpoint, nonce.as_deref(), None));
+            }
+            let response = request
+                .body(body.clone())
+                .send()
+                .await
+                .map_err(|e| AuthError(format!("token request: {e}")))?;
+            let status = response.status();
+            let nonce = response
+                .headers()
+                .get("dpop-nonce")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            if self.dpop.is_some() && nonce.is_some() {
+                *self.as_nonce.lock() = nonce.clone();
+            }
+            let body = read_json(response).await;
+            if let Some(token) = body["access_token"]
+                .as_str()
+                .filter(|_| status.is_success())
+            {
+                return Ok(Granted {
+                    access_token: token.to_owned(),
+                    refresh_token: body["refresh_token"].as_str().map(str::to_owned),
+                    dpop: body["token_type"]
+                        .as_str()
+                        .is_some_and(|t| t.eq_ignore_ascii_case("dpop")),
+                    expires_in: body["expires_in"].as_u64(),
+                });
+            }
+            // RFC 9449 section 8: the authorization server wants its nonce in the proof.
+            if self.dpop.is_some()
+                && !nonce_retried
+                && nonce.is_some()
+                && body["error"].as_str() == Some("use_dpop_nonce")
+            {
+                nonce_retried = true;
+                continue;
+            }
+            return fail(format!(
+                "token request failed ({status}): {}",
+                oauth_error(&body)
+            ));
         }
     }
 }
 
-/// A response body as JSON (`null` when it is not JSON).
-async fn read_json(response: reqwest::Response) -> Value {
-    match response.bytes().await {
-        Ok(body) => serde_json::from_slice(&body).unwrap_or_default(),
-        Err(_) => Value::Null,
+/// `Basic` credentials (RFC 6749 section 2.3.1: both parts form-encoded first).
+fn basic_credentials(id: &str, secret: &str) -> String {
+    let pair = format!(
+        "{}:{}",
+        &form_encode(&[("", id)])[1..],
+        &form_encode(&[("", secret)])[1..]
+    );
+    format!("Basic {}", STANDARD.encode(pair))
+}
+
+/// The OAuth error of a refusal (RFC 6749 section 5.2), never anything else of the
+/// body: it might echo what was sent.
+fn oauth_error(body: &Value) -> String {
+    let clip = |text: &str| text.chars().take(200).collect::<String>();
+    match (body["error"].as_str(), body["error_description"].as_str()) {
+        (Some(error), Some(description)) => format!("{} ({})", clip(error), clip(description)),
+        (Some(error), None) => clip(error),
+        _ => "no OAuth error in the response".into(),
+    }
+}
+
+/// A response body as JSON (`null` when it is not JSON, or larger than
+/// [`MAX_RESPONSE_BYTES`]).
+async fn read_json(mut response: reqwest::Response) -> Value {
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() <= MAX_RESPONSE_BYTES => {
+                body.extend_from_slice(&chunk)
+            }
+            Ok(Some(_)) | Err(_) => return Value::Null,
+            Ok(None) => return serde_json::from_slice(&body).unwrap_or_default(),
+        }
     }
 }
 
 struct Granted {
     access_token: String,
     refresh_token: Option<String>,
+    /// `token_type` `DPoP`.
+    dpop: bool,
+    expires_in: Option<u64>,
 }
 
 /// `application/x-www-form-urlencoded` (as `key=value&...`; `[1..]` of a one-pair body

@@ -976,7 +976,11 @@ mod tests {
     fn entries_share_the_lists_and_render_with_the_exposed_name_spliced_in() {
         let source = Arc::new(ServerLists {
             tools: vec![
-                json!({"description": "d", "name": "t", "inputSchema": {"type": "object"}, "n": 1.50}),
+                // Parsed, not `json!`: the number keeps the upstream's spelling.
+                serde_json::from_str(
+                    r#"{"description": "d", "name": "t", "inputSchema": {"type": "object"}, "n": 1.50}"#,
+                )
+                .unwrap(),
             ],
             resources: vec![json!({"uri": "test://a", "name": "a"})],
             templates: vec![json!({"name": "tpl", "uriTemplate": "test://{x}"})],

@@ -57,7 +57,7 @@ fn build(c: &mut Criterion) {
     let exposed: Vec<String> = catalog
         .tools
         .iter()
-        .map(|tool| tool["name"].as_str().expect("named").to_owned())
+        .map(|tool| tool.name().to_owned())
         .collect();
     let mut turn = 0;
     group.bench_function("resolve_tool + tool_param_headers (per call)", |b| {
@@ -72,7 +72,7 @@ fn build(c: &mut Criterion) {
     // entries out of the snapshot and serializing the result.
     group.bench_function("tools/list page of 1,000: copy + serialize", |b| {
         b.iter(|| {
-            let page: Vec<Value> = catalog.tools[..1000].to_vec();
+            let page: Vec<Value> = catalog.tools[..1000].iter().map(|t| t.to_value()).collect();
             let result = json!({ "tools": page, "nextCursor": "MTAwMA" });
             serde_json::to_vec(&result).expect("serializes")
         })

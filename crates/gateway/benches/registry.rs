@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use switchboard_config::{Pin, RegistrySettings};
-use switchboard_gateway::catalog::{Catalog, Listing, ServerLists};
+use switchboard_gateway::catalog::{Catalog, Listing, ServerFacts, ServerLists};
 use switchboard_gateway::db::Db;
-use switchboard_gateway::registry::Registry;
+use switchboard_gateway::registry::{Registry, hash};
 
 /// Counts the bytes live on the heap.
 struct Counting;
@@ -177,6 +177,32 @@ fn bench(c: &mut Criterion) {
                     index += 1;
                 }
                 bytes
+            })
+        },
+    );
+    // What a catalog build spends on each server's cache version (`ServerFacts`): hashing
+    // every tool, as before, or the registry's digest of the set, taken when it changed.
+    let policy = Arc::new(switchboard_config::ServerPolicy::default());
+    group.bench_function(
+        "ServerFacts of 500 servers × 20 tools: hash every tool",
+        |b| {
+            b.iter(|| {
+                shown
+                    .values()
+                    .map(|l| ServerFacts::new(policy.clone(), 1, black_box(l)).version)
+                    .fold(0, u64::wrapping_add)
+            })
+        },
+    );
+    let digests: Vec<_> = shown.values().map(|l| hash::lists(l)).collect();
+    group.bench_function(
+        "ServerFacts of 500 servers × 20 tools: registry digest",
+        |b| {
+            b.iter(|| {
+                digests
+                    .iter()
+                    .map(|d| ServerFacts::of_digest(policy.clone(), 1, black_box(d)).version)
+                    .fold(0, u64::wrapping_add)
             })
         },
     );

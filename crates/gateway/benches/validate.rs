@@ -143,7 +143,7 @@ fn per_call(c: &mut Criterion) {
     let names: Vec<String> = catalog
         .tools
         .iter()
-        .map(|tool| tool["name"].as_str().expect("named").to_owned())
+        .map(|tool| tool.name().to_owned())
         .collect();
     c.bench_function(
         "did-you-mean over 10,000 tool names (unknown-tool error path)",

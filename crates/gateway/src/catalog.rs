@@ -4,7 +4,9 @@
 //!
 //! Invariants: list order is deterministic (servers by name, then each server's own order);
 //! every exposed name resolves to exactly one (server, upstream name); entries are the
-//! upstream's JSON with only `name` / `uri` / `uriTemplate` rewritten.
+//! upstream's JSON with only `name` / `uri` / `uriTemplate` rewritten. An entry does not
+//! copy the upstream's JSON: it shares the server's lists and splices its exposed name in
+//! when it is rendered ([`Entry`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, OnceLock};
@@ -24,6 +26,98 @@ pub struct ServerLists {
     pub prompts: Vec<Value>,
     pub resources: Vec<Value>,
     pub templates: Vec<Value>,
+}
+
+impl ServerLists {
+    /// The items of a listing.
+    pub fn items(&self, listing: Listing) -> &[Value] {
+        match listing {
+            Listing::Tools => &self.tools,
+            Listing::Prompts => &self.prompts,
+            Listing::Resources => &self.resources,
+            Listing::Templates => &self.templates,
+        }
+    }
+}
+
+/// One entry of a snapshot: an item of a server's lists, shared (not copied), under its
+/// exposed name or URI. It renders as the upstream's JSON with the naming member
+/// (`name`, `uri`, `uriTemplate`) replaced in place, the other members as they were.
+#[derive(Clone)]
+pub struct Entry {
+    source: Arc<ServerLists>,
+    listing: Listing,
+    index: u32,
+    exposed: Box<str>,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Entry").field(&self.exposed).finish()
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Entry) -> bool {
+        self.exposed == other.exposed && self.upstream() == other.upstream()
+    }
+}
+
+impl Entry {
+    fn new(source: &Arc<ServerLists>, listing: Listing, index: usize, exposed: String) -> Entry {
+        Entry {
+            source: source.clone(),
+            listing,
+            index: u32::try_from(index).expect("fewer than 2^32 entries per list"),
+            exposed: exposed.into_boxed_str(),
+        }
+    }
+
+    /// The exposed name (tools, prompts) or URI (resources, templates).
+    pub fn name(&self) -> &str {
+        &self.exposed
+    }
+
+    /// The item as the upstream listed it (its upstream name included).
+    pub fn upstream(&self) -> &Value {
+        &self.source.items(self.listing)[self.index as usize]
+    }
+
+    /// A member of the item other than its name (the upstream's).
+    pub fn get(&self, field: &str) -> Option<&Value> {
+        self.upstream().get(field)
+    }
+
+    /// The item as clients see it, as an owned value.
+    pub fn to_value(&self) -> Value {
+        let mut entry = self.upstream().clone();
+        if let Some(object) = entry.as_object_mut() {
+            object.insert(
+                self.listing.key().to_owned(),
+                Value::String(self.exposed.to_string()),
+            );
+        }
+        entry
+    }
+}
+
+impl serde::Serialize for Entry {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap as _;
+        let Some(object) = self.upstream().as_object() else {
+            return self.upstream().serialize(serializer);
+        };
+        let key = self.listing.key();
+        let mut map = serializer.serialize_map(Some(object.len()))?;
+        for (field, value) in object {
+            if field == key {
+                map.serialize_entry(field, &*self.exposed)?;
+            } else {
+                map.serialize_entry(field, value)?;
+            }
+        }
+        map.end()
+    }
 }
 
 /// The kinds of lists, for refreshes and change notifications.
@@ -160,7 +254,7 @@ impl Pages {
     /// the last page.
     fn get<'a, I>(&self, index: usize, entries: impl FnOnce() -> I) -> Option<Arc<RawValue>>
     where
-        I: Iterator<Item = &'a Value>,
+        I: Iterator<Item = &'a Entry>,
     {
         let slot = self.0.get(index)?;
         Some(slot.get_or_init(|| render(entries())).clone())
@@ -214,7 +308,7 @@ impl View {
         catalog: &'a Catalog,
         listing: Listing,
         range: std::ops::Range<usize>,
-    ) -> impl Iterator<Item = &'a Value> + 'a {
+    ) -> impl Iterator<Item = &'a Entry> + 'a {
         let all = catalog.entries(listing);
         self.indices(catalog, listing, range.start)
             .take(range.len())
@@ -245,13 +339,7 @@ impl View {
             let owners = &catalog.owners[listing.slot()];
             let start = chunk * SCAN_CHUNK;
             (start..(start + SCAN_CHUNK).min(entries.len()))
-                .filter(|&index| {
-                    let name = entries[index]
-                        .get(listing.key())
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    (self.admit)(listing, &owners[index], name)
-                })
+                .filter(|&index| (self.admit)(listing, &owners[index], entries[index].name()))
                 .collect()
         })
     }
@@ -265,10 +353,10 @@ pub(crate) type ToolCheck = OnceLock<Option<Arc<crate::pipeline::validate::Check
 #[derive(Debug, Default)]
 pub struct Catalog {
     pub passthrough: bool,
-    pub tools: Vec<Value>,
-    pub prompts: Vec<Value>,
-    pub resources: Vec<Value>,
-    pub templates: Vec<Value>,
+    pub tools: Vec<Entry>,
+    pub prompts: Vec<Entry>,
+    pub resources: Vec<Entry>,
+    pub templates: Vec<Entry>,
     tool_names: NameTable,
     prompt_names: NameTable,
     /// `Mcp-Param-*` mirroring rules per exposed tool name.
@@ -332,11 +420,30 @@ impl ServerFacts {
             version: u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")),
         }
     }
+
+    /// The same from the registry's digest of the server's lists (`registry::hash::lists`,
+    /// taken once per observed change), without hashing the tools again.
+    pub fn of_digest(
+        policy: Arc<switchboard_config::ServerPolicy>,
+        generation: u64,
+        lists: &crate::registry::hash::Digest,
+    ) -> ServerFacts {
+        use sha2::{Digest as _, Sha256};
+        let mut digest = Sha256::new();
+        digest.update(generation.to_be_bytes());
+        digest.update(b"registry");
+        digest.update(lists);
+        let digest = digest.finalize();
+        ServerFacts {
+            policy,
+            version: u64::from_be_bytes(digest[..8].try_into().expect("8 bytes")),
+        }
+    }
 }
 
-fn render<'a>(page: impl Iterator<Item = &'a Value>) -> Arc<RawValue> {
+fn render<'a>(page: impl Iterator<Item = &'a Entry>) -> Arc<RawValue> {
     struct Entries<I>(std::cell::Cell<Option<I>>);
-    impl<'a, I: Iterator<Item = &'a Value>> serde::Serialize for Entries<I> {
+    impl<'a, I: Iterator<Item = &'a Entry>> serde::Serialize for Entries<I> {
         fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
             serializer.collect_seq(self.0.take().into_iter().flatten())
         }
@@ -351,7 +458,7 @@ fn entry_name(entry: &Value, field: &str) -> Option<String> {
 }
 
 impl Catalog {
-    pub fn entries(&self, listing: Listing) -> &[Value] {
+    pub fn entries(&self, listing: Listing) -> &[Entry] {
         match listing {
             Listing::Tools => &self.tools,
             Listing::Prompts => &self.prompts,
@@ -474,7 +581,7 @@ impl Catalog {
         };
         for (server, server_lists) in lists {
             let owner: Arc<str> = Arc::from(server.as_str());
-            for tool in &server_lists.tools {
+            for (position, tool) in server_lists.tools.iter().enumerate() {
                 let Some(name) = entry_name(tool, "name") else {
                     continue;
                 };
@@ -497,10 +604,12 @@ impl Catalog {
                 catalog
                     .tool_index
                     .insert(exposed.clone(), catalog.tools.len());
-                catalog.tools.push(renamed(tool, "name", exposed));
+                catalog
+                    .tools
+                    .push(Entry::new(server_lists, Listing::Tools, position, exposed));
                 catalog.owners[Listing::Tools.slot()].push(owner.clone());
             }
-            for prompt in &server_lists.prompts {
+            for (position, prompt) in server_lists.prompts.iter().enumerate() {
                 let Some(name) = entry_name(prompt, "name") else {
                     continue;
                 };
@@ -509,25 +618,38 @@ impl Catalog {
                     .exposed(server, &name)
                     .expect("named in the table")
                     .to_owned();
-                catalog.prompts.push(renamed(prompt, "name", exposed));
+                catalog.prompts.push(Entry::new(
+                    server_lists,
+                    Listing::Prompts,
+                    position,
+                    exposed,
+                ));
                 catalog.owners[Listing::Prompts.slot()].push(owner.clone());
             }
-            for resource in &server_lists.resources {
+            for (position, resource) in server_lists.resources.iter().enumerate() {
                 let Some(original) = entry_name(resource, "uri") else {
                     continue;
                 };
                 let exposed = catalog.expose_uri(server, &original);
-                catalog.resources.push(renamed(resource, "uri", exposed));
+                catalog.resources.push(Entry::new(
+                    server_lists,
+                    Listing::Resources,
+                    position,
+                    exposed,
+                ));
                 catalog.owners[Listing::Resources.slot()].push(owner.clone());
             }
-            for template in &server_lists.templates {
+            for (position, template) in server_lists.templates.iter().enumerate() {
                 let Some(original) = entry_name(template, "uriTemplate") else {
                     continue;
                 };
                 let exposed = catalog.expose_uri(server, &original);
-                catalog
-                    .templates
-                    .push(renamed(template, "uriTemplate", exposed));
+                catalog.templates.push(Entry::new(
+                    server_lists,
+                    Listing::Templates,
+                    position,
+                    exposed,
+                ));
                 catalog.owners[Listing::Templates.slot()].push(owner.clone());
             }
         }
@@ -589,7 +711,7 @@ impl Catalog {
     }
 
     /// An exposed tool's index and entry.
-    pub fn tool(&self, exposed: &str) -> Option<(usize, &Value)> {
+    pub fn tool(&self, exposed: &str) -> Option<(usize, &Entry)> {
         let index = *self.tool_index.get(exposed)?;
         Some((index, &self.tools[index]))
     }
@@ -639,14 +761,6 @@ impl Catalog {
     }
 }
 
-fn renamed(entry: &Value, field: &str, exposed: String) -> Value {
-    let mut entry = entry.clone();
-    if let Some(object) = entry.as_object_mut() {
-        object.insert(field.to_owned(), Value::String(exposed));
-    }
-    entry
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -669,15 +783,11 @@ mod tests {
         all.insert("b".to_owned(), lists(&["x"]));
         all.insert("a".to_owned(), lists(&["y", "x"]));
         let catalog = Catalog::build(&all, false);
-        let names: Vec<&str> = catalog
-            .tools
-            .iter()
-            .map(|t| t["name"].as_str().unwrap())
-            .collect();
+        let names: Vec<&str> = catalog.tools.iter().map(Entry::name).collect();
         assert_eq!(names, ["a__y", "a__x", "b__x"]);
-        assert_eq!(catalog.tools[0]["x-extra"], 1);
+        assert_eq!(catalog.tools[0].to_value()["x-extra"], 1);
         assert_eq!(catalog.resolve_tool("b__x").unwrap().server, "b");
-        assert_eq!(catalog.resources[0]["uri"], "switchboard://a/test://a");
+        assert_eq!(catalog.resources[0].name(), "switchboard://a/test://a");
         assert_eq!(
             catalog.resolve_uri("switchboard://b/test://a"),
             Some(("b".to_owned(), "test://a"))
@@ -689,7 +799,7 @@ mod tests {
         let mut all = BTreeMap::new();
         all.insert("only".to_owned(), lists(&["x"]));
         let catalog = Catalog::build(&all, true);
-        assert_eq!(catalog.tools[0]["name"], "x");
+        assert_eq!(catalog.tools[0].to_value()["name"], "x");
         assert_eq!(catalog.resolve_tool("x").unwrap().server, "only");
         assert_eq!(
             catalog.resolve_uri("test://a"),
@@ -707,10 +817,13 @@ mod tests {
     }
 
     /// The pages a listing reads as, rendered all at once the way a client would see them.
-    fn expected_pages(entries: &[&Value]) -> Vec<String> {
+    fn expected_pages(entries: &[&Entry]) -> Vec<String> {
         entries
             .chunks(PAGE_SIZE)
-            .map(|page| serde_json::to_string(page).unwrap())
+            .map(|page| {
+                let page: Vec<Value> = page.iter().map(|e| e.to_value()).collect();
+                serde_json::to_string(&page).unwrap()
+            })
             .collect()
     }
 
@@ -725,7 +838,7 @@ mod tests {
         let last = catalog.rendered_page(Listing::Tools, 2).unwrap();
         assert!(slots[0].get().is_none() && slots[1].get().is_none());
         assert!(catalog.rendered_page(Listing::Tools, 3).is_none());
-        let entries: Vec<&Value> = catalog.tools.iter().collect();
+        let entries: Vec<&Entry> = catalog.tools.iter().collect();
         let expected = expected_pages(&entries);
         assert_eq!(last.get(), expected[2]);
         for (index, page) in expected.iter().enumerate() {
@@ -779,11 +892,11 @@ mod tests {
         assert!(slots[1].get().is_none() && view.counted[Listing::Tools.slot()].get().is_none());
 
         // The pages read exactly as the whole list filtered at once would.
-        let shown: Vec<&Value> = catalog
+        let shown: Vec<&Entry> = catalog
             .tools
             .iter()
             .filter(|t| {
-                let name = t["name"].as_str().unwrap();
+                let name = t.name();
                 name.starts_with("b__")
                     || name.trim_start_matches("a__t").parse::<usize>().unwrap() % 3 != 0
             })
@@ -810,7 +923,7 @@ mod tests {
         assert_eq!(decided.load(Ordering::Relaxed), total);
         assert!(!view.has_more_than(&catalog, Listing::Tools, shown.len()));
         assert!(view.has_more_than(&catalog, Listing::Tools, shown.len() - 1));
-        let tail: Vec<&Value> = view
+        let tail: Vec<&Entry> = view
             .entries(&catalog, Listing::Tools, 2 * PAGE_SIZE..usize::MAX)
             .collect();
         assert_eq!(tail, shown[2 * PAGE_SIZE..]);
@@ -853,6 +966,56 @@ mod tests {
         assert_eq!(
             late.len(&catalog, Listing::Tools),
             ordered.len(&catalog, Listing::Tools)
+        );
+    }
+
+    /// An entry shares its server's lists (no copy of the JSON) and renders exactly as the
+    /// renamed copy it replaces: the naming member replaced in place, every other member
+    /// as the upstream wrote it, in the upstream's order.
+    #[test]
+    fn entries_share_the_lists_and_render_with_the_exposed_name_spliced_in() {
+        let source = Arc::new(ServerLists {
+            tools: vec![
+                // Parsed, not `json!`: the number keeps the upstream's spelling.
+                serde_json::from_str(
+                    r#"{"description": "d", "name": "t", "inputSchema": {"type": "object"}, "n": 1.50}"#,
+                )
+                .unwrap(),
+            ],
+            resources: vec![json!({"uri": "test://a", "name": "a"})],
+            templates: vec![json!({"name": "tpl", "uriTemplate": "test://{x}"})],
+            ..ServerLists::default()
+        });
+        let mut all = BTreeMap::new();
+        all.insert("s".to_owned(), source.clone());
+        let catalog = Catalog::build(&all, false);
+        let tool = &catalog.tools[0];
+        assert!(
+            std::ptr::eq(tool.upstream(), &source.tools[0]),
+            "shared, not copied"
+        );
+        assert_eq!(tool.name(), "s__t");
+        assert_eq!(tool.get("description"), Some(&json!("d")));
+        assert_eq!(
+            serde_json::to_string(tool).unwrap(),
+            r#"{"description":"d","name":"s__t","inputSchema":{"type":"object"},"n":1.50}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&tool.to_value()).unwrap(),
+            serde_json::to_string(tool).unwrap()
+        );
+        assert_eq!(
+            serde_json::to_string(&catalog.resources[0]).unwrap(),
+            r#"{"uri":"switchboard://s/test://a","name":"a"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&catalog.templates[0]).unwrap(),
+            r#"{"name":"tpl","uriTemplate":"switchboard://s/test://{x}"}"#
+        );
+        let page = catalog.rendered_page(Listing::Tools, 0).unwrap();
+        assert_eq!(
+            page.get(),
+            format!("[{}]", serde_json::to_string(tool).unwrap())
         );
     }
 

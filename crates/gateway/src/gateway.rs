@@ -12,6 +12,9 @@ use switchboard_protocol::state::Sealer;
 use switchboard_protocol::{Era, Message, ProtocolVersion, RpcError, meta};
 use switchboard_upstream::EraCache;
 use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// The registry's digest of each server's shown lists, by server name.
+pub(crate) type Digests = HashMap<String, crate::registry::hash::Digest>;
 use tokio_util::sync::CancellationToken;
 
 use crate::bridge::Parked;
@@ -358,33 +361,48 @@ impl Gateway {
 
     /// Every server's last known lists, by name, as the catalog shows them (screened for
     /// poisoned tool descriptions: `screen.rs`).
-    pub(crate) fn server_lists(&self) -> BTreeMap<String, Arc<crate::catalog::ServerLists>> {
+    ///
+    /// With them, the registry's digest of each server's shown lists (the lists before
+    /// screening, which is a function of them), for [`crate::catalog::ServerFacts`].
+    pub(crate) fn server_lists(
+        &self,
+    ) -> (BTreeMap<String, Arc<crate::catalog::ServerLists>>, Digests) {
+        let mut digests = Digests::new();
         let lists: BTreeMap<String, Arc<crate::catalog::ServerLists>> = self
             .inner
             .servers
             .read()
             .iter()
-            .map(|(name, server)| {
-                let shown = self.inner.registry.shown(name);
-                (name.clone(), shown.unwrap_or_else(|| server.lists()))
-            })
+            .map(
+                |(name, server)| match self.inner.registry.shown_with_digest(name) {
+                    Some((shown, digest)) => {
+                        digests.insert(name.clone(), digest);
+                        (name.clone(), shown)
+                    }
+                    None => (name.clone(), server.lists()),
+                },
+            )
             .collect();
         let screen = &self.inner.screen;
         screen.retain(|name| lists.contains_key(name));
-        lists
+        let lists = lists
             .into_iter()
             .map(|(name, lists)| {
                 let shown = screen.lists(&name, lists);
                 (name, shown)
             })
-            .collect()
+            .collect();
+        (lists, digests)
     }
 
     /// A snapshot of `lists`, with the tools of servers whose `validate = false` marked
     /// as not checked.
+    /// `digests`: the registry's digest of a server's lists, where it has one (others are
+    /// hashed here).
     pub(crate) fn build_catalog(
         &self,
         lists: &BTreeMap<String, Arc<crate::catalog::ServerLists>>,
+        digests: &Digests,
     ) -> Catalog {
         let servers = self.inner.servers.read();
         let unchecked: std::collections::HashSet<String> = servers
@@ -396,11 +414,13 @@ impl Gateway {
             .iter()
             .filter_map(|(name, lists)| {
                 let server = servers.get(name)?;
-                let facts = crate::catalog::ServerFacts::new(
-                    Arc::new(server.policy().clone()),
-                    server.instance,
-                    lists,
-                );
+                let policy = Arc::new(server.policy().clone());
+                let facts = match digests.get(name) {
+                    Some(digest) => {
+                        crate::catalog::ServerFacts::of_digest(policy, server.instance, digest)
+                    }
+                    None => crate::catalog::ServerFacts::new(policy, server.instance, lists),
+                };
                 Some((name.clone(), facts))
             })
             .collect();
@@ -422,8 +442,8 @@ impl Gateway {
 
     /// Rebuilds the catalog; returns the snapshots before and after.
     fn swap_catalog(&self) -> (Arc<Catalog>, Arc<Catalog>) {
-        let lists = self.server_lists();
-        let catalog = Arc::new(self.build_catalog(&lists));
+        let (lists, digests) = self.server_lists();
+        let catalog = Arc::new(self.build_catalog(&lists, &digests));
         let before = self.inner.catalog.swap(catalog.clone());
         (before, catalog)
     }
@@ -557,7 +577,7 @@ async fn signal_loop(
         let mut connected = false;
         let mut next = Some(signal);
         while let Some(signal) = next.take() {
-            handle_signal(&gateway, signal, &mut connected);
+            handle_signal(&gateway, signal, &mut connected).await;
             next = signals.try_recv().ok();
         }
         if connected {
@@ -566,7 +586,7 @@ async fn signal_loop(
     }
 }
 
-fn handle_signal(gateway: &Gateway, signal: ServerSignal, connected: &mut bool) {
+async fn handle_signal(gateway: &Gateway, signal: ServerSignal, connected: &mut bool) {
     match signal {
         ServerSignal::Connected(server, instance) => {
             // Only an instance in the roster changes what clients see; a reload's
@@ -574,7 +594,7 @@ fn handle_signal(gateway: &Gateway, signal: ServerSignal, connected: &mut bool) 
             let Some(server) = gateway.server(&server).filter(|s| s.instance == instance) else {
                 return;
             };
-            gateway.observe_lists(&server, true);
+            gateway.observe_lists(&server, true).await;
             gateway.resubscribe(server);
             *connected = true;
         }

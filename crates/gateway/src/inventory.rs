@@ -9,19 +9,31 @@ use std::time::Duration;
 use crate::audit::{Decision, Record};
 use crate::catalog::{ListKind, ServerLists};
 use crate::gateway::Gateway;
-use crate::registry::{ApproveError, Observed, Quarantined};
+use crate::registry::{ApproveError, Observed, Quarantined, StoreError};
 use crate::server::Server;
 
 impl Gateway {
     /// Hands `server`'s current lists to the registry (`fresh`: just read from its
     /// upstream; otherwise seeded from the last known version). Sends the drift webhook
     /// when the server drifted to a new version. The caller rebuilds the catalog.
-    pub(crate) fn observe_lists(&self, server: &Arc<Server>, fresh: bool) -> Observed {
-        let registry = &self.inner.registry;
+    ///
+    /// A new version is committed to the database before this returns: the observation
+    /// runs on the blocking pool, not on a runtime thread.
+    pub(crate) async fn observe_lists(&self, server: &Arc<Server>, fresh: bool) -> Observed {
         if fresh {
-            registry.count_upstream_read(&server.name);
+            self.inner.registry.count_upstream_read(&server.name);
         }
-        let observed = registry.observe(&server.name, server.policy().pin, server.lists(), fresh);
+        let gateway = self.clone();
+        let (name, pin, lists) = (server.name.clone(), server.policy().pin, server.lists());
+        let observed = tokio::task::spawn_blocking(move || {
+            gateway.inner.registry.observe(&name, pin, lists, fresh)
+        })
+        .await
+        .unwrap_or_else(|error| {
+            tracing::error!(server = %server.name, %error, "registry observation failed");
+            Observed::default()
+        });
+        let registry = &self.inner.registry;
         for held in &observed.quarantined {
             self.audit_registry(quarantine_record(held));
         }
@@ -43,9 +55,19 @@ impl Gateway {
     }
 
     /// Approves `version` of `server` (its newest without one) and tells clients whose
-    /// lists that changes. Returns the approved version.
-    pub fn approve_version(&self, server: &str, version: Option<u64>) -> Result<u64, ApproveError> {
-        let approved = self.inner.registry.approve(server, version)?;
+    /// lists that changes. Returns the approved version. The approval is committed on the
+    /// blocking pool, not on a runtime thread.
+    pub async fn approve_version(
+        &self,
+        server: &str,
+        version: Option<u64>,
+    ) -> Result<u64, ApproveError> {
+        let gateway = self.clone();
+        let name = server.to_owned();
+        let approved =
+            tokio::task::spawn_blocking(move || gateway.inner.registry.approve(&name, version))
+                .await
+                .map_err(|error| ApproveError::Interrupted(error.to_string()))??;
         self.audit_registry(approval_record(server, approved));
         self.announce_lists(&[ListKind::Tools]);
         Ok(approved)
@@ -62,6 +84,18 @@ impl Gateway {
                 tracing::error!(%error, "registry decision not recorded in the audit log");
             }
         }));
+    }
+
+    /// Runs a registry write on the blocking pool: a redb commit waits on the disk and
+    /// must not hold a runtime thread.
+    pub(crate) async fn registry_write<T: Send + 'static>(
+        &self,
+        write: impl FnOnce(&crate::registry::Registry) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let gateway = self.clone();
+        tokio::task::spawn_blocking(move || write(&gateway.inner.registry))
+            .await
+            .map_err(|error| StoreError::Interrupted(error.to_string()))?
     }
 
     /// The registry (history, diffs, status).

@@ -126,7 +126,7 @@ async fn run(gateway: Gateway, server: Arc<Server>, kind: ListKind) {
             Ok(()) => {
                 // The registry records the set; clients hear of it when what the catalog
                 // shows changed (a quarantined change shows as a tool leaving).
-                let observed = gateway.observe_lists(&server, true);
+                let observed = gateway.observe_lists(&server, true).await;
                 let after = gateway.shown_lists(&server);
                 if !same(kind, &before, &after) || !observed.quarantined.is_empty() {
                     gateway.announce_lists(&[kind]);

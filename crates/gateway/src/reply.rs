@@ -10,7 +10,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use switchboard_protocol::RequestId;
 
-use crate::catalog::{Catalog, Listing, PAGE_SIZE, View};
+use crate::catalog::{Catalog, Entry, Listing, PAGE_SIZE, View};
 
 pub enum Reply {
     Value(Value),
@@ -80,12 +80,12 @@ impl Page {
                 let entries = self.catalog.entries(self.listing);
                 let start = (self.index * PAGE_SIZE).min(entries.len());
                 let end = (start + PAGE_SIZE).min(entries.len());
-                entries[start..end].to_vec()
+                entries[start..end].iter().map(Entry::to_value).collect()
             }
             Some(view) => {
                 let start = self.index * PAGE_SIZE;
                 view.entries(&self.catalog, self.listing, start..start + PAGE_SIZE)
-                    .cloned()
+                    .map(Entry::to_value)
                     .collect()
             }
         };

@@ -205,11 +205,11 @@ impl Gateway {
         if server.spec().lazy {
             if let Some(lists) = self.inner.registry.last_known(&server.name) {
                 server.seed_lists(lists);
-                self.observe_lists(server, false);
+                self.observe_lists(server, false).await;
                 return Ok(());
             }
             server.upstream(&self.inner.era_cache).await?;
-            self.observe_lists(server, true);
+            self.observe_lists(server, true).await;
             server.sleep().await;
             return Ok(());
         }
@@ -256,9 +256,9 @@ impl Gateway {
     }
 
     /// Persists a server's current lists as its last known catalog.
-    fn remember_catalog(&self, name: &str) {
+    async fn remember_catalog(&self, name: &str) {
         if let Some(server) = self.server(name) {
-            self.observe_lists(&server, false);
+            self.observe_lists(&server, false).await;
         }
     }
 
@@ -317,7 +317,11 @@ impl Gateway {
         let server = self.build_server(name, spec, origin);
         self.bring_up(&server).await.map_err(RosterError::Start)?;
         if let Some(definition) = definition
-            && let Err(source) = self.inner.registry.put_registered(name, definition)
+            && let Err(source) = {
+                let (name, definition) = (name.to_owned(), definition.clone());
+                self.registry_write(move |registry| registry.put_registered(&name, &definition))
+                    .await
+            }
         {
             tracing::error!(server = name, error = %source, "registration not persisted; not applied");
             server.stop().await;
@@ -327,7 +331,7 @@ impl Gateway {
             });
         }
         self.inner.servers.write().insert(name.to_owned(), server);
-        self.remember_catalog(name);
+        self.remember_catalog(name).await;
         tracing::info!(server = name, origin = origin.as_str(), "server added");
         self.announce();
         Ok(())
@@ -352,9 +356,9 @@ impl Gateway {
         if self.server(name).is_none() {
             return Err(RosterError::Unknown(name.to_owned()));
         }
-        self.inner
-            .registry
-            .remove_registered(name)
+        let owned = name.to_owned();
+        self.registry_write(move |registry| registry.remove_registered(&owned))
+            .await
             .map_err(|source| RosterError::NotPersisted {
                 name: name.to_owned(),
                 source,
@@ -417,7 +421,7 @@ impl Gateway {
             .servers
             .write()
             .insert(name.to_owned(), replacement);
-        self.remember_catalog(name);
+        self.remember_catalog(name).await;
         tracing::info!(server = name, "server reloaded");
         self.announce();
         if let Some(old) = old {

@@ -46,9 +46,10 @@ impl Gateway {
         {
             return view.catalog.clone();
         }
-        let mut lists = self.server_lists();
+        let (mut lists, digests) = self.server_lists();
+        // A session's own instances are not in the registry: hashed at the build.
         lists.extend(own.iter().cloned());
-        let catalog = Arc::new(self.build_catalog(&lists));
+        let catalog = Arc::new(self.build_catalog(&lists, &digests));
         // Views of an older snapshot are stale (and may belong to sessions long gone).
         views.retain(|_, view| Arc::ptr_eq(&view.base, &base));
         views.insert(

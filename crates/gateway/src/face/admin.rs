@@ -347,11 +347,7 @@ async fn registry_approve(
         Ok(body) => body,
         Err(refused) => return refused,
     };
-    answer(super::admin_registry::approve(
-        &state.gateway,
-        &server,
-        &body,
-    ))
+    answer(super::admin_registry::approve(&state.gateway, &server, &body).await)
 }
 
 async fn audit_records(

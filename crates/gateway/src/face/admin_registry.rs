@@ -89,7 +89,7 @@ pub(super) fn diff(gateway: &Gateway, server: &str, params: &BTreeMap<String, St
     }
 }
 
-pub(super) fn approve(gateway: &Gateway, server: &str, body: &[u8]) -> Answer {
+pub(super) async fn approve(gateway: &Gateway, server: &str, body: &[u8]) -> Answer {
     let version = serde_json::from_slice::<Value>(body)
         .ok()
         .and_then(|body| body.get("version").and_then(Value::as_u64));
@@ -99,7 +99,7 @@ pub(super) fn approve(gateway: &Gateway, server: &str, body: &[u8]) -> Answer {
             "body must be {\"version\": N} (see GET /admin/registry/{server}/history)",
         );
     };
-    match gateway.approve_version(server, Some(version)) {
+    match gateway.approve_version(server, Some(version)).await {
         Ok(approved) => (
             StatusCode::OK,
             json!({ "server": server, "approvedVersion": approved }),
@@ -110,6 +110,9 @@ pub(super) fn approve(gateway: &Gateway, server: &str, body: &[u8]) -> Answer {
         // Not committed: not applied.
         Err(ApproveError::Store(error)) => {
             problem(StatusCode::INSUFFICIENT_STORAGE, error.to_string())
+        }
+        Err(error @ ApproveError::Interrupted(_)) => {
+            problem(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
         }
     }
 }

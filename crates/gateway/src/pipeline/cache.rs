@@ -161,7 +161,7 @@ fn cacheable(call: &Call<'_>) -> Option<Cacheable> {
         return None;
     }
     let facts = call.catalog.server_facts(&route.server)?;
-    let definition = call.catalog.tool(&route.exposed).map(|(_, d)| d);
+    let definition = call.catalog.tool(&route.exposed).map(|(_, d)| d.upstream());
     let ttl = configured_ttl(&facts.policy, &route.name, definition)?.min(MAX_TTL);
     let empty = Value::Object(serde_json::Map::new());
     let arguments = crate::audit::digest::canonical_sha256(call.arguments().unwrap_or(&empty));

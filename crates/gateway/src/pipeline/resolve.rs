@@ -150,14 +150,15 @@ impl Gateway {
             return Vec::new();
         };
         let meta_tools = self.meta_tool_definitions(ctx);
-        let entries: Box<dyn Iterator<Item = &Value>> = match view {
+        let entries: Box<dyn Iterator<Item = &crate::catalog::Entry>> = match view {
             None => Box::new(catalog.tools.iter()),
             Some(view) => Box::new(view.entries(catalog, Listing::Tools, 0..usize::MAX)),
         };
-        for name in entries
-            .chain(meta_tools.iter())
-            .filter_map(|entry| entry.get("name").and_then(Value::as_str))
-        {
+        for name in entries.map(crate::catalog::Entry::name).chain(
+            meta_tools
+                .iter()
+                .filter_map(|entry| entry.get("name").and_then(Value::as_str)),
+        ) {
             let tail = name.split_once("__").map(|(_, tail)| tail);
             suggester.offer(name, tail.as_slice());
         }

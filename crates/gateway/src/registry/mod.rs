@@ -55,6 +55,9 @@ pub enum ApproveError {
     UnknownVersion { server: String, version: u64 },
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The blocking task that commits the approval ended without an answer.
+    #[error("approval interrupted: {0}")]
+    Interrupted(String),
 }
 
 /// The newest recorded version of a server.
@@ -74,7 +77,12 @@ struct Entry {
     pin: Pin,
     /// The lists last observed (the head's, unless the head could not be written).
     live: Option<Arc<ServerLists>>,
+    /// The digest of `live` (`hash::lists`), taken when it was observed.
+    live_digest: Option<Digest>,
     shown: Option<Arc<ServerLists>>,
+    /// The digest of `shown`: `live`'s when pinning holds nothing back, else taken when
+    /// `shown` was worked out (a catalog build reads it instead of hashing every tool).
+    shown_digest: Option<Digest>,
     quarantined: Vec<Quarantined>,
     drift: Option<Drift>,
     /// When the lists were last read from the upstream (the inventory TTL).
@@ -88,7 +96,9 @@ impl Entry {
             approved: None,
             pin: Pin::Off,
             live: None,
+            live_digest: None,
             shown: None,
+            shown_digest: None,
             quarantined: Vec::new(),
             drift: None,
             refreshed: None,
@@ -300,6 +310,14 @@ impl Registry {
         self.entries.lock().get(server)?.shown.clone()
     }
 
+    /// What the catalog shows of `server` with its digest (`hash::lists`), read together;
+    /// `None` before it was observed.
+    pub fn shown_with_digest(&self, server: &str) -> Option<(Arc<ServerLists>, Digest)> {
+        let entries = self.entries.lock();
+        let entry = entries.get(server)?;
+        Some((entry.shown.clone()?, entry.shown_digest?))
+    }
+
     /// The tools held back, of the servers `keep` admits.
     pub fn quarantined(&self, keep: impl Fn(&str) -> bool) -> Vec<Quarantined> {
         self.entries
@@ -426,6 +444,7 @@ impl Registry {
         }
         entry.pin = pin;
         entry.live = Some(live);
+        entry.live_digest = Some(digest);
         observed.quarantined = self.settle(server, entry);
         observed.drift = self.drift_of(server, entry);
         observed
@@ -460,6 +479,10 @@ impl Registry {
                 server: server.to_owned(),
             })
             .set(i64::try_from(quarantined.len()).unwrap_or(i64::MAX));
+        entry.shown_digest = match entry.live_digest {
+            Some(digest) if Arc::ptr_eq(&shown, &live) => Some(digest),
+            _ => Some(hash::lists(&shown)),
+        };
         entry.shown = Some(shown);
         entry.quarantined = quarantined;
         new

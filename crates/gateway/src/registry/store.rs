@@ -36,6 +36,10 @@ pub enum StoreError {
     /// A write did not commit: nothing of it was applied.
     #[error("registry state not persisted: {0}")]
     NotPersisted(redb::Error),
+    /// The blocking task that ran the write ended without an answer (nothing is known
+    /// to be committed).
+    #[error("registry write interrupted: {0}")]
+    Interrupted(String),
     #[error("registry storage: unreadable record of {server}: {source}")]
     Corrupt {
         server: String,

@@ -120,7 +120,7 @@ impl Gateway {
                     .as_ref()
                     .is_none_or(|v| v.admits(Listing::Tools, &target.server, &name))
             {
-                tools.push(tool.clone());
+                tools.push(tool.to_value());
             }
         }
         Ok(Reply::Value(json!({ "tools": tools })))

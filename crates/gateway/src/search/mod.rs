@@ -112,9 +112,7 @@ impl Gateway {
         let mut indexed = Vec::new();
         for (position, tool) in catalog.tools.iter().enumerate() {
             let server = catalog.tool_owner(position);
-            let Some(exposed) = tool.get("name").and_then(Value::as_str) else {
-                continue;
-            };
+            let exposed = tool.name();
             if view.is_some_and(|v| !v.admits(crate::catalog::Listing::Tools, server, exposed)) {
                 continue;
             }
@@ -162,16 +160,14 @@ impl Gateway {
             .map(|hit| {
                 let position = index.tools[hit.doc as usize];
                 let tool = &catalog.tools[position];
+                let mut shown = compact(tool.upstream());
+                shown["name"] = Value::String(tool.name().to_owned());
                 Found {
-                    name: tool
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned(),
+                    name: tool.name().to_owned(),
                     server: catalog.tool_owner(position).to_owned(),
                     score: hit.score,
                     relevance: hit.relevance,
-                    compact: compact(tool),
+                    compact: shown,
                 }
             })
             .collect()

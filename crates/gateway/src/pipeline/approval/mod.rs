@@ -206,9 +206,11 @@ impl Desk {
         by: &str,
         reason: Option<String>,
     ) -> Result<Value, DecideError> {
+        let (owned, by_owned) = (id.to_owned(), by.to_owned());
         let entry = self
             .store
-            .decide(id, approve, by, reason, now_ms())
+            .blocking(move |store| store.decide(&owned, approve, &by_owned, reason, now_ms()))
+            .await
             .map_err(DecideError)?;
         if let Some(waiter) = self.waiting.lock().get(id) {
             waiter.notify_one();
@@ -280,7 +282,11 @@ impl Desk {
                 () = shutdown.cancelled() => return,
             }
             let keep = self.settings.expiry.as_millis() as u64;
-            match self.store.sweep(now_ms(), keep) {
+            match self
+                .store
+                .blocking(move |store| store.sweep(now_ms(), keep))
+                .await
+            {
                 Ok(expired) => self.expire(expired).await,
                 Err(error) => tracing::warn!(%error, "sweeping expired approvals failed"),
             }
@@ -308,7 +314,12 @@ impl Desk {
             created_ms: now,
             expires_ms: now.saturating_add(self.settings.expiry.as_millis() as u64),
         };
-        let expired = match self.store.create(&entry, self.settings.max_approvals, now) {
+        let (created, max) = (entry.clone(), self.settings.max_approvals);
+        let expired = match self
+            .store
+            .blocking(move |store| store.create(&created, max, now))
+            .await
+        {
             Ok(expired) => expired,
             Err(error) => {
                 call.notes.decide(Decision::Denied {
@@ -384,7 +395,12 @@ impl Desk {
             // The approval stays pending; the client may retry with its id.
             return Err(Error::Cancelled);
         }
-        match self.store.consume(&entry.id, &entry.binding, now_ms()) {
+        let (id, binding) = (entry.id.clone(), entry.binding.clone());
+        match self
+            .store
+            .blocking(move |store| store.consume(&id, &binding, now_ms()))
+            .await
+        {
             Ok(used) => Ok(Desk::used(call, &used)),
             Err(error) => Err(Desk::refuse(call, &error, &entry.id, &entry.binding.tool)),
         }
@@ -442,7 +458,7 @@ impl Desk {
     }
 
     /// The retry of an in-band (MRTR) approval: the user's answer decides it.
-    fn answered(
+    async fn answered(
         &self,
         call: &Call<'_>,
         id: &str,
@@ -454,7 +470,12 @@ impl Desk {
             .and_then(|responses| responses.get(INPUT_KEY))
             .is_some_and(approves);
         let by = call.ctx.principal.id().to_owned();
-        match self.store.answer(id, binding, approve, &by, now_ms()) {
+        let (owned, bound) = (id.to_owned(), binding.clone());
+        match self
+            .store
+            .blocking(move |store| store.answer(&owned, &bound, approve, &by, now_ms()))
+            .await
+        {
             Ok(
                 used @ Entry {
                     state: State::Used { .. },
@@ -648,7 +669,10 @@ impl Step for Approval {
         // What needs no approval passes without awaiting anything.
         let need = match (&call.target, call.method) {
             (Target::Upstream(route), "tools/call") => {
-                let tool = call.catalog.tool(&route.exposed).map(|(_, tool)| tool);
+                let tool = call
+                    .catalog
+                    .tool(&route.exposed)
+                    .map(|(_, tool)| tool.upstream());
                 self.desk
                     .policy
                     .need(&call.ctx.principal, &route.server, &route.exposed, tool)
@@ -674,13 +698,18 @@ impl Step for Approval {
                 desk.policy.version(),
             );
             if let Some(id) = named {
-                return match desk.store.consume(&id, &binding, now_ms()) {
+                let (owned, bound) = (id.clone(), binding.clone());
+                let consumed = desk
+                    .store
+                    .blocking(move |store| store.consume(&owned, &bound, now_ms()))
+                    .await;
+                return match consumed {
                     Ok(used) => Ok(Desk::used(call, &used)),
                     Err(error) => Err(Desk::refuse(call, &error, &id, &tool)),
                 };
             }
             if let Some((id, responses)) = answered {
-                return desk.answered(call, &id, responses, &binding);
+                return desk.answered(call, &id, responses, &binding).await;
             }
             // The retry of an approved call its upstream asked input for.
             if let Some(state) = call.params.get("requestState").and_then(Value::as_str)

@@ -139,12 +139,29 @@ impl UseError {
     }
 }
 
-/// The `approvals` table.
+/// The `approvals` table (a handle on the shared database: clones are the same table).
+#[derive(Clone)]
 pub struct Store {
     db: Arc<Db>,
 }
 
 impl Store {
+    /// Runs `operation` on the blocking pool: a write commits to the disk and must not
+    /// hold a runtime thread.
+    pub async fn blocking<T, E>(
+        &self,
+        operation: impl FnOnce(&Store) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || operation(&store))
+            .await
+            .unwrap_or_else(|error| Err(StoreError(format!("interrupted: {error}")).into()))
+    }
+
     pub fn new(db: Arc<Db>) -> Store {
         Store { db }
     }

@@ -52,3 +52,15 @@ fn the_readme_example_runs_the_fixture_in_both_formats() {
         ("switchboard-fixture", &["stdio".to_owned()][..])
     );
 }
+
+#[test]
+fn the_cluster_example_names_a_redis() {
+    let config = load(&examples_dir().join("cluster.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let cluster = config.cluster.expect("[cluster]");
+    assert!(cluster.redis.expose().starts_with("redis://"));
+    assert_eq!(cluster.key_prefix, "switchboard");
+    assert_eq!(cluster.command_timeout.as_millis(), 500);
+    // Without the section: none.
+    let plain = load(&examples_dir().join("telemetry.toml")).unwrap();
+    assert!(plain.cluster.is_none());
+}

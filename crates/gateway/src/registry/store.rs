@@ -36,6 +36,10 @@ pub enum StoreError {
     /// A write did not commit: nothing of it was applied.
     #[error("registry state not persisted: {0}")]
     NotPersisted(redb::Error),
+    /// The shared store (`[cluster] redis`) did not answer or refused: a write is not
+    /// applied, a read has no answer.
+    #[error("shared registry storage (Redis) unavailable: {0}")]
+    Shared(#[from] redis::RedisError),
     #[error("registry storage: unreadable record of {server}: {source}")]
     Corrupt {
         server: String,

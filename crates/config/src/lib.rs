@@ -12,6 +12,7 @@
 mod access;
 mod approvals;
 mod audit;
+mod cluster;
 mod decode;
 mod error;
 mod expand;
@@ -37,6 +38,7 @@ pub use access::{
 };
 pub use approvals::{AnnotationMatch, ApprovalRule, ApprovalSettings, Approver};
 pub use audit::{AuditExport, AuditKey, AuditSettings, SigningSeed};
+pub use cluster::ClusterSettings;
 pub use error::{ConfigError, ConfigWarning};
 pub use model::{
     Config, ConfigFormat, ConfigSource, CredentialSource, EraPreference, GatewaySettings,
@@ -113,6 +115,7 @@ pub fn parse_with_env(
         approvals: validated.approvals,
         secrets: validated.secrets,
         telemetry: validated.telemetry,
+        cluster: validated.cluster,
         source: ConfigSource {
             path: path.map(Path::to_path_buf),
             format,

@@ -40,6 +40,9 @@ pub struct Config {
     /// OpenTelemetry traces over OTLP (`[telemetry]`); `None`: nothing traced, at no cost.
     /// Read at start only (a reload does not change it).
     pub telemetry: Option<crate::telemetry::TelemetrySettings>,
+    /// Several replicas over one Redis (`[cluster]`); `None`: one process, embedded store.
+    /// Read at start only.
+    pub cluster: Option<crate::cluster::ClusterSettings>,
     /// Where this configuration was read from.
     pub source: ConfigSource,
     /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.

@@ -96,3 +96,15 @@ fn the_upstream_auth_example_configures_every_grant() {
     );
     assert_eq!(oauth("tickets").grant, OAuthGrant::AuthorizationCode);
 }
+
+#[test]
+fn the_cluster_example_names_a_redis() {
+    let config = load(&examples_dir().join("cluster.toml")).unwrap_or_else(|e| panic!("{e}"));
+    let cluster = config.cluster.expect("[cluster]");
+    assert!(cluster.redis.expose().starts_with("redis://"));
+    assert_eq!(cluster.key_prefix, "switchboard");
+    assert_eq!(cluster.command_timeout.as_millis(), 500);
+    // Without the section: none.
+    let plain = load(&examples_dir().join("telemetry.toml")).unwrap();
+    assert!(plain.cluster.is_none());
+}

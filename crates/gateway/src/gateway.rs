@@ -95,6 +95,8 @@ impl ClientCtx {
 }
 
 pub(crate) struct Inner {
+    /// With `[cluster]`: legacy sessions' records in Redis (any replica continues one).
+    pub(crate) cluster_sessions: Option<Arc<crate::cluster::sessions::SharedSessions>>,
     pub(crate) settings: GatewaySettings,
     pub(crate) servers: RwLock<BTreeMap<String, Arc<Server>>>,
     pub(crate) catalog: ArcSwap<Catalog>,
@@ -238,11 +240,21 @@ impl Gateway {
             None => None,
         };
         let hide_poisoned = config.redaction.as_ref().is_some_and(|r| r.hide_poisoned);
-        let registry = crate::registry::Registry::open(
-            db.clone(),
-            config.gateway.state_dir.as_deref(),
-            &config.registry,
-        )?;
+        let (registry, cluster) = match &config.cluster {
+            None => (
+                crate::registry::Registry::open(
+                    db.clone(),
+                    config.gateway.state_dir.as_deref(),
+                    &config.registry,
+                )?,
+                None,
+            ),
+            Some(settings) => crate::cluster::open_registry(settings, &config.registry)?,
+        };
+        let cluster_sessions = match &config.cluster {
+            Some(settings) => Some(crate::cluster::open_sessions(settings)?),
+            None => None,
+        };
         let (chain_parts, chain) =
             crate::pipeline::chain::declared(config, steps, &metrics, &db, secrets.as_ref())?;
         let inner = Arc::new(Inner {
@@ -282,6 +294,7 @@ impl Gateway {
             ),
             tasks: tokio_util::task::TaskTracker::new(),
             telemetry,
+            cluster_sessions,
         });
         let gateway = Gateway { inner };
         gateway.spawn(signal_loop(
@@ -304,11 +317,21 @@ impl Gateway {
         {
             gateway.spawn(task);
         }
+        if let Some(cluster) = cluster {
+            cluster.spawn_events(&gateway);
+        }
         crate::inventory::spawn_ttl_refresher(&gateway);
         gateway.start_servers(config).await;
         gateway.spawn_idle_reaper();
         gateway.rebuild_catalog();
         Ok(gateway)
+    }
+
+    /// With `[cluster]`: where legacy sessions are shared with the other replicas.
+    pub(crate) fn cluster_sessions(
+        &self,
+    ) -> Option<&Arc<crate::cluster::sessions::SharedSessions>> {
+        self.inner.cluster_sessions.as_ref()
     }
 
     /// Whether the call pipeline keeps an audit log (`[audit]`).

@@ -17,6 +17,7 @@ pub mod access;
 pub mod audit;
 mod bridge;
 pub mod catalog;
+pub mod cluster;
 pub mod db;
 mod dispatch;
 pub mod error;

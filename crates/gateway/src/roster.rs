@@ -64,7 +64,7 @@ impl RosterError {
 
 /// A name being added, so that two concurrent additions of one name cannot both pass the
 /// "already exists" check; released when dropped.
-struct Reservation<'a> {
+pub(crate) struct Reservation<'a> {
     gateway: &'a Gateway,
     name: String,
 }
@@ -171,7 +171,7 @@ pub fn parse_definition(name: &str, definition: &Value) -> Result<ServerSpec, Rp
 }
 
 impl Gateway {
-    fn build_server(&self, name: &str, spec: ServerSpec, origin: Origin) -> Arc<Server> {
+    pub(crate) fn build_server(&self, name: &str, spec: ServerSpec, origin: Origin) -> Arc<Server> {
         if let Some(secrets) = &self.inner.secrets {
             // What this server is given must not come back to clients either.
             secrets.learn(&spec);
@@ -201,7 +201,7 @@ impl Gateway {
 
     /// Makes a server ready to serve: connected, or — when lazy — dormant with its last
     /// known catalog (learning it once, by starting and stopping it, if none is known).
-    async fn bring_up(&self, server: &Arc<Server>) -> Result<(), RpcError> {
+    pub(crate) async fn bring_up(&self, server: &Arc<Server>) -> Result<(), RpcError> {
         if server.spec().lazy {
             if let Some(lists) = self.inner.registry.last_known(&server.name) {
                 server.seed_lists(lists);
@@ -256,7 +256,7 @@ impl Gateway {
     }
 
     /// Persists a server's current lists as its last known catalog.
-    async fn remember_catalog(&self, name: &str) {
+    pub(crate) async fn remember_catalog(&self, name: &str) {
         if let Some(server) = self.server(name) {
             self.observe_lists(&server, false).await;
         }
@@ -338,7 +338,7 @@ impl Gateway {
     }
 
     /// Claims `name` for an addition: fails if a server or another addition has it.
-    fn reserve(&self, name: &str) -> Result<Reservation<'_>, RosterError> {
+    pub(crate) fn reserve(&self, name: &str) -> Result<Reservation<'_>, RosterError> {
         let mut adding = self.inner.adding.lock();
         if self.server(name).is_some() || !adding.insert(name.to_owned()) {
             return Err(RosterError::Exists(name.to_owned()));
@@ -375,7 +375,7 @@ impl Gateway {
 
     /// Lets a server that left the roster finish its calls (up to the drain deadline),
     /// then stops it; until then a drain waits for it.
-    fn retire(&self, server: Arc<Server>) {
+    pub(crate) fn retire(&self, server: Arc<Server>) {
         self.inner.retiring.0.lock().push(server.clone());
         let deadline = self.inner.settings.drain_timeout;
         let gateway = self.clone();

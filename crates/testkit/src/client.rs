@@ -506,6 +506,17 @@ impl LegacyHttp {
         Ok(session)
     }
 
+    /// The same session, sent to another gateway (a replica of a cluster).
+    pub fn at(&self, url: &str) -> LegacyHttp {
+        LegacyHttp {
+            url: url.to_owned(),
+            session: self.session.clone(),
+            client: self.client.clone(),
+            next_id: AtomicU64::new(self.next_id.load(Ordering::Relaxed)),
+            roots: self.roots.clone(),
+        }
+    }
+
     /// POSTs one message with the session headers.
     pub async fn post(&self, body: Value) -> anyhow::Result<reqwest::Response> {
         Ok(self

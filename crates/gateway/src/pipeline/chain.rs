@@ -33,6 +33,9 @@ use crate::metrics::Metrics;
 pub enum ChainError {
     #[error(transparent)]
     Audit(#[from] crate::audit::AuditError),
+    /// `[cluster] redis` is not a usable Redis URL.
+    #[error("cluster: {0}")]
+    Cluster(#[from] redis::RedisError),
 }
 
 /// The steps built once at start, around the `[access]` steps (which a config reload
@@ -51,6 +54,8 @@ pub struct Parts {
     audit: Option<crate::audit::Log>,
     /// With `[approvals]`: the approvals' state, which the admin API reaches too.
     approvals: Option<Arc<super::approval::Desk>>,
+    /// With `[cluster]` and `[access]`: the rate-limit buckets every replica shares.
+    buckets: Option<Arc<crate::cluster::buckets::Buckets>>,
 }
 
 impl Parts {
@@ -70,7 +75,7 @@ impl Parts {
         access: Option<&AccessSettings>,
         metrics: &Metrics,
     ) -> Vec<Arc<dyn Step>> {
-        access_steps(access, metrics, self.ledger.as_ref())
+        access_steps(access, metrics, self.ledger.as_ref(), self.buckets.as_ref())
     }
 
     /// Work the parts own beside the steps: the budget ledger's writer, spawned once.
@@ -166,12 +171,19 @@ pub fn declared(
         .access
         .as_ref()
         .map(|_| Arc::new(Ledger::open(db.clone())));
+    let buckets = match (&config.cluster, &config.access) {
+        (Some(cluster), Some(_)) => Some(Arc::new(crate::cluster::buckets::Buckets::new(
+            Arc::new(crate::cluster::pool::Pool::new(cluster)?),
+        ))),
+        _ => None,
+    };
     let parts = Parts {
         head,
         tail,
         ledger,
         audit: log,
         approvals,
+        buckets,
     };
     let chain = parts.chain(parts.access_steps(config.access.as_ref(), metrics));
     Ok((parts, chain))
@@ -186,6 +198,7 @@ fn access_steps(
     access: Option<&AccessSettings>,
     metrics: &Metrics,
     ledger: Option<&Arc<Ledger>>,
+    buckets: Option<&Arc<crate::cluster::buckets::Buckets>>,
 ) -> Vec<Arc<dyn Step>> {
     let mut steps: Vec<Arc<dyn Step>> = Vec::new();
     let Some(access) = access else {
@@ -202,10 +215,11 @@ fn access_steps(
     // 4. rate limits, then caps on calls in flight, then daily budgets: a call counts
     //    against its budget only once everything else admitted it.
     if !access.limits.is_empty() {
-        steps.push(Arc::new(super::limits::Limits::new(
-            &access.limits,
-            metrics,
-        )));
+        let limits = super::limits::Limits::new(&access.limits, metrics);
+        steps.push(Arc::new(match buckets {
+            Some(buckets) => limits.shared(buckets.clone()),
+            None => limits,
+        }));
     }
     if !access.concurrency.is_empty() {
         steps.push(Arc::new(super::concurrency::Concurrency::new(

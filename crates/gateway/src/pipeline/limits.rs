@@ -4,6 +4,9 @@
 //! match it; the first limit that refuses answers with a JSON-RPC error carrying
 //! `retryAfter`/`retryAfterMs` in `data`, and the refusal is counted in
 //! `switchboard_access_refusals_total`.
+//!
+//! With `[cluster]` the buckets live in Redis instead (`cluster::buckets`): the same GCRA,
+//! checked atomically by every replica, so the totals hold for the cluster.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -32,6 +35,8 @@ struct Limit {
 
 pub struct Limits {
     limits: Vec<Limit>,
+    /// With `[cluster]`: the buckets every replica shares (then `limiter` is unused).
+    shared: Option<std::sync::Arc<crate::cluster::buckets::Buckets>>,
     checks: AtomicU64,
     refusals: prometheus_client::metrics::counter::Counter,
 }
@@ -51,9 +56,60 @@ impl Limits {
             .collect();
         Limits {
             limits,
+            shared: None,
             checks: AtomicU64::new(0),
             refusals: metrics.access_refusal("limits"),
         }
+    }
+
+    /// Counts against the cluster's shared buckets instead of this process's.
+    pub fn shared(mut self, buckets: std::sync::Arc<crate::cluster::buckets::Buckets>) -> Limits {
+        self.shared = Some(buckets);
+        self
+    }
+
+    /// [`Limits::check`] on the shared buckets. A bucket that cannot be reached refuses
+    /// the call (retryable): a limit is never skipped silently.
+    async fn check_shared(
+        &self,
+        buckets: &crate::cluster::buckets::Buckets,
+        principal: &Principal,
+        server: &str,
+        name: &str,
+    ) -> Result<(), (&str, Error)> {
+        use crate::cluster::buckets::Verdict;
+        for limit in &self.limits {
+            if !(limit.spec.servers.matches(server) && limit.spec.tools.matches(name)) {
+                continue;
+            }
+            let key = scope_key(limit.spec.per, principal, server, name);
+            let emission = limit.spec.period / limit.spec.requests.max(1);
+            match buckets
+                .take(&limit.spec.path, &key, emission, limit.spec.burst)
+                .await
+            {
+                Ok(Verdict::Allowed) => {}
+                Ok(Verdict::Refused(retry_after)) => {
+                    self.refusals.inc();
+                    return Err((limit.spec.path.as_str(), refused(&limit.spec, retry_after)));
+                }
+                Err(unavailable) => {
+                    tracing::warn!(event = "cluster.limit_unchecked", limit = %limit.spec.path, error = %unavailable, "rate limit not checked; call refused");
+                    return Err((
+                        limit.spec.path.as_str(),
+                        Error::limited(
+                            "limits",
+                            format!(
+                                "rate limit {} cannot be checked: {unavailable}",
+                                limit.spec.path
+                            ),
+                            Some(crate::cluster::events::MAX_BACKOFF),
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `Err((limit path, refusal))` when a limit refuses the call.
@@ -72,23 +128,24 @@ impl Limits {
             if let Err(not_until) = limit.limiter.check_key(&key) {
                 let retry_after = not_until.wait_time_from(limit.limiter.clock().now());
                 self.refusals.inc();
-                return Err((
-                    limit.spec.path.as_str(),
-                    Error::limited(
-                        "limits",
-                        format!(
-                            "rate limit {} ({} per {} ms) reached",
-                            limit.spec.path,
-                            limit.spec.requests,
-                            limit.spec.period.as_millis()
-                        ),
-                        Some(retry_after),
-                    ),
-                ));
+                return Err((limit.spec.path.as_str(), refused(&limit.spec, retry_after)));
             }
         }
         Ok(())
     }
+}
+
+fn refused(spec: &RateLimit, retry_after: std::time::Duration) -> Error {
+    Error::limited(
+        "limits",
+        format!(
+            "rate limit {} ({} per {} ms) reached",
+            spec.path,
+            spec.requests,
+            spec.period.as_millis()
+        ),
+        Some(retry_after),
+    )
 }
 
 /// The key a call counts under for `scope` (shared by rate limits, budgets and
@@ -123,6 +180,25 @@ impl Step for Limits {
     }
 
     fn before<'a>(&'a self, call: &'a mut Call<'_>) -> StepFuture<'a, Flow> {
+        if let Some(buckets) = &self.shared {
+            return Box::pin(async move {
+                let Target::Upstream(route) = &call.target else {
+                    return Ok(Flow::Continue);
+                };
+                match self
+                    .check_shared(buckets, &call.ctx.principal, &route.server, &route.exposed)
+                    .await
+                {
+                    Ok(()) => Ok(Flow::Continue),
+                    Err((rule, error)) => {
+                        call.notes.decide(Decision::RateLimited {
+                            rule: Some(rule.to_owned()),
+                        });
+                        Err(error)
+                    }
+                }
+            });
+        }
         let decision = match &call.target {
             Target::Upstream(route) => {
                 match self.check(&call.ctx.principal, &route.server, &route.exposed) {

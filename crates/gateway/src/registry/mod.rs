@@ -282,6 +282,39 @@ impl Registry {
         })
     }
 
+    /// Servers registered at runtime, or why the store could not say (the cluster's
+    /// reconciliation must not read an unreachable store as "none registered").
+    pub fn try_registered(&self) -> Result<BTreeMap<String, Value>, StoreError> {
+        self.store.registered()
+    }
+
+    /// Re-reads `server`'s approved version from the store (another replica approved
+    /// it); `Ok(true)` when what is shown may have changed.
+    pub fn adopt_approval(&self, server: &str) -> Result<bool, StoreError> {
+        let Some((head, Some(approved))) = self.store.heads()?.remove(server) else {
+            return Ok(false);
+        };
+        let lists = if approved == head.version {
+            Some(head.lists)
+        } else {
+            self.store.version(server, approved)?.map(|v| v.lists)
+        };
+        let Some(lists) = lists else { return Ok(false) };
+        let mut entries = self.entries.lock();
+        let entry = entries.entry(server.to_owned()).or_insert_with(Entry::new);
+        if entry
+            .approved
+            .as_ref()
+            .is_some_and(|a| a.version == approved)
+        {
+            return Ok(false);
+        }
+        entry.approved = Some(Arc::new(pin::Approved::of(approved, &lists)));
+        self.settle(server, entry);
+        self.drift_of(server, entry);
+        Ok(true)
+    }
+
     /// Records a runtime registration; returns once it is committed.
     pub fn put_registered(&self, name: &str, definition: &Value) -> Result<(), StoreError> {
         self.store.put_registered(name, definition)

@@ -40,6 +40,10 @@ pub enum StoreError {
     /// to be committed).
     #[error("registry write interrupted: {0}")]
     Interrupted(String),
+    /// The shared store (`[cluster] redis`) did not answer or refused: a write is not
+    /// applied, a read has no answer.
+    #[error("shared registry storage (Redis) unavailable: {0}")]
+    Shared(#[from] redis::RedisError),
     #[error("registry storage: unreadable record of {server}: {source}")]
     Corrupt {
         server: String,

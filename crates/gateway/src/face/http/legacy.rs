@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::gateway::ClientChoice;
+use serde_json::json;
 
 /// The legacy session `session_id`, when the request's identity is the one that opened it
 /// (a session of another identity does not exist for this caller).
@@ -15,6 +16,103 @@ pub(super) fn owned_session(
         .sessions
         .get(session_id)
         .filter(|session| session.principal().is(identity))
+}
+
+/// [`owned_session`], across the cluster (`[cluster]`): a session this replica holds is
+/// renewed in Redis (and forgotten here if it ended elsewhere); one it does not hold is
+/// rebuilt from its record. `Err` answers the request: Redis could not be asked about a
+/// session this replica does not hold.
+pub(super) async fn find_session(
+    state: &FaceState,
+    session_id: &str,
+    identity: Option<&Identity>,
+) -> Result<Option<Arc<LegacySession>>, Response> {
+    let local = owned_session(state, session_id, identity);
+    let Some(shared) = state.gateway.cluster_sessions() else {
+        return Ok(local);
+    };
+    if let Some(session) = local {
+        return match shared.renew(session_id).await {
+            Ok(true) => Ok(Some(session)),
+            Ok(false) => {
+                // Deleted (or expired) through another replica.
+                if let Some(session) = state.sessions.remove(session_id) {
+                    session.end();
+                    end_session(&state.gateway, session_id);
+                }
+                Ok(None)
+            }
+            Err(error) => {
+                tracing::warn!(event = "cluster.session_unrenewed", %error, "session served locally without renewal");
+                Ok(Some(session))
+            }
+        };
+    }
+    if state.sessions.get(session_id).is_some() {
+        return Ok(None); // held here, for another identity
+    }
+    let record = match shared.fetch(session_id).await {
+        Ok(Some(record)) if record.belongs_to(identity) => record,
+        Ok(_) => return Ok(None),
+        Err(error) => return Err(cluster_unavailable(&error)),
+    };
+    let principal = match identity {
+        Some(identity) => {
+            Principal::authenticated(Face::Http, session_id, Peer::default(), identity)
+        }
+        None => Principal::anonymous(Face::Http, session_id, Peer::default()),
+    };
+    let choice = ClientChoice {
+        meta_tools: record.meta_tools,
+        tools_mode: if record.search {
+            switchboard_config::ToolsMode::Search
+        } else {
+            switchboard_config::ToolsMode::Catalog
+        },
+    };
+    let params = json!({
+        "protocolVersion": record.version,
+        "capabilities": record.capabilities,
+        "clientInfo": record.client_info,
+    });
+    let (session, _) = LegacySession::open(
+        &state.gateway,
+        session_id.to_owned(),
+        principal,
+        choice,
+        Some(&params),
+    );
+    let capacity = Capacity {
+        total: MAX_SESSIONS,
+        per_client: state.max_sessions_per_client,
+    };
+    match state.sessions.insert(session.clone(), capacity) {
+        Ok(shed) => {
+            if let Some(shed) = shed {
+                shed.end();
+                end_session(&state.gateway, shed.id());
+            }
+            tracing::debug!(
+                session = session_id,
+                "session continued from another replica"
+            );
+            Ok(Some(session))
+        }
+        Err(full) => {
+            let error = RpcError::new(switchboard_protocol::error::gateway::OVERLOADED, full.0);
+            Err(reject(StatusCode::SERVICE_UNAVAILABLE, None, error))
+        }
+    }
+}
+
+/// The 503 of a shared session operation while Redis is away.
+fn cluster_unavailable(error: &crate::cluster::pool::Unavailable) -> Response {
+    let error = RpcError::new(
+        switchboard_protocol::error::gateway::UPSTREAM_UNAVAILABLE,
+        format!("session not available: {error}"),
+    )
+    .with_data(json!({ "reason": "cluster store unavailable", "retryable": true }));
+    reject(StatusCode::SERVICE_UNAVAILABLE, None, error)
 }
 
 pub(super) fn spawn_session_reaper(state: &Arc<FaceState>) {
@@ -59,7 +157,8 @@ pub(super) async fn legacy_post(
             choice,
             peer,
             identity.as_ref(),
-        );
+        )
+        .await;
     }
     let Some(session_id) = session_id else {
         let id = match &message {
@@ -72,7 +171,11 @@ pub(super) async fn legacy_post(
             RpcError::invalid_request("missing Mcp-Session-Id header (send initialize first)"),
         );
     };
-    let Some(session) = owned_session(state, &session_id, identity.as_ref()) else {
+    let session = match find_session(state, &session_id, identity.as_ref()).await {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    let Some(session) = session else {
         return reject(
             StatusCode::NOT_FOUND,
             None,
@@ -135,7 +238,7 @@ pub(super) async fn legacy_post(
     }
 }
 
-pub(super) fn initialize(
+pub(super) async fn initialize(
     state: &Arc<FaceState>,
     id: RequestId,
     params: Option<&Value>,
@@ -160,6 +263,20 @@ pub(super) fn initialize(
         choice,
         params,
     );
+    if let Some(shared) = state.gateway.cluster_sessions() {
+        let record = crate::cluster::sessions::Record {
+            version: session.version.clone(),
+            capabilities: session.capabilities.clone(),
+            client_info: params.and_then(|p| p.get("clientInfo")).cloned(),
+            identity: identity.map(crate::cluster::sessions::StoredIdentity::of),
+            meta_tools: choice.meta_tools,
+            search: choice.tools_mode == switchboard_config::ToolsMode::Search,
+        };
+        if let Err(error) = shared.create(&session_id, &record).await {
+            tracing::warn!(event = "cluster.session_refused", %error, "session not opened");
+            return cluster_unavailable(&error);
+        }
+    }
     let capacity = Capacity {
         total: MAX_SESSIONS,
         per_client: state.max_sessions_per_client,
@@ -194,7 +311,7 @@ pub(super) fn initialize(
         .into_response()
 }
 
-pub(super) fn delete_session(
+pub(super) async fn delete_session(
     state: &FaceState,
     session_id: Option<&str>,
     identity: Option<&Identity>,
@@ -202,12 +319,22 @@ pub(super) fn delete_session(
     let Some(session_id) = session_id else {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     };
-    if owned_session(state, session_id, identity).is_none() {
-        return reject(
-            StatusCode::NOT_FOUND,
-            None,
-            RpcError::invalid_request("unknown or expired session"),
-        );
+    match find_session(state, session_id, identity).await {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            return reject(
+                StatusCode::NOT_FOUND,
+                None,
+                RpcError::invalid_request("unknown or expired session"),
+            );
+        }
+        Err(response) => return response,
+    }
+    // Ended for the whole cluster first: a replay on any replica is refused from now on.
+    if let Some(shared) = state.gateway.cluster_sessions()
+        && let Err(error) = shared.delete(session_id).await
+    {
+        return cluster_unavailable(&error);
     }
     match state.sessions.remove(session_id) {
         Some(session) => {
@@ -224,7 +351,7 @@ pub(super) fn delete_session(
 }
 
 /// Legacy GET: the session's stream of server-initiated notifications.
-pub(super) fn get_stream(
+pub(super) async fn get_stream(
     state: &Arc<FaceState>,
     session_id: Option<&str>,
     identity: Option<&Identity>,
@@ -232,7 +359,11 @@ pub(super) fn get_stream(
     let Some(session_id) = session_id else {
         return StatusCode::METHOD_NOT_ALLOWED.into_response();
     };
-    let Some(session) = owned_session(state, session_id, identity) else {
+    let session = match find_session(state, session_id, identity).await {
+        Ok(session) => session,
+        Err(response) => return response,
+    };
+    let Some(session) = session else {
         return reject(
             StatusCode::NOT_FOUND,
             None,

@@ -181,9 +181,9 @@ async fn mcp(State(state): State<Arc<FaceState>>, request: axum::extract::Reques
     let session_id = header_str(&request_headers, headers::SESSION_ID).map(str::to_owned);
     match method {
         Method::POST => {}
-        Method::GET => return get_stream(&state, session_id.as_deref(), identity.as_ref()),
+        Method::GET => return get_stream(&state, session_id.as_deref(), identity.as_ref()).await,
         Method::DELETE => {
-            return delete_session(&state, session_id.as_deref(), identity.as_ref());
+            return delete_session(&state, session_id.as_deref(), identity.as_ref()).await;
         }
         _ => return StatusCode::METHOD_NOT_ALLOWED.into_response(),
     }

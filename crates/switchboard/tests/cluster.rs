@@ -1,0 +1,505 @@
+//! The cluster tier: a real `redis-server` (started here on a free loopback port, in a
+//! temporary directory, killed at the end) and several real gateway processes sharing it
+//! through `[cluster] redis`. Without `redis-server` the tier is skipped with a message,
+//! except in CI (`CI` set), where its absence fails.
+//!
+//! Timings are printed (propagation of a hot-load), never asserted beyond generous
+//! deadlines that only catch a change that never arrives.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use switchboard_testkit::{LegacyHttp, ModernHttp, Proc, binary_beside, spawn_gateway_http};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+const GATEWAY: &str = env!("CARGO_BIN_EXE_switchboard");
+const TOKEN: &str = "test-admin-token-0123456789";
+const ALICE: &str = "alice-key-0123456789";
+const BOB: &str = "bob-key-0123456789abc";
+
+/// A `redis-server` of this test, killed when dropped.
+struct Redis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+fn redis_binary() -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("redis-server"))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+impl Redis {
+    /// Starts one, or `None` (skip) when `redis-server` is not installed outside CI.
+    async fn start() -> Option<Redis> {
+        if redis_binary().is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "redis-server is not installed, and the cluster tier must run in CI (apt-get install redis-server)"
+            );
+            eprintln!("SKIPPED: redis-server not installed (apt-get install redis-server)");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut redis = Redis {
+            port,
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        redis.run().await;
+        Some(redis)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server (again) on the same port and directory: with an append-only file
+    /// synced on every write, what was written before a stop is there after a restart.
+    async fn run(&mut self) {
+        let child = Command::new(redis_binary().unwrap())
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+            ])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if ping(self.port).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not answer PING");
+    }
+
+    async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().await.unwrap();
+        }
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+async fn ping(port: u16) -> bool {
+    let Ok(mut stream) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return false;
+    };
+    if stream.write_all(b"PING\r\n").await.is_err() {
+        return false;
+    }
+    let mut reply = [0u8; 7];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(1), stream.read_exact(&mut reply)).await,
+        Ok(Ok(_)) if &reply == b"+PONG\r\n"
+    )
+}
+
+fn fixture() -> String {
+    binary_beside(GATEWAY, "switchboard-fixture")
+        .display()
+        .to_string()
+}
+
+/// The config every replica of a test uses (as in `examples/cluster.toml`).
+fn replica_config(redis: &Redis, prefix: &str, access: &str) -> String {
+    format!(
+        r#"[gateway]
+admin_token = {TOKEN:?}
+
+[cluster]
+redis = {url:?}
+key_prefix = {prefix:?}
+
+{access}
+
+[servers.fx]
+command = {fixture:?}
+args = ["stdio"]
+"#,
+        url = redis.url(),
+        fixture = fixture(),
+    )
+}
+
+const KEYS: &str = r#"[access]
+anonymous = false
+
+[[access.keys]]
+id = "alice"
+key = "alice-key-0123456789"
+
+[[access.keys]]
+id = "bob"
+key = "bob-key-0123456789abc"
+"#;
+
+async fn replicas(config: &str, count: usize) -> Vec<Proc> {
+    let mut replicas = Vec::new();
+    for _ in 0..count {
+        replicas.push(spawn_gateway_http(GATEWAY, config).await.unwrap());
+    }
+    replicas
+}
+
+async fn admin(
+    gateway: &Proc,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let base = gateway.url.trim_end_matches("/mcp");
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{base}{path}"))
+        .bearer_auth(TOKEN);
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+async fn wait_for(rx: &mut UnboundedReceiver<Value>, method: &str, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(message)) if message["method"] == method => return true,
+            Ok(Some(_)) => continue,
+            _ => return false,
+        }
+    }
+    false
+}
+
+async fn echo(session: &LegacyHttp, text: &str) -> Value {
+    session
+        .request(
+            "tools/call",
+            json!({ "name": "fx__echo", "arguments": { "text": text } }),
+        )
+        .await
+        .result()["content"][0]["text"]
+        .clone()
+}
+
+async fn session_status(url: &str, session: &str, key: &str, method: reqwest::Method) -> u16 {
+    let mut request = reqwest::Client::new()
+        .request(method.clone(), url)
+        .header("x-api-key", key)
+        .header("mcp-session-id", session)
+        .header("mcp-protocol-version", switchboard_testkit::client::LEGACY)
+        .header("accept", "application/json, text/event-stream");
+    if method == reqwest::Method::POST {
+        request = request.json(&json!({ "jsonrpc": "2.0", "id": 9, "method": "tools/list" }));
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_hot_loads_span_replicas() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let config = replica_config(&redis, "spans", KEYS);
+    let replicas = replicas(&config, 3).await;
+    let (r1, r2, r3) = (&replicas[0], &replicas[1], &replicas[2]);
+
+    // A session opened on replica 1 continues on 2 and 3.
+    let on1 = LegacyHttp::connect_with(&r1.url, &[("x-api-key", ALICE)])
+        .await
+        .unwrap();
+    assert_eq!(echo(&on1, "one").await, "one");
+    let on2 = on1.at(&r2.url);
+    assert_eq!(echo(&on2, "two").await, "two");
+    let on3 = on1.at(&r3.url);
+    assert_eq!(echo(&on3, "three").await, "three");
+
+    // A forged id, and another identity's id, are refused on a replica that never saw
+    // them.
+    assert_eq!(
+        session_status(
+            &r2.url,
+            "0123456789abcdef0123456789abcdef",
+            ALICE,
+            reqwest::Method::POST
+        )
+        .await,
+        404
+    );
+    let bob_on3 = LegacyHttp::connect_with(&r3.url, &[("x-api-key", BOB)])
+        .await
+        .unwrap();
+    assert_eq!(
+        session_status(&r1.url, &bob_on3.session, ALICE, reqwest::Method::POST).await,
+        404
+    );
+    assert_eq!(
+        session_status(&r1.url, &bob_on3.session, BOB, reqwest::Method::POST).await,
+        200
+    );
+
+    // A hot-load through replica 2 (admin API) reaches the session on replica 3.
+    let mut stream = on3.open_stream().await.unwrap();
+    let started = Instant::now();
+    let definition = json!({ "name": "rt", "server": { "command": fixture(), "args": ["stdio"] } });
+    let (status, body) = admin(
+        r2,
+        reqwest::Method::POST,
+        "/admin/servers",
+        Some(definition),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let registered = started.elapsed();
+    assert!(
+        wait_for(
+            &mut stream,
+            "notifications/tools/list_changed",
+            Duration::from_secs(20)
+        )
+        .await,
+        "list_changed reached replica 3"
+    );
+    let propagated = started.elapsed();
+    println!(
+        "hot-load via replica 2: registered in {registered:?}, list_changed on replica 3 after {propagated:?} ({:?} after the admin answer)",
+        propagated - registered
+    );
+    let names = on3.request("tools/list", json!({})).await.tool_names();
+    assert!(names.contains(&"rt__echo".to_owned()), "{names:?}");
+    let answer = on3
+        .request(
+            "tools/call",
+            json!({ "name": "rt__echo", "arguments": { "text": "rt" } }),
+        )
+        .await;
+    assert_eq!(answer.result()["content"][0]["text"], "rt");
+
+    // Removed through replica 1: gone on replica 3 too.
+    let (status, body) = admin(r1, reqwest::Method::DELETE, "/admin/servers/rt", None).await;
+    assert!((200..300).contains(&status), "{status} {body}");
+    assert!(
+        wait_for(
+            &mut stream,
+            "notifications/tools/list_changed",
+            Duration::from_secs(20)
+        )
+        .await
+    );
+    let names = on3.request("tools/list", json!({})).await.tool_names();
+    assert!(!names.contains(&"rt__echo".to_owned()), "{names:?}");
+
+    // DELETE on replica 1: a replay is refused everywhere, including replica 3, which
+    // holds the session in memory.
+    assert_eq!(
+        session_status(&r1.url, &on1.session, ALICE, reqwest::Method::DELETE).await,
+        200
+    );
+    for replica in [r1, r2, r3] {
+        assert_eq!(
+            session_status(&replica.url, &on1.session, ALICE, reqwest::Method::POST).await,
+            404
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_exact_across_replicas() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let access = format!(
+        "{KEYS}\n[[access.limits]]\nper = \"principal\"\ntools = \"fx__add\"\nrequests = 7\nperiod_ms = 3600000\nburst = 7\n"
+    );
+    let config = replica_config(&redis, "limits", &access);
+    let replicas = replicas(&config, 3).await;
+    let clients: Vec<ModernHttp> = replicas
+        .iter()
+        .map(|r| ModernHttp::with_headers(&r.url, &[("x-api-key", ALICE)]))
+        .collect();
+    let mut passed = 0;
+    let mut refused = 0;
+    for round in 0..15 {
+        let answer = clients[round % 3]
+            .request(
+                "tools/call",
+                json!({ "name": "fx__add", "arguments": { "a": 1, "b": 2 } }),
+            )
+            .await;
+        if answer.outcome.is_ok() {
+            passed += 1;
+        } else {
+            let error = answer.error();
+            assert_eq!(error["data"]["step"], "limits", "{error}");
+            assert!(
+                error["data"]["retryAfterMs"].as_u64().unwrap() > 0,
+                "{error}"
+            );
+            refused += 1;
+        }
+    }
+    assert_eq!(
+        (passed, refused),
+        (7, 8),
+        "7 per hour for the whole cluster"
+    );
+    // Another principal has its own bucket.
+    let bob = ModernHttp::with_headers(&replicas[1].url, &[("x-api-key", BOB)]);
+    let answer = bob
+        .request(
+            "tools/call",
+            json!({ "name": "fx__add", "arguments": { "a": 1, "b": 2 } }),
+        )
+        .await;
+    assert!(answer.outcome.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_stopped_mid_run_then_restarted() {
+    let Some(mut redis) = Redis::start().await else {
+        return;
+    };
+    let access = format!(
+        "{KEYS}\n[[access.limits]]\nper = \"principal\"\ntools = \"fx__add\"\nrequests = 100\nperiod_ms = 3600000\n"
+    );
+    let config = replica_config(&redis, "outage", &access);
+    let replicas = replicas(&config, 2).await;
+    let (r1, r2) = (&replicas[0], &replicas[1]);
+    let session = LegacyHttp::connect_with(&r1.url, &[("x-api-key", ALICE)])
+        .await
+        .unwrap();
+    assert_eq!(echo(&session, "before").await, "before");
+    let mut stream = session.open_stream().await.unwrap();
+
+    redis.stop().await;
+    // Local work goes on: the session held by replica 1, and a stateless call.
+    assert_eq!(echo(&session, "during").await, "during");
+    let modern = ModernHttp::with_headers(&r2.url, &[("x-api-key", ALICE)]);
+    let answer = modern
+        .request(
+            "tools/call",
+            json!({ "name": "fx__echo", "arguments": { "text": "m" } }),
+        )
+        .await;
+    assert_eq!(answer.result()["content"][0]["text"], "m");
+    // Shared operations fail with clear errors, quickly.
+    let started = Instant::now();
+    let answer = modern
+        .request(
+            "tools/call",
+            json!({ "name": "fx__add", "arguments": { "a": 1, "b": 2 } }),
+        )
+        .await;
+    let error = answer.error();
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("cluster store unavailable"),
+        "{error}"
+    );
+    assert_eq!(error["data"]["retryable"], true, "{error}");
+    let definition =
+        json!({ "name": "late", "server": { "command": fixture(), "args": ["stdio"] } });
+    let (status, body) = admin(
+        r1,
+        reqwest::Method::POST,
+        "/admin/servers",
+        Some(definition.clone()),
+    )
+    .await;
+    assert_eq!(status, 507, "{body}");
+    assert!(body.to_string().contains("Redis"), "{body}");
+    let refused = LegacyHttp::connect_with(&r2.url, &[("x-api-key", ALICE)]).await;
+    assert!(refused.is_err(), "no session opens while Redis is away");
+    assert_eq!(
+        session_status(&r2.url, &session.session, ALICE, reqwest::Method::POST).await,
+        503
+    );
+    println!(
+        "shared operations refused during the outage within {:?}",
+        started.elapsed()
+    );
+
+    // Redis returns: everything shared works again, events included.
+    redis.run().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (status, body) = admin(
+            r1,
+            reqwest::Method::POST,
+            "/admin/servers",
+            Some(definition.clone()),
+        )
+        .await;
+        if status == 201 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "registration never recovered: {status} {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        wait_for(
+            &mut stream,
+            "notifications/tools/list_changed",
+            Duration::from_secs(20)
+        )
+        .await
+    );
+    let on2 = session.at(&r2.url);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let names = on2.request("tools/list", json!({})).await.tool_names();
+        if names.contains(&"late__echo".to_owned()) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica 2 never saw the registration: {names:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let answer = modern
+        .request(
+            "tools/call",
+            json!({ "name": "fx__add", "arguments": { "a": 1, "b": 2 } }),
+        )
+        .await;
+    assert!(answer.outcome.is_ok(), "{:?}", answer.error());
+}

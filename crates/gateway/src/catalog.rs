@@ -83,8 +83,11 @@ impl Entry {
         &self.source.items(self.listing)[self.index as usize]
     }
 
-    /// A member of the item other than its name (the upstream's).
+    /// A member of the item other than its name (the upstream's). Asking this for the
+    /// name key is a bug (it would give the upstream's name, not the exposed one): use
+    /// [`Entry::name`].
     pub fn get(&self, field: &str) -> Option<&Value> {
+        debug_assert_ne!(field, self.listing.key(), "Entry::get of the name: use Entry::name");
         self.upstream().get(field)
     }
 

@@ -260,7 +260,7 @@ async fn list_tools(State(state): State<AdminState>) -> Response {
         .tools
         .iter()
         .filter_map(|tool| {
-            let exposed = tool.get("name")?.as_str()?;
+            let exposed = tool.name();
             let target = catalog.resolve_tool(exposed)?;
             Some(json!({ "name": exposed, "server": target.server, "tool": target.name, "description": tool.get("description") }))
         })

@@ -198,6 +198,9 @@ impl Gateway {
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 params["uri"] = Value::String(route.name.clone());
             }
+            "tasks/get" | "tasks/update" | "tasks/cancel" => {
+                params["taskId"] = Value::String(route.name.clone());
+            }
             "completion/complete" => {
                 let key = match route.kind {
                     crate::error::Kind::Prompt => "name",
@@ -221,7 +224,20 @@ impl Gateway {
             params,
             headers,
         };
-        let mut result = self.forward(call.ctx, forward).await?;
+        let is_task_method = crate::task_ext::METHODS.contains(&call.method);
+        let mut result = match self.forward(call.ctx, forward).await {
+            Ok(result) => result,
+            Err(error) if call.method == "tasks/get" => {
+                // The owning upstream lost the task or is gone: failed, not polled forever.
+                crate::task_ext::lost_task(&route.exposed, &error).ok_or(error)?
+            }
+            Err(error) => return Err(error),
+        };
+        if is_task_method {
+            crate::task_ext::expose_task_answer(&route.exposed, &mut result);
+        } else if call.method == "tools/call" {
+            self.expose_created_task(call.ctx, &route.server, &mut result);
+        }
         expose_result_uris(&catalog, call.method, &route.server, &mut result);
         Ok(result)
     }

@@ -486,13 +486,18 @@ impl Gateway {
 
     /// The capabilities switchboard declares to clients.
     pub fn capabilities(&self) -> Value {
-        json!({
+        let mut capabilities = json!({
             "tools": { "listChanged": true },
             "prompts": { "listChanged": true },
             "resources": { "subscribe": true, "listChanged": true },
             "completions": {},
             "logging": {},
-        })
+        });
+        // The tasks extension is passed through, so offered only when an upstream does.
+        if self.tasks_offered() {
+            capabilities["extensions"] = json!({ crate::task_ext::EXTENSION: {} });
+        }
+        capabilities
     }
 
     pub fn server_info(&self) -> Value {

@@ -41,6 +41,7 @@ pub mod search;
 pub mod server;
 mod subscriptions;
 pub mod suggest;
+mod task_ext;
 mod tasks;
 pub mod telemetry;
 pub mod vault;

@@ -130,6 +130,23 @@ impl Gateway {
                     }
                 }
             }
+            method if crate::task_ext::METHODS.contains(&method) => {
+                // The tasks extension: negotiated per request; the id names its server.
+                if !crate::task_ext::declared(ctx) {
+                    return Err(crate::task_ext::missing_extension());
+                }
+                let exposed = params
+                    .get("taskId")
+                    .and_then(Value::as_str)
+                    .ok_or_else(crate::task_ext::not_found)?;
+                let task = self.open_task_id(ctx, exposed)?;
+                Target::Upstream(Route {
+                    server: task.server,
+                    name: task.upstream_id,
+                    exposed: exposed.to_owned(),
+                    kind: Kind::Tool,
+                })
+            }
             other => return Err(Error::MethodNotFound(other.to_owned())),
         })
     }

@@ -102,6 +102,8 @@ pub(crate) struct Inner {
     pub(crate) era_cache: EraCache,
     pub(crate) sealer: Sealer,
     pub(crate) parked: Mutex<HashMap<String, Parked>>,
+    /// Gateway-made tasks whose call still runs (`owned_tasks`).
+    pub(crate) owned_tasks: crate::owned_tasks::Running,
     pub(crate) signals: mpsc::Sender<ServerSignal>,
     pub(crate) shutdown: CancellationToken,
     /// The capability registry: every server's lists, versions, approvals
@@ -254,6 +256,7 @@ impl Gateway {
             era_cache: EraCache::new(),
             sealer,
             parked: Mutex::new(HashMap::new()),
+            owned_tasks: Default::default(),
             signals: signals_tx,
             shutdown: CancellationToken::new(),
             registry,

@@ -26,6 +26,7 @@ mod install;
 mod inventory;
 mod meta;
 mod meta_policy;
+pub mod owned_tasks;
 pub mod metrics;
 pub mod pipeline;
 pub mod principal;

@@ -52,9 +52,11 @@ pub(crate) fn not_found() -> Error {
 
 /// Where a client's task id leads.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct TaskRoute {
-    pub(crate) server: String,
-    pub(crate) upstream_id: String,
+pub(crate) enum TaskRoute {
+    /// An upstream's task, under its own id.
+    Upstream { server: String, upstream_id: String },
+    /// A gateway-made task (`owned_tasks`), by record id.
+    Owned { id: String },
 }
 
 impl Gateway {
@@ -98,19 +100,27 @@ impl Gateway {
             .open(id, now_ms())
             .map_err(|_| not_found())?;
         let field = |key: &str| opened.get(key).and_then(Value::as_str);
-        if field("k") != Some("task") || field("p") != Some(ctx.principal.binding()) {
+        if field("p") != Some(ctx.principal.binding()) {
             return Err(not_found());
         }
-        let (Some(server), Some(upstream_id)) = (field("s"), field("t")) else {
-            return Err(not_found());
-        };
-        if self.server(server).is_none() {
-            return Err(not_found());
+        match (field("k"), field("s"), field("t")) {
+            (Some("task"), Some(server), Some(upstream_id)) if self.server(server).is_some() => {
+                Ok(TaskRoute::Upstream {
+                    server: server.to_owned(),
+                    upstream_id: upstream_id.to_owned(),
+                })
+            }
+            (Some("own"), _, Some(id)) => Ok(TaskRoute::Owned { id: id.to_owned() }),
+            _ => Err(not_found()),
         }
-        Ok(TaskRoute {
-            server: server.to_owned(),
-            upstream_id: upstream_id.to_owned(),
-        })
+    }
+
+    /// The client's id for a gateway-made task.
+    pub(crate) fn seal_owned_task_id(&self, ctx: &ClientCtx, id: &str, ttl_ms: u64) -> String {
+        let payload = json!({ "k": "own", "t": id, "p": ctx.principal.binding() });
+        self.inner
+            .sealer
+            .seal(&payload, now_ms().saturating_add(ttl_ms))
     }
 
     /// Rewrites an upstream's `CreateTaskResult` (a `tools/call` answer with
@@ -164,7 +174,11 @@ pub(crate) fn lost_task(exposed_id: &str, error: &Error) -> Option<Value> {
 
 /// Now as RFC 3339 UTC with milliseconds.
 pub(crate) fn rfc3339_now() -> String {
-    let ms = now_ms();
+    rfc3339_at(now_ms())
+}
+
+/// A Unix time in milliseconds as RFC 3339 UTC with milliseconds.
+pub(crate) fn rfc3339_at(ms: u64) -> String {
     let secs = ms / 1000;
     let (days, rest) = (secs / 86_400, secs % 86_400);
     let (year, month, day) = civil_from_days(days as i64);

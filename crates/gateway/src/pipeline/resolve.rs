@@ -139,13 +139,19 @@ impl Gateway {
                     .get("taskId")
                     .and_then(Value::as_str)
                     .ok_or_else(crate::task_ext::not_found)?;
-                let task = self.open_task_id(ctx, exposed)?;
-                Target::Upstream(Route {
-                    server: task.server,
-                    name: task.upstream_id,
-                    exposed: exposed.to_owned(),
-                    kind: Kind::Tool,
-                })
+                match self.open_task_id(ctx, exposed)? {
+                    crate::task_ext::TaskRoute::Upstream {
+                        server,
+                        upstream_id,
+                    } => Target::Upstream(Route {
+                        server,
+                        name: upstream_id,
+                        exposed: exposed.to_owned(),
+                        kind: Kind::Tool,
+                    }),
+                    // Gateway-made: the terminal answers from the store.
+                    crate::task_ext::TaskRoute::Owned { .. } => Target::Gateway,
+                }
             }
             other => return Err(Error::MethodNotFound(other.to_owned())),
         })

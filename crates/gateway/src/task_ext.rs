@@ -155,7 +155,11 @@ pub(crate) fn lost_task(exposed_id: &str, error: &Error) -> Option<Value> {
         Error::Rpc(rpc) if rpc.code == switchboard_protocol::error::INVALID_PARAMS => {
             "the server that ran this task no longer knows it"
         }
-        Error::Rpc(rpc) if rpc.code == switchboard_protocol::error::gateway::UPSTREAM_UNAVAILABLE => {
+        // Gone (exited, unreachable): whatever it kept in memory went with it.
+        error
+            if error.to_rpc(switchboard_protocol::Era::Modern).code
+                == switchboard_protocol::error::gateway::UPSTREAM_UNAVAILABLE =>
+        {
             "the server that ran this task is unavailable"
         }
         _ => return None,

@@ -299,3 +299,31 @@ async fn cancelling_a_gateway_task_cancels_the_upstream_call() {
     let again = alice.task("tasks/cancel", &id).await.unwrap();
     assert_eq!(again["resultType"], "complete");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_whose_upstream_died_is_reported_failed() {
+    let gateway = spawn_gateway_http(GATEWAY, &config(r#"["stdio", "--tasks"]"#, ""))
+        .await
+        .unwrap();
+    let alice = Client::new(&gateway.url, ALICE, true);
+    let created = alice
+        .call("fx__slow_compute", json!({ "seconds": 60, "label": "doomed" }))
+        .await;
+    let id = created["taskId"].as_str().unwrap().to_owned();
+    // The upstream exits (the call itself is never answered): its tasks die with it.
+    let _ = alice.send("tools/call", json!({ "name": "fx__crash", "arguments": {} })).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match alice.task("tasks/get", &id).await {
+            Ok(task) if task["status"] == "failed" => {
+                assert!(task["error"]["message"].is_string(), "{task}");
+                assert_eq!(task["taskId"], id.as_str());
+                break;
+            }
+            Ok(task) => assert_eq!(task["status"], "working", "{task}"),
+            Err(error) => panic!("a lost task must read as failed, not {error}"),
+        }
+        assert!(tokio::time::Instant::now() < deadline, "still polling a dead task");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -133,17 +133,20 @@ fn bench(c: &mut Criterion) {
     let disk = Store::new(Db::open(Some(dir.path())).unwrap());
     let counter = AtomicU64::new(0);
     for (label, store) in [("memory", &memory), ("disk", &disk)] {
-        group.bench_function(format!("store ({label}): create + settle 1 KiB + get"), |b| {
-            b.iter(|| {
-                let n = counter.fetch_add(1, Ordering::Relaxed);
-                let id = format!("task-{n}");
-                store.create(&id, &record(n), n).unwrap();
-                store
-                    .settle(&id, "completed", Some(result_1k()), None, n)
-                    .unwrap();
-                black_box(store.get(&id, n).unwrap())
-            })
-        });
+        group.bench_function(
+            format!("store ({label}): create + settle 1 KiB + get"),
+            |b| {
+                b.iter(|| {
+                    let n = counter.fetch_add(1, Ordering::Relaxed);
+                    let id = format!("task-{n}");
+                    store.create(&id, &record(n), n).unwrap();
+                    store
+                        .settle(&id, "completed", Some(result_1k()), None, n)
+                        .unwrap();
+                    black_box(store.get(&id, n).unwrap())
+                })
+            },
+        );
     }
     group.finish();
 

@@ -254,7 +254,14 @@ impl Gateway {
                     gateway.forward(&owned, forward).await
                 };
                 match self
-                    .run_or_own(call.ctx, plan, &route.server, &route.name, cancel, call_future)
+                    .run_or_own(
+                        call.ctx,
+                        plan,
+                        &route.server,
+                        &route.name,
+                        cancel,
+                        call_future,
+                    )
                     .await?
                 {
                     crate::owned_tasks::Ran::Answer(result) => Ok(result),

@@ -21,7 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use redb::{ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _, TableDefinition};
+use redb::{
+    ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _, TableDefinition,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use switchboard_protocol::Era;
@@ -194,18 +196,32 @@ pub(crate) struct Plan {
 }
 
 /// What a finished call leaves in its record: status, result, error.
-pub fn outcome_record(outcome: Result<Value, Error>) -> (&'static str, Option<Value>, Option<Value>) {
+pub fn outcome_record(
+    outcome: Result<Value, Error>,
+) -> (&'static str, Option<Value>, Option<Value>) {
     match outcome {
-        Ok(result) if result.get("resultType").and_then(Value::as_str) == Some("input_required") => (
-            "failed",
-            None,
-            Some(json!({ "code": -32603, "message": "the call asked for input, which a gateway-made task cannot relay" })),
-        ),
+        Ok(result)
+            if result.get("resultType").and_then(Value::as_str) == Some("input_required") =>
+        {
+            (
+                "failed",
+                None,
+                Some(
+                    json!({ "code": -32603, "message": "the call asked for input, which a gateway-made task cannot relay" }),
+                ),
+            )
+        }
         Ok(result) => {
             let size = serde_json::to_vec(&result).map_or(usize::MAX, |bytes| bytes.len());
             if size > MAX_RESULT_BYTES {
-                let message = format!("the result ({size} bytes) exceeds the {MAX_RESULT_BYTES} bytes a task keeps");
-                ("failed", None, Some(json!({ "code": -32603, "message": message })))
+                let message = format!(
+                    "the result ({size} bytes) exceeds the {MAX_RESULT_BYTES} bytes a task keeps"
+                );
+                (
+                    "failed",
+                    None,
+                    Some(json!({ "code": -32603, "message": message })),
+                )
             } else {
                 ("completed", Some(result), None)
             }
@@ -213,7 +229,11 @@ pub fn outcome_record(outcome: Result<Value, Error>) -> (&'static str, Option<Va
         Err(Error::Cancelled) => ("cancelled", None, None),
         Err(error) => {
             let rpc = error.to_rpc(Era::Modern);
-            ("failed", None, Some(serde_json::to_value(rpc).unwrap_or_else(|_| json!({}))))
+            (
+                "failed",
+                None,
+                Some(serde_json::to_value(rpc).unwrap_or_else(|_| json!({}))),
+            )
         }
     }
 }
@@ -281,7 +301,12 @@ impl Gateway {
         self.spawn(async move {
             let _ = done_tx.send(call.await);
         });
-        let gone = || Error::Rpc(switchboard_protocol::RpcError::new(-32603, "the call ended without an answer"));
+        let gone = || {
+            Error::Rpc(switchboard_protocol::RpcError::new(
+                -32603,
+                "the call ended without an answer",
+            ))
+        };
         tokio::select! {
             outcome = &mut done => return outcome.unwrap_or_else(|_| Err(gone())).map(Ran::Answer),
             () = tokio::time::sleep(plan.after) => {}
@@ -345,7 +370,12 @@ impl Gateway {
         let store = self.owned_store();
         let record = store
             .get(id, now_ms())
-            .map_err(|error| Error::Rpc(switchboard_protocol::RpcError::new(-32603, error.to_string())))?
+            .map_err(|error| {
+                Error::Rpc(switchboard_protocol::RpcError::new(
+                    -32603,
+                    error.to_string(),
+                ))
+            })?
             .filter(|record| record.owner == ctx.principal.binding())
             .ok_or_else(task_ext::not_found)?;
         match method {
@@ -365,7 +395,12 @@ impl Gateway {
                 }
                 store
                     .settle(id, "cancelled", None, None, now_ms())
-                    .map_err(|error| Error::Rpc(switchboard_protocol::RpcError::new(-32603, error.to_string())))?;
+                    .map_err(|error| {
+                        Error::Rpc(switchboard_protocol::RpcError::new(
+                            -32603,
+                            error.to_string(),
+                        ))
+                    })?;
                 Ok(json!({}))
             }
             // A gateway-made task never asks for input: responses are for unknown keys,
@@ -417,6 +452,11 @@ mod tests {
         let huge = json!({ "content": [{ "type": "text", "text": "x".repeat(MAX_RESULT_BYTES) }] });
         let (status, result, error) = outcome_record(Ok(huge));
         assert_eq!((status, result.is_none()), ("failed", true));
-        assert!(error.unwrap()["message"].as_str().unwrap().contains("exceeds"));
+        assert!(
+            error.unwrap()["message"]
+                .as_str()
+                .unwrap()
+                .contains("exceeds")
+        );
     }
 }

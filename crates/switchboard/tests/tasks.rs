@@ -94,9 +94,12 @@ impl Client {
     }
 
     async fn call(&self, tool: &str, arguments: Value) -> Value {
-        self.send("tools/call", json!({ "name": tool, "arguments": arguments }))
-            .await
-            .unwrap_or_else(|error| panic!("{tool} failed: {error}"))
+        self.send(
+            "tools/call",
+            json!({ "name": tool, "arguments": arguments }),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{tool} failed: {error}"))
     }
 
     async fn task(&self, method: &str, id: &str) -> Result<Value, Value> {
@@ -150,7 +153,10 @@ async fn upstream_tasks_pass_through_bound_to_their_principal() {
 
     // Advertised because the upstream offers it.
     let discover = alice.send("server/discover", json!({})).await.unwrap();
-    assert!(discover["capabilities"]["extensions"][EXTENSION].is_object(), "{discover}");
+    assert!(
+        discover["capabilities"]["extensions"][EXTENSION].is_object(),
+        "{discover}"
+    );
 
     let created = alice
         .call("fx__slow_compute", json!({ "seconds": 1, "label": "pt" }))
@@ -170,18 +176,36 @@ async fn upstream_tasks_pass_through_bound_to_their_principal() {
         .task("tasks/get", "tasks-conformance-nonexistent-1")
         .await
         .expect_err("unknown id");
-    assert_not_found(bob.task("tasks/get", &id).await, &reference, "bob polls alice's task");
-    assert_not_found(bob.task("tasks/cancel", &id).await, &reference, "bob cancels alice's task");
-    assert_not_found(alice.task("tasks/get", &forge(&id)).await, &reference, "a forged id");
+    assert_not_found(
+        bob.task("tasks/get", &id).await,
+        &reference,
+        "bob polls alice's task",
+    );
+    assert_not_found(
+        bob.task("tasks/cancel", &id).await,
+        &reference,
+        "bob cancels alice's task",
+    );
+    assert_not_found(
+        alice.task("tasks/get", &forge(&id)).await,
+        &reference,
+        "a forged id",
+    );
 
     // Without the extension in the request: -32021 naming it.
-    let refused = plain.task("tasks/get", &id).await.expect_err("not negotiated");
+    let refused = plain
+        .task("tasks/get", &id)
+        .await
+        .expect_err("not negotiated");
     assert_eq!(refused["code"], -32021, "{refused}");
     assert!(refused["data"]["requiredCapabilities"]["extensions"][EXTENSION].is_object());
     let sync = plain
         .call("fx__slow_compute", json!({ "seconds": 0, "label": "sync" }))
         .await;
-    assert_eq!(sync["resultType"], "complete", "no task without the extension: {sync}");
+    assert_eq!(
+        sync["resultType"], "complete",
+        "no task without the extension: {sync}"
+    );
 
     // Input inside a task: surfaced by tasks/get, answered by tasks/update.
     let created = alice
@@ -194,10 +218,19 @@ async fn upstream_tasks_pass_through_bound_to_their_principal() {
         if task["status"] == "input_required" {
             break task;
         }
-        assert!(tokio::time::Instant::now() < deadline, "never asked: {task}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never asked: {task}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let key = asked["inputRequests"].as_object().unwrap().keys().next().unwrap().clone();
+    let key = asked["inputRequests"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
     let ack = alice
         .send(
             "tasks/update",
@@ -207,7 +240,10 @@ async fn upstream_tasks_pass_through_bound_to_their_principal() {
         .unwrap();
     assert_eq!(ack["resultType"], "complete");
     let done = alice.settled(&id, Duration::from_secs(10)).await;
-    assert_eq!(done["result"]["content"][0]["text"], "deleted a.txt", "{done}");
+    assert_eq!(
+        done["result"]["content"][0]["text"], "deleted a.txt",
+        "{done}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,7 +277,9 @@ async fn a_slow_call_becomes_a_gateway_task_that_outlives_its_connection_and_exp
         assert_eq!(created["status"], "working");
         assert_eq!(created["ttlMs"], 9000);
         // Durable before the answer: an immediate poll finds it.
-        let task = alice.task("tasks/get", created["taskId"].as_str().unwrap()).await;
+        let task = alice
+            .task("tasks/get", created["taskId"].as_str().unwrap())
+            .await;
         assert_eq!(task.unwrap()["status"], "working");
         created["taskId"].as_str().unwrap().to_owned()
         // The client (and its connections) goes away here.
@@ -258,8 +296,16 @@ async fn a_slow_call_becomes_a_gateway_task_that_outlives_its_connection_and_exp
         .await
         .expect_err("unknown id");
     let bob = Client::new(&gateway.url, BOB, true);
-    assert_not_found(bob.task("tasks/get", &id).await, &reference, "bob polls alice's task");
-    assert_not_found(alice.task("tasks/get", &forge(&id)).await, &reference, "a forged id");
+    assert_not_found(
+        bob.task("tasks/get", &id).await,
+        &reference,
+        "bob polls alice's task",
+    );
+    assert_not_found(
+        alice.task("tasks/get", &forge(&id)).await,
+        &reference,
+        "a forged id",
+    );
 
     // A plain call without the extension is never a task: it just waits.
     let plain = Client::new(&gateway.url, ALICE, false);
@@ -269,7 +315,11 @@ async fn a_slow_call_becomes_a_gateway_task_that_outlives_its_connection_and_exp
     // Past the TTL the task and its result are gone, with the same answer.
     let expiry = Duration::from_millis(9000 + 1500);
     tokio::time::sleep(expiry.saturating_sub(created_at.elapsed())).await;
-    assert_not_found(alice.task("tasks/get", &id).await, &reference, "an expired task");
+    assert_not_found(
+        alice.task("tasks/get", &id).await,
+        &reference,
+        "an expired task",
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -292,7 +342,10 @@ async fn cancelling_a_gateway_task_cancels_the_upstream_call() {
         if stats["structuredContent"]["cancelled"].as_u64() >= Some(1) {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "upstream never cancelled: {stats}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "upstream never cancelled: {stats}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Cancelling again (terminal) is the same empty ack.
@@ -307,11 +360,19 @@ async fn a_task_whose_upstream_died_is_reported_failed() {
         .unwrap();
     let alice = Client::new(&gateway.url, ALICE, true);
     let created = alice
-        .call("fx__slow_compute", json!({ "seconds": 60, "label": "doomed" }))
+        .call(
+            "fx__slow_compute",
+            json!({ "seconds": 60, "label": "doomed" }),
+        )
         .await;
     let id = created["taskId"].as_str().unwrap().to_owned();
     // The upstream exits (the call itself is never answered): its tasks die with it.
-    let _ = alice.send("tools/call", json!({ "name": "fx__crash", "arguments": {} })).await;
+    let _ = alice
+        .send(
+            "tools/call",
+            json!({ "name": "fx__crash", "arguments": {} }),
+        )
+        .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         match alice.task("tasks/get", &id).await {
@@ -323,7 +384,10 @@ async fn a_task_whose_upstream_died_is_reported_failed() {
             Ok(task) => assert_eq!(task["status"], "working", "{task}"),
             Err(error) => panic!("a lost task must read as failed, not {error}"),
         }
-        assert!(tokio::time::Instant::now() < deadline, "still polling a dead task");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still polling a dead task"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

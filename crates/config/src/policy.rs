@@ -92,6 +92,12 @@ pub struct ToolPolicy {
     pub cache_ttl: Option<Duration>,
     /// Large JSON text in this tool's results is compacted losslessly (opt-in).
     pub compact: bool,
+    /// A call still running after this long becomes a task owned by the gateway, for
+    /// clients that declared the tasks extension (opt-in; the tool name `*` covers every
+    /// tool of the server).
+    pub task_after: Option<Duration>,
+    /// How long a gateway-made task and its result are kept (default one hour).
+    pub task_ttl: Option<Duration>,
 }
 
 /// Everything about keeping one server healthy.
@@ -249,6 +255,8 @@ pub(crate) struct RawTool {
     retries: Option<u32>,
     cache_ttl_ms: Option<u64>,
     compact: Option<bool>,
+    task_after_ms: Option<u64>,
+    task_ttl_ms: Option<u64>,
 }
 
 /// The policy keys of `[servers.NAME]` (flattened into the server table by the caller).
@@ -405,6 +413,8 @@ pub(crate) fn validate(raw: RawPolicy, path: &KeyPath) -> Result<ServerPolicy, P
             },
             cache_ttl: millis(tool.0.cache_ttl_ms, &tool_path.key("cache_ttl_ms"))?,
             compact: tool.0.compact.unwrap_or(false),
+            task_after: millis(tool.0.task_after_ms, &tool_path.key("task_after_ms"))?,
+            task_ttl: millis(tool.0.task_ttl_ms, &tool_path.key("task_ttl_ms"))?,
         };
         tools.insert(name, policy);
     }

@@ -97,6 +97,21 @@ impl Gateway {
                 "ping" | "subscriptions/listen" => Ok(Reply::Value(json!({}))),
                 "server/discover" => Ok(Reply::Value(self.discover_result())),
                 "logging/setLevel" => self.set_level(ctx, &call.params).await.map(Reply::Value),
+                method if crate::task_ext::METHODS.contains(&method) => {
+                    // A gateway-made task (resolve checked the negotiation).
+                    let exposed = call
+                        .params
+                        .get("taskId")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let crate::task_ext::TaskRoute::Owned { id } =
+                        self.open_task_id(ctx, exposed)?
+                    else {
+                        return Err(crate::task_ext::not_found());
+                    };
+                    self.owned_task_method(ctx, method, exposed, &id)
+                        .map(Reply::Value)
+                }
                 other => Err(Error::MethodNotFound(other.to_owned())),
             },
             Target::Upstream(_) => self.call_upstream(call).await.map(Reply::Value),
@@ -198,6 +213,9 @@ impl Gateway {
             "resources/read" | "resources/subscribe" | "resources/unsubscribe" => {
                 params["uri"] = Value::String(route.name.clone());
             }
+            "tasks/get" | "tasks/update" | "tasks/cancel" => {
+                params["taskId"] = Value::String(route.name.clone());
+            }
             "completion/complete" => {
                 let key = match route.kind {
                     crate::error::Kind::Prompt => "name",
@@ -215,13 +233,64 @@ impl Gateway {
             // Shared with every other holder of the URI (`subscriptions.rs`).
             return Ok(held);
         }
-        let forward = Forward {
-            server: &route.server,
-            method: call.method,
-            params,
-            headers,
+        let is_task_method = crate::task_ext::METHODS.contains(&call.method);
+        let plan = self.task_plan(call.ctx, call.method, &route.server, &route.name);
+        let forwarded = match plan {
+            // May become a gateway-made task: the call runs on its own, cancelled by its
+            // own token (the client's until the threshold, then `tasks/cancel`).
+            Some(plan) => {
+                let cancel = tokio_util::sync::CancellationToken::new();
+                let mut owned = call.ctx.clone();
+                owned.cancel = cancel.clone();
+                let gateway = self.clone();
+                let server = route.server.clone();
+                let call_future = async move {
+                    let forward = Forward {
+                        server: &server,
+                        method: "tools/call",
+                        params,
+                        headers,
+                    };
+                    gateway.forward(&owned, forward).await
+                };
+                match self
+                    .run_or_own(
+                        call.ctx,
+                        plan,
+                        &route.server,
+                        &route.name,
+                        cancel,
+                        call_future,
+                    )
+                    .await?
+                {
+                    crate::owned_tasks::Ran::Answer(result) => Ok(result),
+                    crate::owned_tasks::Ran::Made(created) => return Ok(created),
+                }
+            }
+            None => {
+                let forward = Forward {
+                    server: &route.server,
+                    method: call.method,
+                    params,
+                    headers,
+                };
+                self.forward(call.ctx, forward).await
+            }
         };
-        let mut result = self.forward(call.ctx, forward).await?;
+        let mut result = match forwarded {
+            Ok(result) => result,
+            Err(error) if call.method == "tasks/get" => {
+                // The owning upstream lost the task or is gone: failed, not polled forever.
+                crate::task_ext::lost_task(&route.exposed, &error).ok_or(error)?
+            }
+            Err(error) => return Err(error),
+        };
+        if is_task_method {
+            crate::task_ext::expose_task_answer(&route.exposed, &mut result);
+        } else if call.method == "tools/call" {
+            self.expose_created_task(call.ctx, &route.server, &mut result);
+        }
         expose_result_uris(&catalog, call.method, &route.server, &mut result);
         Ok(result)
     }

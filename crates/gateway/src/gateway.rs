@@ -104,6 +104,8 @@ pub(crate) struct Inner {
     pub(crate) era_cache: EraCache,
     pub(crate) sealer: Sealer,
     pub(crate) parked: Mutex<HashMap<String, Parked>>,
+    /// Gateway-made tasks whose call still runs (`owned_tasks`).
+    pub(crate) owned_tasks: crate::owned_tasks::Running,
     pub(crate) signals: mpsc::Sender<ServerSignal>,
     pub(crate) shutdown: CancellationToken,
     /// The capability registry: every server's lists, versions, approvals
@@ -266,6 +268,7 @@ impl Gateway {
             era_cache: EraCache::new(),
             sealer,
             parked: Mutex::new(HashMap::new()),
+            owned_tasks: Default::default(),
             signals: signals_tx,
             shutdown: CancellationToken::new(),
             registry,
@@ -509,13 +512,18 @@ impl Gateway {
 
     /// The capabilities switchboard declares to clients.
     pub fn capabilities(&self) -> Value {
-        json!({
+        let mut capabilities = json!({
             "tools": { "listChanged": true },
             "prompts": { "listChanged": true },
             "resources": { "subscribe": true, "listChanged": true },
             "completions": {},
             "logging": {},
-        })
+        });
+        // The tasks extension is passed through, so offered only when an upstream does.
+        if self.tasks_offered() {
+            capabilities["extensions"] = json!({ crate::task_ext::EXTENSION: {} });
+        }
+        capabilities
     }
 
     pub fn server_info(&self) -> Value {

@@ -74,6 +74,7 @@ pub(crate) fn modern_meta(params: Option<&Value>) -> Result<ModernMeta, RpcError
 
 /// Methods the modern era defines: anything else (including the removed `initialize`,
 /// `ping`, `logging/setLevel` and `resources/(un)subscribe`) is -32601, and 404 over HTTP.
+/// The tasks extension's methods are routed (the pipeline checks the negotiation).
 pub(crate) fn is_modern_method(method: &str) -> bool {
     matches!(
         method,
@@ -87,7 +88,7 @@ pub(crate) fn is_modern_method(method: &str) -> bool {
             | "resources/read"
             | "completion/complete"
             | "subscriptions/listen"
-    )
+    ) || crate::task_ext::METHODS.contains(&method)
 }
 
 /// Legacy sessions set their log level once (`logging/setLevel`); modern servers take it

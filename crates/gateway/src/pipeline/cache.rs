@@ -3,9 +3,9 @@
 //! **What is cached.** Opt-in per tool: `[servers.NAME.tools.TOOL] cache_ttl_ms`, or
 //! every tool the server marks `readOnlyHint` when the server is trusted with its
 //! annotations (`trust_annotations = true` and `cache_read_only_ms`). Only successful,
-//! complete results: not `isError`, not `input_required`, and never a call that carries
-//! MRTR state (`requestState`, `inputResponses`), whose result depends on more than its
-//! arguments. An upstream's caching hints are respected: `ttlMs` shortens the TTL (`0`:
+//! complete results: not `isError`, not `input_required`, not a task (`resultType:
+//! "task"`: its id is one task's), and never a call that carries MRTR state
+//! (`requestState`, `inputResponses`), whose result depends on more than its arguments. An upstream's caching hints are respected: `ttlMs` shortens the TTL (`0`:
 //! not cached), `cacheScope` chooses who may share the entry.
 //!
 //! **Key.** Scope, the caller's era, server, the server's version in the call's snapshot
@@ -217,7 +217,10 @@ impl ResultCache {
             return;
         };
         if object.get("isError").and_then(Value::as_bool) == Some(true)
-            || object.get("resultType").and_then(Value::as_str) == Some("input_required")
+            || matches!(
+                object.get("resultType").and_then(Value::as_str),
+                Some("input_required" | "task")
+            )
         {
             return;
         }

@@ -130,6 +130,29 @@ impl Gateway {
                     }
                 }
             }
+            method if crate::task_ext::METHODS.contains(&method) => {
+                // The tasks extension: negotiated per request; the id names its server.
+                if !crate::task_ext::declared(ctx) {
+                    return Err(crate::task_ext::missing_extension());
+                }
+                let exposed = params
+                    .get("taskId")
+                    .and_then(Value::as_str)
+                    .ok_or_else(crate::task_ext::not_found)?;
+                match self.open_task_id(ctx, exposed)? {
+                    crate::task_ext::TaskRoute::Upstream {
+                        server,
+                        upstream_id,
+                    } => Target::Upstream(Route {
+                        server,
+                        name: upstream_id,
+                        exposed: exposed.to_owned(),
+                        kind: Kind::Tool,
+                    }),
+                    // Gateway-made: the terminal answers from the store.
+                    crate::task_ext::TaskRoute::Owned { .. } => Target::Gateway,
+                }
+            }
             other => return Err(Error::MethodNotFound(other.to_owned())),
         })
     }

@@ -86,6 +86,19 @@ impl Server {
         status.since = Instant::now();
     }
 
+    /// Whether the server's handshake offers the protocol extension `name` (under
+    /// `capabilities.extensions`).
+    pub fn offers_extension(&self, name: &str) -> bool {
+        self.instances.lock().iter().any(|i| {
+            i.upstream
+                .handshake()
+                .capabilities
+                .get("extensions")
+                .and_then(|extensions| extensions.get(name))
+                .is_some()
+        })
+    }
+
     /// The server's own instructions, from its handshake (never a tenant's instance's:
     /// what that one says may be the tenant's).
     pub fn instructions(&self) -> Option<String> {

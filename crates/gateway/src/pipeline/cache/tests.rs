@@ -79,6 +79,7 @@ async fn stores_successes_within_their_hints_and_expires_them() {
     for result in [
         json!({ "content": [], "isError": true }),
         json!({ "resultType": "input_required", "inputRequests": {} }),
+        json!({ "resultType": "task", "taskId": "t", "status": "working", "ttlMs": 60000 }),
         json!({ "content": [], "ttlMs": 0 }),
         json!({ "content": [], "ttlMs": -5 }),
         json!({ "content": [{ "type": "text", "text": "x".repeat(MAX_ENTRY_BYTES as usize) }] }),

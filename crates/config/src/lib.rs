@@ -10,6 +10,7 @@
 //! protocol.
 
 mod access;
+mod agent;
 mod approvals;
 mod audit;
 mod decode;
@@ -35,6 +36,7 @@ pub use access::{
     AccessSettings, ApiKey, ArgumentRule, ConcurrencyCap, DailyBudget, Effect, Glob, Globs, JwtKey,
     JwtSettings, LimitScope, RateLimit, SecretHash, StdioIdentity, Visibility,
 };
+pub use agent::AgentSettings;
 pub use approvals::{AnnotationMatch, ApprovalRule, ApprovalSettings, Approver};
 pub use audit::{AuditExport, AuditKey, AuditSettings, SigningSeed};
 pub use error::{ConfigError, ConfigWarning};
@@ -113,6 +115,7 @@ pub fn parse_with_env(
         approvals: validated.approvals,
         secrets: validated.secrets,
         telemetry: validated.telemetry,
+        agent: validated.agent,
         source: ConfigSource {
             path: path.map(Path::to_path_buf),
             format,

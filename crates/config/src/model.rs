@@ -40,6 +40,8 @@ pub struct Config {
     /// OpenTelemetry traces over OTLP (`[telemetry]`); `None`: nothing traced, at no cost.
     /// Read at start only (a reload does not change it).
     pub telemetry: Option<crate::telemetry::TelemetrySettings>,
+    /// The router agent's model endpoint (`[agent]`); `None`: no agent (`/query` says so).
+    pub agent: Option<crate::agent::AgentSettings>,
     /// Where this configuration was read from.
     pub source: ConfigSource,
     /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.

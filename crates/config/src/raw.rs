@@ -30,6 +30,7 @@ pub(crate) struct RawNative {
     pub(crate) approvals: Option<Table<crate::approvals::RawApprovals>>,
     pub(crate) secrets: Option<Table<crate::vault::RawSecrets>>,
     pub(crate) telemetry: Option<Table<crate::telemetry::RawTelemetry>>,
+    pub(crate) agent: Option<Table<crate::agent::RawAgent>>,
 }
 
 /// `[gateway]`; also `"switchboard": { "gateway": ... }` in `.mcp.json`.

@@ -35,6 +35,7 @@ pub(crate) struct Validated {
     pub(crate) approvals: Option<crate::approvals::ApprovalSettings>,
     pub(crate) secrets: Option<crate::vault::SecretsSettings>,
     pub(crate) telemetry: Option<crate::telemetry::TelemetrySettings>,
+    pub(crate) agent: Option<crate::agent::AgentSettings>,
 }
 
 /// How a format spells the keys that differ between formats.
@@ -235,6 +236,10 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
         .telemetry
         .map(|table| crate::telemetry::validate(table.0, &root.key("telemetry"), env))
         .transpose()?;
+    let agent = raw
+        .agent
+        .map(|table| crate::agent::validate(table.0, &root.key("agent"), env))
+        .transpose()?;
     let mut validated = document(raw.gateway.0, raw.listen.0, servers, &root, &NATIVE, env)?;
     if let Some(access) = &access {
         known_tenants(&validated.servers, access)?;
@@ -246,6 +251,7 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
     validated.approvals = approvals;
     validated.secrets = secrets;
     validated.telemetry = telemetry;
+    validated.agent = agent;
     Ok(validated)
 }
 
@@ -356,6 +362,7 @@ fn document(
         approvals: None,
         secrets: None,
         telemetry: None,
+        agent: None,
     })
 }
 

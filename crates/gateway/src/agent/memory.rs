@@ -217,6 +217,7 @@ fn write(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use redb::ReadableTableMetadata as _;
 
     #[tokio::test]
     async fn keeps_the_newest_and_isolates_principals() {

@@ -16,7 +16,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::json;
 use switchboard_config::ConfigFormat;
 use switchboard_gateway::Gateway;
-use switchboard_testkit::llm::{ScriptedLlm, Scripted, calls, text};
+use switchboard_testkit::llm::{Scripted, ScriptedLlm, calls, text};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -67,12 +67,7 @@ fn agent(c: &mut Criterion) {
     let gateway = runtime
         .block_on(Gateway::start(&config(&llm)))
         .expect("gateway starts");
-    let one_tool = || {
-        vec![
-            calls(&[("fx__add", json!({ "a": 2, "b": 3 }))]),
-            text("5"),
-        ]
-    };
+    let one_tool = || vec![calls(&[("fx__add", json!({ "a": 2, "b": 3 }))]), text("5")];
     runtime.block_on(overhead(&gateway, &llm, one_tool()));
     let mut group = c.benchmark_group("agent");
     group.measurement_time(Duration::from_secs(8));

@@ -36,7 +36,8 @@ fn locate() -> Option<Tools> {
     let dir = std::env::var_os("SWITCHBOARD_TOOLS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(&std::env::var_os("HOME").unwrap_or_default()).join(".cache/switchboard/tools")
+            Path::new(&std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/switchboard/tools")
         });
     let found = (|| -> Result<Tools, String> {
         let env_file = dir.join("tools.env");
@@ -54,7 +55,10 @@ fn locate() -> Option<Tools> {
         Ok(Tools {
             node: path("INTEROP_NODE", PathBuf::from("/nonexistent"))?,
             modules: path("INTEROP_LLM_MODULES", dir.join("llm/node_modules"))?,
-            model: path("INTEROP_LLM_MODEL", dir.join("llm/gemma-3-270m-q4_k_m.gguf"))?,
+            model: path(
+                "INTEROP_LLM_MODEL",
+                dir.join("llm/gemma-3-270m-q4_k_m.gguf"),
+            )?,
         })
     })();
     match found {
@@ -157,7 +161,10 @@ async fn interop_agent_round_trip_with_a_real_small_model() {
             answer["answer"]
         );
     }
-    eprintln!("real model routing: {right} of {} chose the expected tool", cases.len());
+    eprintln!(
+        "real model routing: {right} of {} chose the expected tool",
+        cases.len()
+    );
     drop(gateway);
     let _ = server.kill().await;
 }

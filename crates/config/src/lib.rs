@@ -10,6 +10,7 @@
 //! protocol.
 
 mod access;
+mod agent;
 mod approvals;
 mod audit;
 mod cluster;
@@ -36,6 +37,7 @@ pub use access::{
     AccessSettings, ApiKey, ArgumentRule, ConcurrencyCap, DailyBudget, Effect, Glob, Globs, JwtKey,
     JwtSettings, LimitScope, RateLimit, SecretHash, StdioIdentity, Visibility,
 };
+pub use agent::AgentSettings;
 pub use approvals::{AnnotationMatch, ApprovalRule, ApprovalSettings, Approver};
 pub use audit::{AuditExport, AuditKey, AuditSettings, SigningSeed};
 pub use cluster::ClusterSettings;
@@ -116,6 +118,7 @@ pub fn parse_with_env(
         secrets: validated.secrets,
         telemetry: validated.telemetry,
         cluster: validated.cluster,
+        agent: validated.agent,
         source: ConfigSource {
             path: path.map(Path::to_path_buf),
             format,

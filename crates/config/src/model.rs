@@ -43,6 +43,8 @@ pub struct Config {
     /// Several replicas over one Redis (`[cluster]`); `None`: one process, embedded store.
     /// Read at start only.
     pub cluster: Option<crate::cluster::ClusterSettings>,
+    /// The router agent's model endpoint (`[agent]`); `None`: no agent (`/query` says so).
+    pub agent: Option<crate::agent::AgentSettings>,
     /// Where this configuration was read from.
     pub source: ConfigSource,
     /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.

@@ -31,6 +31,7 @@ pub(crate) struct RawNative {
     pub(crate) secrets: Option<Table<crate::vault::RawSecrets>>,
     pub(crate) telemetry: Option<Table<crate::telemetry::RawTelemetry>>,
     pub(crate) cluster: Option<Table<crate::cluster::RawCluster>>,
+    pub(crate) agent: Option<Table<crate::agent::RawAgent>>,
 }
 
 /// `[gateway]`; also `"switchboard": { "gateway": ... }` in `.mcp.json`.

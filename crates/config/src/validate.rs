@@ -36,6 +36,7 @@ pub(crate) struct Validated {
     pub(crate) secrets: Option<crate::vault::SecretsSettings>,
     pub(crate) telemetry: Option<crate::telemetry::TelemetrySettings>,
     pub(crate) cluster: Option<crate::cluster::ClusterSettings>,
+    pub(crate) agent: Option<crate::agent::AgentSettings>,
 }
 
 /// How a format spells the keys that differ between formats.
@@ -240,6 +241,10 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
         .cluster
         .map(|table| crate::cluster::validate(table.0, &root.key("cluster"), env))
         .transpose()?;
+    let agent = raw
+        .agent
+        .map(|table| crate::agent::validate(table.0, &root.key("agent"), env))
+        .transpose()?;
     let mut validated = document(raw.gateway.0, raw.listen.0, servers, &root, &NATIVE, env)?;
     if let Some(access) = &access {
         known_tenants(&validated.servers, access)?;
@@ -252,6 +257,7 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
     validated.secrets = secrets;
     validated.telemetry = telemetry;
     validated.cluster = cluster;
+    validated.agent = agent;
     Ok(validated)
 }
 
@@ -363,6 +369,7 @@ fn document(
         secrets: None,
         telemetry: None,
         cluster: None,
+        agent: None,
     })
 }
 

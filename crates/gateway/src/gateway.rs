@@ -151,6 +151,8 @@ pub(crate) struct Inner {
     pub(crate) readiness: crate::readiness::Flags,
     /// The encrypted secret store (`[secrets]`, `vault/`); `None` without the section.
     pub(crate) vault: Option<Arc<crate::vault::Vault>>,
+    /// The router agent (`[agent]`, `agent/`); `None` without the section.
+    pub(crate) agent: Option<Arc<crate::agent::Agent>>,
 }
 
 /// The gateway could not start.
@@ -166,6 +168,8 @@ pub enum StartError {
     Vault(#[from] crate::vault::VaultError),
     #[error(transparent)]
     Telemetry(#[from] crate::telemetry::TelemetryError),
+    #[error("agent: {0}")]
+    Agent(#[from] crate::agent::llm::LlmError),
 }
 
 /// The gateway. Cheap to clone; all clones share one state.
@@ -259,7 +263,12 @@ impl Gateway {
         };
         let (chain_parts, chain) =
             crate::pipeline::chain::declared(config, steps, &metrics, &db, secrets.as_ref())?;
+        let agent = match &config.agent {
+            Some(settings) => Some(Arc::new(crate::agent::Agent::new(settings, db.clone())?)),
+            None => None,
+        };
         let inner = Arc::new(Inner {
+            agent,
             settings: config.gateway.clone(),
             servers: RwLock::new(BTreeMap::new()),
             retiring: Default::default(),

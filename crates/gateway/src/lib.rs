@@ -14,6 +14,7 @@
 //!   (with a deadline) or the gateway's shutdown token.
 
 pub mod access;
+pub mod agent;
 pub mod audit;
 mod bridge;
 pub mod catalog;

@@ -58,6 +58,16 @@ fn definition(name: &str) -> Option<Value> {
                 &["name", "package"],
             ),
         ),
+        "ask" => (
+            "Ask the gateway's agent: a plain-language request answered with the tools you may use \
+             (it picks and calls them, in parallel where it can). Returns the answer and a trace of \
+             the tool calls. Give conversation_id to continue a conversation.",
+            object(
+                json!({ "query": { "type": "string", "description": "What to do, in plain words" },
+                        "conversation_id": { "type": "string" } }),
+                &["query"],
+            ),
+        ),
         "set_secret" => (
             "Store a secret, encrypted, for server definitions to reference as ${secret:NAME} \
              (used by instances started afterwards). Admins only; the value is never shown again.",
@@ -112,8 +122,10 @@ impl Gateway {
 
     /// The meta-tools this client sees: the enabled ones, if it sees any.
     pub(crate) fn meta_tool_definitions(&self, ctx: &ClientCtx) -> Vec<Value> {
+        // `switchboard__ask` is offered to every client while `[agent]` is configured.
+        let ask = self.agent().is_some().then(|| definition("ask")).flatten();
         if !ctx.meta_tools {
-            return Vec::new();
+            return ask.into_iter().collect();
         }
         self.inner
             .settings
@@ -121,6 +133,7 @@ impl Gateway {
             .iter()
             .filter(|name| self.may_use_meta_tool(ctx, name))
             .filter_map(|name| definition(name))
+            .chain(ask)
             .collect()
     }
 
@@ -132,6 +145,9 @@ impl Gateway {
             return Some(name);
         }
         let short = name.strip_prefix(PREFIX)?;
+        if short == "ask" {
+            return self.agent().is_some().then_some(short);
+        }
         (ctx.meta_tools
             && self.inner.settings.meta_tools.iter().any(|t| t == short)
             && self.may_use_meta_tool(ctx, short))
@@ -214,6 +230,15 @@ impl Gateway {
                     .map(crate::reply::Reply::into_value)
             }
             "install_server" => self.install_server(arguments).await,
+            "ask" => {
+                let query = string_arg(arguments, "query")?;
+                let conversation = arguments.get("conversation_id").and_then(Value::as_str);
+                let agent_ctx = crate::agent::agent_ctx(ctx.principal.clone(), ctx.cancel.clone());
+                match Box::pin(self.ask(&agent_ctx, query, conversation)).await {
+                    Ok(answer) => ok(answer.to_json()),
+                    Err(error) => failed(error.to_string()),
+                }
+            }
             "set_secret" => {
                 let name = string_arg(arguments, "name")?;
                 let value = string_arg(arguments, "value")?;

@@ -612,6 +612,9 @@ impl crate::Gateway {
         self.inner.registry.register_metrics(&mut registry);
         self.register_server_gauges(&mut registry);
         self.register_approvals_gauge(&mut registry);
+        if let Some(agent) = self.agent() {
+            agent.metrics.register(&mut registry);
+        }
         let status = self.config_status();
         registry.register(
             "switchboard_config_valid",

@@ -80,6 +80,20 @@ enum Command {
         #[command(subcommand)]
         command: ToolsCommand,
     },
+    /// Ask the router agent (`[agent]`) in plain words; prints the answer, or with
+    /// `--json` the answer and its trace of tool calls.
+    Ask {
+        /// What to do, in plain words.
+        query: String,
+        #[arg(long, env = "SWITCHBOARD_CONFIG")]
+        config: PathBuf,
+        /// Continue this conversation (needs `state_dir` to outlive this run).
+        #[arg(long)]
+        conversation: Option<String>,
+        /// Print the whole answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Validate a configuration file without running anything.
     CheckConfig { config: PathBuf },
     /// Read the tamper-evident audit log: verify, tail, keygen.
@@ -319,7 +333,7 @@ fn main() -> ExitCode {
     }
     if matches!(
         cli.command,
-        Command::Serve { .. } | Command::Stdio { .. } | Command::Tools { .. }
+        Command::Serve { .. } | Command::Stdio { .. } | Command::Tools { .. } | Command::Ask { .. }
     ) {
         // Before the runtime: the guardian is forked while we have one thread.
         if let Err(error) = switchboard_upstream::guardian::start() {
@@ -403,6 +417,36 @@ async fn run(command: Command, max_config_bytes: u64) -> anyhow::Result<()> {
                 }
             }
             gateway.shutdown().await;
+            Ok(())
+        }
+        Command::Ask {
+            query,
+            config,
+            conversation,
+            json,
+        } => {
+            let (loaded, _) = load(&config, max_config_bytes)?;
+            let gateway = Gateway::start(&loaded).await?;
+            let answer = gateway.ask_local(&query, conversation.as_deref()).await;
+            gateway.shutdown().await;
+            let answer = answer.map_err(|error| anyhow::anyhow!("{error}"))?;
+            if json {
+                println!("{}", answer.to_json());
+            } else {
+                match &answer.answer {
+                    Some(text) => println!("{text}"),
+                    None => println!("{}", answer.to_json()["unsynthesized"]),
+                }
+                for call in &answer.tool_calls {
+                    eprintln!(
+                        "  {}/{} {} ({} ms)",
+                        call.server,
+                        call.tool,
+                        call.outcome,
+                        call.duration.as_millis()
+                    );
+                }
+            }
             Ok(())
         }
         Command::Stdio {

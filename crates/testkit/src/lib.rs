@@ -5,6 +5,7 @@
 //! drop, so a failing test leaves nothing behind.
 
 pub mod client;
+pub mod llm;
 pub mod process;
 
 pub use client::{Client, Exchange, Face, LegacyHttp, ModernHttp, Stdio};

@@ -39,7 +39,8 @@ pub fn app(gateway: Gateway, listen: &ListenSettings) -> Router {
     let mut app = super::http::router(gateway.clone(), listen)
         .merge(metrics)
         .merge(super::ws::router(gateway.clone(), listen))
-        .merge(super::probes::router(gateway.clone()));
+        .merge(super::probes::router(gateway.clone()))
+        .merge(super::agent::router(gateway.clone(), listen));
     if let Some(admin) = super::admin::router(gateway, listen) {
         let admin = admin.layer(middleware::from_fn_with_state(
             Arc::new(OriginPolicy::new(listen)),

@@ -6,6 +6,7 @@ mod admin_approvals;
 mod admin_audit;
 mod admin_registry;
 mod admin_secrets;
+mod agent;
 mod app;
 mod console;
 pub mod http;

@@ -47,7 +47,7 @@ struct Shared {
 
 /// The stdio client's principal: the one `[access.stdio]` names (default: the local
 /// user), or an anonymous one without `[access]`.
-fn stdio_principal(gateway: &Gateway) -> Principal {
+pub(crate) fn stdio_principal(gateway: &Gateway) -> Principal {
     let peer = Peer {
         addr: None,
         user: std::env::var("USER").ok(),

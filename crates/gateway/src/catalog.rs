@@ -87,7 +87,11 @@ impl Entry {
     /// name key is a bug (it would give the upstream's name, not the exposed one): use
     /// [`Entry::name`].
     pub fn get(&self, field: &str) -> Option<&Value> {
-        debug_assert_ne!(field, self.listing.key(), "Entry::get of the name: use Entry::name");
+        debug_assert_ne!(
+            field,
+            self.listing.key(),
+            "Entry::get of the name: use Entry::name"
+        );
         self.upstream().get(field)
     }
 

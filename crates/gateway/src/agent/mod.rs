@@ -363,9 +363,7 @@ impl Gateway {
         let mut visible = Vec::new();
         for (position, tool) in catalog.tools.iter().enumerate() {
             let server = catalog.tool_owner(position);
-            let Some(exposed) = tool.get("name").and_then(Value::as_str) else {
-                continue;
-            };
+            let exposed = tool.name();
             if view
                 .as_ref()
                 .is_some_and(|v| !v.admits(crate::catalog::Listing::Tools, server, exposed))
@@ -383,10 +381,7 @@ impl Gateway {
                 .map(|(rank, f)| (f.name.as_str(), rank))
                 .collect();
             let rank_of = |position: &usize| {
-                catalog.tools[*position]
-                    .get("name")
-                    .and_then(Value::as_str)
-                    .and_then(|name| rank.get(name).copied())
+                rank.get(catalog.tools[*position].name()).copied()
             };
             visible.retain(|position| rank_of(position).is_some());
             visible.sort_by_key(|position| rank_of(position));
@@ -395,7 +390,7 @@ impl Gateway {
             .into_iter()
             .filter_map(|position| {
                 let tool = &catalog.tools[position];
-                let exposed = tool.get("name")?.as_str()?.to_owned();
+                let exposed = tool.name().to_owned();
                 let target = catalog.resolve_tool(&exposed)?;
                 Some(Offered {
                     server: catalog.tool_owner(position).to_owned(),

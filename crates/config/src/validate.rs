@@ -71,6 +71,8 @@ struct ServerFields {
     auto_approve: Vec<String>,
     /// `tenants` (native format only).
     tenants: Option<UniqueMap<Table<crate::tenants::RawTenantCredentials>>>,
+    /// `group` (native format only).
+    group: Option<String>,
 }
 
 /// The keys that decide and describe the transport.
@@ -131,6 +133,7 @@ impl From<RawNativeServer> for ServerFields {
             },
             auto_approve: Vec::new(),
             tenants: raw.tenants,
+            group: raw.group,
         }
     }
 }
@@ -195,6 +198,7 @@ fn mcp_server(
         policy: crate::policy::RawPolicy::default(),
         auto_approve,
         tenants: None,
+        group: None,
     })
 }
 
@@ -340,6 +344,7 @@ fn document(
             ServerName::new(name).map_err(|error| Problem::new(path.clone(), error.to_string()))?;
         servers.insert(name, server(fields, &path, dialect, env)?);
     }
+    groups_apart(&servers, &servers_path)?;
 
     if gateway.passthrough && servers.len() != 1 {
         return Err(Problem::new(
@@ -364,6 +369,24 @@ fn document(
         telemetry: None,
         cluster: None,
     })
+}
+
+/// A failover group's name is the prefix its tools are listed under, so it must not be a
+/// server's name too (every member exists: membership is declared on the member).
+fn groups_apart(servers: &BTreeMap<ServerName, ServerSpec>, path: &KeyPath) -> Result<(), Problem> {
+    for (name, spec) in servers {
+        if let Some(group) = &spec.group
+            && servers.keys().any(|other| other.as_str() == group)
+        {
+            return Err(Problem::new(
+                path.key(name.as_str()).key("group"),
+                format!(
+                    "group `{group}` has the name of a server: group and server names share one namespace"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn gateway(
@@ -592,6 +615,14 @@ fn server(
             "a disabled server (`enabled = false`) cannot be `required`",
         ));
     }
+    let group = fields
+        .group
+        .map(|group| {
+            ServerName::new(group)
+                .map(|name| name.as_str().to_owned())
+                .map_err(|error| Problem::new(path.key("group"), error.to_string()))
+        })
+        .transpose()?;
     let transport = transport(fields.transport, path, dialect, env)?;
     let policy = crate::policy::validate(fields.policy, path)?;
     let tenants = crate::tenants::validate(fields.tenants, &transport, policy.sharing, path, env)?;
@@ -606,6 +637,7 @@ fn server(
         policy,
         auto_approve: fields.auto_approve,
         tenants,
+        group,
     })
 }
 

@@ -221,9 +221,53 @@ impl Gateway {
             params,
             headers,
         };
-        let mut result = self.forward(call.ctx, forward).await?;
+        // A group's name routes tools and prompts only (`groups.rs`).
+        let mut result = match catalog.group(&route.server) {
+            Some(group) => {
+                self.forward_to_group(call.ctx, &route.server, group, forward)
+                    .await?
+            }
+            None => self.forward(call.ctx, forward).await?,
+        };
         expose_result_uris(&catalog, call.method, &route.server, &mut result);
         Ok(result)
+    }
+
+    /// A call to a failover group (`groups.rs`): its members in order of preference, the
+    /// next one after a retryable error (unreachable, timed out, overloaded, breaker open);
+    /// any other answer or error is the call's.
+    async fn forward_to_group(
+        &self,
+        ctx: &ClientCtx,
+        name: &str,
+        group: &crate::groups::Group,
+        forward: Forward<'_>,
+    ) -> Result<Value, Error> {
+        let mut last = None;
+        for member in group.order(|member| self.server(member)) {
+            if ctx.cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let attempt = Forward {
+                server: &member.name,
+                method: forward.method,
+                params: forward.params.clone(),
+                headers: forward.headers.clone(),
+            };
+            match self.forward(ctx, attempt).await {
+                Err(error) if error.is_retryable() && !ctx.cancel.is_cancelled() => {
+                    tracing::info!(group = name, server = %member.name, %error, "failing over");
+                    last = Some(error);
+                }
+                answered => return answered,
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            Error::Rpc(RpcError::new(
+                switchboard_protocol::error::gateway::UPSTREAM_UNAVAILABLE,
+                format!("no member of group `{name}` is available"),
+            ))
+        }))
     }
 
     /// Legacy `logging/setLevel`: applies to every legacy upstream that offers logging.

@@ -270,6 +270,9 @@ pub struct ServerSpec {
     /// Upstream credentials per tenant (`[servers.NAME.tenants.TENANT]`), injected into the
     /// instance started for that tenant; only on `per_tenant` servers.
     pub tenants: BTreeMap<String, crate::tenants::TenantCredentials>,
+    /// The failover group this server belongs to (`group = "NAME"`): the group's common
+    /// tools are listed once, as `NAME__tool`, and each call goes to one member.
+    pub group: Option<String>,
 }
 
 impl ServerSpec {
@@ -542,6 +545,7 @@ mod tests {
             policy: crate::policy::ServerPolicy::default(),
             auto_approve: Vec::new(),
             tenants: BTreeMap::new(),
+            group: None,
         }
     }
 

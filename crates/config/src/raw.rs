@@ -159,6 +159,7 @@ pub(crate) struct RawNativeServer {
     pub(crate) tools: Option<UniqueMap<Table<crate::policy::RawTool>>>,
     pub(crate) tenants: Option<UniqueMap<Table<crate::tenants::RawTenantCredentials>>>,
     pub(crate) sandbox: Option<Table<crate::sandbox::RawSandbox>>,
+    pub(crate) group: Option<String>,
 }
 
 /// `transport = "..."` in the native format.

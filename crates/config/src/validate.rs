@@ -72,6 +72,8 @@ struct ServerFields {
     auto_approve: Vec<String>,
     /// `tenants` (native format only).
     tenants: Option<UniqueMap<Table<crate::tenants::RawTenantCredentials>>>,
+    /// `group` (native format only).
+    group: Option<String>,
 }
 
 /// The keys that decide and describe the transport.
@@ -132,6 +134,7 @@ impl From<RawNativeServer> for ServerFields {
             },
             auto_approve: Vec::new(),
             tenants: raw.tenants,
+            group: raw.group,
         }
     }
 }
@@ -196,6 +199,7 @@ fn mcp_server(
         policy: crate::policy::RawPolicy::default(),
         auto_approve,
         tenants: None,
+        group: None,
     })
 }
 
@@ -346,6 +350,7 @@ fn document(
             ServerName::new(name).map_err(|error| Problem::new(path.clone(), error.to_string()))?;
         servers.insert(name, server(fields, &path, dialect, env)?);
     }
+    groups_apart(&servers, &servers_path)?;
 
     if gateway.passthrough && servers.len() != 1 {
         return Err(Problem::new(
@@ -371,6 +376,24 @@ fn document(
         cluster: None,
         agent: None,
     })
+}
+
+/// A failover group's name is the prefix its tools are listed under, so it must not be a
+/// server's name too (every member exists: membership is declared on the member).
+fn groups_apart(servers: &BTreeMap<ServerName, ServerSpec>, path: &KeyPath) -> Result<(), Problem> {
+    for (name, spec) in servers {
+        if let Some(group) = &spec.group
+            && servers.keys().any(|other| other.as_str() == group)
+        {
+            return Err(Problem::new(
+                path.key(name.as_str()).key("group"),
+                format!(
+                    "group `{group}` has the name of a server: group and server names share one namespace"
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn gateway(
@@ -599,6 +622,14 @@ fn server(
             "a disabled server (`enabled = false`) cannot be `required`",
         ));
     }
+    let group = fields
+        .group
+        .map(|group| {
+            ServerName::new(group)
+                .map(|name| name.as_str().to_owned())
+                .map_err(|error| Problem::new(path.key("group"), error.to_string()))
+        })
+        .transpose()?;
     let transport = transport(fields.transport, path, dialect, env)?;
     let policy = crate::policy::validate(fields.policy, path)?;
     let tenants = crate::tenants::validate(fields.tenants, &transport, policy.sharing, path, env)?;
@@ -613,6 +644,7 @@ fn server(
         policy,
         auto_approve: fields.auto_approve,
         tenants,
+        group,
     })
 }
 

@@ -394,6 +394,10 @@ pub struct Catalog {
     /// What the result steps need to know of each server as of this snapshot: its
     /// policy and its version (`with_servers`).
     servers: HashMap<String, ServerFacts>,
+    /// Failover groups listed in this snapshot, by group name (`groups.rs`), and per
+    /// member the number of its tools its group does not list.
+    groups: HashMap<String, Arc<crate::groups::Group>>,
+    pub(crate) group_unlisted: Vec<(String, usize)>,
 }
 
 /// One server as a snapshot knows it, for the steps that depend on its definition (the
@@ -710,6 +714,25 @@ impl Catalog {
     pub(crate) fn with_servers(mut self, servers: HashMap<String, ServerFacts>) -> Self {
         self.servers = servers;
         self
+    }
+
+    /// Attaches the failover groups this snapshot lists (see `groups::fold`).
+    pub(crate) fn with_groups(
+        mut self,
+        groups: std::collections::BTreeMap<String, Vec<String>>,
+        unlisted: Vec<(String, usize)>,
+    ) -> Self {
+        self.groups = groups
+            .into_iter()
+            .map(|(name, members)| (name, Arc::new(crate::groups::Group::new(members))))
+            .collect();
+        self.group_unlisted = unlisted;
+        self
+    }
+
+    /// The failover group listed under `name`, if `name` is one.
+    pub fn group(&self, name: &str) -> Option<&Arc<crate::groups::Group>> {
+        self.groups.get(name)
     }
 
     /// A server as this snapshot knows it; `None` for one it does not.

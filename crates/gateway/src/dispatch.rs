@@ -233,6 +233,8 @@ impl Gateway {
             // Shared with every other holder of the URI (`subscriptions.rs`).
             return Ok(held);
         }
+        // A group's name routes tools and prompts only (`groups.rs`).
+        let group = catalog.group(&route.server).cloned();
         let is_task_method = crate::task_ext::METHODS.contains(&call.method);
         let plan = self.task_plan(call.ctx, call.method, &route.server, &route.name);
         let forwarded = match plan {
@@ -251,7 +253,9 @@ impl Gateway {
                         params,
                         headers,
                     };
-                    gateway.forward(&owned, forward).await
+                    gateway
+                        .forward_routed(&owned, group.as_deref(), forward)
+                        .await
                 };
                 match self
                     .run_or_own(
@@ -275,7 +279,8 @@ impl Gateway {
                     params,
                     headers,
                 };
-                self.forward(call.ctx, forward).await
+                self.forward_routed(call.ctx, group.as_deref(), forward)
+                    .await
             }
         };
         let mut result = match forwarded {
@@ -293,6 +298,60 @@ impl Gateway {
         }
         expose_result_uris(&catalog, call.method, &route.server, &mut result);
         Ok(result)
+    }
+
+    /// A call to a failover group (`groups.rs`): its members in order of preference, the
+    /// next one after a retryable error (unreachable, timed out, overloaded, breaker open);
+    /// any other answer or error is the call's.
+    /// Forwards to the route's server, or, when it names a failover group, to the group's
+    /// members in turn.
+    async fn forward_routed(
+        &self,
+        ctx: &ClientCtx,
+        group: Option<&crate::groups::Group>,
+        forward: Forward<'_>,
+    ) -> Result<Value, Error> {
+        match group {
+            Some(group) => {
+                let name = forward.server;
+                self.forward_to_group(ctx, name, group, forward).await
+            }
+            None => self.forward(ctx, forward).await,
+        }
+    }
+
+    async fn forward_to_group(
+        &self,
+        ctx: &ClientCtx,
+        name: &str,
+        group: &crate::groups::Group,
+        forward: Forward<'_>,
+    ) -> Result<Value, Error> {
+        let mut last = None;
+        for member in group.order(|member| self.server(member)) {
+            if ctx.cancel.is_cancelled() {
+                return Err(Error::Cancelled);
+            }
+            let attempt = Forward {
+                server: &member.name,
+                method: forward.method,
+                params: forward.params.clone(),
+                headers: forward.headers.clone(),
+            };
+            match self.forward(ctx, attempt).await {
+                Err(error) if error.is_retryable() && !ctx.cancel.is_cancelled() => {
+                    tracing::info!(group = name, server = %member.name, %error, "failing over");
+                    last = Some(error);
+                }
+                answered => return answered,
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            Error::Rpc(RpcError::new(
+                switchboard_protocol::error::gateway::UPSTREAM_UNAVAILABLE,
+                format!("no member of group `{name}` is available"),
+            ))
+        }))
     }
 
     /// Legacy `logging/setLevel`: applies to every legacy upstream that offers logging.

@@ -440,21 +440,44 @@ impl Gateway {
         digests: &Digests,
     ) -> Catalog {
         let servers = self.inner.servers.read();
-        let unchecked: std::collections::HashSet<String> = servers
+        let groups = crate::groups::of_servers(servers.iter());
+        let folded = crate::groups::fold(lists, &groups);
+        let mut unchecked: std::collections::HashSet<String> = servers
             .values()
             .filter(|server| !server.policy().validate)
             .map(|server| server.name.clone())
             .collect();
-        let facts = lists
+        // A group stands for its first member (by name) wherever its policy matters; its
+        // version moves with any member's.
+        let stand_in = |name: &String| match groups.get(name) {
+            Some(members) => members.iter().find_map(|member| servers.get(member)),
+            None => servers.get(name),
+        };
+        let generation = |name: &String| match groups.get(name) {
+            Some(members) => members
+                .iter()
+                .filter_map(|member| servers.get(member))
+                .fold(0u64, |sum, server| {
+                    sum.wrapping_mul(31).wrapping_add(server.instance)
+                }),
+            None => servers.get(name).map_or(0, |server| server.instance),
+        };
+        for (group, members) in &groups {
+            if members.iter().any(|member| unchecked.contains(member)) {
+                unchecked.insert(group.clone());
+            }
+        }
+        let facts = folded
+            .lists
             .iter()
             .filter_map(|(name, lists)| {
-                let server = servers.get(name)?;
+                let server = stand_in(name)?;
                 let policy = Arc::new(server.policy().clone());
                 let facts = match digests.get(name) {
-                    Some(digest) => {
+                    Some(digest) if !groups.contains_key(name) => {
                         crate::catalog::ServerFacts::of_digest(policy, server.instance, digest)
                     }
-                    None => crate::catalog::ServerFacts::new(policy, server.instance, lists),
+                    _ => crate::catalog::ServerFacts::new(policy, generation(name), lists),
                 };
                 Some((name.clone(), facts))
             })
@@ -464,10 +487,11 @@ impl Gateway {
             .registry
             .quarantined(|server| lists.contains_key(server));
         drop(servers);
-        Catalog::build(lists, self.inner.settings.passthrough)
+        Catalog::build(&folded.lists, self.inner.settings.passthrough)
             .without_validation(&unchecked)
             .with_servers(facts)
             .with_quarantine(quarantined)
+            .with_groups(groups, folded.unlisted)
     }
 
     /// Rebuilds the catalog snapshot from every server's last known lists.

@@ -24,6 +24,7 @@ mod dispatch;
 pub mod error;
 pub mod face;
 mod gateway;
+pub mod groups;
 mod install;
 mod inventory;
 mod meta;

@@ -615,6 +615,22 @@ impl crate::Gateway {
         if let Some(agent) = self.agent() {
             agent.metrics.register(&mut registry);
         }
+        let catalog = self.catalog();
+        if !catalog.group_unlisted.is_empty() {
+            let family = Family::<ServerLabels, Gauge>::default();
+            for (server, count) in &catalog.group_unlisted {
+                family
+                    .get_or_create(&ServerLabels {
+                        server: server.clone(),
+                    })
+                    .set(*count as i64);
+            }
+            registry.register(
+                "switchboard_group_unlisted_tools",
+                "Tools a failover group member offers that its group does not list (another member lacks them)",
+                family,
+            );
+        }
         let status = self.config_status();
         registry.register(
             "switchboard_config_valid",

@@ -380,9 +380,7 @@ impl Gateway {
                 .enumerate()
                 .map(|(rank, f)| (f.name.as_str(), rank))
                 .collect();
-            let rank_of = |position: &usize| {
-                rank.get(catalog.tools[*position].name()).copied()
-            };
+            let rank_of = |position: &usize| rank.get(catalog.tools[*position].name()).copied();
             visible.retain(|position| rank_of(position).is_some());
             visible.sort_by_key(|position| rank_of(position));
         }

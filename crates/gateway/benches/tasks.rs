@@ -139,11 +139,14 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| {
                     let n = counter.fetch_add(1, Ordering::Relaxed);
                     let id = format!("task-{n}");
-                    store.create(&id, &record(n), n).unwrap();
+                    // Each iteration 400 s after the last: with a 1 h TTL the store holds
+                    // ~10 live records, and the sweep at its bound (10,000) keeps it there.
+                    let now = n * 400_000;
+                    store.create(&id, &record(now), now).unwrap();
                     store
-                        .settle(&id, "completed", Some(result_1k()), None, n)
+                        .settle(&id, "completed", Some(result_1k()), None, now)
                         .unwrap();
-                    black_box(store.get(&id, n).unwrap())
+                    black_box(store.get(&id, now).unwrap())
                 })
             },
         );

@@ -322,13 +322,7 @@ fn deploy_configs_pass_check_config() {
         "the cluster config uses Redis"
     );
     let (ok, output) = check_config(&cluster);
-    // `[cluster]` comes with the shared-state work (issue 18, items 1–4); until this
-    // binary knows the section, only that one unknown key is excused.
-    if !ok && output.contains("unknown field `cluster`") {
-        eprintln!("note: this build does not know [cluster] yet: {output}");
-    } else {
-        assert!(ok, "the cluster ConfigMap's config: {output}");
-    }
+    assert!(ok, "the cluster ConfigMap's config: {output}");
 }
 
 #[test]

@@ -300,9 +300,6 @@ impl Gateway {
         Ok(result)
     }
 
-    /// A call to a failover group (`groups.rs`): its members in order of preference, the
-    /// next one after a retryable error (unreachable, timed out, overloaded, breaker open);
-    /// any other answer or error is the call's.
     /// Forwards to the route's server, or, when it names a failover group, to the group's
     /// members in turn.
     async fn forward_routed(
@@ -320,6 +317,9 @@ impl Gateway {
         }
     }
 
+    /// A call to a failover group (`groups.rs`): its members in order of preference, the
+    /// next one after a retryable error (unreachable, timed out, overloaded, breaker open);
+    /// any other answer or error is the call's.
     async fn forward_to_group(
         &self,
         ctx: &ClientCtx,

@@ -275,8 +275,6 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::catalog::ServerLists;
-    use crate::registry::diff::Diff;
 
     /// A `redis-server` on a free port, killed when dropped (`None`: not installed).
     struct Server(
@@ -329,26 +327,6 @@ mod tests {
         RedisStore::new(link, "t", "r1")
     }
 
-    fn version(number: u64, at: u64) -> StoredVersion {
-        StoredVersion {
-            version: number,
-            recorded_at: at,
-            digest: String::new(),
-            diff: Diff::default(),
-            lists: Arc::new(ServerLists {
-                tools: vec![json!({"name": format!("t{number}")})],
-                ..ServerLists::default()
-            }),
-        }
-    }
-
-    fn keep(max_versions: u64) -> Retention {
-        Retention {
-            max_versions,
-            min_recorded_at: 0,
-        }
-    }
-
     /// The same contract as the redb store's test (`registry::store`).
     #[test]
     fn appends_prunes_spares_the_approved_and_round_trips_registrations() {
@@ -357,49 +335,9 @@ mod tests {
             return;
         };
         let store = store(server.1);
-        store.append("s", &version(1, 10), true, keep(3)).unwrap();
-        for number in 2..=6 {
-            store
-                .append("s", &version(number, number * 10), false, keep(3))
-                .unwrap();
-        }
-        let numbers = |store: &RedisStore| -> Vec<u64> {
-            store
-                .versions("s")
-                .unwrap()
-                .iter()
-                .map(|v| v.version)
-                .collect()
-        };
-        assert_eq!(
-            numbers(&store),
-            [1, 5, 6],
-            "the approved first version is kept"
-        );
-        let age = Retention {
-            max_versions: 10,
-            min_recorded_at: 65,
-        };
-        store.append("s", &version(7, 70), false, age).unwrap();
-        assert_eq!(numbers(&store), [1, 7], "older than the age bound");
-        store.append("t", &version(1, 1), false, keep(3)).unwrap();
-        let heads = store.heads().unwrap();
-        assert_eq!(heads["s"].0.version, 7);
-        assert_eq!(heads["s"].1, Some(1));
-        assert_eq!(heads["t"].1, None);
-        store.approve("t", 1).unwrap();
-        assert_eq!(store.heads().unwrap()["t"].1, Some(1));
+        crate::registry::store::contract::appends_prune_and_spare_the_approved(&store);
         assert_eq!(store.approved("t").unwrap(), Some(1));
-        assert_eq!(
-            store.version("s", 7).unwrap().unwrap().lists.tools[0]["name"],
-            "t7"
-        );
-        assert!(store.version("s", 2).unwrap().is_none());
-
-        store.put_registered("a", &json!({"command": "a"})).unwrap();
-        assert_eq!(store.registered().unwrap()["a"]["command"], "a");
-        assert!(store.remove_registered("a").unwrap());
-        assert!(!store.remove_registered("a").unwrap());
+        crate::registry::store::contract::registrations_round_trip(&store);
     }
 
     #[test]

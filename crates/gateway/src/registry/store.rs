@@ -357,8 +357,10 @@ struct RecordedAt {
     recorded_at: u64,
 }
 
+/// The contract every [`RegistryStore`] keeps, run against each implementation (the redb
+/// store below, the Redis store in `cluster::store`).
 #[cfg(test)]
-mod tests {
+pub(crate) mod contract {
     use super::*;
     use serde_json::json;
 
@@ -382,40 +384,30 @@ mod tests {
         }
     }
 
-    #[test]
-    fn appends_prunes_and_spares_the_approved_version() {
-        let store = RedbStore::open(Arc::new(crate::db::Db::memory())).unwrap();
+    /// Appends prune by count and by age, spare the approved version, and heads, approvals
+    /// and single versions read back.
+    pub(crate) fn appends_prune_and_spare_the_approved(store: &dyn RegistryStore) {
         store.append("s", &version(1, 10), true, keep(3)).unwrap();
         for number in 2..=6 {
             store
                 .append("s", &version(number, number * 10), false, keep(3))
                 .unwrap();
         }
-        let numbers: Vec<u64> = store
-            .versions("s")
-            .unwrap()
-            .iter()
-            .map(|v| v.version)
-            .collect();
-        assert_eq!(numbers, [1, 5, 6], "the approved first version is kept");
-        store
-            .append(
-                "s",
-                &version(7, 70),
-                false,
-                Retention {
-                    max_versions: 10,
-                    min_recorded_at: 65,
-                },
-            )
-            .unwrap();
-        let numbers: Vec<u64> = store
-            .versions("s")
-            .unwrap()
-            .iter()
-            .map(|v| v.version)
-            .collect();
-        assert_eq!(numbers, [1, 7], "older than the age bound");
+        let numbers = || -> Vec<u64> {
+            store
+                .versions("s")
+                .unwrap()
+                .iter()
+                .map(|v| v.version)
+                .collect()
+        };
+        assert_eq!(numbers(), [1, 5, 6], "the approved first version is kept");
+        let age = Retention {
+            max_versions: 10,
+            min_recorded_at: 65,
+        };
+        store.append("s", &version(7, 70), false, age).unwrap();
+        assert_eq!(numbers(), [1, 7], "older than the age bound");
         store.append("t", &version(1, 1), false, keep(3)).unwrap();
         let heads = store.heads().unwrap();
         assert_eq!(heads["s"].0.version, 7);
@@ -430,12 +422,28 @@ mod tests {
         assert!(store.version("s", 2).unwrap().is_none());
     }
 
-    #[test]
-    fn registrations_round_trip() {
-        let store = RedbStore::open(Arc::new(crate::db::Db::memory())).unwrap();
+    /// Runtime registrations round-trip; removing twice says it was already gone.
+    pub(crate) fn registrations_round_trip(store: &dyn RegistryStore) {
         store.put_registered("a", &json!({"command": "a"})).unwrap();
         assert_eq!(store.registered().unwrap()["a"]["command"], "a");
         assert!(store.remove_registered("a").unwrap());
         assert!(!store.remove_registered("a").unwrap());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_prunes_and_spares_the_approved_version() {
+        let store = RedbStore::open(Arc::new(crate::db::Db::memory())).unwrap();
+        contract::appends_prune_and_spare_the_approved(&store);
+    }
+
+    #[test]
+    fn registrations_round_trip() {
+        let store = RedbStore::open(Arc::new(crate::db::Db::memory())).unwrap();
+        contract::registrations_round_trip(&store);
     }
 }

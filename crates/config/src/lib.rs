@@ -25,6 +25,7 @@ mod read;
 mod redaction;
 mod registry;
 mod sandbox;
+mod search;
 mod secret;
 mod telemetry;
 mod tenants;
@@ -54,6 +55,7 @@ pub use read::{DEFAULT_MAX_CONFIG_BYTES, read};
 pub use redaction::{RedactAction, RedactPattern, RedactRule, RedactionSettings};
 pub use registry::RegistrySettings;
 pub use sandbox::{Bytes, FsPolicy, SandboxSpec};
+pub use search::SearchSettings;
 pub use secret::{REDACTED, Secret};
 pub use telemetry::TelemetrySettings;
 pub use tenants::TenantCredentials;
@@ -119,6 +121,7 @@ pub fn parse_with_env(
         telemetry: validated.telemetry,
         cluster: validated.cluster,
         agent: validated.agent,
+        search: validated.search,
         source: ConfigSource {
             path: path.map(Path::to_path_buf),
             format,

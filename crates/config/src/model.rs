@@ -45,6 +45,9 @@ pub struct Config {
     pub cluster: Option<crate::cluster::ClusterSettings>,
     /// The router agent's model endpoint (`[agent]`); `None`: no agent (`/query` says so).
     pub agent: Option<crate::agent::AgentSettings>,
+    /// Semantic ranking for tool search (`[search]`); `None`: lexical search only. Read
+    /// at start only.
+    pub search: Option<crate::search::SearchSettings>,
     /// Where this configuration was read from.
     pub source: ConfigSource,
     /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.

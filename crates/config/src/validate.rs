@@ -37,6 +37,7 @@ pub(crate) struct Validated {
     pub(crate) telemetry: Option<crate::telemetry::TelemetrySettings>,
     pub(crate) cluster: Option<crate::cluster::ClusterSettings>,
     pub(crate) agent: Option<crate::agent::AgentSettings>,
+    pub(crate) search: Option<crate::search::SearchSettings>,
 }
 
 /// How a format spells the keys that differ between formats.
@@ -249,6 +250,10 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
         .agent
         .map(|table| crate::agent::validate(table.0, &root.key("agent"), env))
         .transpose()?;
+    let search = match raw.search {
+        Some(table) => crate::search::validate(table.0, &root.key("search"), env)?,
+        None => None,
+    };
     let mut validated = document(raw.gateway.0, raw.listen.0, servers, &root, &NATIVE, env)?;
     if let Some(access) = &access {
         known_tenants(&validated.servers, access)?;
@@ -262,6 +267,7 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
     validated.telemetry = telemetry;
     validated.cluster = cluster;
     validated.agent = agent;
+    validated.search = search;
     Ok(validated)
 }
 
@@ -375,6 +381,7 @@ fn document(
         telemetry: None,
         cluster: None,
         agent: None,
+        search: None,
     })
 }
 

@@ -153,6 +153,8 @@ pub(crate) struct Inner {
     pub(crate) vault: Option<Arc<crate::vault::Vault>>,
     /// The router agent (`[agent]`, `agent/`); `None` without the section.
     pub(crate) agent: Option<Arc<crate::agent::Agent>>,
+    /// Tool search's semantic side (`[search] model`); `None`: lexical search only.
+    pub(crate) semantic: Option<Arc<crate::search::semantic::Semantic>>,
 }
 
 /// The gateway could not start.
@@ -170,6 +172,8 @@ pub enum StartError {
     Telemetry(#[from] crate::telemetry::TelemetryError),
     #[error("agent: {0}")]
     Agent(#[from] crate::agent::llm::LlmError),
+    #[error(transparent)]
+    Search(#[from] crate::search::semantic::SemanticError),
 }
 
 /// The gateway. Cheap to clone; all clones share one state.
@@ -267,8 +271,13 @@ impl Gateway {
             Some(settings) => Some(Arc::new(crate::agent::Agent::new(settings, db.clone())?)),
             None => None,
         };
+        let semantic = match &config.search {
+            Some(settings) => Some(Arc::new(crate::search::semantic::Semantic::load(settings)?)),
+            None => None,
+        };
         let inner = Arc::new(Inner {
             agent,
+            semantic,
             settings: config.gateway.clone(),
             servers: RwLock::new(BTreeMap::new()),
             retiring: Default::default(),
@@ -309,6 +318,13 @@ impl Gateway {
             cluster_sessions,
         });
         let gateway = Gateway { inner };
+        if let Some(semantic) = &gateway.inner.semantic {
+            gateway.spawn(crate::search::semantic::warm(
+                Arc::downgrade(&gateway.inner),
+                semantic.clone(),
+                gateway.inner.shutdown.clone(),
+            ));
+        }
         gateway.spawn(signal_loop(
             Arc::downgrade(&gateway.inner),
             signals_rx,
@@ -504,6 +520,9 @@ impl Gateway {
         let (lists, digests) = self.server_lists();
         let catalog = Arc::new(self.build_catalog(&lists, &digests));
         let before = self.inner.catalog.swap(catalog.clone());
+        if let Some(semantic) = &self.inner.semantic {
+            semantic.nudge();
+        }
         (before, catalog)
     }
 

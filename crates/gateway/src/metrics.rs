@@ -615,6 +615,9 @@ impl crate::Gateway {
         if let Some(agent) = self.agent() {
             agent.metrics.register(&mut registry);
         }
+        if let Some(semantic) = &self.inner.semantic {
+            semantic.register(&mut registry);
+        }
         let catalog = self.catalog();
         if !catalog.group_unlisted.is_empty() {
             let family = Family::<ServerLabels, Gauge>::default();

@@ -175,11 +175,17 @@ fn hybrid(set: &DevSet, index: &Index, dir: &std::path::Path) {
         &String::from_utf8(read("config.json")).unwrap(),
     )
     .unwrap();
+    let mut cache = EmbedCache::open();
     let started = Instant::now();
     let tools: Vec<Vec<f32>> = set
         .tools
         .iter()
-        .map(|tool| embedder.embed(&Embedder::tool_text(&ToolText::of_tool(tool, "", None))))
+        .map(|tool| {
+            cache.embed(
+                &embedder,
+                &Embedder::tool_text(&ToolText::of_tool(tool, "", None)),
+            )
+        })
         .collect();
     let per_tool = started.elapsed() / set.tools.len() as u32;
     let started = Instant::now();
@@ -188,13 +194,19 @@ fn hybrid(set: &DevSet, index: &Index, dir: &std::path::Path) {
         .iter()
         .map(|(q, _)| q.as_str())
         .chain(set.irrelevant.iter().map(String::as_str))
-        .map(|q| (q, embedder.embed(q)))
+        .map(|q| (q, cache.embed(&embedder, q)))
         .collect();
     let per_query = started.elapsed() / queries.len() as u32;
+    let cached = cache.hits > 0;
+    cache.save();
     println!("\n### Hybrid: BM25F + all-MiniLM-L6-v2 (embedded, plain Rust)\n");
-    println!(
-        "Embedding: {per_tool:.1?} per tool (once per tool version), {per_query:.1?} per query.\n"
-    );
+    if cached {
+        println!("Embedding: read from SWITCHBOARD_EMBED_CACHE (unset it to time the encoder).\n");
+    } else {
+        println!(
+            "Embedding: {per_tool:.1?} per tool (once per tool version), {per_query:.1?} per query.\n"
+        );
+    }
     println!("| semantic weight | Recall@1 | Recall@3 | Recall@5 | Recall@10 | MRR | nDCG@5 |");
     println!("|---|---|---|---|---|---|---|");
     for weight in [0.0, 0.3, 0.4, 0.5, 0.6, 0.7, 1.0] {
@@ -220,6 +232,51 @@ fn hybrid(set: &DevSet, index: &Index, dir: &std::path::Path) {
                 "| {weight:.1} | {threshold:.2} | {:.3} | {:.3} |",
                 r.recall_at_5_thresholded, r.rejection
             );
+        }
+    }
+}
+
+/// Embeddings kept between runs in `SWITCHBOARD_EMBED_CACHE` (a JSON object, text →
+/// vector), so changes to the mixing can be measured without re-running the encoder.
+struct EmbedCache {
+    path: Option<std::path::PathBuf>,
+    vectors: std::collections::HashMap<String, Vec<f32>>,
+    hits: usize,
+    added: usize,
+}
+
+impl EmbedCache {
+    fn open() -> EmbedCache {
+        let path = std::env::var_os("SWITCHBOARD_EMBED_CACHE").map(std::path::PathBuf::from);
+        let vectors = path
+            .as_ref()
+            .and_then(|p| std::fs::read(p).ok())
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+        EmbedCache {
+            path,
+            vectors,
+            hits: 0,
+            added: 0,
+        }
+    }
+
+    fn embed(&mut self, embedder: &switchboard_search::embed::Embedder, text: &str) -> Vec<f32> {
+        if let Some(found) = self.vectors.get(text) {
+            self.hits += 1;
+            return found.clone();
+        }
+        let vector = embedder.embed(text);
+        if self.path.is_some() {
+            self.vectors.insert(text.to_owned(), vector.clone());
+            self.added += 1;
+        }
+        vector
+    }
+
+    fn save(&self) {
+        if let (Some(path), true) = (&self.path, self.added > 0) {
+            std::fs::write(path, serde_json::to_vec(&self.vectors).unwrap()).unwrap();
         }
     }
 }

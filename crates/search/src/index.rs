@@ -90,11 +90,11 @@ impl Index {
     /// cosine similarity of `query_embedding` to each document's (`embeddings`, in
     /// document order), `weight` on the semantic side (0: lexical only, 1: semantic
     /// only). A hit's relevance mixes the same way: lexical relevance and similarity.
-    pub fn search_hybrid(
+    pub fn search_hybrid<E: AsRef<[f32]>>(
         &self,
         query: &str,
         query_embedding: &[f32],
-        embeddings: &[Vec<f32>],
+        embeddings: &[E],
         weight: f32,
         limit: usize,
         threshold: f32,
@@ -110,7 +110,8 @@ impl Index {
             .take(self.len())
             .enumerate()
             .map(|(doc, embedding)| {
-                let similarity = crate::embed::similarity(query_embedding, embedding).max(0.0);
+                let similarity =
+                    crate::embed::similarity(query_embedding, embedding.as_ref()).max(0.0);
                 let (score, relevance) = by_doc[doc];
                 Hit {
                     doc: doc as u32,

@@ -404,7 +404,15 @@ async fn run(command: Command, max_config_bytes: u64) -> anyhow::Result<()> {
         } => {
             let (loaded, _) = load(&config, max_config_bytes)?;
             let gateway = Gateway::start(&loaded).await?;
-            let found = gateway.search_tools(&query, limit);
+            // With `[search] model`, give the encoder time to embed the catalog first, so
+            // the answer is the hybrid ranking the running gateway would give.
+            if !gateway
+                .search_ready(std::time::Duration::from_secs(120))
+                .await
+            {
+                eprintln!("search: tool vectors not ready after 120 s; ranking lexically");
+            }
+            let found = gateway.search_tools(&query, limit).await;
             if found.is_empty() {
                 eprintln!("no tool matches");
             }

@@ -5,10 +5,12 @@
 //! drop, so a failing test leaves nothing behind.
 
 pub mod client;
+pub mod interop;
 pub mod llm;
 pub mod process;
 
 pub use client::{Client, Exchange, Face, LegacyHttp, ModernHttp, Stdio};
+pub use interop::interop_path;
 pub use process::{
     Proc, binary_beside, children_of, kill_group, replace_file, spawn_fixture_http,
     spawn_gateway_http, spawn_gateway_http_at, write_config, zombies_of,

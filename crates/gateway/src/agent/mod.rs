@@ -349,7 +349,7 @@ impl Gateway {
 
     /// The tools this caller may use, as offered to the model: its whole view, or the
     /// `top_k` best for `query` when the view is larger than `max_tools`.
-    fn offered_tools(
+    async fn offered_tools(
         &self,
         ctx: &ClientCtx,
         settings: &AgentSettings,
@@ -374,7 +374,9 @@ impl Gateway {
         }
         if visible.len() > settings.max_tools {
             // The best first, as tool search ranks them.
-            let found = self.search_in(&catalog, view.as_ref(), query, settings.top_k);
+            let found = self
+                .search_in(&catalog, view.as_ref(), query, settings.top_k)
+                .await;
             let rank: HashMap<&str, usize> = found
                 .iter()
                 .enumerate()
@@ -474,7 +476,7 @@ impl Gateway {
             ),
             None => (uuid::Uuid::new_v4().to_string(), Vec::new()),
         };
-        let offered = self.offered_tools(ctx, settings, query);
+        let offered = self.offered_tools(ctx, settings, query).await;
         let tool_defs: Vec<Value> = offered
             .iter()
             .map(|tool| {

@@ -293,6 +293,7 @@ async fn search_tools(
     let tools: Vec<Value> = state
         .gateway
         .search_tools(query, limit)
+        .await
         .iter()
         .map(crate::search::Found::to_admin_json)
         .collect();

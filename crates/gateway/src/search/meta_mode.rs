@@ -141,9 +141,15 @@ impl Gateway {
                     .and_then(Value::as_str)
                     .ok_or_else(|| Error::invalid_params("missing `query`"))?;
                 let limit = super::clamp_limit(arguments.get("limit").and_then(Value::as_u64));
-                let found = self.search_in(&call.catalog, call.view.as_ref(), query, limit);
+                let found = self
+                    .search_in(&call.catalog, call.view.as_ref(), query, limit)
+                    .await;
+                let ranking = found.first().map(|f| f.ranking.as_str());
                 let tools: Vec<Value> = found.into_iter().map(|f| f.compact).collect();
                 let mut result = json!({ "tools": tools });
+                if let Some(ranking) = ranking {
+                    result["ranking"] = Value::String(ranking.to_owned());
+                }
                 if tools_empty(&result) {
                     result["note"] =
                         Value::String("no tool matches this request; try other words".into());

@@ -5,18 +5,25 @@
 //! only the servers that changed. A hidden tool is never indexed for a caller that cannot
 //! see it, so it can be neither found nor inferred from the ranking's statistics.
 //!
+//! With `[search] model` (`semantic`), a search mixes in the similarity of a sentence
+//! encoder's vectors once every tool of the view has one (hybrid); until then, lexical.
+//!
 //! Exposed as the meta-tool `switchboard__search_tools`, as `search_tools` in meta mode
 //! (`meta_mode`), in `/admin/tools/search` and `switchboard tools search`.
 
 pub(crate) mod memo;
 pub(crate) mod meta_mode;
+pub(crate) mod semantic;
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use switchboard_search::compact::compact;
-use switchboard_search::{Index, Weights};
+use switchboard_search::{Hit, Index, Weights};
+
+pub use semantic::Ranking;
 
 use crate::catalog::{Catalog, View};
 use crate::gateway::Gateway;
@@ -38,6 +45,21 @@ pub struct ViewIndex {
     tools: Vec<usize>,
     /// The view it was built for, held so its address (the cache key) stays its own.
     _view: Option<Arc<View>>,
+    /// With `[search] model`: the key of each indexed tool's vector, and the vectors once
+    /// all were found.
+    keys: Vec<semantic::TextKey>,
+    vectors: std::sync::OnceLock<Vec<semantic::Vector>>,
+}
+
+impl ViewIndex {
+    /// Every indexed tool's vector, or `None` while one is missing.
+    fn vectors(&self, semantic: &semantic::Semantic) -> Option<&[semantic::Vector]> {
+        if let Some(found) = self.vectors.get() {
+            return Some(found);
+        }
+        let found = semantic.vectors_of(&self.keys)?;
+        Some(self.vectors.get_or_init(|| found))
+    }
 }
 
 /// One tool a search found.
@@ -51,6 +73,8 @@ pub struct Found {
     pub relevance: f32,
     /// Name, one-line description and argument schema.
     pub compact: Value,
+    /// How the search that found it ranked.
+    pub ranking: Ranking,
 }
 
 impl Found {
@@ -60,6 +84,7 @@ impl Found {
         entry["server"] = Value::String(self.server.clone());
         entry["score"] = json!((self.score * 1000.0).round() / 1000.0);
         entry["relevance"] = json!((self.relevance * 1000.0).round() / 1000.0);
+        entry["ranking"] = Value::String(self.ranking.as_str().to_owned());
         entry
     }
 }
@@ -125,6 +150,16 @@ impl Gateway {
             tools.push(position);
             indexed.push(document.clone());
         }
+        let keys = if self.inner.semantic.is_some() {
+            tools
+                .iter()
+                .map(|&position| {
+                    semantic::text_key(&semantic::tool_text(catalog.tools[position].upstream()))
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let index = Index::build(
             indexed.iter().map(|d| &**d),
             memo.tokenizer.clone(),
@@ -134,6 +169,8 @@ impl Gateway {
             index,
             tools,
             _view: view.cloned(),
+            keys,
+            vectors: std::sync::OnceLock::new(),
         });
         let mut cache = catalog.search.lock();
         if cache.len() >= MAX_INDEXES {
@@ -144,19 +181,25 @@ impl Gateway {
     }
 
     /// The best `limit` tools of `catalog`, through `view`, for `query`; only tools whose
-    /// relevance reaches the threshold.
-    pub(crate) fn search_in(
+    /// relevance reaches the threshold. Hybrid when `[search] model` is set and the view's
+    /// vectors are ready, else lexical.
+    pub(crate) async fn search_in(
         &self,
         catalog: &Catalog,
         view: Option<&Arc<View>>,
         query: &str,
         limit: usize,
     ) -> Vec<Found> {
+        let query = bounded(query);
         let index = self.search_index(catalog, view);
-        index
-            .index
-            .search(bounded(query), limit, self.search_threshold())
-            .into_iter()
+        let (hits, ranking) = match self.hybrid_hits(&index, query, limit).await {
+            Some(hits) => (hits, Ranking::Hybrid),
+            None => (
+                index.index.search(query, limit, self.search_threshold()),
+                Ranking::Lexical,
+            ),
+        };
+        hits.into_iter()
             .map(|hit| {
                 let position = index.tools[hit.doc as usize];
                 let tool = &catalog.tools[position];
@@ -168,14 +211,62 @@ impl Gateway {
                     score: hit.score,
                     relevance: hit.relevance,
                     compact: shown,
+                    ranking,
                 }
             })
             .collect()
     }
 
+    /// The hybrid ranking of `query` over `index`, when the semantic side is configured
+    /// and ready.
+    async fn hybrid_hits(&self, index: &ViewIndex, query: &str, limit: usize) -> Option<Vec<Hit>> {
+        let semantic = self.inner.semantic.as_ref()?;
+        let Some(vectors) = index.vectors(semantic) else {
+            semantic.count("warming");
+            return None;
+        };
+        let Some(query_vector) = semantic.query_vector(query).await else {
+            semantic.count("lexical");
+            return None;
+        };
+        semantic.count("hybrid");
+        Some(index.index.search_hybrid(
+            query,
+            &query_vector,
+            vectors,
+            semantic.weight,
+            limit,
+            semantic.threshold,
+        ))
+    }
+
     /// Searches every tool of the shared catalog (operators: `/admin`, the CLI).
-    pub fn search_tools(&self, query: &str, limit: usize) -> Vec<Found> {
+    pub async fn search_tools(&self, query: &str, limit: usize) -> Vec<Found> {
         self.search_in(&self.catalog(), None, query, limit.clamp(1, MAX_LIMIT))
+            .await
+    }
+
+    /// Waits (up to `deadline`) until every tool of the catalog has its vector, so that
+    /// the next search is hybrid; `true` when they do (always, without `[search] model`).
+    pub async fn search_ready(&self, deadline: Duration) -> bool {
+        let Some(semantic) = self.inner.semantic.clone() else {
+            return true;
+        };
+        let ready = async {
+            loop {
+                let catalog = self.catalog();
+                let keys: Vec<semantic::TextKey> = catalog
+                    .tools
+                    .iter()
+                    .map(|tool| semantic::text_key(&semantic::tool_text(tool.upstream())))
+                    .collect();
+                if semantic.vectors_of(&keys).is_some() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        tokio::time::timeout(deadline, ready).await.is_ok()
     }
 }
 

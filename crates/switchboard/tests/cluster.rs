@@ -527,7 +527,11 @@ async fn agent_conversations_continue_on_another_replica_and_stay_with_their_pri
         llm.agent_section("max_tools = 512\nmemory_ttl_ms = 600000")
     );
     let replicas = replicas(&config, 2).await;
-    let send = |replica: usize, method: reqwest::Method, path: String, body: Option<Value>, key: &'static str| {
+    let send = |replica: usize,
+                method: reqwest::Method,
+                path: String,
+                body: Option<Value>,
+                key: &'static str| {
         let base = replicas[replica].url.trim_end_matches("/mcp").to_owned();
         async move {
             let mut request = reqwest::Client::new()
@@ -538,7 +542,10 @@ async fn agent_conversations_continue_on_another_replica_and_stay_with_their_pri
             }
             let response = request.send().await.unwrap();
             let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap_or(Value::Null))
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
         }
     };
     let ask = |replica: usize, key: &'static str, text: &'static str| {
@@ -580,7 +587,14 @@ async fn agent_conversations_continue_on_another_replica_and_stay_with_their_pri
         turn(2),
         [json!({ "role": "user", "content": "what is her name?" })]
     );
-    let (status, alices) = send(1, reqwest::Method::GET, "/conversations/c1".into(), None, ALICE).await;
+    let (status, alices) = send(
+        1,
+        reqwest::Method::GET,
+        "/conversations/c1".into(),
+        None,
+        ALICE,
+    )
+    .await;
     assert_eq!(status, 200, "{alices}");
     let contents: Vec<&str> = alices["messages"]
         .as_array()
@@ -590,16 +604,34 @@ async fn agent_conversations_continue_on_another_replica_and_stay_with_their_pri
         .collect();
     assert_eq!(
         contents,
-        ["my name is Alice", "first answer", "what is my name?", "second answer"]
+        [
+            "my name is Alice",
+            "first answer",
+            "what is my name?",
+            "second answer"
+        ]
     );
-    let (status, bobs) = send(0, reqwest::Method::GET, "/conversations/c1".into(), None, BOB).await;
+    let (status, bobs) = send(
+        0,
+        reqwest::Method::GET,
+        "/conversations/c1".into(),
+        None,
+        BOB,
+    )
+    .await;
     assert_eq!(status, 200);
     assert_eq!(bobs["messages"].as_array().unwrap().len(), 2, "{bobs}");
     assert!(!bobs.to_string().contains("Alice"), "{bobs}");
 
     // In Redis, with the configured TTL.
     let keys = std::process::Command::new("redis-cli")
-        .args(["-p", &redis.port.to_string(), "--scan", "--pattern", &format!("{prefix}:conv:*")])
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "--scan",
+            "--pattern",
+            &format!("{prefix}:conv:*"),
+        ])
         .output()
         .unwrap();
     let keys: Vec<String> = String::from_utf8_lossy(&keys.stdout)
@@ -617,12 +649,40 @@ async fn agent_conversations_continue_on_another_replica_and_stay_with_their_pri
     }
 
     // Deleted on replica 0 by Alice: gone on replica 1; Bob's stays.
-    let (status, _) = send(0, reqwest::Method::DELETE, "/conversations/c1".into(), None, ALICE).await;
+    let (status, _) = send(
+        0,
+        reqwest::Method::DELETE,
+        "/conversations/c1".into(),
+        None,
+        ALICE,
+    )
+    .await;
     assert_eq!(status, 200);
-    let (status, _) = send(1, reqwest::Method::GET, "/conversations/c1".into(), None, ALICE).await;
+    let (status, _) = send(
+        1,
+        reqwest::Method::GET,
+        "/conversations/c1".into(),
+        None,
+        ALICE,
+    )
+    .await;
     assert_eq!(status, 404);
-    let (status, _) = send(1, reqwest::Method::GET, "/conversations/c1".into(), None, BOB).await;
+    let (status, _) = send(
+        1,
+        reqwest::Method::GET,
+        "/conversations/c1".into(),
+        None,
+        BOB,
+    )
+    .await;
     assert_eq!(status, 200);
-    let (status, _) = send(1, reqwest::Method::DELETE, "/conversations/c1".into(), None, ALICE).await;
+    let (status, _) = send(
+        1,
+        reqwest::Method::DELETE,
+        "/conversations/c1".into(),
+        None,
+        ALICE,
+    )
+    .await;
     assert_eq!(status, 404, "nothing of Alice's left to delete");
 }

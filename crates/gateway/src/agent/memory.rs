@@ -186,11 +186,7 @@ fn decode(bytes: &[u8]) -> (u64, Vec<Message>) {
     let updated = value["updated_ms"].as_u64().unwrap_or(0);
     let messages = value["messages"]
         .as_array()
-        .map(|list| {
-            list.iter()
-                .map(Message::from_value)
-                .collect()
-        })
+        .map(|list| list.iter().map(Message::from_value).collect())
         .unwrap_or_default();
     (updated, messages)
 }

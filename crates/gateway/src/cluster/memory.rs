@@ -58,11 +58,7 @@ impl SharedMemory {
     }
 
     fn index(&self, principal: &str) -> String {
-        format!(
-            "{}:convs:{}:{principal}",
-            self.pool.prefix,
-            principal.len()
-        )
+        format!("{}:convs:{}:{principal}", self.pool.prefix, principal.len())
     }
 
     /// The conversation's messages, oldest first; `None`: none for this principal.

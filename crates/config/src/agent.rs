@@ -36,6 +36,9 @@ pub struct AgentSettings {
     pub result_budget_bytes: usize,
     /// Messages of a conversation kept (its newest ones).
     pub memory_messages: usize,
+    /// With `[cluster]`, where conversations live in Redis: how long one is kept after
+    /// its last message.
+    pub memory_ttl: Duration,
     /// When the caller's view holds more tools than this, only the `top_k` best for the
     /// query (tool search) are offered.
     pub max_tools: usize,
@@ -50,6 +53,7 @@ impl AgentSettings {
     pub const DEFAULT_MAX_STEPS: u32 = 8;
     pub const DEFAULT_RESULT_BUDGET_BYTES: usize = 16 * 1024;
     pub const DEFAULT_MEMORY_MESSAGES: usize = 50;
+    pub const DEFAULT_MEMORY_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
     pub const DEFAULT_MAX_TOOLS: usize = 32;
     pub const DEFAULT_TOP_K: usize = 8;
 
@@ -66,6 +70,7 @@ impl AgentSettings {
             max_steps: Self::DEFAULT_MAX_STEPS,
             result_budget_bytes: Self::DEFAULT_RESULT_BUDGET_BYTES,
             memory_messages: Self::DEFAULT_MEMORY_MESSAGES,
+            memory_ttl: Self::DEFAULT_MEMORY_TTL,
             max_tools: Self::DEFAULT_MAX_TOOLS,
             top_k: Self::DEFAULT_TOP_K,
         }
@@ -86,6 +91,7 @@ pub(crate) struct RawAgent {
     max_steps: Option<u32>,
     result_budget_bytes: Option<u64>,
     memory_messages: Option<u64>,
+    memory_ttl_ms: Option<u64>,
     max_tools: Option<u64>,
     top_k: Option<u64>,
 }
@@ -198,6 +204,13 @@ pub(crate) fn validate(
             path,
             "memory_messages",
         )? as usize,
+        memory_ttl: Duration::from_millis(ranged(
+            raw.memory_ttl_ms,
+            AgentSettings::DEFAULT_MEMORY_TTL.as_millis() as u64,
+            60_000..=365 * 24 * 3600 * 1000,
+            path,
+            "memory_ttl_ms",
+        )?),
         max_tools: ranged(
             raw.max_tools,
             AgentSettings::DEFAULT_MAX_TOOLS as u64,

@@ -29,6 +29,7 @@ fn defaults() {
         "trailing slash dropped, every default"
     );
     assert_eq!(settings.memory_messages, 50);
+    assert_eq!(settings.memory_ttl, Duration::from_secs(7 * 24 * 3600));
     assert_eq!(settings.request_timeout, Duration::from_secs(60));
     assert_eq!(settings.api_key, None);
 }
@@ -38,7 +39,7 @@ fn the_key_expands_and_never_prints() {
     let settings = agent(
         "base_url = \"https://api.example.com/v1\"\nmodel = \"m\"\napi_key = \"${TOKEN}\"\n\
          max_steps = 3\nmemory_messages = 0\ntop_k = 4\nmax_tools = 10\nretries = 0\n\
-         request_timeout_ms = 1500\nresult_budget_bytes = 1024\n",
+         request_timeout_ms = 1500\nresult_budget_bytes = 1024\nmemory_ttl_ms = 60000\n",
     );
     let key = settings.api_key.as_ref().unwrap();
     assert_eq!(key.expose(), "s3cret");
@@ -49,6 +50,7 @@ fn the_key_expands_and_never_prints() {
     assert_eq!(settings.retries, 0);
     assert_eq!(settings.request_timeout, Duration::from_millis(1500));
     assert_eq!(settings.result_budget_bytes, 1024);
+    assert_eq!(settings.memory_ttl, Duration::from_secs(60));
 }
 
 #[test]
@@ -82,6 +84,11 @@ fn rejections_name_the_key() {
         native("[agent]\nbase_url = \"http://h/v1\"\nmodel = \"m\"\ntop_k = 99\n"),
         "agent.top_k",
         "between",
+    );
+    assert_invalid(
+        native("[agent]\nbase_url = \"http://h/v1\"\nmodel = \"m\"\nmemory_ttl_ms = 1000\n"),
+        "agent.memory_ttl_ms",
+        "between 60000",
     );
     let shown = assert_invalid(
         native(

@@ -268,7 +268,17 @@ impl Gateway {
         let (chain_parts, chain) =
             crate::pipeline::chain::declared(config, steps, &metrics, &db, secrets.as_ref())?;
         let agent = match &config.agent {
-            Some(settings) => Some(Arc::new(crate::agent::Agent::new(settings, db.clone())?)),
+            Some(settings) => {
+                let keep = settings.memory_messages;
+                let memory = match &config.cluster {
+                    Some(cluster) => crate::agent::memory::Memory::shared(
+                        crate::cluster::open_memory(cluster, settings.memory_ttl)?,
+                        keep,
+                    ),
+                    None => crate::agent::memory::Memory::new(db.clone(), keep),
+                };
+                Some(Arc::new(crate::agent::Agent::new(settings, memory)?))
+            }
             None => None,
         };
         let semantic = match &config.search {

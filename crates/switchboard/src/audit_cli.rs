@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use serde_json::json;
 use switchboard_gateway::audit::key::{self, AuditKey};
 use switchboard_gateway::audit::store::Snapshot;
 use switchboard_gateway::audit::verify::{Report, Trust, verify_lines, verify_snapshot};
@@ -294,22 +293,7 @@ fn base64_of(bytes: &[u8]) -> String {
 
 fn print_report(report: &Report, export: bool, as_json: bool) {
     if as_json {
-        let (seq, problem) = match &report.problem {
-            Some((seq, problem)) => (Some(*seq), Some(problem.to_string())),
-            None => (None, None),
-        };
-        println!(
-            "{}",
-            json!({
-                "ok": report.is_ok(),
-                "verified": report.verified,
-                "first": report.first,
-                "last": report.last,
-                "keys": report.keys,
-                "first_bad_seq": seq,
-                "problem": problem,
-            })
-        );
+        println!("{}", report.to_json());
         return;
     }
     let what = if export { "audit export" } else { "audit log" };

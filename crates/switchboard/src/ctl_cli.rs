@@ -1,12 +1,16 @@
-//! The kubectl-style commands that talk to a running gateway's admin API: `get
-//! servers|tools|approvals|pins`, `describe server NAME`, `apply -f FILE`, `delete server
-//! NAME`, `reload server NAME`, `approve ID`, `deny ID` and `logs` (the audit log's
-//! records). The gateway's URL and admin token come from `--url`/`--token` or
-//! `SWITCHBOARD_URL`/`SWITCHBOARD_ADMIN_TOKEN`; `-o table` (default) or `-o json`.
+//! The client of a running gateway's admin API, shared by every remote command, and the
+//! kubectl-style commands: `get servers|tools|approvals|pins`, `describe server NAME`,
+//! `apply -f FILE`, `delete server NAME`, `approve ID`, `deny ID` and `logs` (the audit
+//! log's records). The operator verbs (`ls`, `add`, `rm`, `reload`, `tools`, `call`,
+//! `audit`, `approve --server`) are in `verbs_cli.rs` and `mcp_call.rs`, on this client.
+//! The gateway's URL and credentials come from flags, else `SWITCHBOARD_URL` /
+//! `SWITCHBOARD_ADMIN_TOKEN` / `SWITCHBOARD_KEY`, else the CLI's settings file
+//! (`cli_config.rs`); tables by default, `--json` (or `-o json`) for scripts.
 //!
-//! Exit codes scripts can rely on: 0 done; 1 the gateway refused (not found, conflict,
-//! invalid, not configured); 2 bad input or the gateway could not be reached; 3 the
-//! credential was missing or not allowed (401/403).
+//! Exit codes scripts can rely on: 0 done; 1 the gateway refused or the operation failed
+//! (not found, conflict, invalid, a tool error, a log that does not verify); 2 bad input
+//! or the gateway could not be reached; 3 the credential was missing or not allowed
+//! (401/403).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,7 +21,9 @@ use anyhow::{Context as _, bail};
 use clap::{Args, ValueEnum};
 use serde_json::{Value, json};
 
-/// Where the gateway is and how to print.
+/// Where the gateway is, which credentials to present and how to print. Each setting
+/// comes from its flag, else its environment variable, else the CLI's settings file
+/// (`cli_config.rs`).
 #[derive(Args, Clone)]
 pub(crate) struct Remote {
     /// The gateway's base URL, e.g. http://127.0.0.1:8080.
@@ -26,9 +32,59 @@ pub(crate) struct Remote {
     /// The admin bearer token (or an `[access]` key with the admin role).
     #[arg(long, env = "SWITCHBOARD_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// The credential `call` presents on `/mcp` (an `[access]` API key or JWT); without
+    /// one, `call` is anonymous.
+    #[arg(long, env = "SWITCHBOARD_KEY", hide_env_values = true)]
+    key: Option<String>,
+    /// The CLI's settings file (TOML: `url`, `token`, `key`); default
+    /// `$XDG_CONFIG_HOME/switchboard/cli.toml` (or `~/.config/switchboard/cli.toml`).
+    #[arg(
+        long = "cli-config",
+        env = "SWITCHBOARD_CLI_CONFIG",
+        value_name = "FILE"
+    )]
+    cli_config: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value_t = Output::Table)]
     output: Output,
+    /// JSON output (the same as `-o json`).
+    #[arg(long)]
+    json: bool,
+    /// Progress lines on stderr even when it is not a terminal (never with JSON output).
+    #[arg(long)]
+    progress: bool,
+}
+
+impl Remote {
+    fn json(&self) -> bool {
+        self.json || self.output == Output::Json
+    }
+
+    /// How to print: JSON or tables, and whether progress lines go to stderr (a terminal,
+    /// or `--progress`; never with JSON output, which scripts read).
+    fn out(&self) -> Out {
+        let json = self.json();
+        let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        Out {
+            json,
+            progress: !json && (self.progress || terminal),
+        }
+    }
+}
+
+/// How a command prints.
+pub(crate) struct Out {
+    pub(crate) json: bool,
+    progress: bool,
+}
+
+impl Out {
+    /// A progress line on stderr, when progress is on.
+    pub(crate) fn progress(&self, line: impl std::fmt::Display) {
+        if self.progress {
+            eprintln!("switchboard: {line}");
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -54,29 +110,78 @@ pub(crate) enum Kind {
     Server,
 }
 
-/// One command against the admin API.
+/// One command against the admin API (`call`: against `/mcp`).
 pub(crate) enum Request {
     Get(Resource),
+    /// `ls`: the servers with a health column.
+    List,
     Describe(String),
     Apply(PathBuf),
+    /// `add`: register a server, then wait (up to `wait`) for its first listing.
+    Add {
+        name: String,
+        server: Value,
+        wait: Duration,
+    },
     Delete(String),
-    Reload(String),
+    /// One server, or every running one.
+    Reload(Option<String>),
+    Tools {
+        server: Option<String>,
+        search: Option<String>,
+        limit: u32,
+    },
+    Call {
+        tool: String,
+        arguments: Value,
+        approval: Option<String>,
+    },
     Decide {
         id: String,
         approve: bool,
         reason: Option<String>,
+    },
+    /// Approve a version of a server's lists (the capability registry).
+    ApproveVersion {
+        server: String,
+        version: Option<u64>,
     },
     Logs {
         limit: u32,
         filters: BTreeMap<&'static str, String>,
         follow: bool,
     },
+    Audit {
+        limit: u32,
+        verify: bool,
+        public_keys: Vec<String>,
+    },
 }
 
-/// A failure with its exit code.
-struct Failure {
-    code: u8,
-    message: String,
+/// A failure with its exit code: 1 the gateway refused or the operation failed, 2 bad
+/// input or the gateway could not be reached, 3 the credential was missing or not
+/// allowed.
+pub(crate) struct Failure {
+    pub(crate) code: u8,
+    pub(crate) message: String,
+}
+
+impl Failure {
+    /// Exit code 1: the gateway refused, or what was asked did not happen.
+    pub(crate) fn refused(message: impl Into<String>) -> Failure {
+        Failure {
+            code: 1,
+            message: message.into(),
+        }
+    }
+
+    /// The same failure, its message prefixed with what it was about.
+    pub(crate) fn about(self, what: &str) -> Failure {
+        Failure {
+            code: self.code,
+            message: format!("{what}: {}", self.message),
+        }
+    }
 }
 
 impl From<anyhow::Error> for Failure {
@@ -88,20 +193,29 @@ impl From<anyhow::Error> for Failure {
     }
 }
 
-struct Client {
-    http: reqwest::Client,
-    base: String,
-    token: String,
+/// The admin API's client (and the `/mcp` credential for `call`).
+pub(crate) struct Client {
+    pub(crate) http: reqwest::Client,
+    pub(crate) base: String,
+    token: Option<String>,
+    pub(crate) key: Option<String>,
 }
 
 impl Client {
-    fn new(remote: &Remote) -> anyhow::Result<Client> {
-        let Some(url) = remote.url.as_deref() else {
-            bail!("no gateway: pass --url or set SWITCHBOARD_URL");
+    /// `admin`: whether the command needs the admin token (all but `call`).
+    fn new(remote: &Remote, admin: bool) -> anyhow::Result<Client> {
+        let file = crate::cli_config::load(remote.cli_config.as_deref())?;
+        let url = remote.url.clone().or(file.url);
+        let token = remote.token.clone().or(file.token);
+        let key = remote.key.clone().or(file.key);
+        let Some(url) = url else {
+            bail!("no gateway: pass --url or set SWITCHBOARD_URL (or `url` in the CLI config)");
         };
-        let Some(token) = remote.token.clone() else {
-            bail!("no admin token: pass --token or set SWITCHBOARD_ADMIN_TOKEN");
-        };
+        if admin && token.is_none() {
+            bail!(
+                "no admin token: pass --token or set SWITCHBOARD_ADMIN_TOKEN (or `token` in the CLI config)"
+            );
+        }
         let base = url
             .trim_end_matches('/')
             .trim_end_matches("/mcp")
@@ -109,11 +223,16 @@ impl Client {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()?;
-        Ok(Client { http, base, token })
+        Ok(Client {
+            http,
+            base,
+            token,
+            key,
+        })
     }
 
     /// The JSON answer of a 2xx; a refusal as its exit code and the gateway's message.
-    async fn send(
+    pub(crate) async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
@@ -122,7 +241,7 @@ impl Client {
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token);
+            .bearer_auth(self.token.as_deref().unwrap_or_default());
         if let Some(body) = body {
             request = request
                 .header("content-type", "application/json")
@@ -148,7 +267,7 @@ impl Client {
         })
     }
 
-    async fn get(&self, path: &str) -> Result<Value, Failure> {
+    pub(crate) async fn get(&self, path: &str) -> Result<Value, Failure> {
         Ok(self.send(reqwest::Method::GET, path, None).await?.1)
     }
 }
@@ -170,8 +289,9 @@ pub(crate) fn run(request: Request, remote: &Remote) -> ExitCode {
 }
 
 async fn execute(request: Request, remote: &Remote) -> Result<(), Failure> {
-    let client = Client::new(remote)?;
-    let json = remote.output == Output::Json;
+    let client = Client::new(remote, !matches!(request, Request::Call { .. }))?;
+    let out = remote.out();
+    let json = out.json;
     match request {
         Request::Get(resource) => {
             let (path, key) = match resource {
@@ -188,6 +308,32 @@ async fn execute(request: Request, remote: &Remote) -> Result<(), Failure> {
                 print_table(columns(resource), &rows);
             }
         }
+        Request::List => crate::verbs_cli::list(&client, &out).await?,
+        Request::Add { name, server, wait } => {
+            crate::verbs_cli::add(&client, &out, &name, server, wait).await?;
+        }
+        Request::Reload(name) => crate::verbs_cli::reload(&client, &out, name).await?,
+        Request::Tools {
+            server,
+            search,
+            limit,
+        } => {
+            crate::verbs_cli::tools(&client, &out, server.as_deref(), search.as_deref(), limit)
+                .await?
+        }
+        Request::Call {
+            tool,
+            arguments,
+            approval,
+        } => crate::mcp_call::call(&client, &out, &tool, arguments, approval.as_deref()).await?,
+        Request::ApproveVersion { server, version } => {
+            crate::verbs_cli::approve_version(&client, &out, &server, version).await?;
+        }
+        Request::Audit {
+            limit,
+            verify,
+            public_keys,
+        } => crate::verbs_cli::audit(&client, &out, limit, verify, &public_keys).await?,
         Request::Describe(name) => {
             let servers = client.get("/admin/servers").await?;
             let Some(server) = servers["servers"]
@@ -228,11 +374,6 @@ async fn execute(request: Request, remote: &Remote) -> Result<(), Failure> {
             let path = format!("/admin/servers/{}", segment(&name));
             let (_, answer) = client.send(reqwest::Method::DELETE, &path, None).await?;
             report(json, &answer, &format!("server \"{name}\" deleted"));
-        }
-        Request::Reload(name) => {
-            let path = format!("/admin/servers/{}/reload", segment(&name));
-            let (_, answer) = client.send(reqwest::Method::POST, &path, None).await?;
-            report(json, &answer, &format!("server \"{name}\" reloaded"));
         }
         Request::Decide {
             id,
@@ -372,7 +513,7 @@ async fn logs(
 }
 
 /// A path segment, percent-encoded.
-fn segment(value: &str) -> String {
+pub(crate) fn segment(value: &str) -> String {
     let mut out = String::new();
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || b"-_.~".contains(&byte) {
@@ -384,7 +525,7 @@ fn segment(value: &str) -> String {
     out
 }
 
-fn report(json: bool, answer: &Value, line: &str) {
+pub(crate) fn report(json: bool, answer: &Value, line: &str) {
     if json {
         print_json(answer);
     } else {
@@ -392,7 +533,7 @@ fn report(json: bool, answer: &Value, line: &str) {
     }
 }
 
-fn print_json(value: &Value) {
+pub(crate) fn print_json(value: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(value).unwrap_or_default()
@@ -400,7 +541,7 @@ fn print_json(value: &Value) {
 }
 
 /// A column: its heading and the JSON pointer of its value in a row.
-type Column = (&'static str, &'static str);
+pub(crate) type Column = (&'static str, &'static str);
 
 const LOG_COLUMNS: &[Column] = &[
     ("SEQ", "/seq"),
@@ -486,7 +627,7 @@ fn widths(columns: &[Column], rows: &[Value]) -> Vec<usize> {
         .collect()
 }
 
-fn print_table(columns: &[Column], rows: &[Value]) {
+pub(crate) fn print_table(columns: &[Column], rows: &[Value]) {
     let widths = widths(columns, rows);
     let heading: Vec<String> = columns
         .iter()

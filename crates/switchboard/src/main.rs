@@ -1,13 +1,18 @@
 //! `switchboard`: the MCP gateway binary. Subcommands run the HTTP face (`serve`), the
 //! stdio face (`stdio`), validate a configuration (`check-config`) or read the audit log
 //! (`audit`, in `audit_cli.rs`) and the capability registry (`registry`, in `registry_cli.rs`),
-//! or talk to a running gateway's admin API, kubectl-style (`get`, `describe`, `apply`,
-//! `delete`, `reload`, `approve`, `deny`, `logs`, in `ctl_cli.rs`).
+//! or talk to a running gateway's admin API: the operator verbs (`ls`, `add`, `rm`,
+//! `reload`, `tools`, `call`, `logs`, `audit`, `approve`, `deny`; `verbs_cli.rs`,
+//! `mcp_call.rs`) and kubectl-style ones (`get`, `describe`, `apply`, `delete`), on one
+//! client (`ctl_cli.rs`). `completions` prints a shell completion script.
 
 mod audit_cli;
+mod cli_config;
 mod ctl_cli;
+mod mcp_call;
 mod registry_cli;
 mod secrets_cli;
+mod verbs_cli;
 
 use std::net::SocketAddr;
 use std::os::fd::AsFd as _;
@@ -17,7 +22,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory as _, Parser, Subcommand, ValueEnum};
 use switchboard_gateway::Gateway;
 use switchboard_gateway::face;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -75,11 +80,90 @@ enum Command {
         #[arg(long, value_name = "catalog|search", value_parser = switchboard_config::ToolsMode::parse)]
         tools: Option<switchboard_config::ToolsMode>,
     },
-    /// Work with the tools of the configured servers.
+    /// A running gateway's tools (admin API): all, one server's (`--server`), or a
+    /// ranked search (`--search`). `tools search` searches a config's servers instead.
+    #[command(args_conflicts_with_subcommands = true)]
     Tools {
         #[command(subcommand)]
-        command: ToolsCommand,
+        command: Option<ToolsCommand>,
+        /// Only this server's tools.
+        #[arg(long)]
+        server: Option<String>,
+        /// Rank the tools against these words.
+        #[arg(long, value_name = "QUERY")]
+        search: Option<String>,
+        /// Most tools a search returns.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        #[command(flatten)]
+        remote: ctl_cli::Remote,
     },
+    /// Call a tool through a running gateway's `/mcp` (as the `--key` principal) and print
+    /// its result; exit 1 on a tool error.
+    Call {
+        /// The tool's exposed name (`switchboard tools` lists them).
+        tool: String,
+        /// The arguments as one JSON object.
+        #[arg(long = "args", value_name = "JSON")]
+        args_json: Option<String>,
+        /// Arguments as key=value (the value read as JSON when it is JSON, else a
+        /// string); added to `--args`.
+        #[arg(value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+        /// Retry a call that waited for this approval (once it is approved).
+        #[arg(long, value_name = "ID")]
+        approval: Option<String>,
+        #[command(flatten)]
+        remote: ctl_cli::Remote,
+    },
+    /// A running gateway's servers: state, era, transport, tools, health.
+    Ls {
+        #[command(flatten)]
+        remote: ctl_cli::Remote,
+    },
+    /// Register a server on a running gateway and wait for its first listing:
+    /// `add NAME -- CMD ARGS...` (stdio) or `add NAME --url URL` (HTTP). Here `--url` is
+    /// the server's: the gateway's is `--gateway` (or SWITCHBOARD_URL).
+    #[command(mut_arg("url", |arg| arg.long("gateway")))]
+    Add {
+        name: String,
+        /// The server's URL (Streamable HTTP, or legacy SSE with `--transport sse`).
+        #[arg(
+            id = "server_url",
+            long = "url",
+            value_name = "URL",
+            conflicts_with = "command"
+        )]
+        url: Option<String>,
+        /// `http` (default for `--url`) or `sse`.
+        #[arg(long, requires = "server_url", value_parser = ["http", "sse"])]
+        transport: Option<String>,
+        /// An environment variable of the server's process (repeatable).
+        #[arg(long = "env", value_name = "KEY=VALUE")]
+        envs: Vec<String>,
+        /// An HTTP header sent to the server (repeatable).
+        #[arg(long = "header", value_name = "NAME=VALUE", requires = "server_url")]
+        headers: Vec<String>,
+        /// The working directory of the server's process.
+        #[arg(long)]
+        cwd: Option<String>,
+        /// How long to wait for the server to be ready, in seconds.
+        #[arg(long, value_name = "SECS", default_value_t = 60)]
+        wait: u64,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, value_name = "CMD")]
+        command: Vec<String>,
+        #[command(flatten)]
+        remote: ctl_cli::Remote,
+    },
+    /// Remove a server from a running gateway (its calls in flight finish first).
+    Rm {
+        name: String,
+        #[command(flatten)]
+        remote: ctl_cli::Remote,
+    },
+    /// Print a shell completion script: `switchboard completions bash > …`.
+    Completions { shell: clap_complete::Shell },
     /// Ask the router agent (`[agent]`) in plain words; prints the answer, or with
     /// `--json` the answer and its trace of tool calls.
     Ask {
@@ -96,10 +180,25 @@ enum Command {
     },
     /// Validate a configuration file without running anything.
     CheckConfig { config: PathBuf },
-    /// Read the tamper-evident audit log: verify, tail, keygen.
+    /// A running gateway's audit log: the newest records and, with `--verify`, whether
+    /// the whole log verifies (exit 1 when not). The subcommands read a state dir
+    /// instead: verify, tail, keygen.
+    #[command(args_conflicts_with_subcommands = true)]
     Audit {
         #[command(subcommand)]
-        command: audit_cli::AuditCommand,
+        command: Option<audit_cli::AuditCommand>,
+        /// Verify the whole log (order, hash chain, signatures, signed head).
+        #[arg(long)]
+        verify: bool,
+        /// How many records.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Trust only this public key when verifying (repeatable; default: the keys the
+        /// log lists).
+        #[arg(long = "public-key", value_name = "KEY", requires = "verify")]
+        public_keys: Vec<String>,
+        #[command(flatten)]
+        remote: ctl_cli::Remote,
     },
     /// The capability registry: a server's versions, diffs, approvals.
     Registry {
@@ -139,16 +238,26 @@ enum Command {
         #[command(flatten)]
         remote: ctl_cli::Remote,
     },
-    /// Restart a server of a running gateway without losing calls.
+    /// Restart a server of a running gateway without losing calls (`reload NAME`, or
+    /// `reload server NAME`), or every running server (`reload`), waiting for each to be
+    /// ready again.
     Reload {
-        kind: ctl_cli::Kind,
-        name: String,
+        #[arg(num_args = 0..=2, value_name = "NAME")]
+        target: Vec<String>,
         #[command(flatten)]
         remote: ctl_cli::Remote,
     },
-    /// Grant a pending approval on a running gateway.
+    /// Grant a pending approval on a running gateway, or (`--server`) approve a version
+    /// of a server's lists.
     Approve {
-        id: String,
+        #[arg(required_unless_present = "server", conflicts_with = "server")]
+        id: Option<String>,
+        /// Approve a version of this server's lists (the capability registry).
+        #[arg(long)]
+        server: Option<String>,
+        /// The version to approve (default: the live one).
+        #[arg(long, requires = "server")]
+        version: Option<u64>,
         #[command(flatten)]
         remote: ctl_cli::Remote,
     },
@@ -160,6 +269,10 @@ enum Command {
         #[command(flatten)]
         remote: ctl_cli::Remote,
     },
+    /// Not a command: what `remote_request` answers for arguments clap accepted but a
+    /// verb refuses (exit 2).
+    #[command(skip)]
+    Invalid(String),
     /// The audit log's newest records from a running gateway, oldest first.
     Logs {
         /// How many records.
@@ -189,12 +302,99 @@ fn remote_request(command: Command) -> Result<(ctl_cli::Request, ctl_cli::Remote
         Command::Describe { name, remote, .. } => (Request::Describe(name), remote),
         Command::Apply { file, remote } => (Request::Apply(file), remote),
         Command::Delete { name, remote, .. } => (Request::Delete(name), remote),
-        Command::Reload { name, remote, .. } => (Request::Reload(name), remote),
-        Command::Approve { id, remote } => (
+        Command::Reload { target, remote } => match target.as_slice() {
+            [] => (Request::Reload(None), remote),
+            [name] | [_, name] if target.len() == 1 || target[0] == "server" => {
+                (Request::Reload(Some(name.clone())), remote)
+            }
+            _ => return Err(Box::new(Command::Reload { target, remote })),
+        },
+        Command::Approve {
+            id: Some(id),
+            remote,
+            ..
+        } => (
             Request::Decide {
                 id,
                 approve: true,
                 reason: None,
+            },
+            remote,
+        ),
+        Command::Approve {
+            server: Some(server),
+            version,
+            remote,
+            ..
+        } => (Request::ApproveVersion { server, version }, remote),
+        Command::Ls { remote } => (Request::List, remote),
+        Command::Rm { name, remote } => (Request::Delete(name), remote),
+        Command::Add {
+            name,
+            url,
+            transport,
+            envs,
+            headers,
+            cwd,
+            wait,
+            command,
+            remote,
+        } => {
+            let server = match definition(url, transport, &envs, &headers, cwd, command) {
+                Ok(server) => server,
+                Err(error) => return Err(Box::new(Command::Invalid(format!("{error:#}")))),
+            };
+            (
+                Request::Add {
+                    name,
+                    server,
+                    wait: Duration::from_secs(wait),
+                },
+                remote,
+            )
+        }
+        Command::Tools {
+            command: None,
+            server,
+            search,
+            limit,
+            remote,
+        } => (
+            Request::Tools {
+                server,
+                search,
+                limit,
+            },
+            remote,
+        ),
+        Command::Call {
+            tool,
+            args_json,
+            pairs,
+            approval,
+            remote,
+        } => match mcp_call::arguments(args_json.as_deref(), &pairs) {
+            Ok(arguments) => (
+                Request::Call {
+                    tool,
+                    arguments,
+                    approval,
+                },
+                remote,
+            ),
+            Err(error) => return Err(Box::new(Command::Invalid(format!("{error:#}")))),
+        },
+        Command::Audit {
+            command: None,
+            verify,
+            limit,
+            public_keys,
+            remote,
+        } => (
+            Request::Audit {
+                limit,
+                verify,
+                public_keys,
             },
             remote,
         ),
@@ -235,6 +435,62 @@ fn remote_request(command: Command) -> Result<(ctl_cli::Request, ctl_cli::Remote
         }
         other => return Err(Box::new(other)),
     })
+}
+
+/// The `.mcp.json` entry `add` registers: a command and its arguments, or a URL.
+fn definition(
+    url: Option<String>,
+    transport: Option<String>,
+    envs: &[String],
+    headers: &[String],
+    cwd: Option<String>,
+    command: Vec<String>,
+) -> anyhow::Result<serde_json::Value> {
+    fn pairs(
+        flag: &str,
+        items: &[String],
+    ) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+        let mut map = serde_json::Map::new();
+        for item in items {
+            let (key, value) = item
+                .split_once('=')
+                .filter(|(key, _)| !key.is_empty())
+                .with_context(|| format!("--{flag} `{item}`: expected KEY=VALUE"))?;
+            anyhow::ensure!(
+                map.insert(key.to_owned(), value.into()).is_none(),
+                "--{flag} `{key}` given twice"
+            );
+        }
+        Ok(map)
+    }
+    let mut server = serde_json::Map::new();
+    match (url, command.split_first()) {
+        (Some(url), None) => {
+            server.insert(
+                "type".into(),
+                transport.unwrap_or_else(|| "http".into()).into(),
+            );
+            server.insert("url".into(), url.into());
+            if !headers.is_empty() {
+                server.insert("headers".into(), pairs("header", headers)?.into());
+            }
+        }
+        (None, Some((program, args))) => {
+            server.insert("command".into(), program.clone().into());
+            server.insert("args".into(), args.to_vec().into());
+        }
+        (None, None) => {
+            anyhow::bail!("add: give the command after `--` (add NAME -- CMD ARGS...) or --url URL")
+        }
+        (Some(_), Some(_)) => anyhow::bail!("add: a command or --url, not both"),
+    }
+    if !envs.is_empty() {
+        server.insert("env".into(), pairs("env", envs)?.into());
+    }
+    if let Some(cwd) = cwd {
+        server.insert("cwd".into(), cwd.into());
+    }
+    Ok(server.into())
 }
 
 #[derive(Subcommand)]
@@ -304,7 +560,33 @@ fn main() -> ExitCode {
         Err(command) => *command,
     };
     let cli = Cli { command, ..cli };
-    if let Command::Audit { command } = cli.command {
+    match cli.command {
+        Command::Invalid(message) => {
+            eprintln!("switchboard: {message}");
+            return ExitCode::from(2);
+        }
+        Command::Reload { target, .. } => {
+            eprintln!(
+                "switchboard: reload takes a server name (`reload NAME` or `reload server NAME`), not {target:?}"
+            );
+            return ExitCode::from(2);
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "switchboard",
+                &mut std::io::stdout(),
+            );
+            return ExitCode::SUCCESS;
+        }
+        _ => {}
+    }
+    if let Command::Audit {
+        command: Some(command),
+        ..
+    } = cli.command
+    {
         return match audit_cli::run(command, cli.max_config_bytes) {
             Ok(code) => code,
             Err(error) => {
@@ -390,17 +672,25 @@ async fn run(command: Command, max_config_bytes: u64) -> anyhow::Result<()> {
         | Command::Reload { .. }
         | Command::Approve { .. }
         | Command::Deny { .. }
-        | Command::Logs { .. } => {
+        | Command::Logs { .. }
+        | Command::Ls { .. }
+        | Command::Add { .. }
+        | Command::Rm { .. }
+        | Command::Call { .. }
+        | Command::Completions { .. }
+        | Command::Invalid(_)
+        | Command::Tools { command: None, .. } => {
             unreachable!("handled before the runtime starts")
         }
         Command::Tools {
             command:
-                ToolsCommand::Search {
+                Some(ToolsCommand::Search {
                     query,
                     config,
                     limit,
                     json,
-                },
+                }),
+            ..
         } => {
             let (loaded, _) = load(&config, max_config_bytes)?;
             let gateway = Gateway::start(&loaded).await?;
@@ -589,5 +879,18 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
             _ = term.recv() => {}
         }
         tracing::info!("shutting down: draining requests");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory as _;
+
+    /// clap's own checks of every subcommand (unique names, valid references), which
+    /// otherwise only fire when that subcommand is parsed.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 }

@@ -503,3 +503,186 @@ async fn redis_stopped_mid_run_then_restarted() {
         .await;
     assert!(answer.outcome.is_ok(), "{:?}", answer.error());
 }
+
+/// The router agent's chat memory on the shared Redis: a conversation begun on one
+/// replica continues on another; another principal can neither read nor continue it
+/// (from any replica); a deletion on one is seen by the other; the conversation carries
+/// the configured TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agent_conversations_continue_on_another_replica_and_stay_with_their_principal() {
+    use switchboard_testkit::llm::{ScriptedLlm, text};
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let llm = ScriptedLlm::start(vec![
+        text("first answer"),
+        text("second answer"),
+        text("bob's answer"),
+    ])
+    .await;
+    let prefix = "agentmem";
+    let config = format!(
+        "{}\n{}",
+        replica_config(&redis, prefix, KEYS),
+        llm.agent_section("max_tools = 512\nmemory_ttl_ms = 600000")
+    );
+    let replicas = replicas(&config, 2).await;
+    let send = |replica: usize,
+                method: reqwest::Method,
+                path: String,
+                body: Option<Value>,
+                key: &'static str| {
+        let base = replicas[replica].url.trim_end_matches("/mcp").to_owned();
+        async move {
+            let mut request = reqwest::Client::new()
+                .request(method, format!("{base}{path}"))
+                .bearer_auth(key);
+            if let Some(body) = body {
+                request = request.json(&body);
+            }
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (
+                status,
+                response.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    let ask = |replica: usize, key: &'static str, text: &'static str| {
+        send(
+            replica,
+            reqwest::Method::POST,
+            "/query".into(),
+            Some(json!({ "query": text, "conversation_id": "c1" })),
+            key,
+        )
+    };
+    let turn = |n: usize| -> Vec<Value> {
+        llm.requests()[n]["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["role"] != "system")
+            .cloned()
+            .collect()
+    };
+
+    // Begun on replica 0, continued on replica 1: the model sees the first turn.
+    let (status, first) = ask(0, ALICE, "my name is Alice").await;
+    assert_eq!(status, 200, "{first}");
+    let (status, second) = ask(1, ALICE, "what is my name?").await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(
+        turn(1),
+        [
+            json!({ "role": "user", "content": "my name is Alice" }),
+            json!({ "role": "assistant", "content": "first answer" }),
+            json!({ "role": "user", "content": "what is my name?" }),
+        ]
+    );
+    // Bob's "c1" is his own, on either replica.
+    let (status, _) = ask(1, BOB, "what is her name?").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        turn(2),
+        [json!({ "role": "user", "content": "what is her name?" })]
+    );
+    let (status, alices) = send(
+        1,
+        reqwest::Method::GET,
+        "/conversations/c1".into(),
+        None,
+        ALICE,
+    )
+    .await;
+    assert_eq!(status, 200, "{alices}");
+    let contents: Vec<&str> = alices["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        contents,
+        [
+            "my name is Alice",
+            "first answer",
+            "what is my name?",
+            "second answer"
+        ]
+    );
+    let (status, bobs) = send(
+        0,
+        reqwest::Method::GET,
+        "/conversations/c1".into(),
+        None,
+        BOB,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(bobs["messages"].as_array().unwrap().len(), 2, "{bobs}");
+    assert!(!bobs.to_string().contains("Alice"), "{bobs}");
+
+    // In Redis, with the configured TTL.
+    let keys = std::process::Command::new("redis-cli")
+        .args([
+            "-p",
+            &redis.port.to_string(),
+            "--scan",
+            "--pattern",
+            &format!("{prefix}:conv:*"),
+        ])
+        .output()
+        .unwrap();
+    let keys: Vec<String> = String::from_utf8_lossy(&keys.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(keys.len(), 2, "one per principal: {keys:?}");
+    for key in &keys {
+        let ttl = std::process::Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string(), "PTTL", key])
+            .output()
+            .unwrap();
+        let ttl: i64 = String::from_utf8_lossy(&ttl.stdout).trim().parse().unwrap();
+        assert!((1..=600_000).contains(&ttl), "{key}: {ttl}");
+    }
+
+    // Deleted on replica 0 by Alice: gone on replica 1; Bob's stays.
+    let (status, _) = send(
+        0,
+        reqwest::Method::DELETE,
+        "/conversations/c1".into(),
+        None,
+        ALICE,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = send(
+        1,
+        reqwest::Method::GET,
+        "/conversations/c1".into(),
+        None,
+        ALICE,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = send(
+        1,
+        reqwest::Method::GET,
+        "/conversations/c1".into(),
+        None,
+        BOB,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, _) = send(
+        1,
+        reqwest::Method::DELETE,
+        "/conversations/c1".into(),
+        None,
+        ALICE,
+    )
+    .await;
+    assert_eq!(status, 404, "nothing of Alice's left to delete");
+}

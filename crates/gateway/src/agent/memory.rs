@@ -1,5 +1,7 @@
 //! Chat memory: the newest messages of each conversation, in the embedded database's
-//! `agent.conversations` table, keyed by (principal, conversation id). The principal is
+//! `agent.conversations` table, keyed by (principal, conversation id) — or, with
+//! `[cluster]`, in the shared Redis (`cluster::memory`, same bounds and isolation, plus
+//! a TTL), so a conversation continues on any replica. The principal is
 //! part of the key, so another principal's conversation is simply absent: it reads as
 //! "not found", exactly like an id nobody used. Writes are acknowledged after `commit()`.
 //!
@@ -59,18 +61,55 @@ impl Message {
     pub fn to_json(&self) -> Value {
         json!({ "role": self.role, "content": self.content })
     }
+
+    /// A message from its stored JSON (`to_json`); what does not parse reads as empty.
+    pub(crate) fn decode(text: &str) -> Message {
+        let value: Value = serde_json::from_str(text).unwrap_or(Value::Null);
+        Message::from_value(&value)
+    }
+
+    fn from_value(value: &Value) -> Message {
+        Message {
+            role: value["role"].as_str().unwrap_or_default().to_owned(),
+            content: value["content"].as_str().unwrap_or_default().to_owned(),
+        }
+    }
 }
 
 /// The conversations of every principal.
 #[derive(Clone)]
 pub struct Memory {
-    db: Arc<Db>,
+    store: Store,
     keep: usize,
+}
+
+/// Where conversations live.
+#[derive(Clone)]
+enum Store {
+    Embedded(Arc<Db>),
+    Shared(Arc<crate::cluster::memory::SharedMemory>),
+}
+
+impl From<crate::cluster::pool::Unavailable> for MemoryError {
+    fn from(error: crate::cluster::pool::Unavailable) -> MemoryError {
+        failed(error)
+    }
 }
 
 impl Memory {
     pub fn new(db: Arc<Db>, keep: usize) -> Memory {
-        Memory { db, keep }
+        Memory {
+            store: Store::Embedded(db),
+            keep,
+        }
+    }
+
+    /// Conversations in the cluster's Redis.
+    pub fn shared(shared: Arc<crate::cluster::memory::SharedMemory>, keep: usize) -> Memory {
+        Memory {
+            store: Store::Shared(shared),
+            keep,
+        }
     }
 
     /// The conversation's messages, oldest first; `None`: no such conversation for
@@ -80,7 +119,10 @@ impl Memory {
         principal: &str,
         id: &str,
     ) -> Result<Option<Vec<Message>>, MemoryError> {
-        let db = self.db.clone();
+        let db = match &self.store {
+            Store::Embedded(db) => db.clone(),
+            Store::Shared(shared) => return Ok(shared.load(principal, id).await?),
+        };
         let (principal, id) = (principal.to_owned(), id.to_owned());
         tokio::task::spawn_blocking(move || read(&db, &principal, &id))
             .await
@@ -97,7 +139,12 @@ impl Memory {
         if self.keep == 0 {
             return Ok(());
         }
-        let (db, keep) = (self.db.clone(), self.keep);
+        let (db, keep) = match &self.store {
+            Store::Embedded(db) => (db.clone(), self.keep),
+            Store::Shared(shared) => {
+                return Ok(shared.append(principal, id, &messages, self.keep).await?);
+            }
+        };
         let (principal, id) = (principal.to_owned(), id.to_owned());
         tokio::task::spawn_blocking(move || write(&db, &principal, &id, messages, keep))
             .await
@@ -106,7 +153,10 @@ impl Memory {
 
     /// Deletes the conversation; `false`: there was none for this principal.
     pub async fn delete(&self, principal: &str, id: &str) -> Result<bool, MemoryError> {
-        let db = self.db.clone();
+        let db = match &self.store {
+            Store::Embedded(db) => db.clone(),
+            Store::Shared(shared) => return Ok(shared.delete(principal, id).await?),
+        };
         let (principal, id) = (principal.to_owned(), id.to_owned());
         tokio::task::spawn_blocking(move || {
             let tx = db.database().begin_write().map_err(failed)?;
@@ -136,14 +186,7 @@ fn decode(bytes: &[u8]) -> (u64, Vec<Message>) {
     let updated = value["updated_ms"].as_u64().unwrap_or(0);
     let messages = value["messages"]
         .as_array()
-        .map(|list| {
-            list.iter()
-                .map(|m| Message {
-                    role: m["role"].as_str().unwrap_or_default().to_owned(),
-                    content: m["content"].as_str().unwrap_or_default().to_owned(),
-                })
-                .collect()
-        })
+        .map(|list| list.iter().map(Message::from_value).collect())
         .unwrap_or_default();
     (updated, messages)
 }
@@ -246,7 +289,9 @@ mod tests {
                 .await
                 .unwrap();
         }
-        let db = memory.db.clone();
+        let Store::Embedded(db) = memory.store.clone() else {
+            unreachable!("an embedded memory")
+        };
         let count = tokio::task::spawn_blocking(move || {
             let tx = db.database().begin_read().unwrap();
             let table = tx.open_table(TABLE).unwrap();

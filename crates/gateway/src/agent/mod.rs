@@ -117,10 +117,12 @@ pub struct Agent {
 }
 
 impl Agent {
-    pub fn new(settings: &AgentSettings, db: Arc<crate::db::Db>) -> Result<Agent, LlmError> {
+    /// `memory`: where conversations live (`Memory::new` embedded, `Memory::shared` in
+    /// the cluster's Redis).
+    pub fn new(settings: &AgentSettings, memory: Memory) -> Result<Agent, LlmError> {
         Ok(Agent {
             llm: Llm::new(settings)?,
-            memory: Memory::new(db, settings.memory_messages),
+            memory,
             settings: settings.clone(),
             metrics: Default::default(),
         })

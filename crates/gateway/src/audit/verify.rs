@@ -120,6 +120,25 @@ impl Report {
     pub fn is_ok(&self) -> bool {
         self.problem.is_none()
     }
+
+    /// The report as one JSON object, the shape `audit verify --json` prints and
+    /// `GET /admin/audit/verify` answers: `ok`, `verified`, `first`, `last`, `keys`,
+    /// `first_bad_seq`, `problem`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let (seq, problem) = match &self.problem {
+            Some((seq, problem)) => (Some(*seq), Some(problem.to_string())),
+            None => (None, None),
+        };
+        serde_json::json!({
+            "ok": self.is_ok(),
+            "verified": self.verified,
+            "first": self.first,
+            "last": self.last,
+            "keys": self.keys,
+            "first_bad_seq": seq,
+            "problem": problem,
+        })
+    }
 }
 
 impl fmt::Display for Report {

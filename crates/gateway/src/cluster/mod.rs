@@ -9,6 +9,8 @@
 //! - `pool`: the async connection of the data path (buckets, sessions);
 //! - `sessions`: legacy sessions' records with a sliding TTL, so any replica continues
 //!   a session;
+//! - `memory`: the router agent's conversations (per principal, last N messages, TTL),
+//!   so any replica continues a conversation;
 //! - `events`: the subscriber each replica runs, turning another replica's roster change
 //!   into the same change here (and a `list_changed` to every session).
 //!
@@ -22,6 +24,7 @@
 pub mod buckets;
 pub(crate) mod events;
 mod link;
+pub mod memory;
 pub mod pool;
 pub mod sessions;
 mod store;
@@ -94,4 +97,13 @@ pub(crate) fn open_sessions(
         pool,
         SESSION_TTL,
     )))
+}
+
+/// The router agent's shared conversations (no connection until the first use).
+pub(crate) fn open_memory(
+    settings: &switchboard_config::ClusterSettings,
+    ttl: std::time::Duration,
+) -> Result<std::sync::Arc<memory::SharedMemory>, crate::registry::StoreError> {
+    let pool = std::sync::Arc::new(pool::Pool::new(settings)?);
+    Ok(std::sync::Arc::new(memory::SharedMemory::new(pool, ttl)))
 }

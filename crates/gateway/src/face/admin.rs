@@ -12,7 +12,8 @@
 //! - `POST /admin/servers/{name}/reload` — restart without losing calls
 //! - `GET /admin/tools` — the merged catalog (exposed name → server, tool)
 //! - `GET /admin/config` — the watched file's status (valid, last error, reloads)
-//! - `GET /admin/audit` — the audit log's records, filtered (`admin_audit.rs`)
+//! - `GET /admin/audit` — the audit log's records, filtered; `GET /admin/audit/verify` —
+//!   the whole log verified (`admin_audit.rs`)
 //! - `/admin/registry…` — versions, diffs, drift, quarantine and approval of servers'
 //!   lists (`admin_registry.rs`)
 //! - `GET /admin/approvals`, `POST /admin/approvals/{id}/approve|deny` — approvals
@@ -96,6 +97,7 @@ pub fn router(gateway: Gateway, listen: &ListenSettings) -> Option<Router> {
         .route("/admin/tools/search", get(search_tools))
         .route("/admin/config", get(config_status))
         .route("/admin/audit", get(audit_records))
+        .route("/admin/audit/verify", get(audit_verify))
         .route("/admin/registry", get(registry_status))
         .route("/admin/registry/{server}/history", get(registry_history))
         .route(
@@ -356,6 +358,14 @@ async fn audit_records(
     axum::extract::Query(params): axum::extract::Query<std::collections::BTreeMap<String, String>>,
 ) -> Response {
     let (status, body) = super::admin_audit::records(&state.gateway, params).await;
+    json_reply(status, body)
+}
+
+async fn audit_verify(
+    State(state): State<AdminState>,
+    axum::extract::Query(params): axum::extract::Query<std::collections::BTreeMap<String, String>>,
+) -> Response {
+    let (status, body) = super::admin_audit::verify(&state.gateway, params).await;
     json_reply(status, body)
 }
 

@@ -3,6 +3,8 @@
 //! `since` is an RFC 3339 time or Unix milliseconds; `before` a seq (paging: the answer's
 //! `next_before`); `limit` at most 1,000 (default 100). 404 when no `[audit]` is
 //! configured, 400 for an unknown or malformed parameter.
+//!
+//! `GET /admin/audit/verify[?public_key=K1,K2]`: the whole log verified ([`verify`]).
 
 use std::collections::BTreeMap;
 
@@ -75,6 +77,67 @@ pub(super) async fn records(
             StatusCode::OK,
             json!({ "records": page.records, "next_before": page.next_before }),
         ),
+        Ok(Err(error)) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "error": error.to_string() }),
+        ),
+        Err(error) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({ "error": error.to_string() }),
+        ),
+    }
+}
+
+/// The answer to `GET /admin/audit/verify[?public_key=K1,K2]`: the whole log checked
+/// (order, chain, signatures, signed head) as `audit verify` does on the state dir, as
+/// [`Report::to_json`](crate::audit::verify::Report::to_json) plus `trusted`: `"given"`
+/// when keys were passed, else `"log"` (the keys the log lists itself: catches edits,
+/// not a log re-signed whole with another key).
+pub(super) async fn verify(
+    gateway: &Gateway,
+    params: BTreeMap<String, String>,
+) -> (StatusCode, Value) {
+    use crate::audit::verify::{Trust, verify_snapshot};
+    if !gateway.audits() {
+        return (
+            StatusCode::NOT_FOUND,
+            json!({ "error": "no audit log: add an [audit] section to the config" }),
+        );
+    }
+    let mut keys = Vec::new();
+    for (name, value) in params {
+        if name != "public_key" {
+            return (
+                StatusCode::BAD_REQUEST,
+                json!({ "error": format!("unknown parameter `{name}`") }),
+            );
+        }
+        for text in value.split(',').filter(|t| !t.trim().is_empty()) {
+            match crate::audit::key::parse_public(text.trim()) {
+                Some(key) => keys.push(key),
+                None => {
+                    return (
+                        StatusCode::BAD_REQUEST,
+                        json!({ "error": "public_key: not an Ed25519 public key (base64 or hex)" }),
+                    );
+                }
+            }
+        }
+    }
+    let trusted = if keys.is_empty() { "log" } else { "given" };
+    let trust = (!keys.is_empty()).then(|| Trust::new(keys));
+    let db = gateway.db().clone();
+    let report = tokio::task::spawn_blocking(move || {
+        let snapshot = Snapshot::of(db.database())?;
+        verify_snapshot(&snapshot, trust.as_ref())
+    })
+    .await;
+    match report {
+        Ok(Ok(report)) => {
+            let mut body = report.to_json();
+            body["trusted"] = json!(trusted);
+            (StatusCode::OK, body)
+        }
         Ok(Err(error)) => (
             StatusCode::INTERNAL_SERVER_ERROR,
             json!({ "error": error.to_string() }),

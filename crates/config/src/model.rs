@@ -45,6 +45,9 @@ pub struct Config {
     pub cluster: Option<crate::cluster::ClusterSettings>,
     /// The router agent's model endpoint (`[agent]`); `None`: no agent (`/query` says so).
     pub agent: Option<crate::agent::AgentSettings>,
+    /// Watched sources of further servers (`[[discovery]]`); empty: none. Read at start
+    /// only (what the sources hold is hot-loaded).
+    pub discovery: Vec<crate::discovery::DiscoverySource>,
     /// Where this configuration was read from.
     pub source: ConfigSource,
     /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.

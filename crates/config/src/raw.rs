@@ -32,6 +32,7 @@ pub(crate) struct RawNative {
     pub(crate) telemetry: Option<Table<crate::telemetry::RawTelemetry>>,
     pub(crate) cluster: Option<Table<crate::cluster::RawCluster>>,
     pub(crate) agent: Option<Table<crate::agent::RawAgent>>,
+    pub(crate) discovery: Option<Vec<Table<crate::discovery::RawDiscovery>>>,
 }
 
 /// `[gateway]`; also `"switchboard": { "gateway": ... }` in `.mcp.json`.

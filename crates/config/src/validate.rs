@@ -37,6 +37,7 @@ pub(crate) struct Validated {
     pub(crate) telemetry: Option<crate::telemetry::TelemetrySettings>,
     pub(crate) cluster: Option<crate::cluster::ClusterSettings>,
     pub(crate) agent: Option<crate::agent::AgentSettings>,
+    pub(crate) discovery: Vec<crate::discovery::DiscoverySource>,
 }
 
 /// How a format spells the keys that differ between formats.
@@ -249,6 +250,11 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
         .agent
         .map(|table| crate::agent::validate(table.0, &root.key("agent"), env))
         .transpose()?;
+    let discovery = raw
+        .discovery
+        .map(|entries| crate::discovery::validate_all(entries, &root.key("discovery"), env))
+        .transpose()?
+        .unwrap_or_default();
     let mut validated = document(raw.gateway.0, raw.listen.0, servers, &root, &NATIVE, env)?;
     if let Some(access) = &access {
         known_tenants(&validated.servers, access)?;
@@ -262,6 +268,7 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
     validated.telemetry = telemetry;
     validated.cluster = cluster;
     validated.agent = agent;
+    validated.discovery = discovery;
     Ok(validated)
 }
 
@@ -375,6 +382,7 @@ fn document(
         telemetry: None,
         cluster: None,
         agent: None,
+        discovery: Vec::new(),
     })
 }
 

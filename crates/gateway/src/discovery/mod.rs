@@ -12,7 +12,8 @@
 //!    already is from runtime registrations), and the source reports the name as held
 //!    by `config` until the file lets it go, when the source takes it back;
 //! 2. a name held by a runtime registration (admin API, meta-tools) or by another source
-//!    is never taken: the source reports the conflict and retries at every poll;
+//!    is never taken: the source reports the conflict and retries at its next look
+//!    (every poll for files, the next event or resync for Kubernetes);
 //! 3. the admin API cannot register a name a source holds (`409`, like any taken name);
 //!    removing a discovered server through the admin API lasts until its source changes.
 //!

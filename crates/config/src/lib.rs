@@ -15,6 +15,7 @@ mod approvals;
 mod audit;
 mod cluster;
 mod decode;
+mod discovery;
 mod error;
 mod expand;
 mod model;
@@ -42,6 +43,9 @@ pub use agent::AgentSettings;
 pub use approvals::{AnnotationMatch, ApprovalRule, ApprovalSettings, Approver};
 pub use audit::{AuditExport, AuditKey, AuditSettings, SigningSeed};
 pub use cluster::ClusterSettings;
+pub use discovery::{
+    DiscoveryKind, DiscoverySource, KubernetesSource, Prefer, RegistrySource, Runner,
+};
 pub use error::{ConfigError, ConfigWarning};
 pub use model::{
     Config, ConfigFormat, ConfigSource, CredentialSource, EraPreference, GatewaySettings,
@@ -122,6 +126,7 @@ pub fn parse_with_env(
         cluster: validated.cluster,
         agent: validated.agent,
         search: validated.search,
+        discovery: validated.discovery,
         source: ConfigSource {
             path: path.map(Path::to_path_buf),
             format,

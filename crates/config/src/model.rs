@@ -48,6 +48,9 @@ pub struct Config {
     /// Semantic ranking for tool search (`[search]`); `None`: lexical search only. Read
     /// at start only.
     pub search: Option<crate::search::SearchSettings>,
+    /// Watched sources of further servers (`[[discovery]]`); empty: none. Read at start
+    /// only (what the sources hold is hot-loaded).
+    pub discovery: Vec<crate::discovery::DiscoverySource>,
     /// Where this configuration was read from.
     pub source: ConfigSource,
     /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.

@@ -33,6 +33,7 @@ pub(crate) struct RawNative {
     pub(crate) cluster: Option<Table<crate::cluster::RawCluster>>,
     pub(crate) agent: Option<Table<crate::agent::RawAgent>>,
     pub(crate) search: Option<Table<crate::search::RawSearch>>,
+    pub(crate) discovery: Option<Vec<Table<crate::discovery::RawDiscovery>>>,
 }
 
 /// `[gateway]`; also `"switchboard": { "gateway": ... }` in `.mcp.json`.

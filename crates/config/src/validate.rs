@@ -38,6 +38,7 @@ pub(crate) struct Validated {
     pub(crate) cluster: Option<crate::cluster::ClusterSettings>,
     pub(crate) agent: Option<crate::agent::AgentSettings>,
     pub(crate) search: Option<crate::search::SearchSettings>,
+    pub(crate) discovery: Vec<crate::discovery::DiscoverySource>,
 }
 
 /// How a format spells the keys that differ between formats.
@@ -254,6 +255,11 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
         Some(table) => crate::search::validate(table.0, &root.key("search"), env)?,
         None => None,
     };
+    let discovery = raw
+        .discovery
+        .map(|entries| crate::discovery::validate_all(entries, &root.key("discovery"), env))
+        .transpose()?
+        .unwrap_or_default();
     let mut validated = document(raw.gateway.0, raw.listen.0, servers, &root, &NATIVE, env)?;
     if let Some(access) = &access {
         known_tenants(&validated.servers, access)?;
@@ -268,6 +274,7 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
     validated.cluster = cluster;
     validated.agent = agent;
     validated.search = search;
+    validated.discovery = discovery;
     Ok(validated)
 }
 
@@ -382,6 +389,7 @@ fn document(
         cluster: None,
         agent: None,
         search: None,
+        discovery: Vec::new(),
     })
 }
 

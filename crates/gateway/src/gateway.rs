@@ -113,6 +113,8 @@ pub(crate) struct Inner {
     pub(crate) registry: crate::registry::Registry,
     pub(crate) roots_peers: Mutex<HashMap<String, crate::roots::RootsPeer>>,
     pub(crate) config_status: Mutex<ConfigStatus>,
+    /// `[[discovery]]` sources' status (`discovery/`).
+    pub(crate) discovery: crate::discovery::Statuses,
     /// The call pipeline's steps, in their declared order; swapped whole when a reload
     /// changes `[access]`.
     pub(crate) chain: ArcSwap<Chain>,
@@ -302,6 +304,7 @@ impl Gateway {
             registry,
             roots_peers: Mutex::new(HashMap::new()),
             config_status: Mutex::new(ConfigStatus::loaded(config)),
+            discovery: Default::default(),
             chain: ArcSwap::from_pointee(chain),
             chain_parts,
             access_settings: Mutex::new(config.access.clone()),
@@ -360,6 +363,7 @@ impl Gateway {
         }
         crate::inventory::spawn_ttl_refresher(&gateway);
         gateway.start_servers(config).await;
+        crate::discovery::start(&gateway, &config.discovery);
         gateway.spawn_idle_reaper();
         gateway.rebuild_catalog();
         Ok(gateway)

@@ -20,6 +20,7 @@ mod bridge;
 pub mod catalog;
 pub mod cluster;
 pub mod db;
+mod discovery;
 mod dispatch;
 pub mod error;
 pub mod face;

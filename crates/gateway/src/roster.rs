@@ -373,6 +373,23 @@ impl Gateway {
         Ok(())
     }
 
+    /// Takes a server of `origin` out of the roster without touching the store (a
+    /// discovered server: its source is its record). Returns whether it was there.
+    pub(crate) fn withdraw(&self, name: &str, origin: Origin) -> bool {
+        let removed = {
+            let mut servers = self.inner.servers.write();
+            match servers.get(name) {
+                Some(server) if server.origin == origin => servers.remove(name),
+                _ => None,
+            }
+        };
+        let Some(server) = removed else { return false };
+        tracing::info!(server = name, origin = origin.as_str(), "server removed");
+        self.announce();
+        self.retire(server);
+        true
+    }
+
     /// Lets a server that left the roster finish its calls (up to the drain deadline),
     /// then stops it; until then a drain waits for it.
     pub(crate) fn retire(&self, server: Arc<Server>) {
@@ -401,7 +418,7 @@ impl Gateway {
         self.reload_as(name, spec, origin).await
     }
 
-    async fn reload_as(
+    pub(crate) async fn reload_as(
         &self,
         name: &str,
         spec: ServerSpec,

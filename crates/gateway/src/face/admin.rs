@@ -11,7 +11,10 @@
 //!   removed when the state file cannot be written)
 //! - `POST /admin/servers/{name}/reload` — restart without losing calls
 //! - `GET /admin/tools` — the merged catalog (exposed name → server, tool)
-//! - `GET /admin/config` — the watched file's status (valid, last error, reloads)
+//! - `GET /admin/config` — the watched file's status (valid, last error, reloads), with the
+//!   discovery sources' (`discovery`)
+//! - `GET /admin/discovery` — each `[[discovery]]` source: servers held, errors by file,
+//!   name conflicts, servers that did not start
 //! - `GET /admin/audit` — the audit log's records, filtered; `GET /admin/audit/verify` —
 //!   the whole log verified (`admin_audit.rs`)
 //! - `/admin/registry…` — versions, diffs, drift, quarantine and approval of servers'
@@ -96,6 +99,7 @@ pub fn router(gateway: Gateway, listen: &ListenSettings) -> Option<Router> {
         .route("/admin/tools", get(list_tools))
         .route("/admin/tools/search", get(search_tools))
         .route("/admin/config", get(config_status))
+        .route("/admin/discovery", get(discovery_status))
         .route("/admin/audit", get(audit_records))
         .route("/admin/audit/verify", get(audit_verify))
         .route("/admin/registry", get(registry_status))
@@ -303,7 +307,16 @@ async fn search_tools(
 }
 
 async fn config_status(State(state): State<AdminState>) -> Response {
-    json_reply(StatusCode::OK, state.gateway.config_status().to_json())
+    let mut status = state.gateway.config_status().to_json();
+    status["discovery"] = state.gateway.discovery_status();
+    json_reply(StatusCode::OK, status)
+}
+
+async fn discovery_status(State(state): State<AdminState>) -> Response {
+    json_reply(
+        StatusCode::OK,
+        json!({ "sources": state.gateway.discovery_status() }),
+    )
 }
 
 fn answer((status, body): super::admin_registry::Answer) -> Response {

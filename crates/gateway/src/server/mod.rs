@@ -54,6 +54,8 @@ use crate::metrics::ServerStats;
 pub enum Origin {
     Config,
     Runtime,
+    /// A `[[discovery]]` source's (`discovery/`).
+    Discovered,
 }
 
 impl Origin {
@@ -61,6 +63,7 @@ impl Origin {
         match self {
             Origin::Config => "config",
             Origin::Runtime => "runtime",
+            Origin::Discovered => "discovery",
         }
     }
 }

@@ -153,6 +153,8 @@ pub(crate) struct Inner {
     pub(crate) vault: Option<Arc<crate::vault::Vault>>,
     /// The router agent (`[agent]`, `agent/`); `None` without the section.
     pub(crate) agent: Option<Arc<crate::agent::Agent>>,
+    /// Completed requests for the admin event stream, and recent failures (`events.rs`).
+    pub(crate) events: Arc<crate::events::Events>,
 }
 
 /// The gateway could not start.
@@ -292,6 +294,7 @@ impl Gateway {
             selections: Default::default(),
             secrets,
             readiness: Default::default(),
+            events: Default::default(),
             vault,
             metrics,
             adding: Mutex::default(),
@@ -349,6 +352,11 @@ impl Gateway {
     /// Whether the call pipeline keeps an audit log (`[audit]`).
     pub fn audits(&self) -> bool {
         self.inner.chain.load().names().contains(&"audit")
+    }
+
+    /// The audit log (`[audit]`), for the admin API's verification.
+    pub fn audit_log(&self) -> Option<&crate::audit::Log> {
+        self.inner.chain_parts.audit_log()
     }
 
     /// The approvals' state (`[approvals]`), for the admin API.

@@ -22,6 +22,7 @@ pub mod cluster;
 pub mod db;
 mod dispatch;
 pub mod error;
+pub mod events;
 pub mod face;
 mod gateway;
 pub mod groups;

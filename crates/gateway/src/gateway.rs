@@ -157,6 +157,8 @@ pub(crate) struct Inner {
     pub(crate) agent: Option<Arc<crate::agent::Agent>>,
     /// Tool search's semantic side (`[search] model`); `None`: lexical search only.
     pub(crate) semantic: Option<Arc<crate::search::semantic::Semantic>>,
+    /// Completed requests for the admin event stream, and recent failures (`events.rs`).
+    pub(crate) events: Arc<crate::events::Events>,
 }
 
 /// The gateway could not start.
@@ -314,6 +316,7 @@ impl Gateway {
             selections: Default::default(),
             secrets,
             readiness: Default::default(),
+            events: Default::default(),
             vault,
             metrics,
             adding: Mutex::default(),
@@ -379,6 +382,11 @@ impl Gateway {
     /// Whether the call pipeline keeps an audit log (`[audit]`).
     pub fn audits(&self) -> bool {
         self.inner.chain.load().names().contains(&"audit")
+    }
+
+    /// The audit log (`[audit]`), for the admin API's verification.
+    pub fn audit_log(&self) -> Option<&crate::audit::Log> {
+        self.inner.chain_parts.audit_log()
     }
 
     /// The approvals' state (`[approvals]`), for the admin API.

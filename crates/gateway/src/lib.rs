@@ -23,6 +23,7 @@ pub mod db;
 mod discovery;
 mod dispatch;
 pub mod error;
+pub mod events;
 pub mod face;
 mod gateway;
 pub mod groups;

@@ -72,6 +72,12 @@ impl Gateway {
         }
     }
 
+    /// Whether the gateway drains or shuts down: long-lived answers (the admin event
+    /// stream) end.
+    pub(crate) fn closing(&self) -> bool {
+        self.inner.readiness.draining.load(Ordering::Relaxed) || self.inner.shutdown.is_cancelled()
+    }
+
     /// From now on `/readyz` answers not ready (called when the drain begins).
     pub fn begin_draining(&self) {
         self.inner.readiness.draining.store(true, Ordering::Relaxed);

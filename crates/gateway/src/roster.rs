@@ -390,6 +390,44 @@ impl Gateway {
         true
     }
 
+    /// Stops a server from the admin API: its calls in flight finish first (up to the
+    /// drain deadline), then its instances stop. It stays registered and in the catalog,
+    /// dormant: its next call, or [`Gateway::start_server`], starts it again.
+    pub async fn stop_server(&self, name: &str) -> Result<(), RosterError> {
+        let server = self
+            .server(name)
+            .ok_or_else(|| RosterError::Unknown(name.to_owned()))?;
+        let deadline = self.inner.settings.drain_timeout;
+        if tokio::time::timeout(deadline, server.drained())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                server = name,
+                inflight = server.inflight(),
+                "drain deadline passed; stopping with calls in flight"
+            );
+        }
+        server.sleep().await;
+        tracing::info!(server = name, "server stopped by an admin; dormant");
+        Ok(())
+    }
+
+    /// Starts a server now (a dormant or failed one; a running one is left as it is), and
+    /// records the lists it has.
+    pub async fn start_server(&self, name: &str) -> Result<(), RosterError> {
+        let server = self
+            .server(name)
+            .ok_or_else(|| RosterError::Unknown(name.to_owned()))?;
+        server
+            .upstream(&self.inner.era_cache)
+            .await
+            .map_err(RosterError::Start)?;
+        self.observe_lists(&server, true).await;
+        tracing::info!(server = name, "server started by an admin");
+        Ok(())
+    }
+
     /// Lets a server that left the roster finish its calls (up to the drain deadline),
     /// then stops it; until then a drain waits for it.
     pub(crate) fn retire(&self, server: Arc<Server>) {

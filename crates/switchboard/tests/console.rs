@@ -5,7 +5,10 @@
 //! trip, a registry version approval and an approval of a waiting call are performed by
 //! clicking in the page and take effect in the gateway, a hostile tool description shows
 //! as text (no element, no script run), and without an admin credential the console is
-//! refused. Screenshots go to `target/debug/console-screenshots/`.
+//! refused. The live page shows a client's call and a failure as they happen (event
+//! stream), the tools page shows a tool's schema and approves a quarantined tool, the
+//! audit page shows the chain verified, a server is stopped and started from the servers
+//! page, and the chat page answers with the scripted model and its tool-call trace. Screenshots go to `target/debug/console-screenshots/`.
 //!
 //! Without the browser the test is skipped, except in CI (`CI=true`, which `.ci/run` sets
 //! after installing the package), where that is a failure.
@@ -19,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
+use switchboard_testkit::llm::{ScriptedLlm, calls, text};
 use switchboard_testkit::{ModernHttp, Proc, binary_beside, kill_group, spawn_gateway_http_at};
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_switchboard");
@@ -430,6 +434,8 @@ async fn the_console_in_a_real_browser() {
     browser.screenshot(&tab, "servers");
     for page in [
         "tools",
+        "live",
+        "chat",
         "registry",
         "approvals",
         "audit",
@@ -463,6 +469,71 @@ async fn the_console_in_a_real_browser() {
     browser.wait_for(
         &tab,
         "document.querySelector('#config') && document.querySelector('#config').innerText.includes('\"valid\": true')",
+    );
+
+    // Without [agent], the chat page says which section to add.
+    browser.eval(&tab, "location.hash = '#chat'");
+    browser.wait_for(
+        &tab,
+        "document.querySelector('#chat-error') && document.querySelector('#chat-error').innerText.includes('[agent]')",
+    );
+
+    // The live page: a client's call and a failure show as they happen.
+    browser.eval(&tab, "location.hash = '#live'");
+    browser.wait_for(
+        &tab,
+        "document.getElementById('stream-state') && document.getElementById('stream-state').innerText.includes('connected')",
+    );
+    let added = alice
+        .request(
+            "tools/call",
+            json!({ "name": "fx__add", "arguments": { "a": 2, "b": 3 } }),
+        )
+        .await;
+    assert!(added.outcome.is_ok(), "{:?}", added.outcome);
+    browser.wait_for(
+        &tab,
+        "document.querySelector('#live') && [...document.querySelectorAll('#live tbody tr')].some(r => r.innerText.includes('add') && r.innerText.includes('alice') && r.innerText.includes('ok'))",
+    );
+    let missing = alice
+        .request(
+            "tools/call",
+            json!({ "name": "fx__missing", "arguments": {} }),
+        )
+        .await;
+    assert!(missing.outcome.is_err());
+    browser.wait_for(
+        &tab,
+        "document.querySelector('#errors') && document.querySelector('#errors').innerText.includes('fx__missing')",
+    );
+    browser.screenshot(&tab, "live");
+    // Leaving the page closes the stream: nobody subscribes any more.
+    browser.eval(&tab, "location.hash = '#audit'");
+    let deadline = Instant::now() + PATIENCE;
+    while admin_get(&gateway, "/admin/events/errors").await["subscribers"] != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the console kept its event stream open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // The audit page shows the chain verified.
+    browser.wait_for(
+        &tab,
+        "document.getElementById('audit-verify') && document.getElementById('audit-verify').innerText.includes('verified: ok')",
+    );
+    browser.screenshot(&tab, "audit-verified");
+
+    // The tools page shows a tool's schema.
+    browser.eval(&tab, "location.hash = '#tools'");
+    browser.click(
+        &tab,
+        "#tools tr[data-row=\"fx__add\"] button[data-action=schema]",
+    );
+    browser.wait_for(
+        &tab,
+        "document.getElementById('schema-input') && document.getElementById('schema-input').innerText.includes('Second addend')",
     );
 
     // A rug pull writes a hostile description; pinning quarantines it, the registry page
@@ -506,6 +577,48 @@ async fn the_console_in_a_real_browser() {
         "[...document.querySelectorAll('#tools td')].map(td => td.textContent).find(t => t.includes('onerror'))",
     );
     assert_eq!(cell, json!(HOSTILE));
+
+    // Another rug pull: the tools page lists the quarantined tool and approves it.
+    let rewritten = alice
+        .request(
+            "tools/call",
+            json!({ "name": "fx__rewrite_tool", "arguments": { "name": "add", "description": "Adds, now differently" } }),
+        )
+        .await;
+    assert!(rewritten.outcome.is_ok(), "{:?}", rewritten.outcome);
+    browser.eval(&tab, "location.hash = '#tools'");
+    browser.wait_for(
+        &tab,
+        "document.querySelector('#quarantined tr[data-row=\"fx/add\"]')",
+    );
+    browser.click(
+        &tab,
+        "#quarantined tr[data-row=\"fx/add\"] button[data-action=schema]",
+    );
+    browser.wait_for(
+        &tab,
+        "document.getElementById('schema-input') && document.getElementById('schema-input').innerText.includes('First addend')",
+    );
+    browser.screenshot(&tab, "tools-quarantined");
+    browser.click(
+        &tab,
+        "#quarantined tr[data-row=\"fx/add\"] button[data-action=approve]",
+    );
+    browser.wait_for(
+        &tab,
+        "document.getElementById('status').innerText.includes('approve fx v3: done')",
+    );
+    let registry = admin_get(&gateway, "/admin/registry").await;
+    assert_eq!(registry["servers"][0]["approvedVersion"], 3, "{registry}");
+    assert_eq!(
+        registry["servers"][0]["quarantined"],
+        json!([]),
+        "{registry}"
+    );
+    browser.wait_for(
+        &tab,
+        "!document.querySelector('#quarantined tr[data-row=\"fx/add\"]') && document.querySelector('#tools tr[data-row=\"fx__add\"]')",
+    );
 
     // A call waits for an administrator; approving it in the page lets its retry run.
     let waited = alice
@@ -618,6 +731,47 @@ async fn the_console_in_a_real_browser() {
         &tab,
         "document.getElementById('status').innerText.includes('reload extra: done')",
     );
+    // Stop and start it from the page.
+    browser.click(
+        &tab,
+        "#servers tr[data-row=\"extra\"] button[data-action=stop]",
+    );
+    browser.wait_for(
+        &tab,
+        "document.getElementById('status').innerText.includes('stop extra: done') && document.querySelector('#servers tr[data-row=\"extra\"]').innerText.includes('dormant')",
+    );
+    let servers = admin_get(&gateway, "/admin/servers").await;
+    let extra = servers["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "extra")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (&extra["state"], &extra["pids"]),
+        (&json!("dormant"), &json!([])),
+        "{extra}"
+    );
+    browser.screenshot(&tab, "servers-stopped");
+    browser.click(
+        &tab,
+        "#servers tr[data-row=\"extra\"] button[data-action=start]",
+    );
+    browser.wait_for(
+        &tab,
+        "document.getElementById('status').innerText.includes('start extra: done') && document.querySelector('#servers tr[data-row=\"extra\"]').innerText.includes('ready')",
+    );
+    let servers = admin_get(&gateway, "/admin/servers").await;
+    assert!(
+        servers["servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["name"] == "extra" && s["state"] == "ready"),
+        "{servers}"
+    );
+
     // Remove asks for confirmation: the click runs after this evaluation returns, and
     // the dialog is accepted.
     let remove = button_in("servers", "extra", 2);
@@ -646,6 +800,58 @@ async fn the_console_in_a_real_browser() {
         "{servers}"
     );
 
+    let errors = browser.errors(&tab);
+    assert!(errors.is_empty(), "console errors: {errors:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chat_page_answers_with_the_scripted_model() {
+    let Some(mut browser) = launch_or_skip() else {
+        return;
+    };
+    let llm = ScriptedLlm::start(vec![
+        calls(&[("fx__add", json!({ "a": 2, "b": 3 }))]),
+        text("The sum is 5."),
+    ])
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[gateway]\nstate_dir = {:?}\nadmin_token = \"{ADMIN}\"\n\n{}\n[servers.fx]\ncommand = {:?}\nargs = [\"stdio\"]\n",
+        dir.path().join("state").display().to_string(),
+        // Every tool offered (the fixture has more than the default `max_tools`).
+        llm.agent_section("max_tools = 512"),
+        fixture(),
+    );
+    let path = dir.path().join("switchboard.toml");
+    std::fs::write(&path, text).unwrap();
+    let gateway = spawn_gateway_http_at(GATEWAY, &path, &[]).await.unwrap();
+    let tab = browser.tab(Some(&basic("operator", ADMIN)));
+    assert_eq!(
+        browser.navigate(&tab, &format!("{}/ui/#chat", base(&gateway))),
+        None
+    );
+    browser.wait_for(&tab, "document.getElementById('chat-form')");
+    browser.eval(
+        &tab,
+        "(() => { const f = document.getElementById('chat-form'); \
+         f.elements.query.value = 'what is 2 + 3?'; f.requestSubmit(); })()",
+    );
+    browser.wait_for(
+        &tab,
+        "document.querySelector('.chat-answer') && document.querySelector('.chat-answer').innerText.includes('The sum is 5.')",
+    );
+    let trace = browser.eval(&tab, "document.querySelector('#chat-trace').innerText");
+    let trace = trace.as_str().unwrap();
+    assert!(
+        trace.contains("fx") && trace.contains("add") && trace.contains("ok"),
+        "{trace}"
+    );
+    browser.screenshot(&tab, "chat");
+    // The model saw the question, and the tool's result went back to it.
+    let requests = llm.requests();
+    assert_eq!(requests.len(), 2, "{requests:?}");
+    assert!(requests[0].to_string().contains("what is 2 + 3?"));
+    assert!(requests[1].to_string().contains('5'));
     let errors = browser.errors(&tab);
     assert!(errors.is_empty(), "console errors: {errors:#?}");
 }
@@ -710,8 +916,9 @@ async fn the_console_needs_the_admin_credential_and_sends_a_strict_policy() {
 }
 
 /// The page-load figure for the closing note, not a pass/fail test (timings are not
-/// asserted): 20 servers × (445 extra + the fixture's own) tools ≈ 10,000 tools; prints
-/// how long the Servers page and the Tools page (its first 500 rows, of all) take to show.
+/// asserted): 500 servers × 20 tools = 10,000 tools (ten HTTP fixtures listing only their
+/// 20 filler tools, each registered 50 times); prints how long the Servers page (all 500 rows)
+/// and the Tools page (its first 500 rows, of all) take to show, three loads each.
 /// `cargo test -p switchboard --test console -- --ignored --nocapture`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement: run by hand with --ignored --nocapture"]
@@ -719,46 +926,91 @@ async fn page_load_with_ten_thousand_tools() {
     let Some(mut browser) = launch_or_skip() else {
         return;
     };
+    // Ten HTTP fixtures listing 20 filler tools each, 50 servers on each.
+    let mut upstreams = Vec::new();
+    for _ in 0..10 {
+        upstreams.push(
+            switchboard_testkit::spawn_fixture_http(
+                &binary_beside(GATEWAY, "switchboard-fixture"),
+                "http",
+                &["--only-extra-tools", "--extra-tools", "20"],
+            )
+            .await
+            .unwrap(),
+        );
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut text = format!(
         "[gateway]\nstate_dir = {:?}\nadmin_token = \"{ADMIN}\"\n",
         dir.path().join("state").display().to_string()
     );
-    for index in 0..20 {
-        text.push_str(&format!(
-            "\n[servers.s{index}]\ncommand = {:?}\nargs = [\"stdio\", \"--extra-tools\", \"445\"]\n",
-            fixture()
-        ));
+    for index in 0..500 {
+        let url = &upstreams[index % upstreams.len()].url;
+        text.push_str(&format!("\n[servers.s{index}]\nurl = {url:?}\n"));
     }
     let path = dir.path().join("switchboard.toml");
     std::fs::write(&path, text).unwrap();
     let gateway = spawn_gateway_http_at(GATEWAY, &path, &[]).await.unwrap();
-    let tools = admin_get(&gateway, "/admin/tools").await;
-    let count = tools["tools"].as_array().unwrap().len();
-    assert!(count >= 10_000, "{count} tools");
+    // On a loaded 2-core machine some of 500 simultaneous handshakes pass their 30 s
+    // limit at start-up: start those again, eight at a time, through the admin API.
+    let servers = admin_get(&gateway, "/admin/servers").await;
+    let failed: Vec<String> = servers["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["state"] != "ready")
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    println!("{} of 500 servers to start again", failed.len());
+    let client = reqwest::Client::new();
+    for batch in failed.chunks(8) {
+        let starts = batch.iter().map(|name| {
+            client
+                .post(format!("{}/admin/servers/{name}/start", base(&gateway)))
+                .bearer_auth(ADMIN)
+                .send()
+        });
+        for started in futures::future::join_all(starts).await {
+            assert!(started.unwrap().status().is_success());
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let count = loop {
+        let tools = admin_get(&gateway, "/admin/tools").await;
+        let count = tools["tools"].as_array().unwrap().len();
+        if count >= 10_000 || Instant::now() > deadline {
+            break count;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(count, 10_000, "{count} tools");
     let tab = browser.tab(Some(&basic("operator", ADMIN)));
     for (page, rows, expected) in [
-        ("servers", "#servers tbody tr", 20),
+        ("servers", "#servers tbody tr", 500),
         ("tools", "#tools tbody tr", 500),
     ] {
-        let started = Instant::now();
-        assert_eq!(
-            browser.navigate(&tab, &format!("{}/ui/#{page}", base(&gateway))),
-            None
-        );
-        browser.wait_for(
-            &tab,
-            &format!("document.querySelectorAll({rows:?}).length >= {expected}"),
-        );
-        println!(
-            "{page} page: {expected} rows shown in {} ms",
-            started.elapsed().as_millis()
-        );
+        for round in 1..=3 {
+            let started = Instant::now();
+            assert_eq!(
+                browser.navigate(&tab, &format!("{}/ui/#{page}", base(&gateway))),
+                None
+            );
+            browser.wait_for(
+                &tab,
+                &format!("document.querySelectorAll({rows:?}).length >= {expected}"),
+            );
+            println!(
+                "{page} page, load {round}: {expected} rows shown in {} ms",
+                started.elapsed().as_millis()
+            );
+            browser.navigate(&tab, "about:blank");
+        }
         if page == "tools" {
+            browser.navigate(&tab, &format!("{}/ui/#tools", base(&gateway)));
             browser.wait_for(
                 &tab,
                 &format!(
-                    "document.getElementById('tools-count').innerText.includes('of {count} tools')"
+                    "document.getElementById('tools-count') && document.getElementById('tools-count').innerText.includes('of {count} tools')"
                 ),
             );
             let fetched = browser.eval(
@@ -767,7 +1019,7 @@ async fn page_load_with_ten_thousand_tools() {
                  await r.json(); return Math.round(performance.now() - t); })()",
             );
             println!("  of which GET /admin/tools + JSON parse: {fetched} ms");
+            browser.navigate(&tab, "about:blank");
         }
-        browser.navigate(&tab, "about:blank");
     }
 }

@@ -83,6 +83,8 @@ struct Shared {
     refused: Counter,
     lost: Counter,
     key_id: String,
+    /// The signing key's public half: what `/admin/audit/verify` trusts.
+    public: [u8; 32],
 }
 
 /// The audit log's handle; cheap to clone.
@@ -121,6 +123,7 @@ impl Log {
         );
         let (queue, rx) = mpsc::unbounded_channel();
         let key_id = key.id().to_owned();
+        let public = key.public();
         let slots = Arc::new(Semaphore::new(settings.queue));
         let writer = writer::Writer::new(
             rx,
@@ -151,6 +154,7 @@ impl Log {
                 refused: metrics.audit_event("refused"),
                 lost: metrics.audit_event("lost"),
                 key_id,
+                public,
             }),
         })
     }
@@ -176,6 +180,11 @@ impl Log {
     /// Records taken but not committed yet (in calls, or queued for the writer).
     pub fn queued(&self) -> usize {
         self.shared.capacity - self.shared.slots.available_permits()
+    }
+
+    /// The signing key's public half.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.shared.public
     }
 
     /// The id of the signing key.

@@ -10,13 +10,23 @@
 //! - `DELETE /admin/servers/{name}` — remove (calls in flight finish first; 507 and not
 //!   removed when the state file cannot be written)
 //! - `POST /admin/servers/{name}/reload` — restart without losing calls
+//! - `POST /admin/servers/{name}/stop` — finish the calls in flight (up to the drain
+//!   deadline), stop the instances; the server stays registered, dormant (its next call
+//!   starts it)
+//! - `POST /admin/servers/{name}/start` — start it now (502 when it does not start)
 //! - `GET /admin/tools` — the merged catalog (exposed name → server, tool)
 //! - `GET /admin/config` — the watched file's status (valid, last error, reloads), with the
 //!   discovery sources' (`discovery`)
 //! - `GET /admin/discovery` — each `[[discovery]]` source: servers held, errors by file,
 //!   name conflicts, servers that did not start
 //! - `GET /admin/audit` — the audit log's records, filtered; `GET /admin/audit/verify` —
-//!   the whole log verified (`admin_audit.rs`)
+//!   the whole log verified now (`admin_audit.rs`)
+//! - `GET /admin/events` — live calls as Server-Sent Events; `GET /admin/events/errors` —
+//!   recent failures (`admin_events.rs`)
+//! - `GET /admin/tools/{name}` — one catalog tool as clients see it (schemas included)
+//! - `GET /admin/agent` — whether `[agent]` is configured (always 200);
+//!   `POST /admin/agent/query`, `GET|DELETE /admin/agent/conversations/{id}` — the router
+//!   agent for the console's chat page, as the admin's identity (`agent.rs`)
 //! - `/admin/registry…` — versions, diffs, drift, quarantine and approval of servers'
 //!   lists (`admin_registry.rs`)
 //! - `GET /admin/approvals`, `POST /admin/approvals/{id}/approve|deny` — approvals
@@ -96,8 +106,19 @@ pub fn router(gateway: Gateway, listen: &ListenSettings) -> Option<Router> {
             axum::routing::delete(remove_server),
         )
         .route("/admin/servers/{name}/reload", post(reload_server))
+        .route("/admin/servers/{name}/stop", post(stop_server))
+        .route("/admin/servers/{name}/start", post(start_server))
+        .route("/admin/events", get(events_stream))
+        .route("/admin/events/errors", get(events_errors))
+        .route("/admin/agent", get(agent_status))
+        .route("/admin/agent/query", post(agent_query))
+        .route(
+            "/admin/agent/conversations/{id}",
+            get(agent_conversation).delete(agent_forget),
+        )
         .route("/admin/tools", get(list_tools))
         .route("/admin/tools/search", get(search_tools))
+        .route("/admin/tools/{name}", get(one_tool))
         .route("/admin/config", get(config_status))
         .route("/admin/discovery", get(discovery_status))
         .route("/admin/audit", get(audit_records))
@@ -157,6 +178,11 @@ async fn authorize(State(state): State<AdminState>, mut request: Request, next: 
     };
     if by_token {
         request.extensions_mut().insert(Admin("admin_token".into()));
+        request.extensions_mut().insert(crate::principal::Identity {
+            id: "admin_token".into(),
+            tenant: None,
+            roles: Vec::new(),
+        });
         return next.run(request).await;
     }
     let Some(access) = state.gateway.authenticator() else {
@@ -165,6 +191,7 @@ async fn authorize(State(state): State<AdminState>, mut request: Request, next: 
     match access.authenticate(request.headers()).await {
         Ok(Some(identity)) if identity.roles.iter().any(|r| r == access.admin_role()) => {
             request.extensions_mut().insert(Admin(identity.id.clone()));
+            request.extensions_mut().insert(identity);
             next.run(request).await
         }
         Ok(Some(identity)) => problem(
@@ -260,6 +287,95 @@ async fn reload_server(State(state): State<AdminState>, Path(name): Path<String>
     }
 }
 
+async fn stop_server(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    match state.gateway.stop_server(&name).await {
+        Ok(()) => json_reply(StatusCode::OK, json!({ "stopped": name })),
+        Err(error) => roster_problem(&error),
+    }
+}
+
+async fn start_server(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    match state.gateway.start_server(&name).await {
+        Ok(()) => json_reply(StatusCode::OK, json!({ "started": name })),
+        Err(error) => roster_problem(&error),
+    }
+}
+
+async fn events_stream(State(state): State<AdminState>) -> Response {
+    super::admin_events::stream(&state.gateway)
+}
+
+async fn events_errors(State(state): State<AdminState>) -> Response {
+    let (status, body) = super::admin_events::errors(&state.gateway);
+    json_reply(status, body)
+}
+
+/// The admin as the agent's caller: the `[access]` identity that passed, or
+/// `admin_token` (no tenant, no roles) for the static token.
+fn console_principal(identity: &crate::principal::Identity) -> crate::principal::Principal {
+    crate::principal::Principal::authenticated(
+        crate::principal::Face::Http,
+        "console",
+        crate::principal::Peer {
+            addr: None,
+            user: None,
+        },
+        identity,
+    )
+}
+
+async fn agent_status(State(state): State<AdminState>) -> Response {
+    let body = match state.gateway.agent() {
+        Some(_) => json!({ "configured": true }),
+        None => json!({
+            "configured": false,
+            "error": crate::agent::AgentError::NotConfigured.to_string(),
+        }),
+    };
+    json_reply(StatusCode::OK, body)
+}
+
+async fn agent_query(
+    State(state): State<AdminState>,
+    axum::Extension(identity): axum::Extension<crate::principal::Identity>,
+    body: axum::body::Body,
+) -> Response {
+    let body = match state.read(body).await {
+        Ok(body) => body,
+        Err(refused) => return refused,
+    };
+    super::agent::query_as(&state.gateway, console_principal(&identity), &body).await
+}
+
+async fn agent_conversation(
+    State(state): State<AdminState>,
+    axum::Extension(identity): axum::Extension<crate::principal::Identity>,
+    Path(id): Path<String>,
+) -> Response {
+    agent_memory(&state, identity, id, false).await
+}
+
+async fn agent_forget(
+    State(state): State<AdminState>,
+    axum::Extension(identity): axum::Extension<crate::principal::Identity>,
+    Path(id): Path<String>,
+) -> Response {
+    agent_memory(&state, identity, id, true).await
+}
+
+async fn agent_memory(
+    state: &AdminState,
+    identity: crate::principal::Identity,
+    id: String,
+    delete: bool,
+) -> Response {
+    let Some(agent) = state.gateway.agent().cloned() else {
+        return super::agent::refuse(&crate::agent::AgentError::NotConfigured);
+    };
+    let principal = console_principal(&identity);
+    super::agent::conversation_as(&agent, &principal, id, delete).await
+}
+
 async fn list_tools(State(state): State<AdminState>) -> Response {
     let catalog = state.gateway.catalog();
     let tools: Vec<Value> = catalog
@@ -272,6 +388,22 @@ async fn list_tools(State(state): State<AdminState>) -> Response {
         })
         .collect();
     json_reply(StatusCode::OK, json!({ "tools": tools }))
+}
+
+/// `GET /admin/tools/{name}`: the tool as the catalog shows it, with its server.
+async fn one_tool(State(state): State<AdminState>, Path(name): Path<String>) -> Response {
+    let catalog = state.gateway.catalog();
+    let found = catalog.tools.iter().find(|tool| tool.name() == name);
+    let (Some(tool), Some(target)) = (found, catalog.resolve_tool(&name)) else {
+        return problem(
+            StatusCode::NOT_FOUND,
+            format!("no tool `{name}` in the catalog"),
+        );
+    };
+    json_reply(
+        StatusCode::OK,
+        json!({ "name": name, "server": target.server, "tool": target.name, "definition": tool.to_value() }),
+    )
 }
 
 /// `GET /admin/tools/search?q=…&limit=…`: ranked tool search over the whole catalog.

@@ -4,7 +4,8 @@
 //! `next_before`); `limit` at most 1,000 (default 100). 404 when no `[audit]` is
 //! configured, 400 for an unknown or malformed parameter.
 //!
-//! `GET /admin/audit/verify[?public_key=K1,K2]`: the whole log verified ([`verify`]).
+//! `GET /admin/audit/verify[?public_key=K1,K2]`: the whole log verified now (order, hash
+//! chain, signatures, the signed head; [`verify`]); 404 without `[audit]`.
 
 use std::collections::BTreeMap;
 
@@ -90,20 +91,21 @@ pub(super) async fn records(
 
 /// The answer to `GET /admin/audit/verify[?public_key=K1,K2]`: the whole log checked
 /// (order, chain, signatures, signed head) as `audit verify` does on the state dir, as
-/// [`Report::to_json`](crate::audit::verify::Report::to_json) plus `trusted`: `"given"`
-/// when keys were passed, else `"log"` (the keys the log lists itself: catches edits,
-/// not a log re-signed whole with another key).
+/// [`Report::to_json`](crate::audit::verify::Report::to_json) plus `summary` and
+/// `trusted`: `"given"` when keys were passed, else `"gateway"` (this gateway's own
+/// signing key: a log re-signed whole with another key fails), or `"log"` (the keys the
+/// log lists itself, when the gateway has none: catches edits only).
 pub(super) async fn verify(
     gateway: &Gateway,
     params: BTreeMap<String, String>,
 ) -> (StatusCode, Value) {
     use crate::audit::verify::{Trust, verify_snapshot};
-    if !gateway.audits() {
+    let Some(log) = gateway.audit_log() else {
         return (
             StatusCode::NOT_FOUND,
             json!({ "error": "no audit log: add an [audit] section to the config" }),
         );
-    }
+    };
     let mut keys = Vec::new();
     for (name, value) in params {
         if name != "public_key" {
@@ -124,8 +126,12 @@ pub(super) async fn verify(
             }
         }
     }
-    let trusted = if keys.is_empty() { "log" } else { "given" };
-    let trust = (!keys.is_empty()).then(|| Trust::new(keys));
+    let own = ed25519_dalek::VerifyingKey::from_bytes(&log.public_key()).ok();
+    let (trusted, trust) = match (keys.is_empty(), own) {
+        (false, _) => ("given", Some(Trust::new(keys))),
+        (true, Some(own)) => ("gateway", Some(Trust::new(Some(own)))),
+        (true, None) => ("log", None),
+    };
     let db = gateway.db().clone();
     let report = tokio::task::spawn_blocking(move || {
         let snapshot = Snapshot::of(db.database())?;
@@ -135,6 +141,7 @@ pub(super) async fn verify(
     match report {
         Ok(Ok(report)) => {
             let mut body = report.to_json();
+            body["summary"] = json!(report.to_string());
             body["trusted"] = json!(trusted);
             (StatusCode::OK, body)
         }

@@ -58,7 +58,7 @@ fn reply(status: u16, body: Value) -> Response {
         .into_response()
 }
 
-fn refuse(error: &AgentError) -> Response {
+pub(super) fn refuse(error: &AgentError) -> Response {
     reply(error.http_status(), error.to_json())
 }
 
@@ -137,7 +137,15 @@ async fn query(State(state): State<Arc<AgentFace>>, request: axum::extract::Requ
             );
         }
     };
-    let request: Value = match serde_json::from_slice(&body) {
+    query_as(&state.gateway, principal, &body).await
+}
+
+/// Answers a query body as `principal` (also the console's chat, `admin.rs`).
+pub(super) async fn query_as(gateway: &Gateway, principal: Principal, body: &[u8]) -> Response {
+    if gateway.agent().is_none() {
+        return refuse(&AgentError::NotConfigured);
+    }
+    let request: Value = match serde_json::from_slice(body) {
         Ok(Value::Object(object)) => Value::Object(object),
         Ok(_) => {
             return refuse(&AgentError::BadRequest(
@@ -167,7 +175,7 @@ async fn query(State(state): State<Arc<AgentFace>>, request: axum::extract::Requ
     };
     let ctx = crate::agent::agent_ctx(principal, tokio_util::sync::CancellationToken::new());
     // The client going away drops this future, and with it the calls in flight.
-    match state.gateway.ask(&ctx, text, conversation).await {
+    match gateway.ask(&ctx, text, conversation).await {
         Ok(answer) => reply(200, answer.to_json()),
         Err(error) => refuse(&error),
     }
@@ -199,6 +207,26 @@ async fn get_conversation(
         Ok(found) => found,
         Err(response) => return response,
     };
+    conversation_as(&agent, &principal, id, false).await
+}
+
+/// Shows (`delete`: forgets) `principal`'s conversation `id`.
+pub(super) async fn conversation_as(
+    agent: &crate::agent::Agent,
+    principal: &Principal,
+    id: String,
+    delete: bool,
+) -> Response {
+    if !memory::valid_id(&id) {
+        return refuse(&AgentError::NotFound(id));
+    }
+    if delete {
+        return match agent.memory().delete(principal.id(), &id).await {
+            Ok(true) => reply(200, json!({ "deleted": id })),
+            Ok(false) => refuse(&AgentError::NotFound(id)),
+            Err(error) => refuse(&AgentError::Memory(error)),
+        };
+    }
     match agent.memory().load(principal.id(), &id).await {
         Ok(Some(messages)) => reply(
             200,
@@ -221,9 +249,5 @@ async fn delete_conversation(
         Ok(found) => found,
         Err(response) => return response,
     };
-    match agent.memory().delete(principal.id(), &id).await {
-        Ok(true) => reply(200, json!({ "deleted": id })),
-        Ok(false) => refuse(&AgentError::NotFound(id)),
-        Err(error) => refuse(&AgentError::Memory(error)),
-    }
+    conversation_as(&agent, &principal, id, true).await
 }

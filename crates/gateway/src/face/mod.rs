@@ -4,6 +4,7 @@
 pub mod admin;
 mod admin_approvals;
 mod admin_audit;
+mod admin_events;
 mod admin_registry;
 mod admin_secrets;
 mod agent;

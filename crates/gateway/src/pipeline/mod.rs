@@ -378,10 +378,17 @@ impl crate::gateway::Gateway {
         params: Option<Value>,
         trace: Option<(&crate::telemetry::Telemetry, &opentelemetry::Context)>,
     ) -> Result<Reply, Error> {
+        // Read only if someone watches or it fails (`events::observe`).
+        let started = std::time::Instant::now();
+        let events = &*self.inner.events;
         let params = match params {
             None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
             Some(object @ Value::Object(_)) => object,
-            Some(_) => return Err(Error::invalid_params("params must be an object")),
+            Some(_) => {
+                let outcome = Err(Error::invalid_params("params must be an object"));
+                crate::events::observe(events, started, &ctx.principal, method, None, &outcome);
+                return outcome;
+            }
         };
         let chain = self.inner.chain.load();
         // The session's own snapshot when a per-session instance lists differently (views.rs).
@@ -391,7 +398,11 @@ impl crate::gateway::Gateway {
             .map(|filter| catalog.view(&filter.key, &filter.admit));
         let target = match self.resolve(ctx, method, &params, &catalog, view.as_deref()) {
             Ok(target) => target,
-            Err(error) if chain.is_empty() => return Err(error),
+            Err(error) if chain.is_empty() => {
+                let outcome = Err(error);
+                crate::events::observe(events, started, &ctx.principal, method, None, &outcome);
+                return outcome;
+            }
             Err(error) => {
                 // What the view hid would have resolved without it: steps that see every
                 // request learn it was hidden; the client cannot tell.
@@ -402,10 +413,25 @@ impl crate::gateway::Gateway {
                     _ => None,
                 };
                 for step in chain.steps.iter() {
-                    step.unresolved(ctx, method, &params, &error, hidden.as_ref())
-                        .await?;
+                    if let Err(error) = step
+                        .unresolved(ctx, method, &params, &error, hidden.as_ref())
+                        .await
+                    {
+                        let outcome = Err(error);
+                        crate::events::observe(
+                            events,
+                            started,
+                            &ctx.principal,
+                            method,
+                            None,
+                            &outcome,
+                        );
+                        return outcome;
+                    }
                 }
-                return Err(error);
+                let outcome = Err(error);
+                crate::events::observe(events, started, &ctx.principal, method, None, &outcome);
+                return outcome;
             }
         };
         if let (Some((_, request)), Target::Upstream(route)) = (trace, &target) {
@@ -426,6 +452,14 @@ impl crate::gateway::Gateway {
                 None => self.terminal(&mut call).await,
                 Some((_, request)) => self.terminal(&mut call).with_context(request.clone()).await,
             };
+            crate::events::observe(
+                events,
+                started,
+                &ctx.principal,
+                method,
+                Some(&call.target),
+                &outcome,
+            );
             return outcome.map(|reply| self.finish(ctx, method, reply));
         }
         let mut passed = 0;
@@ -472,6 +506,14 @@ impl crate::gateway::Gateway {
                 crate::telemetry::end(&span, &outcome);
             }
         }
+        crate::events::observe(
+            events,
+            started,
+            &ctx.principal,
+            method,
+            Some(&call.target),
+            &outcome,
+        );
         outcome.map(|reply| self.finish(ctx, method, reply))
     }
 }

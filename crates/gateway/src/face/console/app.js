@@ -10,6 +10,11 @@ const main = document.getElementById('main');
 const statusLine = document.getElementById('status');
 let timer = null;
 let toolQuery = '';
+// Live calls: the newest first, at most LIVE_ROWS kept while the Live page is open.
+const LIVE_ROWS = 200;
+const live = { stream: null, state: 'closed', calls: [], errors: [], dropped: 0 };
+// The chat page's conversation, kept across re-renders.
+const chat = { id: null, turns: [], pending: false };
 
 // --- DOM helpers --------------------------------------------------------------------
 
@@ -119,7 +124,11 @@ const pages = {
           button('Reload', () => act('reload ' + s.name, 'POST', 'servers/' + enc(s.name) + '/reload')),
           button('Remove', () => {
             if (confirm('Remove ' + s.name + '?')) act('remove ' + s.name, 'DELETE', 'servers/' + enc(s.name));
-          }))],
+          }),
+          button('Stop', () => act('stop ' + s.name, 'POST', 'servers/' + enc(s.name) + '/stop'),
+            { 'data-action': 'stop' }),
+          button('Start', () => act('start ' + s.name, 'POST', 'servers/' + enc(s.name) + '/start'),
+            { 'data-action': 'start' }))],
       ], rows),
       el('h2', {}, 'Register a server'),
       form,
@@ -132,23 +141,72 @@ const pages = {
     const found = toolQuery.trim()
       ? await read('tools/search?q=' + enc(toolQuery) + '&limit=50')
       : await read('tools');
-    const [registry] = await Promise.all([read('registry')]);
-    const pins = new Map(((registry && registry.servers) || []).map((s) => [s.server, s]));
+    const registry = await read('registry');
+    const servers = (registry && registry.servers) || [];
+    const pins = new Map(servers.map((s) => [s.server, s]));
+    const quarantined = servers.flatMap((s) => (s.quarantined || []).map((q) => Object.assign({ name: q.server + '/' + q.tool }, q)));
     const all = (found && found.tools) || [];
     const rows = all.slice(0, MAX_ROWS);
+    const detail = el('div', { id: 'tool-detail' });
     return [
       el('h2', {}, 'Tools'),
       input,
       el('p', { id: 'tools-count' }, all.length > rows.length
         ? 'showing ' + rows.length + ' of ' + all.length + ' tools: search to narrow'
         : all.length + ' tools'),
+      detail,
       table('tools', [
         ['Exposed name', (t) => el('span', { class: 'mono' }, t.name)],
         ['Server', (t) => t.server],
         ['Tool', (t) => t.tool],
         ['Description', (t) => t.description],
-        ['Pin', (t) => { const p = pins.get(t.server); return p ? p.pin : ''; }],
+        ['Pin', (t) => pinStatus(pins.get(t.server))],
+        ['', (t) => button('Schema', () => showSchema(t.name, detail), { 'data-action': 'schema' })],
       ], rows),
+      el('h2', {}, 'Quarantined tools (held back until a version is approved)'),
+      table('quarantined', [
+        ['Server', (q) => q.server],
+        ['Tool', (q) => q.tool],
+        ['Changed', (q) => (q.changed || []).join(', ') || 'new'],
+        ['Approved', (q) => (q.approvedVersion ? 'v' + q.approvedVersion : 'none')],
+        ['Why', (q) => q.reason],
+        ['', (q) => el('span', {},
+          button('Schema', () => showQuarantinedSchema(q, detail), { 'data-action': 'schema' }),
+          button('Approve v' + q.version, () =>
+            act('approve ' + q.server + ' v' + q.version, 'POST',
+              'registry/' + enc(q.server) + '/approve', { version: q.version }),
+          { 'data-action': 'approve' }))],
+      ], quarantined),
+    ];
+  },
+
+  async live() {
+    openStream();
+    if (!live.errors.length) {
+      const recent = await read('events/errors');
+      for (const event of (recent && recent.errors) || []) rememberError(event);
+    }
+    return liveNodes();
+  },
+
+  async chat() {
+    const status = await read('agent');
+    if (!status || !status.configured) {
+      return [
+        el('h2', {}, 'Chat with the router agent'),
+        el('p', { id: 'chat-error', class: 'bad' }, (status && status.error) || 'the agent is not available'),
+      ];
+    }
+    const form = el('form', { id: 'chat-form', onsubmit: ask },
+      el('label', {}, 'Ask ', el('textarea', { name: 'query', rows: '2', required: 'required' })),
+      el('button', { type: 'submit' }, chat.pending ? 'Asking…' : 'Ask'),
+      button('New conversation', forget, { 'data-action': 'forget' }));
+    return [
+      el('h2', {}, 'Chat with the router agent'),
+      el('p', { id: 'chat-conversation', class: 'empty' },
+        chat.id ? 'conversation ' + chat.id : 'a new conversation'),
+      el('div', { id: 'chat-turns' }, ...chat.turns.map(turnNode)),
+      form,
     ];
   },
 
@@ -206,10 +264,15 @@ const pages = {
   },
 
   async audit() {
-    const audit = await read('audit?limit=100');
+    const [audit, verify] = await Promise.all([read('audit?limit=100'), read('audit/verify')]);
     if (!audit) return [el('p', { class: 'empty' }, 'no audit log')];
+    const verdict = verify && verify.ok
+      ? el('p', { id: 'audit-verify', class: 'ok' }, 'verified: ' + verify.summary)
+      : el('p', { id: 'audit-verify', class: 'bad' }, 'NOT verified: ' + ((verify && (verify.summary || verify.error)) || 'unknown'));
     return [
-      el('h2', {}, 'Audit log (newest first)'),
+      el('h2', {}, 'Audit log: chain status'),
+      verdict,
+      el('h2', {}, 'Recent records (newest first)'),
       table('audit', [
         ['Seq', (r) => r.seq],
         ['Time', (r) => r.body && r.body.time],
@@ -249,6 +312,150 @@ const pages = {
     ];
   },
 };
+
+function pinStatus(entry) {
+  if (!entry || entry.pin === 'off') return 'not pinned';
+  if (entry.approvedVersion === null || entry.approvedVersion === undefined) return entry.pin + ': nothing approved';
+  return entry.pin + ': approved v' + entry.approvedVersion;
+}
+
+async function showSchema(name, target) {
+  const tool = await read('tools/' + enc(name));
+  const definition = (tool && tool.definition) || {};
+  schemaPane(target, name, definition);
+}
+
+// A quarantined tool is not in the catalog: its definition comes from the version that has it.
+async function showQuarantinedSchema(q, target) {
+  const version = await read('registry/' + enc(q.server) + '/versions/' + q.version);
+  const tools = (version && version.lists && version.lists.tools) || [];
+  schemaPane(target, q.server + '/' + q.tool + ' (v' + q.version + ', quarantined)',
+    tools.find((t) => t.name === q.tool) || {});
+}
+
+function schemaPane(target, title, definition) {
+  target.replaceChildren(el('div', { class: 'pane' },
+    el('h2', {}, 'Schema of ' + title),
+    el('h2', {}, 'Input'),
+    el('pre', { id: 'schema-input' }, JSON.stringify(definition.inputSchema || null, null, 2)),
+    el('h2', {}, 'Output'),
+    el('pre', { id: 'schema-output' }, definition.outputSchema
+      ? JSON.stringify(definition.outputSchema, null, 2) : 'none declared')));
+}
+
+// --- live calls (Server-Sent Events from admin/events) ----------------------------------
+
+const callColumns = [
+  ['#', (c) => c.seq],
+  ['Time', (c) => new Date(c.time_ms).toISOString().slice(11, 23)],
+  ['Method', (c) => c.method],
+  ['Server', (c) => c.server],
+  ['Tool', (c) => c.tool],
+  ['Principal', (c) => c.principal],
+  ['Outcome', (c) => el('span', { class: c.outcome === 'ok' ? 'ok' : 'bad' }, c.outcome)],
+  ['ms', (c) => c.duration_ms.toFixed(1)],
+];
+
+function openStream() {
+  if (live.stream) return;
+  live.state = 'connecting';
+  const stream = new EventSource('admin/events');
+  live.stream = stream;
+  stream.addEventListener('ready', () => { live.state = 'connected'; drawLive(); });
+  stream.addEventListener('call', (message) => {
+    const call = JSON.parse(message.data);
+    live.calls.unshift(call);
+    if (live.calls.length > LIVE_ROWS) live.calls.pop();
+    if (call.outcome !== 'ok') rememberError(call);
+    drawLive();
+  });
+  stream.addEventListener('dropped', (message) => {
+    live.dropped = JSON.parse(message.data).dropped;
+    drawLive();
+  });
+  stream.addEventListener('error', () => { live.state = 'reconnecting'; drawLive(); });
+}
+
+function closeStream() {
+  if (!live.stream) return;
+  live.stream.close();
+  live.stream = null;
+  live.state = 'closed';
+}
+
+function rememberError(event) {
+  if (live.errors.some((e) => e.seq === event.seq)) return;
+  live.errors.unshift(event);
+  live.errors.sort((a, b) => b.seq - a.seq);
+  if (live.errors.length > LIVE_ROWS) live.errors.pop();
+}
+
+function liveNodes() {
+  return [
+    el('h2', {}, 'Live calls'),
+    el('p', { id: 'stream-state' }, 'stream ' + live.state
+      + (live.dropped ? ' (' + live.dropped + ' events lost: this page was too slow)' : '')),
+    table('live', callColumns, live.calls),
+    el('h2', {}, 'Recent errors'),
+    table('errors', callColumns.concat([['Error', (c) => c.error]]), live.errors),
+  ];
+}
+
+function drawLive() {
+  if (currentPage() !== 'live') return;
+  show(...liveNodes());
+}
+
+// --- chat with the router agent (admin/agent) --------------------------------------------
+
+function turnNode(turn) {
+  if (turn.error) return el('div', { class: 'pane' }, el('p', {}, 'You: ' + turn.query), el('p', { class: 'bad chat-error' }, turn.error));
+  const answer = turn.answer;
+  return el('div', { class: 'pane chat-turn' },
+    el('p', {}, 'You: ' + turn.query),
+    el('p', { class: 'answer chat-answer' }, answer.answer !== null && answer.answer !== undefined
+      ? answer.answer : 'no answer (' + (answer.unsynthesized || 'unsynthesized') + ')'),
+    (answer.servers_started || []).length
+      ? el('p', { class: 'empty' }, 'servers started: ' + answer.servers_started.join(', ')) : null,
+    table('chat-trace', [
+      ['Server', (c) => c.server],
+      ['Tool', (c) => c.tool],
+      ['Arguments', (c) => el('span', { class: 'mono' }, JSON.stringify(c.arguments))],
+      ['Repaired from', (c) => (c.repaired_from ? JSON.stringify(c.repaired_from) : '')],
+      ['Outcome', (c) => c.outcome],
+      ['ms', (c) => c.duration_ms],
+    ], answer.tool_calls || []));
+}
+
+async function ask(event) {
+  event.preventDefault();
+  const query = event.target.elements.query.value;
+  if (!query.trim() || chat.pending) return;
+  chat.pending = true;
+  say('asking…', false);
+  const body = { query };
+  if (chat.id) body.conversation_id = chat.id;
+  const answer = await api('POST', 'agent/query', body);
+  chat.pending = false;
+  if (answer.ok) {
+    chat.id = answer.body.conversation_id || chat.id;
+    chat.turns.push({ query, answer: answer.body });
+    say('answered', false);
+  } else {
+    const error = answer.body.error || {};
+    chat.turns.push({ query, error: (error.message || error) + '' });
+    say('the agent failed: ' + (error.code || answer.status), true);
+  }
+  document.activeElement.blur();
+  await render();
+}
+
+async function forget() {
+  if (chat.id) await api('DELETE', 'agent/conversations/' + enc(chat.id));
+  chat.id = null;
+  chat.turns = [];
+  await render();
+}
 
 function versionOf(entry) {
   if (!entry || entry.version === null || entry.version === undefined) return '';
@@ -341,6 +548,11 @@ async function render() {
   }
 }
 
-window.addEventListener('hashchange', () => { statusLine.textContent = ''; render(); });
+window.addEventListener('hashchange', () => {
+  statusLine.textContent = '';
+  // Nobody watching costs the gateway nothing: the stream is open only on the Live page.
+  if (currentPage() !== 'live') closeStream();
+  render();
+});
 render();
 timer = setInterval(render, REFRESH_MS);

@@ -41,6 +41,7 @@ pub use agent::AgentSettings;
 pub use approvals::{AnnotationMatch, ApprovalRule, ApprovalSettings, Approver};
 pub use audit::{AuditExport, AuditKey, AuditSettings, SigningSeed};
 pub use cluster::ClusterSettings;
+pub use raw::ClusterMode;
 pub use error::{ConfigError, ConfigWarning};
 pub use model::{
     Config, ConfigFormat, ConfigSource, CredentialSource, EraPreference, GatewaySettings,

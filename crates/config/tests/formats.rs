@@ -167,6 +167,7 @@ fn full_native_file_parses_to_expected_values() {
             auto_approve: Vec::new(),
             tenants: BTreeMap::new(),
             group: None,
+            cluster: Default::default(),
         }
     );
     assert_eq!(
@@ -187,6 +188,7 @@ fn full_native_file_parses_to_expected_values() {
             auto_approve: Vec::new(),
             tenants: BTreeMap::new(),
             group: None,
+            cluster: Default::default(),
         }
     );
     assert_eq!(

@@ -129,9 +129,9 @@ pub(crate) fn validate(
         }
     };
     if let Some(advertise) = &raw.advertise {
-        let valid = advertise
-            .rsplit_once(':')
-            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
+        let valid = advertise.rsplit_once(':').is_some_and(|(host, port)| {
+            !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0)
+        });
         if !valid || advertise.contains('/') {
             return Err(Problem::new(
                 path.key("advertise"),
@@ -251,7 +251,8 @@ mod tests {
         ))
         .unwrap_err();
         assert!(pooled.contains("servers.a.cluster"), "{pooled}");
-        let unknown = servers("[servers.a]\ncommand = \"x\"\ncluster = \"everywhere\"\n").unwrap_err();
+        let unknown =
+            servers("[servers.a]\ncommand = \"x\"\ncluster = \"everywhere\"\n").unwrap_err();
         assert!(unknown.contains("cluster"), "{unknown}");
         let no_secret = servers(
             "[cluster]\nredis = \"redis://x\"\n[servers.a]\ncommand = \"x\"\ncluster = \"owned\"\n",

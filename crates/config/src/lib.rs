@@ -41,7 +41,6 @@ pub use agent::AgentSettings;
 pub use approvals::{AnnotationMatch, ApprovalRule, ApprovalSettings, Approver};
 pub use audit::{AuditExport, AuditKey, AuditSettings, SigningSeed};
 pub use cluster::ClusterSettings;
-pub use raw::ClusterMode;
 pub use error::{ConfigError, ConfigWarning};
 pub use model::{
     Config, ConfigFormat, ConfigSource, CredentialSource, EraPreference, GatewaySettings,
@@ -51,6 +50,7 @@ pub use name::{InvalidServerName, ServerName};
 pub use policy::{
     BreakerPolicy, HealthPolicy, LimitPolicy, Pin, PoolPolicy, ServerPolicy, Sharing, ToolPolicy,
 };
+pub use raw::ClusterMode;
 pub use read::{DEFAULT_MAX_CONFIG_BYTES, read};
 pub use redaction::{RedactAction, RedactPattern, RedactRule, RedactionSettings};
 pub use registry::RegistrySettings;

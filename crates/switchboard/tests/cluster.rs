@@ -591,6 +591,16 @@ async fn lists(session: &LegacyHttp, tool: &str) {
     }
 }
 
+/// How many calls the fixture behind `sh` saw cancelled.
+async fn cancelled(session: &LegacyHttp) -> u64 {
+    session
+        .request("tools/call", json!({ "name": "sh__stats", "arguments": {} }))
+        .await
+        .result()["structuredContent"]["cancelled"]
+        .as_u64()
+        .unwrap()
+}
+
 async fn whoami(session: &LegacyHttp) -> Result<u64, Value> {
     let answer = session
         .request(
@@ -671,6 +681,41 @@ async fn an_owned_stdio_server_runs_once_and_moves_when_its_owner_dies() {
         text.starts_with("User response: action=accept") && text.contains("tester"),
         "{text}"
     );
+
+    // A modern client's input request, through a replica that does not own the server
+    // (the owner parks the call and seals its state; the retry finds it there).
+    let modern = ModernHttp::new(&replicas[third].url);
+    let elicited = modern
+        .request(
+            "tools/call",
+            json!({ "name": "sh__test_elicitation", "arguments": { "message": "Who?" } }),
+        )
+        .await;
+    let text = elicited.result()["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(text.starts_with("User response: action=accept"), "{text}");
+
+    // A client that goes away cancels the forwarded call upstream, on the owner.
+    let cancelled_before = cancelled(&sessions[owner]).await;
+    let abandoned = modern.request(
+        "tools/call",
+        json!({ "name": "sh__sleep", "arguments": { "ms": 60000 } }),
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), abandoned)
+            .await
+            .is_err()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cancelled(&sessions[owner]).await == cancelled_before {
+        assert!(
+            Instant::now() < deadline,
+            "the upstream never heard the cancellation"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // The internal channel refuses a caller without the secret.
     let base = replicas[owner].url.trim_end_matches("/mcp").to_owned();

@@ -594,7 +594,10 @@ async fn lists(session: &LegacyHttp, tool: &str) {
 /// How many calls the fixture behind `sh` saw cancelled.
 async fn cancelled(session: &LegacyHttp) -> u64 {
     session
-        .request("tools/call", json!({ "name": "sh__stats", "arguments": {} }))
+        .request(
+            "tools/call",
+            json!({ "name": "sh__stats", "arguments": {} }),
+        )
         .await
         .result()["structuredContent"]["cancelled"]
         .as_u64()

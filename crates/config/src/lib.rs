@@ -55,6 +55,7 @@ pub use name::{InvalidServerName, ServerName};
 pub use policy::{
     BreakerPolicy, HealthPolicy, LimitPolicy, Pin, PoolPolicy, ServerPolicy, Sharing, ToolPolicy,
 };
+pub use raw::ClusterMode;
 pub use read::{DEFAULT_MAX_CONFIG_BYTES, read};
 pub use redaction::{RedactAction, RedactPattern, RedactRule, RedactionSettings};
 pub use registry::RegistrySettings;

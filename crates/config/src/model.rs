@@ -279,6 +279,10 @@ pub struct ServerSpec {
     /// The failover group this server belongs to (`group = "NAME"`): the group's common
     /// tools are listed once, as `NAME__tool`, and each call goes to one member.
     pub group: Option<String>,
+    /// How the server runs when several replicas share a `[cluster]`: on every replica
+    /// (`local`, the default), or once per cluster (`owned`: one replica holds a lease in
+    /// Redis and runs it, the others forward its calls there).
+    pub cluster: crate::raw::ClusterMode,
 }
 
 impl ServerSpec {
@@ -552,6 +556,7 @@ mod tests {
             auto_approve: Vec::new(),
             tenants: BTreeMap::new(),
             group: None,
+            cluster: Default::default(),
         }
     }
 

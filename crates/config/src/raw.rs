@@ -162,6 +162,19 @@ pub(crate) struct RawNativeServer {
     pub(crate) tenants: Option<UniqueMap<Table<crate::tenants::RawTenantCredentials>>>,
     pub(crate) sandbox: Option<Table<crate::sandbox::RawSandbox>>,
     pub(crate) group: Option<String>,
+    pub(crate) cluster: Option<ClusterMode>,
+}
+
+/// `cluster = "..."` of a server: how it runs when several replicas share a `[cluster]`.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClusterMode {
+    /// Every replica runs its own instances (the default).
+    #[default]
+    Local,
+    /// One replica of the cluster runs the server, under a lease in Redis; the others
+    /// forward its calls to that replica (stdio servers with `sharing = "shared"` only).
+    Owned,
 }
 
 /// `transport = "..."` in the native format.

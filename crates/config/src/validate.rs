@@ -76,6 +76,8 @@ struct ServerFields {
     tenants: Option<UniqueMap<Table<crate::tenants::RawTenantCredentials>>>,
     /// `group` (native format only).
     group: Option<String>,
+    /// `cluster` (native format only).
+    cluster: crate::raw::ClusterMode,
 }
 
 /// The keys that decide and describe the transport.
@@ -137,6 +139,7 @@ impl From<RawNativeServer> for ServerFields {
             auto_approve: Vec::new(),
             tenants: raw.tenants,
             group: raw.group,
+            cluster: raw.cluster.unwrap_or_default(),
         }
     }
 }
@@ -202,6 +205,7 @@ fn mcp_server(
         auto_approve,
         tenants: None,
         group: None,
+        cluster: crate::raw::ClusterMode::Local,
     })
 }
 
@@ -271,6 +275,20 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
     validated.approvals = approvals;
     validated.secrets = secrets;
     validated.telemetry = telemetry;
+    if let Some(cluster) = &cluster
+        && cluster.secret.is_none()
+        && let Some((name, _)) = validated
+            .servers
+            .iter()
+            .find(|(_, spec)| spec.cluster == crate::raw::ClusterMode::Owned)
+    {
+        return Err(Problem::new(
+            root.key("cluster").key("secret"),
+            format!(
+                "is required: server `{name}` is `cluster = \"owned\"`, and replicas forward its calls to its owner over a channel authenticated with this secret"
+            ),
+        ));
+    }
     validated.cluster = cluster;
     validated.agent = agent;
     validated.search = search;
@@ -648,6 +666,26 @@ fn server(
     let transport = transport(fields.transport, path, dialect, env)?;
     let policy = crate::policy::validate(fields.policy, path)?;
     let tenants = crate::tenants::validate(fields.tenants, &transport, policy.sharing, path, env)?;
+    if fields.cluster == crate::raw::ClusterMode::Owned {
+        if !matches!(transport, crate::model::TransportSpec::Stdio { .. }) {
+            return Err(Problem::new(
+                path.key("cluster"),
+                "`owned` applies to stdio servers only (an HTTP server is reachable from every replica already)",
+            ));
+        }
+        if policy.sharing != crate::policy::Sharing::Shared {
+            return Err(Problem::new(
+                path.key("cluster"),
+                "`owned` needs `sharing = \"shared\"`: one process for the whole cluster",
+            ));
+        }
+        if group.is_some() {
+            return Err(Problem::new(
+                path.key("cluster"),
+                "`owned` cannot be combined with `group`",
+            ));
+        }
+    }
     Ok(ServerSpec {
         transport,
         era: fields.era,
@@ -660,6 +698,7 @@ fn server(
         auto_approve: fields.auto_approve,
         tenants,
         group,
+        cluster: fields.cluster,
     })
 }
 

@@ -104,6 +104,12 @@ fn the_cluster_example_names_a_redis() {
     assert!(cluster.redis.expose().starts_with("redis://"));
     assert_eq!(cluster.key_prefix, "switchboard");
     assert_eq!(cluster.command_timeout.as_millis(), 500);
+    assert_eq!(cluster.lease.as_millis(), 5000);
+    assert!(cluster.secret.is_some());
+    assert_eq!(
+        config.servers["indexer"].cluster,
+        switchboard_config::ClusterMode::Owned
+    );
     // Without the section: none.
     let plain = load(&examples_dir().join("telemetry.toml")).unwrap();
     assert!(plain.cluster.is_none());

@@ -167,6 +167,7 @@ fn full_native_file_parses_to_expected_values() {
             auto_approve: Vec::new(),
             tenants: BTreeMap::new(),
             group: None,
+            cluster: Default::default(),
         }
     );
     assert_eq!(
@@ -187,6 +188,7 @@ fn full_native_file_parses_to_expected_values() {
             auto_approve: Vec::new(),
             tenants: BTreeMap::new(),
             group: None,
+            cluster: Default::default(),
         }
     );
     assert_eq!(
@@ -402,7 +404,7 @@ fn load_reads_detects_and_records_the_source() {
         error.to_string(),
         format!(
             "{}:2:1: servers.time.comand: unknown field `comand`, expected one of `transport`, \
-             `command`, `args`, `env`, `cwd`, `url`, `headers`, `oauth`, `era`, `request_timeout_ms`, `enabled`, `lazy`, `required`, `idle_timeout_ms`, `sharing`, `pool`, `health`, `breaker`, `limits`, `restart_backoff_ms`, `restart_backoff_max_ms`, `retry_backoff_ms`, `retry_backoff_max_ms`, `timeout_reset_on_progress`, `max_total_timeout_ms`, `read_only_retries`, `trust_annotations`, `cache_read_only_ms`, `validate`, `pin`, `tools`, `tenants`, `sandbox`, `group`",
+             `command`, `args`, `env`, `cwd`, `url`, `headers`, `oauth`, `era`, `request_timeout_ms`, `enabled`, `lazy`, `required`, `idle_timeout_ms`, `sharing`, `pool`, `health`, `breaker`, `limits`, `restart_backoff_ms`, `restart_backoff_max_ms`, `retry_backoff_ms`, `retry_backoff_max_ms`, `timeout_reset_on_progress`, `max_total_timeout_ms`, `read_only_retries`, `trust_annotations`, `cache_read_only_ms`, `validate`, `pin`, `tools`, `tenants`, `sandbox`, `group`, `cluster`",
             bad_path.display()
         )
     );

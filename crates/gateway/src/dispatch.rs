@@ -313,8 +313,54 @@ impl Gateway {
                 let name = forward.server;
                 self.forward_to_group(ctx, name, group, forward).await
             }
-            None => self.forward(ctx, forward).await,
+            None => self.forward_here_or_owner(ctx, forward).await,
         }
+    }
+
+    /// Forwards here, or — for a `cluster = "owned"` server another replica owns — to
+    /// that replica (`cluster::relay`), which forwards it upstream.
+    async fn forward_here_or_owner(
+        &self,
+        ctx: &ClientCtx,
+        forward: Forward<'_>,
+    ) -> Result<Value, Error> {
+        if let Some(ownership) = &self.inner.ownership
+            && self.server(forward.server).is_some_and(|server| {
+                server.spec().cluster == switchboard_config::ClusterMode::Owned
+            })
+            && !ownership.holds(forward.server)
+        {
+            return self.relay_to_owner(ownership, ctx, forward).await;
+        }
+        self.forward(ctx, forward).await
+    }
+
+    /// A call another replica forwarded to a `cluster = "owned"` server this replica
+    /// owns (`face/cluster`): it enters the pipeline here, at the terminal's forward —
+    /// the calling replica ran the steps.
+    pub(crate) async fn forward_for_owner(
+        &self,
+        ctx: &ClientCtx,
+        server: &str,
+        method: &str,
+        params: Value,
+        headers: Vec<(String, String)>,
+    ) -> Result<Value, Error> {
+        let owned = self
+            .server(server)
+            .is_some_and(|found| found.spec().cluster == switchboard_config::ClusterMode::Owned);
+        if !owned {
+            return Err(Error::invalid_params(format!(
+                "`{server}` is not a cluster-owned server"
+            )));
+        }
+        let forward = Forward {
+            server,
+            method,
+            params,
+            headers,
+        };
+        self.forward(ctx, forward).await
     }
 
     /// A call to a failover group (`groups.rs`): its members in order of preference, the

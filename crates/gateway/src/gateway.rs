@@ -97,6 +97,8 @@ impl ClientCtx {
 pub(crate) struct Inner {
     /// With `[cluster]`: legacy sessions' records in Redis (any replica continues one).
     pub(crate) cluster_sessions: Option<Arc<crate::cluster::sessions::SharedSessions>>,
+    /// With `[cluster]` and `cluster = "owned"` servers: their leases and where they run.
+    pub(crate) ownership: Option<Arc<crate::cluster::owned::Ownership>>,
     pub(crate) settings: GatewaySettings,
     pub(crate) servers: RwLock<BTreeMap<String, Arc<Server>>>,
     pub(crate) catalog: ArcSwap<Catalog>,
@@ -265,6 +267,14 @@ impl Gateway {
             ),
             Some(settings) => crate::cluster::open_registry(settings, &config.registry)?,
         };
+        let ownership = match (&config.cluster, &cluster) {
+            (Some(settings), Some(membership)) => crate::cluster::owned::Ownership::open(
+                settings,
+                membership.replica().to_owned(),
+                config,
+            )?,
+            _ => None,
+        };
         let cluster_sessions = match &config.cluster {
             Some(settings) => Some(crate::cluster::open_sessions(settings)?),
             None => None,
@@ -332,6 +342,7 @@ impl Gateway {
             tasks: tokio_util::task::TaskTracker::new(),
             telemetry,
             cluster_sessions,
+            ownership,
         });
         let gateway = Gateway { inner };
         if let Some(semantic) = &gateway.inner.semantic {
@@ -367,9 +378,21 @@ impl Gateway {
         crate::inventory::spawn_ttl_refresher(&gateway);
         gateway.start_servers(config).await;
         crate::discovery::start(&gateway, &config.discovery);
+        if let Some(ownership) = gateway.inner.ownership.clone() {
+            crate::cluster::owned::spawn(&gateway, ownership);
+        }
         gateway.spawn_idle_reaper();
         gateway.rebuild_catalog();
         Ok(gateway)
+    }
+
+    /// Tells the cluster where this replica's HTTP listener is bound: from then on it may
+    /// own `cluster = "owned"` servers (other replicas forward their calls here). Without
+    /// `[cluster]`, nothing.
+    pub fn cluster_listening(&self, bound: std::net::SocketAddr) {
+        if let Some(ownership) = &self.inner.ownership {
+            ownership.set_listening(bound);
+        }
     }
 
     /// With `[cluster]`: where legacy sessions are shared with the other replicas.
@@ -650,6 +673,8 @@ impl Gateway {
         let mut servers = self.servers();
         servers.extend(self.inner.retiring.list());
         futures::future::join_all(servers.iter().map(|s| s.stop())).await;
+        // Only once the owned servers' processes are stopped may another replica start them.
+        self.release_owned().await;
         crate::tasks::close_and_wait(&self.inner.tasks, crate::tasks::TASKS_DEADLINE).await;
         if let Some(telemetry) = self.inner.telemetry.clone() {
             // Exports the spans still buffered (blocking: off the runtime's threads).

@@ -64,7 +64,38 @@ pub struct Identity {
     pub roles: Vec<String>,
 }
 
+/// A principal as another replica of the cluster resolved it (`cluster::wire`).
+pub(crate) struct Relayed {
+    pub(crate) id: Arc<str>,
+    pub(crate) session: Arc<str>,
+    pub(crate) face: Face,
+    pub(crate) authenticated: bool,
+    pub(crate) peer: Peer,
+    pub(crate) tenant: Option<Arc<str>>,
+    pub(crate) roles: Vec<String>,
+    pub(crate) binding: Arc<str>,
+}
+
 impl Principal {
+    /// The principal a replica of the cluster forwarded a call for: exactly as it was
+    /// there (the internal channel is authenticated; the calling replica checked the
+    /// credential).
+    pub(crate) fn relayed(relayed: Relayed) -> Principal {
+        let mut roles = relayed.roles;
+        roles.sort_unstable();
+        roles.dedup();
+        Principal {
+            id: relayed.id,
+            session: relayed.session,
+            face: relayed.face,
+            authenticated: relayed.authenticated,
+            peer: relayed.peer,
+            tenant: relayed.tenant,
+            roles: roles.into(),
+            binding: relayed.binding,
+        }
+    }
+
     /// An unauthenticated caller, named after its face and session.
     pub fn anonymous(face: Face, session: impl Into<Arc<str>>, peer: Peer) -> Principal {
         let session = session.into();

@@ -188,7 +188,10 @@ impl Gateway {
         };
         let timeout = spec.effective_request_timeout(settings);
         let stats = self.inner.metrics.server(name);
-        Server::new(
+        // Runs once per cluster: never here until this replica holds its lease.
+        let fenced = self.inner.ownership.is_some()
+            && spec.cluster == switchboard_config::ClusterMode::Owned;
+        let server = Server::new(
             options,
             origin,
             timeout,
@@ -196,12 +199,22 @@ impl Gateway {
             stats,
             self.tracker(),
             self.inner.vault.clone(),
-        )
+        );
+        server.set_fenced(fenced);
+        server
     }
 
     /// Makes a server ready to serve: connected, or — when lazy — dormant with its last
     /// known catalog (learning it once, by starting and stopping it, if none is known).
     pub(crate) async fn bring_up(&self, server: &Arc<Server>) -> Result<(), RpcError> {
+        if server.is_fenced() {
+            // Owned by another replica of the cluster: listed from the shared registry.
+            if let Some(lists) = self.inner.registry.last_known(&server.name) {
+                server.seed_lists(lists);
+                self.observe_lists(server, false).await;
+            }
+            return Ok(());
+        }
         if server.spec().lazy {
             if let Some(lists) = self.inner.registry.last_known(&server.name) {
                 server.seed_lists(lists);

@@ -788,6 +788,7 @@ async fn run(command: Command, max_config_bytes: u64) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {address}"))?;
             let stop = shutdown_signal();
             let bound = listener.local_addr()?;
+            gateway.cluster_listening(bound);
             // Tests and scripts read this line to learn the port.
             println!("switchboard listening on http://{bound}/mcp");
             tracing::info!(%bound, "serving Streamable HTTP on /mcp");

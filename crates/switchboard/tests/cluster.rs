@@ -686,3 +686,336 @@ async fn agent_conversations_continue_on_another_replica_and_stay_with_their_pri
     .await;
     assert_eq!(status, 404, "nothing of Alice's left to delete");
 }
+
+const CLUSTER_SECRET: &str = "cluster-secret-0123456789abcdef";
+
+/// Every replica's config with one `cluster = "owned"` stdio server `sh`, whose fixture
+/// carries `marker` on its command line (so its processes can be counted).
+fn owned_config(redis: &Redis, prefix: &str, marker: &str) -> String {
+    format!(
+        r#"[gateway]
+admin_token = {TOKEN:?}
+
+[cluster]
+redis = {url:?}
+key_prefix = {prefix:?}
+secret = {CLUSTER_SECRET:?}
+lease_ms = 2000
+
+[servers.sh]
+command = {fixture:?}
+args = ["stdio", "--name", {marker:?}]
+cluster = "owned"
+
+[servers.fx]
+command = {fixture:?}
+args = ["stdio"]
+"#,
+        url = redis.url(),
+        fixture = fixture(),
+    )
+}
+
+/// A name no other process on this machine has on its command line.
+fn unique(label: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{label}-{}-{nanos}", std::process::id())
+}
+
+/// The processes whose command line holds `marker`.
+fn processes_with(marker: &str) -> Vec<u32> {
+    let output = std::process::Command::new("pgrep")
+        .args(["-f", marker])
+        .output()
+        .expect("pgrep runs");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect()
+}
+
+/// Waits until exactly one process holds `marker`; returns its pid.
+async fn exactly_one(marker: &str, within: Duration) -> u32 {
+    let deadline = Instant::now() + within;
+    loop {
+        let found = processes_with(marker);
+        if found.len() == 1 {
+            return found[0];
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected exactly one `{marker}` process, found {found:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn parent_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // pid (comm) state ppid …: the command may hold spaces, so read after the last ')'.
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    after.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// Waits until `session` lists `tool` (a replica that does not run the server learns its
+/// tools from the shared registry).
+async fn lists(session: &LegacyHttp, tool: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let names = session.request("tools/list", json!({})).await.tool_names();
+        if names.iter().any(|name| name == tool) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{tool} never listed: {names:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// How many calls the fixture behind `sh` saw cancelled.
+async fn cancelled(session: &LegacyHttp) -> u64 {
+    session
+        .request(
+            "tools/call",
+            json!({ "name": "sh__stats", "arguments": {} }),
+        )
+        .await
+        .result()["structuredContent"]["cancelled"]
+        .as_u64()
+        .unwrap()
+}
+
+async fn whoami(session: &LegacyHttp) -> Result<u64, Value> {
+    let answer = session
+        .request(
+            "tools/call",
+            json!({ "name": "sh__whoami", "arguments": {} }),
+        )
+        .await;
+    answer
+        .outcome
+        .map(|result| result["structuredContent"]["pid"].as_u64().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owned_stdio_server_runs_once_and_moves_when_its_owner_dies() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let marker = unique("owned");
+    let config = owned_config(&redis, "owned", &marker);
+    let mut replicas = replicas(&config, 3).await;
+    let pid = exactly_one(&marker, Duration::from_secs(20)).await;
+    let owner = replicas
+        .iter()
+        .position(|replica| replica.pid() == parent_of(pid))
+        .expect("a replica runs the fixture");
+
+    // Callable from every replica, always the same process.
+    let mut sessions = Vec::new();
+    for replica in &replicas {
+        let session = LegacyHttp::connect(&replica.url).await.unwrap();
+        lists(&session, "sh__whoami").await;
+        assert_eq!(whoami(&session).await.unwrap(), u64::from(pid));
+        sessions.push(session);
+    }
+    assert_eq!(processes_with(&marker), vec![pid], "still one process");
+    let other = (owner + 1) % 3;
+    let third = (owner + 2) % 3;
+
+    // Progress from a forwarded call reaches the client, in order, with its token.
+    let answer = sessions[other]
+        .request(
+            "tools/call",
+            json!({ "name": "sh__progress", "arguments": { "steps": 3, "interval_ms": 20 },
+                    "_meta": { "progressToken": "p-7" } }),
+        )
+        .await;
+    assert_eq!(
+        answer.result()["content"][0]["text"],
+        "completed 3 steps",
+        "{answer:?}"
+    );
+    let progress: Vec<&Value> = answer
+        .notifications
+        .iter()
+        .filter(|n| n["method"] == "notifications/progress")
+        .collect();
+    assert_eq!(progress.len(), 3, "{:?}", answer.notifications);
+    assert!(
+        progress
+            .iter()
+            .all(|n| n["params"]["progressToken"] == "p-7")
+    );
+    assert_eq!(progress[2]["params"]["progress"], 3);
+
+    // A server→client request (elicitation) travels to the calling replica's client and
+    // its answer back to the owner.
+    let elicited = sessions[other]
+        .request(
+            "tools/call",
+            json!({ "name": "sh__test_elicitation", "arguments": { "message": "Who?" } }),
+        )
+        .await;
+    let text = elicited.result()["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        text.starts_with("User response: action=accept") && text.contains("tester"),
+        "{text}"
+    );
+
+    // A modern client's input request, through a replica that does not own the server
+    // (the owner parks the call and seals its state; the retry finds it there).
+    let modern = ModernHttp::new(&replicas[third].url);
+    let elicited = modern
+        .request(
+            "tools/call",
+            json!({ "name": "sh__test_elicitation", "arguments": { "message": "Who?" } }),
+        )
+        .await;
+    let text = elicited.result()["content"][0]["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(text.starts_with("User response: action=accept"), "{text}");
+
+    // A client that goes away cancels the forwarded call upstream, on the owner.
+    let cancelled_before = cancelled(&sessions[owner]).await;
+    let abandoned = modern.request(
+        "tools/call",
+        json!({ "name": "sh__sleep", "arguments": { "ms": 60000 } }),
+    );
+    assert!(
+        tokio::time::timeout(Duration::from_millis(700), abandoned)
+            .await
+            .is_err()
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cancelled(&sessions[owner]).await == cancelled_before {
+        assert!(
+            Instant::now() < deadline,
+            "the upstream never heard the cancellation"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // The internal channel refuses a caller without the secret.
+    let base = replicas[owner].url.trim_end_matches("/mcp").to_owned();
+    let refused = reqwest::Client::new()
+        .post(format!("{base}/cluster/call"))
+        .bearer_auth("not-the-secret-0123456789")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 401);
+
+    // A call in flight through another replica when the owner is killed: a clear,
+    // retryable error, soon.
+    let in_flight = sessions[other].at(&replicas[other].url);
+    let slow = tokio::spawn(async move {
+        in_flight
+            .request(
+                "tools/call",
+                json!({ "name": "sh__sleep", "arguments": { "ms": 60000 } }),
+            )
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let killed = Instant::now();
+    replicas[owner].child.start_kill().unwrap();
+    let answer = tokio::time::timeout(Duration::from_secs(20), slow)
+        .await
+        .expect("the call in flight on the dead owner ended")
+        .unwrap();
+    let error = answer.error();
+    assert_eq!(error["data"]["retryable"], true, "{error}");
+    assert!(
+        error["message"].as_str().unwrap().contains("went away"),
+        "{error}"
+    );
+    println!(
+        "in-flight call failed {:?} after the kill",
+        killed.elapsed()
+    );
+
+    // Another replica takes over within the lease time (and a margin); calls succeed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let new_pid = loop {
+        match whoami(&sessions[third]).await {
+            Ok(new_pid) => break new_pid,
+            Err(error) => {
+                assert_eq!(error["data"]["retryable"], true, "{error}");
+                assert!(Instant::now() < deadline, "no takeover: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    println!(
+        "owner killed: calls succeed again after {:?}",
+        killed.elapsed()
+    );
+    assert_ne!(new_pid, u64::from(pid), "a new process");
+    let survivor = exactly_one(&marker, Duration::from_secs(20)).await;
+    assert_eq!(u64::from(survivor), new_pid);
+    for index in [other, third] {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match whoami(&sessions[index]).await {
+                Ok(seen) => {
+                    assert_eq!(seen, new_pid);
+                    break;
+                }
+                Err(error) => assert!(Instant::now() < deadline, "{error}"),
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    drop(replicas.remove(owner));
+}
+
+/// Not a test of behaviour: the added latency of a call forwarded to the owner, printed
+/// (`cargo test -p switchboard --test cluster forwarded_call_latency -- --ignored --nocapture`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark; run by hand"]
+async fn forwarded_call_latency() {
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let marker = unique("bench");
+    let config = owned_config(&redis, "bench", &marker);
+    let replicas = replicas(&config, 2).await;
+    let pid = exactly_one(&marker, Duration::from_secs(20)).await;
+    let owner = replicas
+        .iter()
+        .position(|replica| replica.pid() == parent_of(pid))
+        .unwrap();
+    let local = LegacyHttp::connect(&replicas[owner].url).await.unwrap();
+    let remote = LegacyHttp::connect(&replicas[1 - owner].url).await.unwrap();
+    lists(&remote, "sh__echo").await;
+    let mut figures = Vec::new();
+    for (label, session) in [("local", &local), ("forwarded", &remote)] {
+        let call = json!({ "name": "sh__echo", "arguments": { "text": "x" } });
+        for _ in 0..200 {
+            session.request("tools/call", call.clone()).await.result();
+        }
+        let mut times = Vec::new();
+        for _ in 0..2000 {
+            let started = Instant::now();
+            session.request("tools/call", call.clone()).await.result();
+            times.push(started.elapsed());
+        }
+        times.sort();
+        let (p50, p99) = (times[times.len() / 2], times[times.len() * 99 / 100]);
+        println!("{label}: p50 {p50:?} p99 {p99:?}");
+        figures.push(p50);
+    }
+    println!(
+        "added by forwarding (p50): {:?}",
+        figures[1].saturating_sub(figures[0])
+    );
+}

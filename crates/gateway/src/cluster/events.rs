@@ -115,7 +115,9 @@ async fn listen(
             super::store::ROSTER => gateway.reconcile_roster().await,
             super::store::APPROVAL => gateway.adopt_approval(&event.server),
             // A version another replica recorded: ours records its own when its lists
-            // change; nothing to apply.
+            // change; only a server that runs on another replica (`cluster = "owned"`)
+            // takes the owner's.
+            super::store::VERSION => gateway.adopt_owned_lists(&event.server).await,
             _ => {}
         }
     }

@@ -12,7 +12,12 @@
 //! - `memory`: the router agent's conversations (per principal, last N messages, TTL),
 //!   so any replica continues a conversation;
 //! - `events`: the subscriber each replica runs, turning another replica's roster change
-//!   into the same change here (and a `list_changed` to every session).
+//!   into the same change here (and a `list_changed` to every session);
+//! - `lease`, `owned`: `cluster = "owned"` servers — one replica holds each one's lease
+//!   (fencing epoch) and runs it, the others learn the owner and its lists;
+//! - `relay`, `wire`: the internal channel — a call to an owned server forwarded to its
+//!   owner (`POST /cluster/call`, bearer secret), its progress, server→client requests
+//!   and result streamed back, cancellation by closing the stream.
 //!
 //! Invariants:
 //! - Without `[cluster]` nothing here exists: no client, no task, no step.
@@ -23,11 +28,15 @@
 
 pub mod buckets;
 pub(crate) mod events;
+mod lease;
 mod link;
 pub mod memory;
+pub(crate) mod owned;
 pub mod pool;
+pub(crate) mod relay;
 pub mod sessions;
 mod store;
+pub(crate) mod wire;
 
 pub use link::Link;
 pub use store::RedisStore;
@@ -51,6 +60,10 @@ pub(crate) struct Membership {
 }
 
 impl Membership {
+    pub(crate) fn replica(&self) -> &str {
+        &self.replica
+    }
+
     pub(crate) fn spawn_events(self, gateway: &crate::gateway::Gateway) {
         events::spawn(gateway, self.client, self.channel, self.replica);
     }

@@ -40,7 +40,11 @@ pub fn app(gateway: Gateway, listen: &ListenSettings) -> Router {
         .merge(metrics)
         .merge(super::ws::router(gateway.clone(), listen))
         .merge(super::probes::router(gateway.clone()))
-        .merge(super::agent::router(gateway.clone(), listen));
+        .merge(super::agent::router(gateway.clone(), listen))
+        .merge(super::cluster::router(
+            gateway.clone(),
+            listen.max_body_bytes,
+        ));
     if let Some(admin) = super::admin::router(gateway, listen) {
         let admin = admin.layer(middleware::from_fn_with_state(
             Arc::new(OriginPolicy::new(listen)),

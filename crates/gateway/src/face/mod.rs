@@ -9,6 +9,7 @@ mod admin_registry;
 mod admin_secrets;
 mod agent;
 mod app;
+mod cluster;
 mod console;
 pub mod http;
 mod origin;

@@ -328,6 +328,30 @@ impl Registry {
     // --- Lists ------------------------------------------------------------------------
 
     /// A server's last known lists (for a dormant server: listed without starting).
+    /// Takes the newest version of `server` the shared store holds (recorded by the
+    /// replica that runs it) as this registry's head, and returns its lists. For a
+    /// server that runs elsewhere (`cluster = "owned"`); blocking (a store read).
+    pub fn adopt_head(&self, server: &str) -> Result<Option<Arc<ServerLists>>, StoreError> {
+        let Some((head, _)) = self.store.heads()?.remove(server) else {
+            return Ok(None);
+        };
+        let mut entries = self.entries.lock();
+        let entry = entries.entry(server.to_owned()).or_insert_with(Entry::new);
+        if entry
+            .head
+            .as_ref()
+            .is_none_or(|known| known.version < head.version)
+        {
+            entry.head = Some(Head {
+                version: head.version,
+                digest: hash::lists(&head.lists),
+                recorded_at: head.recorded_at,
+                lists: head.lists,
+            });
+        }
+        Ok(entry.head.as_ref().map(|head| head.lists.clone()))
+    }
+
     pub fn last_known(&self, server: &str) -> Option<Arc<ServerLists>> {
         let entries = self.entries.lock();
         let entry = entries.get(server)?;

@@ -342,6 +342,16 @@ impl Server {
         cache: &EraCache,
         borrower: Borrower,
     ) -> Result<Arc<Instance>, RpcError> {
+        if self.is_fenced() {
+            return Err(RpcError::new(
+                gateway::UPSTREAM_UNAVAILABLE,
+                format!(
+                    "server `{}` runs on another replica of the cluster",
+                    self.name
+                ),
+            )
+            .with_data(json!({ "retryable": true })));
+        }
         let tenant = borrower.tenant().and_then(|t| t.name());
         // The first instance that answers the gateway's own requests lists the server; a
         // tenant's never does (what its credentials show is that tenant's).

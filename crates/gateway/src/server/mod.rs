@@ -112,6 +112,8 @@ pub struct Server {
     last_used: Mutex<Instant>,
     idle: Notify,
     retired: AtomicBool,
+    /// A `cluster = "owned"` server this replica does not own: no instance starts here.
+    fenced: AtomicBool,
     connecting: tokio::sync::Mutex<()>,
     instances: Mutex<Vec<Arc<Instance>>>,
     status: Mutex<Status>,
@@ -161,6 +163,7 @@ impl Server {
             last_used: Mutex::new(Instant::now()),
             idle: Notify::new(),
             retired: AtomicBool::new(false),
+            fenced: AtomicBool::new(false),
             connecting: tokio::sync::Mutex::new(()),
             instances: Mutex::new(Vec::new()),
             status: Mutex::new(Status {
@@ -203,6 +206,16 @@ impl Server {
 
     pub fn spec(&self) -> &switchboard_config::ServerSpec {
         &self.options.spec
+    }
+
+    /// Whether instances of this server may not start here (`cluster = "owned"`, and
+    /// another replica holds the lease).
+    pub fn is_fenced(&self) -> bool {
+        self.fenced.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn set_fenced(&self, fenced: bool) {
+        self.fenced.store(fenced, Ordering::Release);
     }
 
     pub fn inflight(&self) -> usize {

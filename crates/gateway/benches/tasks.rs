@@ -10,6 +10,9 @@
 //! - `store`: a gateway-made task's record created, settled with a 1 KiB result and read,
 //!   in memory and on disk (redb commits fsync). At the end the on-disk size per kept
 //!   result is printed (1000 tasks with a 1 KiB text result each).
+//! - `store ... at the bound`: a create into a store holding `MAX_KEPT` records of which
+//!   the oldest has just expired (the steady state of a busy gateway): the work a create
+//!   does to make room.
 //!
 //! The fixture binary is taken from `SWITCHBOARD_FIXTURE`, else beside the bench's own
 //! target directory. Run with `cargo bench -p switchboard-gateway --bench tasks`.
@@ -22,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use switchboard_gateway::db::Db;
-use switchboard_gateway::owned_tasks::{Record, Store};
+use switchboard_gateway::owned_tasks::{MAX_KEPT, Record, Store};
 use switchboard_gateway::principal::{Face, Peer, Principal};
 use switchboard_gateway::{ClientCtx, Gateway};
 use switchboard_protocol::Era;
@@ -151,6 +154,27 @@ fn bench(c: &mut Criterion) {
             },
         );
     }
+    // At the bound: the store holds MAX_KEPT records, each created one tick after the
+    // last with a TTL of MAX_KEPT ticks, so on every create exactly the oldest record has
+    // just expired and must go to make room.
+    let full = Store::new(Arc::new(Db::memory()));
+    let bound = MAX_KEPT as u64;
+    let ticks = AtomicU64::new(0);
+    let create_next = |store: &Store| {
+        let n = ticks.fetch_add(1, Ordering::Relaxed);
+        let record = Record {
+            ttl_ms: bound,
+            ..record(n)
+        };
+        store.create(&format!("task-{n}"), &record, n).unwrap();
+    };
+    for _ in 0..bound {
+        create_next(&full);
+    }
+    group.bench_function(
+        "store (memory): create at the bound (10,000 kept, one expired)",
+        |b| b.iter(|| create_next(black_box(&full))),
+    );
     group.finish();
 
     // Store size per kept result, on disk.

@@ -44,6 +44,14 @@ pub enum Change {
         params: Value,
         to: Arc<std::collections::BTreeSet<String>>,
     },
+    /// A task's status changed: `notifications/tasks` params (the full task) under the
+    /// task's own id, for the listen streams that asked for it (`task_notify.rs`).
+    /// `server` names the upstream that owns it; `None` is a gateway-made task.
+    TaskStatus {
+        server: Option<String>,
+        task_id: String,
+        params: Value,
+    },
 }
 
 /// A server→client request for a legacy client, served by its face.
@@ -768,6 +776,9 @@ async fn handle_signal(gateway: &Gateway, signal: ServerSignal, connected: &mut 
             let _ = gateway.inner.changes.send(Change::Log { params, to });
         }
         ServerSignal::Log(_, _, None) => {}
+        ServerSignal::TaskStatus(server, params) => {
+            gateway.task_status_changed(Some(server), params)
+        }
         ServerSignal::Request(server, source, request) if request.method == "roots/list" => {
             // No call owns it: the union of the roots of the clients we can ask (a tenant's
             // instance: of that tenant's clients).

@@ -48,6 +48,7 @@ pub mod server;
 mod subscriptions;
 pub mod suggest;
 mod task_ext;
+mod task_notify;
 mod tasks;
 pub mod telemetry;
 pub mod vault;

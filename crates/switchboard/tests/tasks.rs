@@ -93,6 +93,32 @@ impl Client {
         }
     }
 
+    /// Opens a `subscriptions/listen` stream for `filter` (declaring the extension when
+    /// this client does) and returns its messages.
+    async fn listen(&self, filter: Value) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+        let mut capabilities = json!({});
+        if self.tasks {
+            capabilities["extensions"] = json!({ EXTENSION: {} });
+        }
+        let params = json!({
+            "notifications": filter,
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientInfo": { "name": "tasks-test", "version": "0" },
+                "io.modelcontextprotocol/clientCapabilities": capabilities,
+            },
+        });
+        let id = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let response = self
+            .http
+            .builder(Some(id), "subscriptions/listen", &params)
+            .send()
+            .await
+            .expect("listen sent");
+        assert!(response.status().is_success(), "{}", response.status());
+        switchboard_testkit::client::sse_messages(response)
+    }
+
     async fn call(&self, tool: &str, arguments: Value) -> Value {
         self.send(
             "tools/call",
@@ -124,6 +150,38 @@ impl Client {
                 "task still {status}"
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// The next message on a listen stream, within `limit`.
+async fn next_message(
+    stream: &mut tokio::sync::mpsc::UnboundedReceiver<Value>,
+    limit: Duration,
+) -> Value {
+    tokio::time::timeout(limit, stream.recv())
+        .await
+        .expect("a message in time")
+        .expect("the stream is open")
+}
+
+/// Task notifications on `stream` until one is terminal; returns that one.
+async fn terminal_notification(
+    stream: &mut tokio::sync::mpsc::UnboundedReceiver<Value>,
+    id: &str,
+) -> Value {
+    loop {
+        let message = next_message(stream, Duration::from_secs(20)).await;
+        if message["method"] != "notifications/tasks" {
+            continue;
+        }
+        let task = &message["params"];
+        assert_eq!(task["taskId"], id, "the client's own id: {message}");
+        if matches!(
+            task["status"].as_str(),
+            Some("completed" | "failed" | "cancelled")
+        ) {
+            return task.clone();
         }
     }
 }
@@ -390,4 +448,69 @@ async fn a_task_whose_upstream_died_is_reported_failed() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_task_status_notifications_reach_the_owner_only() {
+    let gateway = spawn_gateway_http(GATEWAY, &config(r#"["stdio", "--tasks"]"#, ""))
+        .await
+        .unwrap();
+    let alice = Client::new(&gateway.url, ALICE, true);
+    let bob = Client::new(&gateway.url, BOB, true);
+    let created = alice
+        .call("fx__slow_compute", json!({ "seconds": 3, "label": "nt" }))
+        .await;
+    let id = created["taskId"].as_str().unwrap().to_owned();
+
+    let mut stream = alice.listen(json!({ "taskIds": [id] })).await;
+    let ack = next_message(&mut stream, Duration::from_secs(10)).await;
+    assert_eq!(
+        ack["method"], "notifications/subscriptions/acknowledged",
+        "{ack}"
+    );
+    assert_eq!(
+        ack["params"]["notifications"]["taskIds"],
+        json!([id]),
+        "{ack}"
+    );
+    // Bob names alice's id: not acknowledged, and he hears nothing of it.
+    let mut bobs = bob.listen(json!({ "taskIds": [id] })).await;
+    let bob_ack = next_message(&mut bobs, Duration::from_secs(10)).await;
+    assert!(
+        bob_ack["params"]["notifications"].get("taskIds").is_none(),
+        "{bob_ack}"
+    );
+
+    let task = terminal_notification(&mut stream, &id).await;
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(task["result"]["content"][0]["text"], "computed nt in 3s");
+    assert!(
+        task["_meta"].is_object(),
+        "tagged with the subscription: {task}"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    while let Ok(message) = bobs.try_recv() {
+        assert_ne!(message["method"], "notifications/tasks", "{message}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_task_announces_its_outcome_to_a_listening_owner() {
+    let gateway = spawn_gateway_http(GATEWAY, &config(r#"["stdio"]"#, SLEEP_AS_TASK))
+        .await
+        .unwrap();
+    let alice = Client::new(&gateway.url, ALICE, true);
+    let created = alice.call("fx__sleep", json!({ "ms": 3000 })).await;
+    assert_eq!(created["resultType"], "task", "{created}");
+    let id = created["taskId"].as_str().unwrap().to_owned();
+    let mut stream = alice.listen(json!({ "taskIds": [id] })).await;
+    let ack = next_message(&mut stream, Duration::from_secs(10)).await;
+    assert_eq!(
+        ack["params"]["notifications"]["taskIds"],
+        json!([id]),
+        "{ack}"
+    );
+    let task = terminal_notification(&mut stream, &id).await;
+    assert_eq!(task["status"], "completed", "{task}");
+    assert!(task["result"]["content"].is_array(), "{task}");
 }

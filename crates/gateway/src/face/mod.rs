@@ -131,6 +131,10 @@ pub(crate) struct ListenFilter {
     prompts: bool,
     resources: bool,
     uris: Vec<String>,
+    /// Task ids asked for (`taskIds`), as the client sent them.
+    task_ids: Vec<String>,
+    /// Those the caller may watch, with where each leads (`resolve_tasks`).
+    tasks: Vec<(String, crate::task_ext::TaskRoute)>,
 }
 
 impl ListenFilter {
@@ -142,12 +146,9 @@ impl ListenFilter {
                 .and_then(Value::as_bool)
                 == Some(true)
         };
-        ListenFilter {
-            tools: flag("toolsListChanged"),
-            prompts: flag("promptsListChanged"),
-            resources: flag("resourcesListChanged"),
-            uris: notifications
-                .and_then(|n| n.get("resourceSubscriptions"))
+        let strings = |name: &str| -> Vec<String> {
+            notifications
+                .and_then(|n| n.get(name))
                 .and_then(Value::as_array)
                 .map(|a| {
                     a.iter()
@@ -155,8 +156,27 @@ impl ListenFilter {
                         .map(str::to_owned)
                         .collect()
                 })
-                .unwrap_or_default(),
+                .unwrap_or_default()
+        };
+        ListenFilter {
+            tools: flag("toolsListChanged"),
+            prompts: flag("promptsListChanged"),
+            resources: flag("resourcesListChanged"),
+            uris: strings("resourceSubscriptions"),
+            task_ids: strings("taskIds"),
+            tasks: Vec::new(),
         }
+    }
+
+    /// Keeps the task ids the caller may watch and starts relaying their upstreams'
+    /// status (`task_notify`); the relay lasts as long as the returned value.
+    pub(crate) fn resolve_tasks(
+        &mut self,
+        gateway: &crate::Gateway,
+        ctx: &crate::ClientCtx,
+    ) -> Option<crate::task_notify::TaskRelay> {
+        self.tasks = gateway.resolve_task_ids(ctx, &self.task_ids);
+        gateway.relay_task_status(ctx, &self.tasks)
     }
 
     pub(crate) fn uris(&self) -> &[String] {
@@ -177,6 +197,10 @@ impl ListenFilter {
         }
         if !self.uris.is_empty() {
             agreed.insert("resourceSubscriptions".into(), json!(self.uris));
+        }
+        if !self.tasks.is_empty() {
+            let ids: Vec<&str> = self.tasks.iter().map(|(id, _)| id.as_str()).collect();
+            agreed.insert("taskIds".into(), json!(ids));
         }
         Message::notification(
             "notifications/subscriptions/acknowledged",
@@ -214,6 +238,18 @@ impl ListenFilter {
                 ("notifications/resources/updated", params.clone())
             }
             Change::Log { .. } => return None,
+            Change::TaskStatus {
+                server,
+                task_id,
+                params,
+            } => {
+                let (exposed, _) = self.tasks.iter().find(|(_, route)| {
+                    crate::task_notify::is_route(route, server.as_deref(), task_id)
+                })?;
+                let mut params = params.clone();
+                params["taskId"] = Value::String(exposed.clone());
+                (crate::task_notify::METHOD, params)
+            }
         };
         meta::get_mut(&mut params).insert(meta::SUBSCRIPTION_ID.into(), subscription.to_value());
         Some(Message::notification(method, Some(params)))
@@ -252,6 +288,8 @@ pub(crate) fn legacy_notification(
             Some(params.clone()),
         )),
         Change::Log { .. } => None,
+        // Task status goes only to modern listen streams that named the task.
+        Change::TaskStatus { .. } => None,
     }
 }
 

@@ -352,8 +352,9 @@ async fn listen(
     {
         return Some(Message::error(Some(id.clone()), error));
     }
-    let filter = ListenFilter::parse(params);
+    let mut filter = ListenFilter::parse(params);
     let mut changes = gateway.subscribe();
+    let _relay = filter.resolve_tasks(gateway, ctx);
     let holder = format!("listen-{}", uuid::Uuid::new_v4().simple());
     gateway.watch_resources(&holder, filter.uris(), true).await;
     let _ = shared.out.send(filter.acknowledgement(id)).await;

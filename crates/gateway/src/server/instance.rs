@@ -281,6 +281,10 @@ pub(crate) fn signal_for(
         "notifications/message" => {
             Some(ServerSignal::Log(server.to_owned(), source.clone(), params))
         }
+        crate::task_notify::METHOD => Some(ServerSignal::TaskStatus(
+            server.to_owned(),
+            params.unwrap_or_else(|| json!({})),
+        )),
         _ => None,
     }
 }

@@ -83,6 +83,8 @@ pub(crate) enum ServerSignal {
     ListChanged(String, ListKind, Source),
     ResourceUpdated(String, Value),
     Log(String, Source, Option<Value>),
+    /// An upstream's `notifications/tasks` (its params: the task under the upstream's id).
+    TaskStatus(String, Value),
     Request(String, Source, switchboard_upstream::ServerRequest),
     /// A connection came up: the server's name and its generation.
     Connected(String, u64),

@@ -204,12 +204,13 @@ pub(super) fn listen_stream(
     id: RequestId,
     params: Option<Value>,
 ) -> Response {
-    let filter = ListenFilter::parse(params.as_ref());
+    let mut filter = ListenFilter::parse(params.as_ref());
     let gateway = state.gateway.clone();
     let (tx, rx) = mpsc::channel(64);
     let guard = ctx.cancel.clone().drop_guard();
     tokio::spawn(async move {
         let mut changes = gateway.subscribe();
+        let _relay = filter.resolve_tasks(&gateway, &ctx);
         let holder = format!("listen-{}", uuid::Uuid::new_v4().simple());
         gateway.watch_resources(&holder, filter.uris(), true).await;
         let mut open = tx

@@ -6,8 +6,9 @@
 //! with a cancellation token of its own, so it outlives the client's request; the request
 //! waits for it up to the threshold (a client cancelling before then cancels the call, as
 //! for any call). Past the threshold the task's record is written to the embedded
-//! database (`tasks.owned`: id → JSON [`Record`]) and committed before the client gets
-//! its `CreateTaskResult`; the call's outcome is written there when it ends. `tasks/get`
+//! database (`store`: `tasks.owned`, id → JSON [`Record`], with an expiry index) and
+//! committed before the client gets its `CreateTaskResult`; the call's outcome is written
+//! there when it ends. `tasks/get`
 //! reads the record, `tasks/cancel` cancels the running call (the upstream hears
 //! `notifications/cancelled`) and settles the record. Records expire with their TTL; at
 //! most [`MAX_KEPT`] are kept and a result over [`MAX_RESULT_BYTES`] is kept as a failure
@@ -21,160 +22,26 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use redb::{
-    ReadableDatabase as _, ReadableTable as _, ReadableTableMetadata as _, TableDefinition,
-};
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use switchboard_protocol::Era;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::Db;
 use crate::error::Error;
 use crate::gateway::{ClientCtx, Gateway};
 use crate::roster::now_ms;
 use crate::task_ext;
 
-const TABLE: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("tasks.owned");
+mod store;
+
+pub use store::{MAX_KEPT, Record, SWEEP_PER_CREATE, Store, StoreError};
+
 /// The largest result kept (its JSON); a larger one is kept as a failure saying so.
 pub const MAX_RESULT_BYTES: usize = 1 << 20;
-/// Records kept at most (expired ones are swept to make room).
-pub const MAX_KEPT: usize = 10_000;
 /// How long a task is kept when its tool sets no `task_ttl_ms`.
 const DEFAULT_TTL: Duration = Duration::from_secs(3600);
 /// The polling interval suggested to clients.
 const POLL_MS: u64 = 1000;
-
-/// One gateway-made task as stored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Record {
-    /// The principal binding it belongs to.
-    pub owner: String,
-    pub server: String,
-    pub tool: String,
-    /// `working`, `completed`, `failed` or `cancelled`.
-    pub status: String,
-    pub created_ms: u64,
-    pub updated_ms: u64,
-    pub ttl_ms: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<Value>,
-}
-
-impl Record {
-    fn expired(&self, now_ms: u64) -> bool {
-        now_ms >= self.created_ms.saturating_add(self.ttl_ms)
-    }
-
-    fn terminal(&self) -> bool {
-        self.status != "working"
-    }
-}
-
-/// The store failed, or is full.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("task store: {0}")]
-    Db(String),
-    #[error("too many kept tasks ({0})")]
-    Full(usize),
-}
-
-impl<E: Into<redb::Error>> From<E> for StoreError {
-    fn from(error: E) -> Self {
-        StoreError::Db(error.into().to_string())
-    }
-}
-
-/// The `tasks.owned` table of the shared database.
-pub struct Store {
-    db: Arc<Db>,
-}
-
-impl Store {
-    pub fn new(db: Arc<Db>) -> Store {
-        Store { db }
-    }
-
-    /// Writes a new record (committed on return); sweeps expired ones when at the bound.
-    pub fn create(&self, id: &str, record: &Record, now_ms: u64) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(record).map_err(|e| StoreError::Db(e.to_string()))?;
-        let write = self.db.database().begin_write()?;
-        {
-            let mut table = write.open_table(TABLE)?;
-            if table.len()? as usize >= MAX_KEPT {
-                let mut expired = Vec::new();
-                for entry in table.iter()? {
-                    let (key, value) = entry?;
-                    let gone = serde_json::from_slice::<Record>(value.value())
-                        .map_or(true, |record| record.expired(now_ms));
-                    if gone {
-                        expired.push(key.value().to_owned());
-                    }
-                }
-                for key in expired {
-                    table.remove(key.as_str())?;
-                }
-                if table.len()? as usize >= MAX_KEPT {
-                    return Err(StoreError::Full(MAX_KEPT));
-                }
-            }
-            table.insert(id, bytes.as_slice())?;
-        }
-        write.commit()?;
-        Ok(())
-    }
-
-    /// A live record (an expired one is as good as absent).
-    pub fn get(&self, id: &str, now_ms: u64) -> Result<Option<Record>, StoreError> {
-        let read = self.db.database().begin_read()?;
-        let table = match read.open_table(TABLE) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(error) => return Err(error.into()),
-        };
-        let Some(value) = table.get(id)? else {
-            return Ok(None);
-        };
-        let record: Record =
-            serde_json::from_slice(value.value()).map_err(|e| StoreError::Db(e.to_string()))?;
-        Ok((!record.expired(now_ms)).then_some(record))
-    }
-
-    /// Moves a working record to a terminal status (a terminal one stays as it is).
-    pub fn settle(
-        &self,
-        id: &str,
-        status: &str,
-        result: Option<Value>,
-        error: Option<Value>,
-        now_ms: u64,
-    ) -> Result<(), StoreError> {
-        let write = self.db.database().begin_write()?;
-        {
-            let mut table = write.open_table(TABLE)?;
-            let current = table
-                .get(id)?
-                .and_then(|value| serde_json::from_slice::<Record>(value.value()).ok());
-            if let Some(mut record) = current
-                && !record.terminal()
-            {
-                record.status = status.to_owned();
-                record.result = result;
-                record.error = error;
-                record.updated_ms = now_ms;
-                let bytes =
-                    serde_json::to_vec(&record).map_err(|e| StoreError::Db(e.to_string()))?;
-                table.insert(id, bytes.as_slice())?;
-            }
-        }
-        write.commit()?;
-        Ok(())
-    }
-}
 
 /// The calls of gateway-made tasks still running, by record id: what `tasks/cancel` stops.
 #[derive(Default)]
@@ -255,9 +122,27 @@ pub fn envelope(exposed_id: &str, record: &Record) -> Map<String, Value> {
     task
 }
 
+/// The task as `tasks/get` and `notifications/tasks` show it: the envelope, and the
+/// result or error once there is one.
+pub fn detailed(exposed_id: &str, record: &Record) -> Map<String, Value> {
+    let mut task = envelope(exposed_id, record);
+    if let Some(result) = &record.result {
+        task.insert("result".into(), result.clone());
+    }
+    if let Some(error) = &record.error {
+        task.insert("error".into(), error.clone());
+    }
+    task
+}
+
 impl Gateway {
     fn owned_store(&self) -> Store {
         Store::new(Arc::clone(self.db()))
+    }
+
+    /// A gateway-made task's record changed: listen streams that named it hear so.
+    fn owned_task_changed(&self, id: &str, record: &Record) {
+        self.task_status_changed(None, Value::Object(detailed(id, record)));
     }
 
     /// Whether this call may become a gateway-made task: a `tools/call` from a client
@@ -346,11 +231,15 @@ impl Gateway {
             let outcome = done.await.unwrap_or_else(|_| Err(Error::Cancelled));
             gateway.inner.owned_tasks.0.lock().remove(&settling);
             let (status, result, error) = outcome_record(outcome);
-            if let Err(error) = gateway
+            match gateway
                 .owned_store()
                 .settle(&settling, status, result, error, now_ms())
             {
-                tracing::warn!(task = %settling, %error, "a gateway-made task's outcome was not kept");
+                Ok(Some(record)) => gateway.owned_task_changed(&settling, &record),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(task = %settling, %error, "a gateway-made task's outcome was not kept");
+                }
             }
         });
         let exposed = self.seal_owned_task_id(ctx, &id, plan.ttl.as_millis() as u64);
@@ -379,21 +268,12 @@ impl Gateway {
             .filter(|record| record.owner == ctx.principal.binding())
             .ok_or_else(task_ext::not_found)?;
         match method {
-            "tasks/get" => {
-                let mut task = envelope(exposed, &record);
-                if let Some(result) = record.result {
-                    task.insert("result".into(), result);
-                }
-                if let Some(error) = record.error {
-                    task.insert("error".into(), error);
-                }
-                Ok(Value::Object(task))
-            }
+            "tasks/get" => Ok(Value::Object(detailed(exposed, &record))),
             "tasks/cancel" => {
                 if let Some(cancel) = self.inner.owned_tasks.0.lock().remove(id) {
                     cancel.cancel();
                 }
-                store
+                let settled = store
                     .settle(id, "cancelled", None, None, now_ms())
                     .map_err(|error| {
                         Error::Rpc(switchboard_protocol::RpcError::new(
@@ -401,6 +281,9 @@ impl Gateway {
                             error.to_string(),
                         ))
                     })?;
+                if let Some(record) = settled {
+                    self.owned_task_changed(id, &record);
+                }
                 Ok(json!({}))
             }
             // A gateway-made task never asks for input: responses are for unknown keys,
@@ -413,37 +296,6 @@ impl Gateway {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn record(now: u64, ttl_ms: u64) -> Record {
-        Record {
-            owner: "key:a".into(),
-            server: "s".into(),
-            tool: "t".into(),
-            status: "working".into(),
-            created_ms: now,
-            updated_ms: now,
-            ttl_ms,
-            result: None,
-            error: None,
-        }
-    }
-
-    #[test]
-    fn records_live_settle_and_expire() {
-        let store = Store::new(Arc::new(Db::memory()));
-        assert_eq!(store.get("x", 0).unwrap(), None);
-        store.create("x", &record(1000, 500), 1000).unwrap();
-        assert_eq!(store.get("x", 1200).unwrap().unwrap().status, "working");
-        store
-            .settle("x", "completed", Some(json!({ "content": [] })), None, 1300)
-            .unwrap();
-        let settled = store.get("x", 1400).unwrap().unwrap();
-        assert_eq!(settled.status, "completed");
-        // Terminal stays terminal.
-        store.settle("x", "cancelled", None, None, 1410).unwrap();
-        assert_eq!(store.get("x", 1420).unwrap().unwrap().status, "completed");
-        assert_eq!(store.get("x", 1500).unwrap(), None, "expired with its TTL");
-    }
 
     #[test]
     fn outcomes_map_to_statuses() {

@@ -339,6 +339,7 @@ fn verify_line(report: &Value) -> String {
         .unwrap_or_default();
     let trusted = match report["trusted"].as_str() {
         Some("given") => "the keys given",
+        Some("gateway") => "the gateway's own signing key",
         _ => "the keys the log lists",
     };
     if report["ok"] == true {

@@ -408,7 +408,7 @@ async fn every_verb_round_trips_against_a_running_gateway() {
     let audit = op(&gateway, &["audit", "--verify", "--limit", "5", "--json"]).json();
     assert_eq!(audit["records"].as_array().unwrap().len(), 5, "{audit}");
     assert_eq!(audit["verify"]["ok"], true, "{audit}");
-    assert_eq!(audit["verify"]["trusted"], "log", "{audit}");
+    assert_eq!(audit["verify"]["trusted"], "gateway", "{audit}");
     assert!(
         audit["verify"]["verified"].as_u64().unwrap() >= 5,
         "{audit}"

@@ -47,6 +47,7 @@ pub mod search;
 pub mod server;
 mod subscriptions;
 pub mod suggest;
+pub mod snapshot;
 mod task_ext;
 mod tasks;
 pub mod telemetry;

@@ -184,9 +184,10 @@ fn bench(c: &mut Criterion) {
     c.bench_function("compat::judge, description changed (compatible)", |b| {
         b.iter(|| black_box(compat::judge(black_box(&tool), black_box(&reworded))))
     });
-    c.bench_function("compat::judge, newly required property (incompatible)", |b| {
-        b.iter(|| black_box(compat::judge(black_box(&tool), black_box(&stricter))))
-    });
+    c.bench_function(
+        "compat::judge, newly required property (incompatible)",
+        |b| b.iter(|| black_box(compat::judge(black_box(&tool), black_box(&stricter)))),
+    );
     runtime.block_on(gateway.shutdown());
 }
 

@@ -121,7 +121,11 @@ where
 }
 
 async fn list(client: &LegacyHttp) -> Value {
-    client.request("tools/list", json!({})).await.result().clone()
+    client
+        .request("tools/list", json!({}))
+        .await
+        .result()
+        .clone()
 }
 
 /// Tool `list_changed` notifications among what a session stream holds now.
@@ -164,7 +168,12 @@ async fn a_pinned_legacy_session_keeps_its_schema_across_an_upstream_change() {
         .to_owned();
     let original = echo_of(&before);
     assert!(!requires_mode(&original));
-    assert!(list(&plain).await.get("_meta").is_none_or(|meta| meta.get(KEY).is_none()));
+    assert!(
+        list(&plain)
+            .await
+            .get("_meta")
+            .is_none_or(|meta| meta.get(KEY).is_none())
+    );
 
     // A compatible change (the description): the pinned list keeps the old text, and
     // its calls run.
@@ -188,7 +197,11 @@ async fn a_pinned_legacy_session_keeps_its_schema_across_an_upstream_change() {
     )
     .await;
     let kept = list(&pinned).await;
-    assert_eq!(echo_of(&kept), original, "the pinned session keeps its schema");
+    assert_eq!(
+        echo_of(&kept),
+        original,
+        "the pinned session keeps its schema"
+    );
     assert_eq!(kept["_meta"][KEY]["id"], json!(snapshot));
     let refused = pinned.request("tools/call", echo_call("hi", None)).await;
     let data = refusal(refused.error(), "incompatible");
@@ -207,7 +220,9 @@ async fn a_pinned_legacy_session_keeps_its_schema_across_an_upstream_change() {
         refused.error()
     );
     // The unpinned session runs against the new schema.
-    let live = plain.request("tools/call", echo_call("live", Some("loud"))).await;
+    let live = plain
+        .request("tools/call", echo_call("live", Some("loud")))
+        .await;
     assert_eq!(live.result()["content"][0]["text"], "live");
 
     // Told: the live session; not: the pinned one (its list did not change).
@@ -222,7 +237,9 @@ async fn a_pinned_legacy_session_keeps_its_schema_across_an_upstream_change() {
         .clone();
     assert!(requires_mode(&echo_of(&refreshed)));
     assert_ne!(refreshed["_meta"][KEY]["id"], json!(snapshot));
-    let now = pinned.request("tools/call", echo_call("new", Some("x"))).await;
+    let now = pinned
+        .request("tools/call", echo_call("new", Some("x")))
+        .await;
     assert_eq!(now.result()["content"][0]["text"], "new");
 
     // A tool removed upstream: a clear error, not "unknown tool".
@@ -251,7 +268,10 @@ async fn a_pinned_legacy_session_keeps_its_schema_across_an_upstream_change() {
             json!({ "name": "fx__test_dynamic_tool", "arguments": {} }),
         )
         .await;
-    assert_eq!(refusal(gone.error(), "removed")["tool"], "fx__test_dynamic_tool");
+    assert_eq!(
+        refusal(gone.error(), "removed")["tool"],
+        "fx__test_dynamic_tool"
+    );
     // Unpinned, the same name is simply unknown.
     let unknown = plain
         .request(
@@ -308,13 +328,24 @@ async fn a_stateless_request_is_pinned_by_the_snapshot_id_it_sends_back() {
         .expect("a snapshot id")
         .to_owned();
     let original = echo_of(first.result());
-    assert!(first.result()["_meta"][KEY]["expiresInMs"].as_u64().unwrap() > 0);
+    assert!(
+        first.result()["_meta"][KEY]["expiresInMs"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
 
     rewrite_echo(&mutator, stricter_echo()).await;
     // Unpinned stateless requests see the new schema.
     until(
         "a stateless request sees the new schema",
-        || async { client.request("tools/list", json!({})).await.result().clone() },
+        || async {
+            client
+                .request("tools/list", json!({}))
+                .await
+                .result()
+                .clone()
+        },
         |listed| requires_mode(&echo_of(listed)),
     )
     .await;
@@ -332,7 +363,9 @@ async fn a_stateless_request_is_pinned_by_the_snapshot_id_it_sends_back() {
     let data = refusal(refused.error(), "incompatible");
     assert_eq!(data["snapshot"], json!(id));
     // Without the id the same call runs live (and fits the new schema).
-    let live = client.request("tools/call", echo_call("hi", Some("m"))).await;
+    let live = client
+        .request("tools/call", echo_call("hi", Some("m")))
+        .await;
     assert_eq!(live.result()["content"][0]["text"], "hi");
     // A refresh gives a new id, on the new schema.
     let refreshed = client

@@ -565,9 +565,12 @@ impl crate::gateway::Gateway {
         }
         let legacy = ctx.era == switchboard_protocol::Era::Legacy;
         let configured = (legacy || method == "tools/list")
-            && self.inner.access.load().as_ref().is_some_and(|access| {
-                access.pins_snapshots(ctx.principal.id())
-            });
+            && self
+                .inner
+                .access
+                .load()
+                .as_ref()
+                .is_some_and(|access| access.pins_snapshots(ctx.principal.id()));
         let session = legacy.then(|| ctx.principal.session());
         let asked = ask.is_some();
         let pinned = self

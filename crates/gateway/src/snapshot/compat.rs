@@ -313,8 +313,10 @@ mod tests {
 
     #[test]
     fn values_in_const_and_enum_count_whatever_their_keys() {
-        let old = json!({ "type": "object", "properties": { "m": { "enum": [{ "title": "a" }] } } });
-        let new = json!({ "type": "object", "properties": { "m": { "enum": [{ "title": "b" }] } } });
+        let old =
+            json!({ "type": "object", "properties": { "m": { "enum": [{ "title": "a" }] } } });
+        let new =
+            json!({ "type": "object", "properties": { "m": { "enum": [{ "title": "b" }] } } });
         assert!(matches!(
             judge(&tool(old), &tool(new)),
             Verdict::Incompatible(_)

@@ -127,7 +127,8 @@ impl std::fmt::Display for Refusal {
 impl Refusal {
     /// The structured `data` of the JSON-RPC error.
     pub fn data(&self) -> Value {
-        let refresh = json!({ "_meta": { META_KEY: "refresh" }, "header": "Switchboard-Snapshot: refresh" });
+        let refresh =
+            json!({ "_meta": { META_KEY: "refresh" }, "header": "Switchboard-Snapshot: refresh" });
         match self {
             Refusal::Expired {
                 snapshot,
@@ -455,9 +456,10 @@ pub(crate) fn check_call(
 ) -> Result<Target, Error> {
     match resolved {
         Ok(Target::Upstream(route)) if route.kind == Kind::Tool => {
-            let (Some((_, old)), Some((_, new))) =
-                (pinned.catalog.tool(&route.exposed), live.tool(&route.exposed))
-            else {
+            let (Some((_, old)), Some((_, new))) = (
+                pinned.catalog.tool(&route.exposed),
+                live.tool(&route.exposed),
+            ) else {
                 return Ok(Target::Upstream(route));
             };
             if old.same_item(new) {

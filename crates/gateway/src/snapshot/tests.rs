@@ -208,7 +208,10 @@ async fn a_snapshot_past_its_age_expires_with_a_clear_error() {
 #[test]
 fn calls_are_checked_against_the_snapshot() {
     let snapshots = store(4, Duration::from_secs(60));
-    let old = catalog(vec![add(&["a"]), json!({ "name": "gone", "inputSchema": { "type": "object" } })]);
+    let old = catalog(vec![
+        add(&["a"]),
+        json!({ "name": "gone", "inputSchema": { "type": "object" } }),
+    ]);
     let pinned = snapshots
         .for_request(Some(Ask::Pin), None, false, &old)
         .unwrap()

@@ -83,16 +83,9 @@ pub fn judge(pinned: &Value, live: &Value) -> Verdict {
     }
 }
 
-/// The schema's constraining keywords (annotations left out), when it is an object.
-fn constraints(schema: &Value) -> Option<Map<String, Value>> {
-    let object = schema.as_object()?;
-    Some(
-        object
-            .iter()
-            .filter(|(key, _)| !ANNOTATIONS.contains(&key.as_str()))
-            .map(|(key, value)| (key.clone(), value.clone()))
-            .collect(),
-    )
+/// Whether `key` constrains (is not an annotation keyword).
+fn constrains(key: &str) -> bool {
+    !ANNOTATIONS.contains(&key)
 }
 
 /// Whether two schemas are equal past annotations, at every depth.
@@ -105,18 +98,16 @@ fn same(old: &Value, new: &Value, depth: usize) -> bool {
     }
     match (old, new) {
         (Value::Object(a), Value::Object(b)) => {
-            let keys = |map: &Map<String, Value>| {
-                map.keys()
-                    .filter(|key| !ANNOTATIONS.contains(&key.as_str()))
-                    .cloned()
-                    .collect::<std::collections::BTreeSet<_>>()
-            };
             // `properties` maps names to schemas: a property called `title` is not an
             // annotation, so it is compared as a schema under its own key.
-            keys(a) == keys(b)
-                && keys(a)
-                    .iter()
-                    .all(|key| same_member(key, &a[key.as_str()], &b[key.as_str()], depth))
+            a.keys().filter(|key| constrains(key)).count()
+                == b.keys().filter(|key| constrains(key)).count()
+                && a.iter()
+                    .filter(|(key, _)| constrains(key))
+                    .all(|(key, old)| {
+                        b.get(key)
+                            .is_some_and(|new| same_member(key, old, new, depth))
+                    })
         }
         (Value::Array(a), Value::Array(b)) => {
             a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same(x, y, depth + 1))
@@ -165,11 +156,11 @@ fn compare(
     if same(old, new, depth) {
         return;
     }
-    let (Some(old_map), Some(new_map)) = (constraints(old), constraints(new)) else {
+    let (Some(old_map), Some(new_map)) = (old.as_object(), new.as_object()) else {
         changes.push(format!("{path}: changed"));
         return;
     };
-    if depth >= MAX_DEPTH || !is_object_schema(&old_map) || !is_object_schema(&new_map) {
+    if depth >= MAX_DEPTH || !is_object_schema(old_map) || !is_object_schema(new_map) {
         changes.push(format!("{path}: changed"));
         return;
     }
@@ -178,7 +169,7 @@ fn compare(
     keys.sort();
     keys.dedup();
     for key in keys {
-        if key == "properties" || key == "required" {
+        if key == "properties" || key == "required" || !constrains(key) {
             continue;
         }
         match (old_map.get(key), new_map.get(key)) {
@@ -189,18 +180,12 @@ fn compare(
             (None, None) => {}
         }
     }
-    let empty = Map::new();
-    let properties = |map: &Map<String, Value>| -> Map<String, Value> {
-        map.get("properties")
-            .and_then(Value::as_object)
-            .unwrap_or(&empty)
-            .clone()
-    };
-    let (old_properties, new_properties) = (properties(&old_map), properties(&new_map));
-    let (old_required, new_required) = (required(&old_map), required(&new_map));
-    for (name, old_schema) in &old_properties {
+    let old_properties = old_map.get("properties").and_then(Value::as_object);
+    let new_properties = new_map.get("properties").and_then(Value::as_object);
+    let (old_required, new_required) = (required(old_map), required(new_map));
+    for (name, old_schema) in old_properties.into_iter().flatten() {
         let here = format!("{path}/properties/{name}");
-        match new_properties.get(name) {
+        match new_properties.and_then(|properties| properties.get(name)) {
             Some(new_schema) => {
                 compare(old_schema, new_schema, direction, &here, depth + 1, changes);
             }

@@ -347,15 +347,15 @@ impl Snapshots {
 
     fn pin_session(&self, state: &mut State, session: &str, number: u64) {
         let tick = state.tick;
-        if !state.sessions.contains_key(session) && state.sessions.len() >= MAX_SESSIONS {
-            if let Some(oldest) = state
+        if !state.sessions.contains_key(session)
+            && state.sessions.len() >= MAX_SESSIONS
+            && let Some(oldest) = state
                 .sessions
                 .iter()
                 .min_by_key(|(_, (_, used))| *used)
                 .map(|(session, _)| session.clone())
-            {
-                state.sessions.remove(&oldest);
-            }
+        {
+            state.sessions.remove(&oldest);
         }
         state.sessions.insert(session.into(), (number, tick));
     }

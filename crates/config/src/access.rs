@@ -108,6 +108,30 @@ pub struct ApiKey {
     pub roles: Vec<String>,
     /// How this client sees the tools unless it chooses (`tools = "search"`: meta mode).
     pub tools: Option<crate::model::ToolsMode>,
+    /// Whether this client's sessions are pinned to the catalog they started with
+    /// (`snapshot = "pin"`; run snapshots) unless a request says otherwise.
+    pub snapshot: SnapshotMode,
+}
+
+/// Whether a client's sessions follow the live catalog or a run snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SnapshotMode {
+    /// The live catalog, with `list_changed` (the default).
+    #[default]
+    Live,
+    /// The catalog version the session started with, until it asks to refresh.
+    Pin,
+}
+
+impl SnapshotMode {
+    /// `live` or `pin`.
+    pub fn parse(value: &str) -> Result<SnapshotMode, String> {
+        match value {
+            "live" => Ok(SnapshotMode::Live),
+            "pin" => Ok(SnapshotMode::Pin),
+            other => Err(format!("expected pin or live, not `{other}`")),
+        }
+    }
 }
 
 /// A JWT issuer (`[access.jwt]`).
@@ -359,6 +383,7 @@ struct RawKey {
     tenant: Option<String>,
     roles: Option<Vec<String>>,
     tools: Option<String>,
+    snapshot: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -649,12 +674,18 @@ fn api_key(
                 .map_err(|reason| Problem::new(path.key("tools"), reason))?,
         ),
     };
+    let snapshot = match raw.snapshot.as_deref() {
+        None => SnapshotMode::Live,
+        Some(value) => SnapshotMode::parse(value)
+            .map_err(|reason| Problem::new(path.key("snapshot"), reason))?,
+    };
     Ok(ApiKey {
         id,
         hash,
         tenant: raw.tenant,
         roles: raw.roles.unwrap_or_default(),
         tools,
+        snapshot,
     })
 }
 

@@ -37,7 +37,7 @@ use std::path::Path;
 
 pub use access::{
     AccessSettings, ApiKey, ArgumentRule, ConcurrencyCap, DailyBudget, Effect, Glob, Globs, JwtKey,
-    JwtSettings, LimitScope, RateLimit, SecretHash, StdioIdentity, Visibility,
+    JwtSettings, LimitScope, RateLimit, SecretHash, SnapshotMode, StdioIdentity, Visibility,
 };
 pub use agent::AgentSettings;
 pub use approvals::{AnnotationMatch, ApprovalRule, ApprovalSettings, Approver};

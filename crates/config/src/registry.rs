@@ -24,6 +24,12 @@ pub struct RegistrySettings {
     /// Cached lists older than this are re-read from running servers; `None`: lists are
     /// refreshed only on `list_changed` and reload.
     pub list_ttl: Option<Duration>,
+    /// Run snapshots kept at once (catalog versions sessions are pinned to); past it the
+    /// least recently used one is dropped.
+    pub max_snapshots: usize,
+    /// A run snapshot older than this is dropped: requests naming it get a "snapshot
+    /// expired" error saying how to refresh.
+    pub snapshot_max_age: Duration,
 }
 
 impl RegistrySettings {
@@ -34,6 +40,13 @@ impl RegistrySettings {
     pub const MAX_WEBHOOK_TIMEOUT: Duration = Duration::from_secs(30);
     /// Shortest accepted `list_ttl_ms`.
     pub const MIN_LIST_TTL: Duration = Duration::from_secs(1);
+    pub const DEFAULT_MAX_SNAPSHOTS: usize = 64;
+    /// Largest accepted `max_snapshots`.
+    pub const MAX_SNAPSHOTS: usize = 10_000;
+    pub const DEFAULT_SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
+    /// Accepted `snapshot_max_age_ms`: one second to seven days.
+    pub const MIN_SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(1);
+    pub const MAX_SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 }
 
 impl Default for RegistrySettings {
@@ -44,6 +57,8 @@ impl Default for RegistrySettings {
             drift_webhook: None,
             webhook_timeout: Self::DEFAULT_WEBHOOK_TIMEOUT,
             list_ttl: None,
+            max_snapshots: Self::DEFAULT_MAX_SNAPSHOTS,
+            snapshot_max_age: Self::DEFAULT_SNAPSHOT_MAX_AGE,
         }
     }
 }
@@ -56,6 +71,8 @@ pub(crate) struct RawRegistry {
     drift_webhook: Option<String>,
     webhook_timeout_ms: Option<u64>,
     list_ttl_ms: Option<u64>,
+    max_snapshots: Option<u64>,
+    snapshot_max_age_ms: Option<u64>,
 }
 
 pub(crate) fn validate(
@@ -123,12 +140,37 @@ pub(crate) fn validate(
         }
         Some(ms) => Some(Duration::from_millis(ms)),
     };
+    let max_snapshots = match raw.max_snapshots {
+        None => defaults.max_snapshots,
+        Some(n) if n == 0 || n > RegistrySettings::MAX_SNAPSHOTS as u64 => {
+            return Err(Problem::new(
+                path.key("max_snapshots"),
+                "must be between 1 and 10000",
+            ));
+        }
+        Some(n) => n as usize,
+    };
+    let snapshot_max_age = match raw.snapshot_max_age_ms {
+        None => defaults.snapshot_max_age,
+        Some(ms)
+            if Duration::from_millis(ms) < RegistrySettings::MIN_SNAPSHOT_MAX_AGE
+                || Duration::from_millis(ms) > RegistrySettings::MAX_SNAPSHOT_MAX_AGE =>
+        {
+            return Err(Problem::new(
+                path.key("snapshot_max_age_ms"),
+                "must be between 1000 (one second) and 604800000 (seven days)",
+            ));
+        }
+        Some(ms) => Duration::from_millis(ms),
+    };
     Ok(RegistrySettings {
         max_versions,
         max_age,
         drift_webhook,
         webhook_timeout,
         list_ttl,
+        max_snapshots,
+        snapshot_max_age,
     })
 }
 
@@ -142,6 +184,46 @@ mod tests {
 
     fn check(raw: RawRegistry) -> Result<RegistrySettings, Problem> {
         validate(raw, &KeyPath::root().key("registry"), &no_env)
+    }
+
+    #[test]
+    fn snapshot_bounds_are_checked() {
+        for (raw, key) in [
+            (
+                RawRegistry {
+                    max_snapshots: Some(0),
+                    ..RawRegistry::default()
+                },
+                "max_snapshots",
+            ),
+            (
+                RawRegistry {
+                    max_snapshots: Some(10_001),
+                    ..RawRegistry::default()
+                },
+                "max_snapshots",
+            ),
+            (
+                RawRegistry {
+                    snapshot_max_age_ms: Some(999),
+                    ..RawRegistry::default()
+                },
+                "snapshot_max_age_ms",
+            ),
+            (
+                RawRegistry {
+                    snapshot_max_age_ms: Some(8 * 24 * 3600 * 1000),
+                    ..RawRegistry::default()
+                },
+                "snapshot_max_age_ms",
+            ),
+        ] {
+            let error = format!("{:?}", check(raw).unwrap_err());
+            assert!(error.contains(key), "{error}");
+        }
+        let defaults = check(RawRegistry::default()).unwrap();
+        assert_eq!(defaults.max_snapshots, 64);
+        assert_eq!(defaults.snapshot_max_age, Duration::from_secs(24 * 3600));
     }
 
     #[test]
@@ -175,9 +257,13 @@ mod tests {
             drift_webhook: Some("http://127.0.0.1:9/hook".into()),
             webhook_timeout_ms: Some(500),
             list_ttl_ms: Some(60_000),
+            max_snapshots: Some(8),
+            snapshot_max_age_ms: Some(60_000),
         };
         let settings = check(good).unwrap();
         assert_eq!(settings.max_versions, 5);
+        assert_eq!(settings.max_snapshots, 8);
+        assert_eq!(settings.snapshot_max_age, Duration::from_secs(60));
         assert_eq!(settings.list_ttl, Some(Duration::from_secs(60)));
     }
 }

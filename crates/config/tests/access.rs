@@ -3,7 +3,7 @@
 mod common;
 
 use common::{assert_invalid, native};
-use switchboard_config::{Effect, LimitScope, SecretHash};
+use switchboard_config::{Effect, LimitScope, SecretHash, SnapshotMode};
 
 #[test]
 fn absent_section_means_no_access_control() {
@@ -207,5 +207,38 @@ fn bad_budgets_and_caps_are_rejected_with_their_key_paths() {
         native("[[access.concurrency]]\nmax = 2\nqueue = 3\n"),
         "access.concurrency[0].queue",
         "unknown field",
+    );
+}
+
+#[test]
+fn a_key_may_pin_its_sessions_to_a_run_snapshot() {
+    let config = native(
+        "[[access.keys]]\nid = \"ci\"\nkey = \"${SECRET}\"\nsnapshot = \"pin\"\n\
+         [[access.keys]]\nid = \"dev\"\nkey = \"${SECRET}-dev\"\n",
+    )
+    .unwrap();
+    let access = config.access.unwrap();
+    assert_eq!(access.keys[0].snapshot, SnapshotMode::Pin);
+    assert_eq!(access.keys[1].snapshot, SnapshotMode::Live);
+    assert_invalid(
+        native("[[access.keys]]\nid = \"ci\"\nkey = \"${SECRET}\"\nsnapshot = \"frozen\"\n"),
+        "access.keys[0].snapshot",
+        "expected pin or live",
+    );
+}
+
+#[test]
+fn run_snapshot_bounds_are_validated_with_their_key_paths() {
+    let config = native("[registry]\nmax_snapshots = 5\nsnapshot_max_age_ms = 60000\n").unwrap();
+    assert_eq!(config.registry.max_snapshots, 5);
+    assert_invalid(
+        native("[registry]\nmax_snapshots = 0\n"),
+        "registry.max_snapshots",
+        "between 1 and 10000",
+    );
+    assert_invalid(
+        native("[registry]\nsnapshot_max_age_ms = 10\n"),
+        "registry.snapshot_max_age_ms",
+        "between 1000",
     );
 }

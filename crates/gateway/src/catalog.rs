@@ -83,6 +83,14 @@ impl Entry {
         &self.source.items(self.listing)[self.index as usize]
     }
 
+    /// Whether both entries are the same item of the same server lists (not a copy): an
+    /// unchanged server's entries in two snapshots.
+    pub fn same_item(&self, other: &Entry) -> bool {
+        Arc::ptr_eq(&self.source, &other.source)
+            && self.listing == other.listing
+            && self.index == other.index
+    }
+
     /// A member of the item other than its name (the upstream's). Asking this for the
     /// name key is a bug (it would give the upstream's name, not the exposed one): use
     /// [`Entry::name`].

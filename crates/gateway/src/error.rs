@@ -71,6 +71,10 @@ pub enum Error {
     /// or no version with it is approved yet.
     #[error("{}", .0.reason())]
     Quarantined(std::sync::Arc<crate::registry::Quarantined>),
+    /// A request pinned to a run snapshot cannot be served from it: the snapshot expired,
+    /// or the called tool changed incompatibly or was removed since (`snapshot/`).
+    #[error("{0}")]
+    Snapshot(std::sync::Arc<crate::snapshot::Refusal>),
     /// The approval step did not let the call run: pending (with the approval's id, to
     /// retry with), denied, expired, already used, not covering this call, or no room.
     #[error("{reason}")]
@@ -196,6 +200,9 @@ impl Error {
                     "version": held.version,
                 }))
             }
+            Error::Snapshot(refusal) => {
+                RpcError::new(gateway::DENIED, self.to_string()).with_data(refusal.data())
+            }
             Error::Approval {
                 status,
                 reason,
@@ -233,6 +240,7 @@ impl Error {
             | Error::UpstreamProtocol(_)
             | Error::Limited { .. }
             | Error::Quarantined(_)
+            | Error::Snapshot(_)
             | Error::Approval { .. }
             | Error::Rpc(_) => http::StatusCode::OK,
         }
@@ -245,7 +253,10 @@ impl Error {
             | Error::MethodNotFound(_)
             | Error::Unknown { .. }
             | Error::StateRejected(_) => "rejected",
-            Error::Denied { .. } | Error::Quarantined(_) | Error::Approval { .. } => "denied",
+            Error::Denied { .. }
+            | Error::Quarantined(_)
+            | Error::Snapshot(_)
+            | Error::Approval { .. } => "denied",
             Error::Cancelled => "cancelled",
             Error::UpstreamProtocol(_) => "rpc_error",
             Error::Limited { .. } => "limited",

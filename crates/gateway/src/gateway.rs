@@ -156,6 +156,8 @@ pub(crate) struct Inner {
     pub(crate) search_memo: crate::search::memo::Memo,
     /// Meta mode's tools selected per session (`search::meta_mode`).
     pub(crate) selections: crate::search::meta_mode::Selections,
+    /// Run snapshots and the legacy sessions pinned to them (`snapshot/`).
+    pub(crate) snapshots: crate::snapshot::Snapshots,
     /// The injected secrets the redaction step masks (`[redaction]` only); servers added
     /// while running teach it theirs.
     pub(crate) secrets: Option<Arc<crate::redact::Secrets>>,
@@ -332,6 +334,7 @@ impl Gateway {
             screen: crate::screen::Screen::new(hide_poisoned),
             search_memo: Default::default(),
             selections: Default::default(),
+            snapshots: crate::snapshot::Snapshots::new(&config.registry),
             secrets,
             readiness: Default::default(),
             events: Default::default(),
@@ -603,6 +606,10 @@ impl Gateway {
         else {
             return true;
         };
+        // A session pinned to a run snapshot keeps its tool list: nothing to tell it.
+        if *kind == ListKind::Tools && self.inner.snapshots.session_pinned(principal.session()) {
+            return false;
+        }
         let Some(filter) = self.inner.chain.load().filter(principal) else {
             return true;
         };
@@ -828,6 +835,7 @@ impl Gateway {
     /// (per-session sharing) are stopped.
     pub async fn session_ended(&self, session: &str) {
         self.inner.selections.forget(session);
+        self.inner.snapshots.forget(session);
         self.drop_subscriptions(session).await;
         let servers = self.servers();
         futures::future::join_all(servers.iter().map(|server| server.session_ended(session))).await;

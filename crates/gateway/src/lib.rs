@@ -45,6 +45,7 @@ pub mod roster;
 pub mod screen;
 pub mod search;
 pub mod server;
+pub mod snapshot;
 mod subscriptions;
 pub mod suggest;
 mod task_ext;

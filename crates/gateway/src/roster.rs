@@ -597,6 +597,7 @@ impl Gateway {
         self.inner
             .chain
             .store(Arc::new(self.inner.chain_parts.chain(steps)));
+        self.inner.snapshots.rules_changed();
         *current = Some(access.clone());
         drop(current);
         self.announce();

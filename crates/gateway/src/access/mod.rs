@@ -60,6 +60,9 @@ pub struct Authenticator {
     admin_role: String,
     /// Keys that set how their client sees the tools (`[[access.keys]] tools`), by id.
     tools: std::collections::HashMap<String, switchboard_config::ToolsMode>,
+    /// Principals (`key:ID`) whose sessions are pinned to run snapshots
+    /// (`[[access.keys]] snapshot = "pin"`).
+    pinned: BTreeSet<String>,
 }
 
 impl Authenticator {
@@ -99,12 +102,24 @@ impl Authenticator {
                 .iter()
                 .filter_map(|key| Some((format!("key:{}", key.id), key.tools?)))
                 .collect(),
+            pinned: settings
+                .keys
+                .iter()
+                .filter(|key| key.snapshot == switchboard_config::SnapshotMode::Pin)
+                .map(|key| format!("key:{}", key.id))
+                .collect(),
         }
     }
 
     /// The tools mode the configuration sets for `identity`'s key, if any.
     pub fn tools_mode(&self, identity: &Identity) -> Option<switchboard_config::ToolsMode> {
         self.tools.get(&identity.id).copied()
+    }
+
+    /// Whether the configuration pins the sessions of the principal named `id` to run
+    /// snapshots (`[[access.keys]] snapshot = "pin"`).
+    pub fn pins_snapshots(&self, id: &str) -> bool {
+        self.pinned.contains(id)
     }
 
     /// The role that may use the admin API.
@@ -254,6 +269,7 @@ mod tests {
             tenant: Some("acme".into()),
             roles: vec!["dev".into()],
             tools: None,
+            snapshot: Default::default(),
         });
         settings
             .tenants

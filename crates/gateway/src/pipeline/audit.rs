@@ -147,6 +147,15 @@ fn classify(
             None,
             info,
         ),
+        // A pinned session's call refused by its run snapshot.
+        Error::Snapshot(_) => (
+            Decision::Denied {
+                step: "snapshot",
+                rule: None,
+            },
+            None,
+            info,
+        ),
         Error::Approval { status, .. } => (
             Decision::Denied {
                 step: "approval",
@@ -287,6 +296,18 @@ impl Step for Audit {
                         rule: Some("quarantined".into()),
                     }
                 }
+                // A pinned session's call refused by its run snapshot.
+                (None, Error::Snapshot(refusal)) => Decision::Denied {
+                    step: "snapshot",
+                    rule: Some(
+                        match refusal.as_ref() {
+                            crate::snapshot::Refusal::Expired { .. } => "expired",
+                            crate::snapshot::Refusal::Incompatible { .. } => "incompatible",
+                            crate::snapshot::Refusal::Removed { .. } => "removed",
+                        }
+                        .into(),
+                    ),
+                },
                 (None, _) => Decision::Invalid,
             };
             let rpc = error.to_rpc(ctx.era);

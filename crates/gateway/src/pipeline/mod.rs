@@ -381,7 +381,7 @@ impl crate::gateway::Gateway {
         // Read only if someone watches or it fails (`events::observe`).
         let started = std::time::Instant::now();
         let events = &*self.inner.events;
-        let params = match params {
+        let mut params = match params {
             None | Some(Value::Null) => Value::Object(serde_json::Map::new()),
             Some(object @ Value::Object(_)) => object,
             Some(_) => {
@@ -392,11 +392,42 @@ impl crate::gateway::Gateway {
         };
         let chain = self.inner.chain.load();
         // The session's own snapshot when a per-session instance lists differently (views.rs).
-        let catalog = self.catalog_for(ctx.principal.session());
-        let view = chain
-            .filter(&ctx.principal)
-            .map(|filter| catalog.view(&filter.key, &filter.admit));
-        let target = match self.resolve(ctx, method, &params, &catalog, view.as_deref()) {
+        let live = self.catalog_for(ctx.principal.session());
+        // A run snapshot the request is pinned to (snapshot/): its tool list is served
+        // from it, its tool calls checked against it; everything else stays live.
+        let pinned = self.pin(ctx, method, &mut params, &live);
+        let listed = matches!(&pinned, Ok(Some(_))) && method == "tools/list";
+        let catalog = match &pinned {
+            Ok(Some(pin)) if listed => pin.catalog.clone(),
+            _ => live,
+        };
+        let view = chain.filter(&ctx.principal).map(|filter| {
+            if listed {
+                let key = self.inner.snapshots.view_key(&filter.key);
+                catalog.view(&key, &filter.admit)
+            } else {
+                catalog.view(&filter.key, &filter.admit)
+            }
+        });
+        let resolved = match &pinned {
+            Err(error) => Err(error.clone()),
+            Ok(Some(pin)) if method == "tools/call" => crate::snapshot::check_call(
+                pin,
+                &catalog,
+                view.as_deref(),
+                self.resolve(ctx, method, &params, &catalog, view.as_deref()),
+            ),
+            Ok(_) => self.resolve(ctx, method, &params, &catalog, view.as_deref()),
+        };
+        let pinned = pinned.ok().flatten().filter(|_| listed);
+        let finish = |reply: Reply| {
+            let reply = self.finish(ctx, method, reply);
+            match &pinned {
+                Some(pin) => crate::snapshot::decorate(pin, reply),
+                None => reply,
+            }
+        };
+        let target = match resolved {
             Ok(target) => target,
             Err(error) if chain.is_empty() => {
                 let outcome = Err(error);
@@ -460,7 +491,7 @@ impl crate::gateway::Gateway {
                 Some(&call.target),
                 &outcome,
             );
-            return outcome.map(|reply| self.finish(ctx, method, reply));
+            return outcome.map(finish);
         }
         let mut passed = 0;
         let mut outcome = None;
@@ -514,6 +545,43 @@ impl crate::gateway::Gateway {
             Some(&call.target),
             &outcome,
         );
-        outcome.map(|reply| self.finish(ctx, method, reply))
+        outcome.map(finish)
+    }
+
+    /// The run snapshot a request is pinned to, if any (`snapshot/`). Only `tools/list`
+    /// and `tools/call` use a pin, so other requests are looked at only when they ask
+    /// (a refresh may come with any request); the ask is removed from the params.
+    fn pin(
+        &self,
+        ctx: &ClientCtx,
+        method: &str,
+        params: &mut Value,
+        live: &Arc<Catalog>,
+    ) -> Result<Option<crate::snapshot::Pinned>, Error> {
+        let ask = crate::snapshot::Ask::of(params);
+        let uses = matches!(method, "tools/list" | "tools/call");
+        if ask.is_none() && !uses {
+            return Ok(None);
+        }
+        let legacy = ctx.era == switchboard_protocol::Era::Legacy;
+        let configured = (legacy || method == "tools/list")
+            && self
+                .inner
+                .access
+                .load()
+                .as_ref()
+                .is_some_and(|access| access.pins_snapshots(ctx.principal.id()));
+        let session = legacy.then(|| ctx.principal.session());
+        let asked = ask.is_some();
+        let pinned = self
+            .inner
+            .snapshots
+            .for_request(ask, session, configured, live);
+        if asked {
+            crate::snapshot::strip(params);
+        }
+        // Other requests only carry the ask (a refresh, a pin, an id sent with every
+        // request); they are served live and never refused for it.
+        if uses { pinned } else { Ok(None) }
     }
 }

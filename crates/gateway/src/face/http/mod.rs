@@ -206,6 +206,12 @@ async fn mcp(State(state): State<Arc<FaceState>>, request: axum::extract::Reques
     {
         crate::telemetry::carry_headers(&request_headers, params);
     }
+    // Run snapshots: the `Switchboard-Snapshot` header is the `_meta` ask (snapshot/).
+    if let Some(value) = header_str(&request_headers, crate::snapshot::HEADER)
+        && let Message::Request { params, .. } = &mut message
+    {
+        crate::snapshot::carry_header(value, params);
+    }
     let params = match &message {
         Message::Request { params, .. } | Message::Notification { params, .. } => params.as_ref(),
         _ => None,

@@ -24,6 +24,7 @@ mod raw;
 mod read;
 mod redaction;
 mod registry;
+mod rollouts;
 mod sandbox;
 mod search;
 mod secret;
@@ -54,6 +55,7 @@ pub use policy::{
 pub use read::{DEFAULT_MAX_CONFIG_BYTES, read};
 pub use redaction::{RedactAction, RedactPattern, RedactRule, RedactionSettings};
 pub use registry::RegistrySettings;
+pub use rollouts::{MAX_ROLLOUTS, Rollout};
 pub use sandbox::{Bytes, FsPolicy, SandboxSpec};
 pub use search::SearchSettings;
 pub use secret::{REDACTED, Secret};
@@ -122,6 +124,7 @@ pub fn parse_with_env(
         cluster: validated.cluster,
         agent: validated.agent,
         search: validated.search,
+        rollouts: validated.rollouts,
         source: ConfigSource {
             path: path.map(Path::to_path_buf),
             format,

@@ -48,6 +48,8 @@ pub struct Config {
     /// Semantic ranking for tool search (`[search]`); `None`: lexical search only. Read
     /// at start only.
     pub search: Option<crate::search::SearchSettings>,
+    /// Version rollouts (`[rollouts.NAME]`), by logical name; empty without any.
+    pub rollouts: BTreeMap<ServerName, crate::rollouts::Rollout>,
     /// Where this configuration was read from.
     pub source: ConfigSource,
     /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.

@@ -33,6 +33,8 @@ pub(crate) struct RawNative {
     pub(crate) cluster: Option<Table<crate::cluster::RawCluster>>,
     pub(crate) agent: Option<Table<crate::agent::RawAgent>>,
     pub(crate) search: Option<Table<crate::search::RawSearch>>,
+    #[serde(default)]
+    pub(crate) rollouts: UniqueMap<Table<crate::rollouts::RawRollout>>,
 }
 
 /// `[gateway]`; also `"switchboard": { "gateway": ... }` in `.mcp.json`.

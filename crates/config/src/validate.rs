@@ -38,6 +38,7 @@ pub(crate) struct Validated {
     pub(crate) cluster: Option<crate::cluster::ClusterSettings>,
     pub(crate) agent: Option<crate::agent::AgentSettings>,
     pub(crate) search: Option<crate::search::SearchSettings>,
+    pub(crate) rollouts: BTreeMap<ServerName, crate::rollouts::Rollout>,
 }
 
 /// How a format spells the keys that differ between formats.
@@ -258,6 +259,19 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
     if let Some(access) = &access {
         known_tenants(&validated.servers, access)?;
     }
+    let declared: Option<std::collections::BTreeSet<String>> = access
+        .as_ref()
+        .map(|access| access.tenants.keys().cloned().collect());
+    validated.rollouts = crate::rollouts::validate(
+        raw.rollouts
+            .0
+            .into_iter()
+            .map(|(name, table)| (name, table.0))
+            .collect(),
+        &root.key("rollouts"),
+        &validated.servers,
+        declared.as_ref(),
+    )?;
     validated.access = access;
     validated.audit = audit;
     validated.redaction = redaction;
@@ -382,6 +396,7 @@ fn document(
         cluster: None,
         agent: None,
         search: None,
+        rollouts: BTreeMap::new(),
     })
 }
 

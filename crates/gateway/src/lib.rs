@@ -25,6 +25,7 @@ pub mod error;
 pub mod face;
 mod gateway;
 pub mod groups;
+pub mod rollouts;
 mod install;
 mod inventory;
 mod meta;

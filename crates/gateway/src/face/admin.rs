@@ -94,6 +94,7 @@ pub fn router(gateway: Gateway, listen: &ListenSettings) -> Option<Router> {
         )
         .route("/admin/servers/{name}/reload", post(reload_server))
         .route("/admin/tools", get(list_tools))
+        .route("/admin/rollouts", get(list_rollouts))
         .route("/admin/tools/search", get(search_tools))
         .route("/admin/config", get(config_status))
         .route("/admin/audit", get(audit_records))
@@ -268,6 +269,12 @@ async fn list_tools(State(state): State<AdminState>) -> Response {
         })
         .collect();
     json_reply(StatusCode::OK, json!({ "tools": tools }))
+}
+
+/// `GET /admin/rollouts`: each rollout's versions, rule, tenants seen and calls per
+/// version (`rollouts.rs`).
+async fn list_rollouts(State(state): State<AdminState>) -> Response {
+    json_reply(StatusCode::OK, state.gateway.rollouts_status())
 }
 
 /// `GET /admin/tools/search?q=…&limit=…`: ranked tool search over the whole catalog.

@@ -384,8 +384,11 @@ impl crate::gateway::Gateway {
             Some(_) => return Err(Error::invalid_params("params must be an object")),
         };
         let chain = self.inner.chain.load();
-        // The session's own snapshot when a per-session instance lists differently (views.rs).
-        let catalog = self.catalog_for(ctx.principal.session());
+        // The session's own snapshot when a per-session instance lists differently
+        // (views.rs), on the versions its tenant's rollouts give it (rollouts.rs).
+        let catalog = self
+            .catalog_for(ctx.principal.session())
+            .for_tenant(ctx.principal.tenant());
         let view = chain
             .filter(&ctx.principal)
             .map(|filter| catalog.view(&filter.key, &filter.admit));

@@ -101,7 +101,9 @@ pub(crate) fn validate(
             if spec.group.is_some() {
                 return Err(Problem::new(
                     at.key(key),
-                    format!("server `{member}` is in a failover group: it cannot be a rollout version"),
+                    format!(
+                        "server `{member}` is in a failover group: it cannot be a rollout version"
+                    ),
                 ));
             }
             Ok(member)
@@ -118,7 +120,9 @@ pub(crate) fn validate(
             if let Some(other) = claimed.insert(server.clone(), name.clone()) {
                 return Err(Problem::new(
                     at.key(key),
-                    format!("overlapping rollouts: server `{server}` is already in rollout `{other}`"),
+                    format!(
+                        "overlapping rollouts: server `{server}` is already in rollout `{other}`"
+                    ),
                 ));
             }
         }

@@ -46,8 +46,10 @@ fn a_rollout_names_its_versions_tenants_and_percentage() {
     ))
     .unwrap();
     assert_eq!(config.rollouts["crm"].basis_points, 25);
-    let config =
-        native(&with("[rollouts.crm]\nstable = \"crm-v20\"\ncandidate = \"crm-v21\"\n")).unwrap();
+    let config = native(&with(
+        "[rollouts.crm]\nstable = \"crm-v20\"\ncandidate = \"crm-v21\"\n",
+    ))
+    .unwrap();
     assert_eq!(config.rollouts["crm"].basis_points, 0);
     assert!(config.rollouts["crm"].tenants.is_empty());
     assert!(native(SERVERS).unwrap().rollouts.is_empty());

@@ -92,8 +92,9 @@ fn bench(c: &mut Criterion) {
          tenants = [\"acme\"]\npercent = 5\n"
     );
     let start = |text: &str| {
-        let config = switchboard_config::parse(text, switchboard_config::ConfigFormat::Native, None)
-            .expect("valid config");
+        let config =
+            switchboard_config::parse(text, switchboard_config::ConfigFormat::Native, None)
+                .expect("valid config");
         runtime.block_on(Gateway::start(&config)).expect("starts")
     };
     let without = start(&servers);
@@ -116,10 +117,30 @@ fn bench(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("rollouts: tools/call echo");
     let cases: [(&str, &Gateway, &ClientCtx, &str); 4] = [
-        ("no rollout configured (plain__echo)", &without, &acme, "plain__echo"),
-        ("server without a rollout, rollouts configured (plain__echo)", &with, &acme, "plain__echo"),
-        ("rollout, candidate tenant (crm__echo → crm-v21)", &with, &acme, "crm__echo"),
-        ("rollout, stable tenant (crm__echo → crm-v20)", &with, &globex, "crm__echo"),
+        (
+            "no rollout configured (plain__echo)",
+            &without,
+            &acme,
+            "plain__echo",
+        ),
+        (
+            "server without a rollout, rollouts configured (plain__echo)",
+            &with,
+            &acme,
+            "plain__echo",
+        ),
+        (
+            "rollout, candidate tenant (crm__echo → crm-v21)",
+            &with,
+            &acme,
+            "crm__echo",
+        ),
+        (
+            "rollout, stable tenant (crm__echo → crm-v20)",
+            &with,
+            &globex,
+            "crm__echo",
+        ),
     ];
     for (label, gateway, ctx, name) in cases {
         group.bench_function(label, |b| {
@@ -132,7 +153,12 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("rollouts: snapshot choice + route per request");
     for (label, gateway, tenant, name) in [
         ("no rollout configured", &without, "acme", "plain"),
-        ("rollouts configured, other server", &with, "globex", "plain"),
+        (
+            "rollouts configured, other server",
+            &with,
+            "globex",
+            "plain",
+        ),
         ("candidate tenant, rollout's name", &with, "acme", "crm"),
         ("stable tenant, rollout's name", &with, "globex", "crm"),
     ] {

@@ -659,7 +659,8 @@ impl crate::Gateway {
                 metrics.rollout_calls.0.clone(),
             );
             let tenants = Family::<RolloutLabels, Gauge>::default();
-            for (rule, (stable, candidate)) in rollouts.rules().iter().zip(rollouts.tenants_seen()) {
+            for (rule, (stable, candidate)) in rollouts.rules().iter().zip(rollouts.tenants_seen())
+            {
                 for (version, count) in [(&rule.stable, stable), (&rule.candidate, candidate)] {
                     tenants
                         .get_or_create(&RolloutLabels {

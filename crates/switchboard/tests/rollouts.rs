@@ -8,7 +8,9 @@
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
-use switchboard_testkit::{ModernHttp, Proc, binary_beside, spawn_fixture_http, spawn_gateway_http};
+use switchboard_testkit::{
+    ModernHttp, Proc, binary_beside, spawn_fixture_http, spawn_gateway_http,
+};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_switchboard");
@@ -21,7 +23,14 @@ async fn fixture(name: &str, extra_tools: &str) -> Proc {
     spawn_fixture_http(
         &binary_beside(GATEWAY, "switchboard-fixture"),
         "http",
-        &["--era", "modern", "--name", name, "--extra-tools", extra_tools],
+        &[
+            "--era",
+            "modern",
+            "--name",
+            name,
+            "--extra-tools",
+            extra_tools,
+        ],
     )
     .await
     .unwrap()
@@ -85,7 +94,10 @@ async fn tools(client: &ModernHttp) -> Vec<String> {
 /// The pid of the fixture process that answered `crm__whoami`.
 async fn whoami(client: &ModernHttp) -> u64 {
     let answer = client
-        .request("tools/call", json!({ "name": "crm__whoami", "arguments": {} }))
+        .request(
+            "tools/call",
+            json!({ "name": "crm__whoami", "arguments": {} }),
+        )
         .await;
     answer.result()["structuredContent"]["pid"]
         .as_u64()
@@ -144,10 +156,22 @@ async fn each_tenant_lists_and_calls_its_own_version() {
 
     let acme_tools = tools(&acme).await;
     let globex_tools = tools(&globex).await;
-    assert!(acme_tools.contains(&"crm__tool_1".to_owned()), "{acme_tools:?}");
-    assert!(acme_tools.contains(&"crm__tool_0".to_owned()), "{acme_tools:?}");
-    assert!(globex_tools.contains(&"crm__tool_0".to_owned()), "{globex_tools:?}");
-    assert!(!globex_tools.contains(&"crm__tool_1".to_owned()), "{globex_tools:?}");
+    assert!(
+        acme_tools.contains(&"crm__tool_1".to_owned()),
+        "{acme_tools:?}"
+    );
+    assert!(
+        acme_tools.contains(&"crm__tool_0".to_owned()),
+        "{acme_tools:?}"
+    );
+    assert!(
+        globex_tools.contains(&"crm__tool_0".to_owned()),
+        "{globex_tools:?}"
+    );
+    assert!(
+        !globex_tools.contains(&"crm__tool_1".to_owned()),
+        "{globex_tools:?}"
+    );
     for listed in [&acme_tools, &globex_tools] {
         assert!(
             listed.iter().all(|t| t.starts_with("crm__")),
@@ -164,12 +188,23 @@ async fn each_tenant_lists_and_calls_its_own_version() {
         assert_eq!(whoami(&ops).await, u64::from(v20.pid()));
     }
     let answer = acme
-        .request("tools/call", json!({ "name": "crm__tool_1", "arguments": {} }))
+        .request(
+            "tools/call",
+            json!({ "name": "crm__tool_1", "arguments": {} }),
+        )
         .await;
-    assert_ne!(answer.result()["isError"], json!(true), "{:?}", answer.outcome);
+    assert_ne!(
+        answer.result()["isError"],
+        json!(true),
+        "{:?}",
+        answer.outcome
+    );
     // The candidate's tool does not exist for a tenant on the stable version.
     let refused = globex
-        .raw_request("tools/call", json!({ "name": "crm__tool_1", "arguments": {} }))
+        .raw_request(
+            "tools/call",
+            json!({ "name": "crm__tool_1", "arguments": {} }),
+        )
         .await;
     let error = refused.error().to_string();
     assert!(error.contains("crm__tool_1"), "{error}");
@@ -182,13 +217,17 @@ async fn each_tenant_lists_and_calls_its_own_version() {
     assert_eq!(rollout["versions"]["candidate"]["server"], "crm-v21");
     assert_eq!(rollout["rule"]["tenants"], json!(["acme"]));
     assert_eq!(rollout["rule"]["percent"], json!(0.0));
-    assert_eq!(rollout["versions"]["candidate"]["tenants_seen"], 1, "{status}");
+    assert_eq!(
+        rollout["versions"]["candidate"]["tenants_seen"], 1,
+        "{status}"
+    );
     assert_eq!(rollout["versions"]["stable"]["tenants_seen"], 1, "{status}");
     assert_eq!(rollout["versions"]["candidate"]["calls"], 4, "{status}");
     assert_eq!(rollout["versions"]["stable"]["calls"], 6, "{status}");
     let exposition = metrics(url).await;
     assert!(
-        exposition.contains(r#"switchboard_rollout_calls_total{rollout="crm",version="crm-v21"} 4"#),
+        exposition
+            .contains(r#"switchboard_rollout_calls_total{rollout="crm",version="crm-v21"} 4"#),
         "{exposition}"
     );
     assert!(

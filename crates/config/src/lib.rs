@@ -25,6 +25,7 @@ mod raw;
 mod read;
 mod redaction;
 mod registry;
+mod rollouts;
 mod sandbox;
 mod search;
 mod secret;
@@ -59,6 +60,7 @@ pub use raw::ClusterMode;
 pub use read::{DEFAULT_MAX_CONFIG_BYTES, read};
 pub use redaction::{RedactAction, RedactPattern, RedactRule, RedactionSettings};
 pub use registry::RegistrySettings;
+pub use rollouts::{MAX_ROLLOUTS, Rollout};
 pub use sandbox::{Bytes, FsPolicy, SandboxSpec};
 pub use search::SearchSettings;
 pub use secret::{REDACTED, Secret};
@@ -128,6 +130,7 @@ pub fn parse_with_env(
         agent: validated.agent,
         search: validated.search,
         discovery: validated.discovery,
+        rollouts: validated.rollouts,
         source: ConfigSource {
             path: path.map(Path::to_path_buf),
             format,

@@ -51,6 +51,8 @@ pub struct Config {
     /// Watched sources of further servers (`[[discovery]]`); empty: none. Read at start
     /// only (what the sources hold is hot-loaded).
     pub discovery: Vec<crate::discovery::DiscoverySource>,
+    /// Version rollouts (`[rollouts.NAME]`), by logical name; empty without any.
+    pub rollouts: BTreeMap<ServerName, crate::rollouts::Rollout>,
     /// Where this configuration was read from.
     pub source: ConfigSource,
     /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.

@@ -34,6 +34,8 @@ pub(crate) struct RawNative {
     pub(crate) agent: Option<Table<crate::agent::RawAgent>>,
     pub(crate) search: Option<Table<crate::search::RawSearch>>,
     pub(crate) discovery: Option<Vec<Table<crate::discovery::RawDiscovery>>>,
+    #[serde(default)]
+    pub(crate) rollouts: UniqueMap<Table<crate::rollouts::RawRollout>>,
 }
 
 /// `[gateway]`; also `"switchboard": { "gateway": ... }` in `.mcp.json`.

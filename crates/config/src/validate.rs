@@ -39,6 +39,7 @@ pub(crate) struct Validated {
     pub(crate) agent: Option<crate::agent::AgentSettings>,
     pub(crate) search: Option<crate::search::SearchSettings>,
     pub(crate) discovery: Vec<crate::discovery::DiscoverySource>,
+    pub(crate) rollouts: BTreeMap<ServerName, crate::rollouts::Rollout>,
 }
 
 /// How a format spells the keys that differ between formats.
@@ -268,6 +269,19 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
     if let Some(access) = &access {
         known_tenants(&validated.servers, access)?;
     }
+    let declared: Option<std::collections::BTreeSet<String>> = access
+        .as_ref()
+        .map(|access| access.tenants.keys().cloned().collect());
+    validated.rollouts = crate::rollouts::validate(
+        raw.rollouts
+            .0
+            .into_iter()
+            .map(|(name, table)| (name, table.0))
+            .collect(),
+        &root.key("rollouts"),
+        &validated.servers,
+        declared.as_ref(),
+    )?;
     validated.access = access;
     validated.audit = audit;
     validated.redaction = redaction;
@@ -408,6 +422,7 @@ fn document(
         agent: None,
         search: None,
         discovery: Vec::new(),
+        rollouts: BTreeMap::new(),
     })
 }
 

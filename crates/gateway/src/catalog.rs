@@ -406,11 +406,17 @@ pub struct Catalog {
     /// member the number of its tools its group does not list.
     groups: HashMap<String, Arc<crate::groups::Group>>,
     pub(crate) group_unlisted: Vec<(String, usize)>,
+    /// Rollouts: each rollout's name → the member this snapshot's arm routes it to
+    /// (`rollouts.rs`); empty without rollouts.
+    routed: HashMap<String, crate::rollouts::Routed>,
+    /// A base snapshot's rollouts and its other arms' snapshots; `None` without
+    /// rollouts (and in the arms' snapshots themselves).
+    variants: Option<Arc<crate::rollouts::Variants>>,
 }
 
 /// One server as a snapshot knows it, for the steps that depend on its definition (the
 /// result cache, compaction).
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct ServerFacts {
     pub policy: Arc<switchboard_config::ServerPolicy>,
     /// Changes whenever the server is reloaded (a new server object) or its tool list
@@ -692,12 +698,21 @@ impl Catalog {
     }
 
     /// Adds the tools the registry holds back, under the exposed names they would have.
-    pub(crate) fn with_quarantine(mut self, held: Vec<crate::registry::Quarantined>) -> Self {
+    pub(crate) fn with_quarantine(self, held: Vec<crate::registry::Quarantined>) -> Self {
+        self.with_quarantine_as(held.into_iter().map(|q| (q.server.clone(), q)).collect())
+    }
+
+    /// [`Catalog::with_quarantine`], each tool under the server name it is listed under
+    /// (a rollout's version is listed under the rollout's name).
+    pub(crate) fn with_quarantine_as(
+        mut self,
+        held: Vec<(String, crate::registry::Quarantined)>,
+    ) -> Self {
         if held.is_empty() {
             return self;
         }
-        let entries = held.iter().map(|q| Qualified {
-            server: q.server.clone(),
+        let entries = held.iter().map(|(listed, q)| Qualified {
+            server: listed.clone(),
             name: q.tool.clone(),
         });
         let names = if self.passthrough {
@@ -705,8 +720,8 @@ impl Catalog {
         } else {
             NameTable::prefixed(entries)
         };
-        for q in held {
-            if let Some(exposed) = names.exposed(&q.server, &q.tool) {
+        for (listed, q) in held {
+            if let Some(exposed) = names.exposed(&listed, &q.tool) {
                 self.quarantined.insert(exposed.to_owned(), Arc::new(q));
             }
         }
@@ -736,6 +751,45 @@ impl Catalog {
             .collect();
         self.group_unlisted = unlisted;
         self
+    }
+
+    /// Attaches where this snapshot routes each rollout's name (`rollouts.rs`).
+    pub(crate) fn with_routes(mut self, routed: HashMap<String, crate::rollouts::Routed>) -> Self {
+        self.routed = routed;
+        self
+    }
+
+    /// Attaches a base snapshot's rollouts and its other arms' builder.
+    pub(crate) fn with_variants(mut self, variants: crate::rollouts::Variants) -> Self {
+        self.variants = Some(Arc::new(variants));
+        self
+    }
+
+    /// The member a rollout's name routes to in this snapshot; `None` for any other
+    /// name (one branch without rollouts: the map is empty).
+    pub fn routed(&self, name: &str) -> Option<&crate::rollouts::Routed> {
+        if self.routed.is_empty() {
+            return None;
+        }
+        self.routed.get(name)
+    }
+
+    /// The rollouts this snapshot was built with, if any.
+    pub fn rollouts(&self) -> Option<&Arc<crate::rollouts::Rollouts>> {
+        self.variants.as_ref().map(|variants| &variants.rollouts)
+    }
+
+    /// The snapshot a caller of `tenant` sees: this one, unless a rollout puts the
+    /// tenant on a candidate (then that combination's snapshot, built once).
+    pub fn for_tenant(self: &Arc<Self>, tenant: Option<&str>) -> Arc<Catalog> {
+        let Some(variants) = &self.variants else {
+            return self.clone();
+        };
+        let arms = variants.rollouts.arms(tenant);
+        if arms.is_stable() {
+            return self.clone();
+        }
+        variants.get(arms)
     }
 
     /// The failover group listed under `name`, if `name` is one.

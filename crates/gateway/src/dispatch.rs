@@ -225,9 +225,18 @@ impl Gateway {
             }
             _ => {}
         }
+        // A rollout's name goes to the version this caller's snapshot routes it to
+        // (`rollouts.rs`); every other name is its own server (one branch).
+        let upstream: &str = match catalog.routed(&route.server) {
+            None => &route.server,
+            Some(routed) => {
+                routed.calls.inc();
+                &routed.member
+            }
+        };
         if matches!(call.method, "resources/subscribe" | "resources/unsubscribe")
             && let Some(held) = self
-                .session_subscription(call.ctx, call.method, &route.server, &route.name)
+                .session_subscription(call.ctx, call.method, upstream, &route.name)
                 .await?
         {
             // Shared with every other holder of the URI (`subscriptions.rs`).
@@ -236,7 +245,7 @@ impl Gateway {
         // A group's name routes tools and prompts only (`groups.rs`).
         let group = catalog.group(&route.server).cloned();
         let is_task_method = crate::task_ext::METHODS.contains(&call.method);
-        let plan = self.task_plan(call.ctx, call.method, &route.server, &route.name);
+        let plan = self.task_plan(call.ctx, call.method, upstream, &route.name);
         let forwarded = match plan {
             // May become a gateway-made task: the call runs on its own, cancelled by its
             // own token (the client's until the threshold, then `tasks/cancel`).
@@ -245,7 +254,7 @@ impl Gateway {
                 let mut owned = call.ctx.clone();
                 owned.cancel = cancel.clone();
                 let gateway = self.clone();
-                let server = route.server.clone();
+                let server = upstream.to_owned();
                 let call_future = async move {
                     let forward = Forward {
                         server: &server,
@@ -274,7 +283,7 @@ impl Gateway {
             }
             None => {
                 let forward = Forward {
-                    server: &route.server,
+                    server: upstream,
                     method: call.method,
                     params,
                     headers,

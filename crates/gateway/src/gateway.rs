@@ -171,6 +171,8 @@ pub(crate) struct Inner {
     pub(crate) semantic: Option<Arc<crate::search::semantic::Semantic>>,
     /// Completed requests for the admin event stream, and recent failures (`events.rs`).
     pub(crate) events: Arc<crate::events::Events>,
+    /// Version rollouts in force (`[rollouts]`, `rollouts.rs`); `None` without any.
+    pub(crate) rollouts: arc_swap::ArcSwapOption<crate::rollouts::Rollouts>,
 }
 
 /// The gateway could not start.
@@ -354,6 +356,7 @@ impl Gateway {
             telemetry,
             cluster_sessions,
             ownership,
+            rollouts: arc_swap::ArcSwapOption::new(crate::rollouts::Rollouts::from_config(config)),
         });
         let gateway = Gateway { inner };
         if let Some(semantic) = &gateway.inner.semantic {
@@ -506,11 +509,32 @@ impl Gateway {
     /// as not checked.
     /// `digests`: the registry's digest of a server's lists, where it has one (others are
     /// hashed here).
+    ///
+    /// With rollouts, the snapshot lists every rollout on its stable version and carries
+    /// the builder of the other arms' snapshots, from the same inputs (`rollouts.rs`).
     pub(crate) fn build_catalog(
         &self,
         lists: &BTreeMap<String, Arc<crate::catalog::ServerLists>>,
         digests: &Digests,
     ) -> Catalog {
+        let inputs = self.catalog_inputs(lists, digests);
+        let Some(rollouts) = self.inner.rollouts.load_full() else {
+            return inputs.build(None, crate::rollouts::Arms::STABLE);
+        };
+        let base = inputs.build(Some(&rollouts), crate::rollouts::Arms::STABLE);
+        let rules = rollouts.clone();
+        base.with_variants(crate::rollouts::Variants::new(
+            rollouts,
+            Box::new(move |arms| inputs.build(Some(&rules), arms)),
+        ))
+    }
+
+    /// What a snapshot is built from, read from the roster and the registry once.
+    fn catalog_inputs(
+        &self,
+        lists: &BTreeMap<String, Arc<crate::catalog::ServerLists>>,
+        digests: &Digests,
+    ) -> CatalogInputs {
         let servers = self.inner.servers.read();
         let groups = crate::groups::of_servers(servers.iter());
         let folded = crate::groups::fold(lists, &groups);
@@ -559,11 +583,16 @@ impl Gateway {
             .registry
             .quarantined(|server| lists.contains_key(server));
         drop(servers);
-        Catalog::build(&folded.lists, self.inner.settings.passthrough)
-            .without_validation(&unchecked)
-            .with_servers(facts)
-            .with_quarantine(quarantined)
-            .with_groups(groups, folded.unlisted)
+        CatalogInputs {
+            lists: folded.lists,
+            passthrough: self.inner.settings.passthrough,
+            unchecked,
+            facts,
+            quarantined,
+            groups,
+            unlisted: folded.unlisted,
+            rollout_calls: self.inner.metrics.rollout_calls().clone(),
+        }
     }
 
     /// Rebuilds the catalog snapshot from every server's last known lists.
@@ -610,8 +639,19 @@ impl Gateway {
         if *kind == ListKind::Tools && self.inner.snapshots.session_pinned(principal.session()) {
             return false;
         }
-        let Some(filter) = self.inner.chain.load().filter(principal) else {
+        let filter = self.inner.chain.load().filter(principal);
+        let rolled = before.rollouts().is_some() || after.rollouts().is_some();
+        let Some(filter) = filter.or_else(|| {
+            // With rollouts a caller is told only when its own arm's lists changed.
+            rolled.then(|| crate::pipeline::Filter::new("", |_, _, _| true))
+        }) else {
             return true;
+        };
+        let (before, after) = if rolled {
+            let tenant = principal.tenant();
+            (before.for_tenant(tenant), after.for_tenant(tenant))
+        } else {
+            (before.clone(), after.clone())
         };
         let (old, new) = (
             before.view(&filter.key, &filter.admit),
@@ -619,7 +659,7 @@ impl Gateway {
         );
         crate::catalog::listings_of(*kind)
             .iter()
-            .any(|&listing| Catalog::view_differs(before, &old, after, &new, listing))
+            .any(|&listing| Catalog::view_differs(&before, &old, &after, &new, listing))
     }
 
     /// The capabilities switchboard declares to clients.
@@ -703,6 +743,107 @@ impl Gateway {
     }
 }
 
+/// The inputs of a catalog snapshot, kept by a base snapshot with rollouts so that its
+/// other arms' snapshots are built from exactly what it was.
+struct CatalogInputs {
+    /// Every server's lists, failover groups folded.
+    lists: BTreeMap<String, Arc<crate::catalog::ServerLists>>,
+    passthrough: bool,
+    /// Servers (and groups) whose tools are not checked (`validate = false`).
+    unchecked: std::collections::HashSet<String>,
+    facts: HashMap<String, crate::catalog::ServerFacts>,
+    quarantined: Vec<crate::registry::Quarantined>,
+    groups: BTreeMap<String, Vec<String>>,
+    unlisted: Vec<(String, usize)>,
+    rollout_calls: crate::metrics::RolloutCalls,
+}
+
+impl CatalogInputs {
+    /// The snapshot for `arms`: each rollout's chosen member listed under the rollout's
+    /// name (with its policy, version, validation and quarantined tools), the other
+    /// member not listed. A version that is not running (removed, disabled) gives way
+    /// to the other; a rollout whose name a running server has (a runtime
+    /// registration) is not formed.
+    fn build(
+        &self,
+        rollouts: Option<&crate::rollouts::Rollouts>,
+        arms: crate::rollouts::Arms,
+    ) -> Catalog {
+        let Some(rollouts) = rollouts else {
+            return Catalog::build(&self.lists, self.passthrough)
+                .without_validation(&self.unchecked)
+                .with_servers(self.facts.clone())
+                .with_quarantine(self.quarantined.clone())
+                .with_groups(self.groups.clone(), self.unlisted.clone());
+        };
+        use crate::rollouts::Version;
+        let mut lists = self.lists.clone();
+        let mut unchecked = self.unchecked.clone();
+        let mut facts = self.facts.clone();
+        let mut quarantined: Vec<(String, crate::registry::Quarantined)> = self
+            .quarantined
+            .iter()
+            .map(|q| (q.server.clone(), q.clone()))
+            .collect();
+        let mut routed = HashMap::new();
+        for (index, rule) in rollouts.rules().iter().enumerate() {
+            if self.lists.contains_key(&rule.name) {
+                continue;
+            }
+            let wanted = arms.version(index);
+            let version = if self.lists.contains_key(rule.member(wanted)) {
+                wanted
+            } else {
+                match wanted {
+                    Version::Stable => Version::Candidate,
+                    Version::Candidate => Version::Stable,
+                }
+            };
+            let member = rule.member(version).to_owned();
+            let Some(member_lists) = lists.get(&member).cloned() else {
+                continue;
+            };
+            for version in [&rule.stable, &rule.candidate] {
+                lists.remove(version);
+                facts.remove(version);
+            }
+            lists.insert(rule.name.clone(), member_lists);
+            if let Some(member_facts) = self.facts.get(&member) {
+                facts.insert(rule.name.clone(), member_facts.clone());
+            }
+            if self.unchecked.contains(&member) {
+                unchecked.insert(rule.name.clone());
+            }
+            let other = if member == rule.stable {
+                &rule.candidate
+            } else {
+                &rule.stable
+            };
+            quarantined.retain(|(listed, _)| listed != other);
+            for (listed, _) in &mut quarantined {
+                if *listed == member {
+                    listed.clone_from(&rule.name);
+                }
+            }
+            let calls = self.rollout_calls.counter(&rule.name, &member);
+            routed.insert(
+                rule.name.clone(),
+                crate::rollouts::Routed {
+                    member,
+                    version,
+                    calls,
+                },
+            );
+        }
+        Catalog::build(&lists, self.passthrough)
+            .without_validation(&unchecked)
+            .with_servers(facts)
+            .with_quarantine_as(quarantined)
+            .with_groups(self.groups.clone(), self.unlisted.clone())
+            .with_routes(routed)
+    }
+}
+
 /// Acts on upstream signals: list changes rebuild the catalog and reach every session.
 async fn signal_loop(
     inner: std::sync::Weak<Inner>,
@@ -757,10 +898,15 @@ async fn handle_signal(gateway: &Gateway, signal: ServerSignal, connected: &mut 
         }
         ServerSignal::ResourceUpdated(server, mut params) => {
             let catalog = gateway.catalog();
+            // A rollout's version is listed under the rollout's name.
+            let listed = catalog
+                .rollouts()
+                .and_then(|rollouts| rollouts.logical_name(&server))
+                .unwrap_or(&server);
             let uri = params
                 .get("uri")
                 .and_then(Value::as_str)
-                .map(|u| catalog.expose_uri(&server, u));
+                .map(|u| catalog.expose_uri(listed, u));
             if let Some(uri) = uri {
                 params["uri"] = Value::String(uri.clone());
                 let _ = gateway

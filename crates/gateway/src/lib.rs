@@ -40,6 +40,7 @@ pub mod redact;
 pub mod registry;
 mod relist;
 pub mod reply;
+pub mod rollouts;
 mod roots;
 pub mod roster;
 pub mod screen;

@@ -184,6 +184,35 @@ pub struct Metrics {
     budget_write_failures: Counter,
     cache: CacheMetrics,
     compaction: CompactionMetrics,
+    rollout_calls: RolloutCalls,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RolloutLabels {
+    rollout: String,
+    /// The member server (bounded by the config, like `server`).
+    version: String,
+}
+
+/// Calls routed through a rollout, by rollout and version (`rollouts.rs`). A snapshot
+/// resolves each rollout's counter once, at build, so a call counts without a lock.
+#[derive(Clone, Debug, Default)]
+pub struct RolloutCalls(Family<RolloutLabels, Counter>);
+
+impl RolloutCalls {
+    /// The counter of `rollout`'s `version` (its member server's name).
+    pub fn counter(&self, rollout: &str, version: &str) -> Counter {
+        self.0
+            .get_or_create(&RolloutLabels {
+                rollout: rollout.to_owned(),
+                version: version.to_owned(),
+            })
+            .clone()
+    }
+
+    pub fn get(&self, rollout: &str, version: &str) -> u64 {
+        self.counter(rollout, version).get()
+    }
 }
 
 /// The result cache's counters per server (`pipeline/cache.rs`).
@@ -292,6 +321,11 @@ struct StepLabels {
 }
 
 impl Metrics {
+    /// Calls routed through rollouts.
+    pub fn rollout_calls(&self) -> &RolloutCalls {
+        &self.rollout_calls
+    }
+
     /// The redaction step's counters.
     pub fn redaction(&self) -> RedactionMetrics {
         RedactionMetrics {
@@ -617,6 +651,30 @@ impl crate::Gateway {
         }
         if let Some(semantic) = &self.inner.semantic {
             semantic.register(&mut registry);
+        }
+        if let Some(rollouts) = self.inner.rollouts.load_full() {
+            registry.register(
+                "switchboard_rollout_calls",
+                "Calls routed through a version rollout, by rollout and version (its server)",
+                metrics.rollout_calls.0.clone(),
+            );
+            let tenants = Family::<RolloutLabels, Gauge>::default();
+            for (rule, (stable, candidate)) in rollouts.rules().iter().zip(rollouts.tenants_seen())
+            {
+                for (version, count) in [(&rule.stable, stable), (&rule.candidate, candidate)] {
+                    tenants
+                        .get_or_create(&RolloutLabels {
+                            rollout: rule.name.clone(),
+                            version: version.clone(),
+                        })
+                        .set(i64::try_from(count).unwrap_or(i64::MAX));
+                }
+            }
+            registry.register(
+                "switchboard_rollout_tenants",
+                "Tenants seen on each version of a rollout (since start, at most 100,000 remembered)",
+                tenants,
+            );
         }
         let catalog = self.catalog();
         if !catalog.group_unlisted.is_empty() {

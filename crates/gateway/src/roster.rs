@@ -122,6 +122,8 @@ pub struct ApplyReport {
     pub failed: BTreeMap<String, String>,
     /// What became of `[access]`.
     pub access: AccessChange,
+    /// Whether the `[rollouts]` rules changed (and are in force).
+    pub rollouts: bool,
 }
 
 /// What a reload did to `[access]`.
@@ -569,7 +571,40 @@ impl Gateway {
                 }
             }
         }
+        // After the servers, so a rollout's new versions are running when it applies.
+        report.rollouts = self.apply_rollouts(config);
         report
+    }
+
+    /// Puts changed `[rollouts]` rules in force: a new catalog snapshot on the new rules,
+    /// and `list_changed` to the callers whose view changed (a tenant moved to the other
+    /// version, `Gateway::sees`). The tenants seen carry over. Returns whether anything
+    /// changed.
+    fn apply_rollouts(&self, config: &Config) -> bool {
+        let rules: Vec<crate::rollouts::Rule> = config
+            .rollouts
+            .values()
+            .map(crate::rollouts::Rule::from_config)
+            .collect();
+        let current = self.inner.rollouts.load_full();
+        let unchanged = match &current {
+            None => rules.is_empty(),
+            Some(current) => current.same_rules(&rules),
+        };
+        if unchanged {
+            return false;
+        }
+        let next = (!rules.is_empty()).then(|| {
+            let next = crate::rollouts::Rollouts::new(rules);
+            if let Some(current) = &current {
+                next.carry_seen(current);
+            }
+            Arc::new(next)
+        });
+        self.inner.rollouts.store(next);
+        self.announce();
+        tracing::info!("[rollouts] reloaded");
+        true
     }
 
     /// Puts a changed `[access]` in force: a new authenticator for the faces and new

@@ -216,7 +216,7 @@ impl Reloader {
         self.gateway.config_applied();
         tracing::info!(
             path = %self.path.display(),
-            added = ?report.added, reloaded = ?report.reloaded, removed = ?report.removed, failed = ?report.failed, access = ?report.access,
+            added = ?report.added, reloaded = ?report.reloaded, removed = ?report.removed, failed = ?report.failed, access = ?report.access, rollouts = report.rollouts,
             "config reloaded"
         );
     }

@@ -357,7 +357,9 @@ impl Gateway {
         settings: &AgentSettings,
         query: &str,
     ) -> Vec<Offered> {
-        let catalog = self.catalog_for(ctx.principal.session());
+        let catalog = self
+            .catalog_for(ctx.principal.session())
+            .for_tenant(ctx.principal.tenant());
         let chain = self.inner.chain.load();
         let view = chain
             .filter(&ctx.principal)

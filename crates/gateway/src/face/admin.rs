@@ -117,6 +117,7 @@ pub fn router(gateway: Gateway, listen: &ListenSettings) -> Option<Router> {
             get(agent_conversation).delete(agent_forget),
         )
         .route("/admin/tools", get(list_tools))
+        .route("/admin/rollouts", get(list_rollouts))
         .route("/admin/tools/search", get(search_tools))
         .route("/admin/tools/{name}", get(one_tool))
         .route("/admin/config", get(config_status))
@@ -404,6 +405,12 @@ async fn one_tool(State(state): State<AdminState>, Path(name): Path<String>) -> 
         StatusCode::OK,
         json!({ "name": name, "server": target.server, "tool": target.name, "definition": tool.to_value() }),
     )
+}
+
+/// `GET /admin/rollouts`: each rollout's versions, rule, tenants seen and calls per
+/// version (`rollouts.rs`).
+async fn list_rollouts(State(state): State<AdminState>) -> Response {
+    json_reply(StatusCode::OK, state.gateway.rollouts_status())
 }
 
 /// `GET /admin/tools/search?q=…&limit=…`: ranked tool search over the whole catalog.

@@ -391,8 +391,11 @@ impl crate::gateway::Gateway {
             }
         };
         let chain = self.inner.chain.load();
-        // The session's own snapshot when a per-session instance lists differently (views.rs).
-        let live = self.catalog_for(ctx.principal.session());
+        // The session's own snapshot when a per-session instance lists differently
+        // (views.rs), on the versions its tenant's rollouts give it (rollouts.rs).
+        let live = self
+            .catalog_for(ctx.principal.session())
+            .for_tenant(ctx.principal.tenant());
         // A run snapshot the request is pinned to (snapshot/): its tool list is served
         // from it, its tool calls checked against it; everything else stays live.
         let pinned = self.pin(ctx, method, &mut params, &live);

@@ -27,6 +27,7 @@ mod redaction;
 mod registry;
 mod sandbox;
 mod search;
+mod scripts;
 mod secret;
 mod telemetry;
 mod tenants;
@@ -61,6 +62,7 @@ pub use redaction::{RedactAction, RedactPattern, RedactRule, RedactionSettings};
 pub use registry::RegistrySettings;
 pub use sandbox::{Bytes, FsPolicy, SandboxSpec};
 pub use search::SearchSettings;
+pub use scripts::ScriptSettings;
 pub use secret::{REDACTED, Secret};
 pub use telemetry::TelemetrySettings;
 pub use tenants::TenantCredentials;
@@ -128,6 +130,7 @@ pub fn parse_with_env(
         agent: validated.agent,
         search: validated.search,
         discovery: validated.discovery,
+        scripts: validated.scripts,
         source: ConfigSource {
             path: path.map(Path::to_path_buf),
             format,

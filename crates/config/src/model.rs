@@ -51,6 +51,9 @@ pub struct Config {
     /// Watched sources of further servers (`[[discovery]]`); empty: none. Read at start
     /// only (what the sources hold is hot-loaded).
     pub discovery: Vec<crate::discovery::DiscoverySource>,
+    /// Bounds of orchestration scripts and batches (`[scripts]`; defaults without it).
+    /// Read at start only.
+    pub scripts: crate::scripts::ScriptSettings,
     /// Where this configuration was read from.
     pub source: ConfigSource,
     /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.
@@ -83,7 +86,8 @@ pub struct GatewaySettings {
     /// How long a replaced server instance may finish its calls before it is stopped.
     pub drain_timeout: Duration,
     /// Meta-tools offered to agents (`list_servers`, `search_tools`, `load_server`,
-    /// `reload_server`, `unload_server`, `call`, `install_server`); empty means none.
+    /// `reload_server`, `unload_server`, `call`, `install_server`, `set_secret`, `run`,
+    /// `batch`); empty means none.
     pub meta_tools: Vec<String>,
     /// Whether a client that does not say (`/mcp?meta_tools=on|off`, `switchboard stdio
     /// --meta-tools on|off`) sees the meta-tools (default: no).
@@ -136,7 +140,7 @@ impl GatewaySettings {
     /// Default for [`GatewaySettings::drain_timeout`].
     pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
     /// The meta-tools that exist.
-    pub const META_TOOLS: [&'static str; 8] = [
+    pub const META_TOOLS: [&'static str; 10] = [
         "list_servers",
         "search_tools",
         "load_server",
@@ -145,6 +149,8 @@ impl GatewaySettings {
         "call",
         "install_server",
         "set_secret",
+        "run",
+        "batch",
     ];
     /// Default for [`GatewaySettings::search_threshold_percent`].
     pub const DEFAULT_SEARCH_THRESHOLD_PERCENT: u8 = 10;

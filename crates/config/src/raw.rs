@@ -34,6 +34,7 @@ pub(crate) struct RawNative {
     pub(crate) agent: Option<Table<crate::agent::RawAgent>>,
     pub(crate) search: Option<Table<crate::search::RawSearch>>,
     pub(crate) discovery: Option<Vec<Table<crate::discovery::RawDiscovery>>>,
+    pub(crate) scripts: Option<Table<crate::scripts::RawScripts>>,
 }
 
 /// `[gateway]`; also `"switchboard": { "gateway": ... }` in `.mcp.json`.

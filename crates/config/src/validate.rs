@@ -39,6 +39,7 @@ pub(crate) struct Validated {
     pub(crate) agent: Option<crate::agent::AgentSettings>,
     pub(crate) search: Option<crate::search::SearchSettings>,
     pub(crate) discovery: Vec<crate::discovery::DiscoverySource>,
+    pub(crate) scripts: crate::scripts::ScriptSettings,
 }
 
 /// How a format spells the keys that differ between formats.
@@ -264,6 +265,11 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
         .map(|entries| crate::discovery::validate_all(entries, &root.key("discovery"), env))
         .transpose()?
         .unwrap_or_default();
+    let scripts = raw
+        .scripts
+        .map(|table| crate::scripts::validate(table.0, &root.key("scripts")))
+        .transpose()?
+        .unwrap_or_default();
     let mut validated = document(raw.gateway.0, raw.listen.0, servers, &root, &NATIVE, env)?;
     if let Some(access) = &access {
         known_tenants(&validated.servers, access)?;
@@ -293,6 +299,7 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
     validated.agent = agent;
     validated.search = search;
     validated.discovery = discovery;
+    validated.scripts = scripts;
     Ok(validated)
 }
 
@@ -408,6 +415,7 @@ fn document(
         agent: None,
         search: None,
         discovery: Vec::new(),
+        scripts: Default::default(),
     })
 }
 

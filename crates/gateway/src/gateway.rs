@@ -161,6 +161,9 @@ pub(crate) struct Inner {
     pub(crate) semantic: Option<Arc<crate::search::semantic::Semantic>>,
     /// Completed requests for the admin event stream, and recent failures (`events.rs`).
     pub(crate) events: Arc<crate::events::Events>,
+    /// Orchestration scripts and batches (`script/`, `[scripts]`): bounds and the slots
+    /// of running scripts.
+    pub(crate) scripts: crate::script::Scripts,
 }
 
 /// The gateway could not start.
@@ -302,6 +305,7 @@ impl Gateway {
         let inner = Arc::new(Inner {
             agent,
             semantic,
+            scripts: crate::script::Scripts::new(&config.scripts),
             settings: config.gateway.clone(),
             servers: RwLock::new(BTreeMap::new()),
             retiring: Default::default(),

@@ -43,6 +43,7 @@ pub mod reply;
 mod roots;
 pub mod roster;
 pub mod screen;
+mod script;
 pub mod search;
 pub mod server;
 mod subscriptions;

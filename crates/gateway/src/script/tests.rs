@@ -118,7 +118,7 @@ async fn interpreter_limits_end_the_script() {
         max_array_len: 10,
         max_map_len: 10,
         max_call_depth: 5,
-        max_expr_depth: 8,
+        max_expr_depth: 16,
         max_script_bytes: 200,
         ..ScriptSettings::default()
     };
@@ -131,7 +131,7 @@ async fn interpreter_limits_end_the_script() {
         ),
         ("let a = [];\nloop { a.push(()); }", "max_array_len"),
         (
-            "let a = [[1, 2, 3], [4, 5, 6]];\na.push([7, 8, 9, 10, 11]);",
+            "let a = [1, 2, 3, 4, 5, 6];\na.push([7, 8, 9, 10, 11]);",
             "max_array_len",
         ),
         (
@@ -155,7 +155,7 @@ async fn interpreter_limits_end_the_script() {
         assert_eq!(error["kind"], "limit", "{script}: {result}");
         assert_eq!(error["limit"], limit, "{script}: {result}");
     }
-    let deep = run(&gateway, "((((((((((((1))))))))))))").await;
+    let deep = run(&gateway, &format!("{}1{}", "(".repeat(40), ")".repeat(40))).await;
     assert_eq!(error(&deep)["kind"], "syntax", "{deep}");
     let long = run(&gateway, &"1;".repeat(101)).await;
     assert_eq!(error(&long)["limit"], "max_script_bytes", "{long}");

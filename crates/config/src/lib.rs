@@ -28,6 +28,7 @@ mod registry;
 mod rollouts;
 mod sandbox;
 mod search;
+mod scripts;
 mod secret;
 mod telemetry;
 mod tenants;
@@ -63,6 +64,7 @@ pub use registry::RegistrySettings;
 pub use rollouts::{MAX_ROLLOUTS, Rollout};
 pub use sandbox::{Bytes, FsPolicy, SandboxSpec};
 pub use search::SearchSettings;
+pub use scripts::ScriptSettings;
 pub use secret::{REDACTED, Secret};
 pub use telemetry::TelemetrySettings;
 pub use tenants::TenantCredentials;
@@ -131,6 +133,7 @@ pub fn parse_with_env(
         search: validated.search,
         discovery: validated.discovery,
         rollouts: validated.rollouts,
+        scripts: validated.scripts,
         source: ConfigSource {
             path: path.map(Path::to_path_buf),
             format,

@@ -53,6 +53,9 @@ pub struct Config {
     pub discovery: Vec<crate::discovery::DiscoverySource>,
     /// Version rollouts (`[rollouts.NAME]`), by logical name; empty without any.
     pub rollouts: BTreeMap<ServerName, crate::rollouts::Rollout>,
+    /// Bounds of orchestration scripts and batches (`[scripts]`; defaults without it).
+    /// Read at start only.
+    pub scripts: crate::scripts::ScriptSettings,
     /// Where this configuration was read from.
     pub source: ConfigSource,
     /// What was ignored (unknown keys other hosts write into `.mcp.json`), for the log.
@@ -85,7 +88,8 @@ pub struct GatewaySettings {
     /// How long a replaced server instance may finish its calls before it is stopped.
     pub drain_timeout: Duration,
     /// Meta-tools offered to agents (`list_servers`, `search_tools`, `load_server`,
-    /// `reload_server`, `unload_server`, `call`, `install_server`); empty means none.
+    /// `reload_server`, `unload_server`, `call`, `install_server`, `set_secret`, `run`,
+    /// `batch`); empty means none.
     pub meta_tools: Vec<String>,
     /// Whether a client that does not say (`/mcp?meta_tools=on|off`, `switchboard stdio
     /// --meta-tools on|off`) sees the meta-tools (default: no).
@@ -138,7 +142,7 @@ impl GatewaySettings {
     /// Default for [`GatewaySettings::drain_timeout`].
     pub const DEFAULT_DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
     /// The meta-tools that exist.
-    pub const META_TOOLS: [&'static str; 8] = [
+    pub const META_TOOLS: [&'static str; 10] = [
         "list_servers",
         "search_tools",
         "load_server",
@@ -147,6 +151,8 @@ impl GatewaySettings {
         "call",
         "install_server",
         "set_secret",
+        "run",
+        "batch",
     ];
     /// Default for [`GatewaySettings::search_threshold_percent`].
     pub const DEFAULT_SEARCH_THRESHOLD_PERCENT: u8 = 10;

@@ -36,6 +36,7 @@ pub(crate) struct RawNative {
     pub(crate) discovery: Option<Vec<Table<crate::discovery::RawDiscovery>>>,
     #[serde(default)]
     pub(crate) rollouts: UniqueMap<Table<crate::rollouts::RawRollout>>,
+    pub(crate) scripts: Option<Table<crate::scripts::RawScripts>>,
 }
 
 /// `[gateway]`; also `"switchboard": { "gateway": ... }` in `.mcp.json`.

@@ -40,6 +40,7 @@ pub(crate) struct Validated {
     pub(crate) search: Option<crate::search::SearchSettings>,
     pub(crate) discovery: Vec<crate::discovery::DiscoverySource>,
     pub(crate) rollouts: BTreeMap<ServerName, crate::rollouts::Rollout>,
+    pub(crate) scripts: crate::scripts::ScriptSettings,
 }
 
 /// How a format spells the keys that differ between formats.
@@ -265,6 +266,11 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
         .map(|entries| crate::discovery::validate_all(entries, &root.key("discovery"), env))
         .transpose()?
         .unwrap_or_default();
+    let scripts = raw
+        .scripts
+        .map(|table| crate::scripts::validate(table.0, &root.key("scripts")))
+        .transpose()?
+        .unwrap_or_default();
     let mut validated = document(raw.gateway.0, raw.listen.0, servers, &root, &NATIVE, env)?;
     if let Some(access) = &access {
         known_tenants(&validated.servers, access)?;
@@ -307,6 +313,7 @@ pub(crate) fn native(raw: RawNative, env: EnvLookup<'_>) -> Result<Validated, Pr
     validated.agent = agent;
     validated.search = search;
     validated.discovery = discovery;
+    validated.scripts = scripts;
     Ok(validated)
 }
 
@@ -423,6 +430,7 @@ fn document(
         search: None,
         discovery: Vec::new(),
         rollouts: BTreeMap::new(),
+        scripts: Default::default(),
     })
 }
 

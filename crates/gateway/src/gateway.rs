@@ -173,6 +173,9 @@ pub(crate) struct Inner {
     pub(crate) events: Arc<crate::events::Events>,
     /// Version rollouts in force (`[rollouts]`, `rollouts.rs`); `None` without any.
     pub(crate) rollouts: arc_swap::ArcSwapOption<crate::rollouts::Rollouts>,
+    /// Orchestration scripts and batches (`script/`, `[scripts]`): bounds and the slots
+    /// of running scripts.
+    pub(crate) scripts: crate::script::Scripts,
 }
 
 /// The gateway could not start.
@@ -314,6 +317,7 @@ impl Gateway {
         let inner = Arc::new(Inner {
             agent,
             semantic,
+            scripts: crate::script::Scripts::new(&config.scripts),
             settings: config.gateway.clone(),
             servers: RwLock::new(BTreeMap::new()),
             retiring: Default::default(),

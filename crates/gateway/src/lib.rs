@@ -44,6 +44,7 @@ pub mod rollouts;
 mod roots;
 pub mod roster;
 pub mod screen;
+mod script;
 pub mod search;
 pub mod server;
 pub mod snapshot;

@@ -1,5 +1,6 @@
 //! Meta-tools: let an agent see and steer the gateway itself — list, load, reload, unload
-//! and install servers, and call any tool of any loaded server by server and tool name.
+//! and install servers, call any tool of any loaded server by server and tool name, and
+//! run scripts and batches of calls (`script/`).
 //! Off unless named in `[gateway] meta_tools`; installs also need `allow_install`, and
 //! `load_server` runs a new definition only for a program in `allow_commands`.
 //! Operational failures are tool results with `isError: true`, so the agent can read them.
@@ -66,6 +67,32 @@ fn definition(name: &str) -> Option<Value> {
                 json!({ "query": { "type": "string", "description": "What to do, in plain words" },
                         "conversation_id": { "type": "string" } }),
                 &["query"],
+            ),
+        ),
+        "run" => (
+            "Run a short script that calls tools, in a sandboxed interpreter (Rhai: no files, no \
+             network). `call(name, args)` calls a tool you may use (its exposed name, as in \
+             tools/list) and returns its result as a map (`text(result)` joins its text); a failure \
+             is thrown as #{message, code?, result?}, catchable with try/catch. \
+             `parallel([[name, args], ...])` makes independent calls at once and returns their \
+             results in order. Loops, conditionals, variables, maps and arrays as in Rhai; the \
+             script's last value (or `return`) is answered as JSON. An error answers its line and \
+             message. Bounded in time, operations, size and number of calls.",
+            object(
+                json!({ "script": { "type": "string", "description": "The script's source text" } }),
+                &["script"],
+            ),
+        ),
+        "batch" => (
+            "Call several tools at once, independently; every call is answered, in order, with \
+             its result or its error (one failing call does not fail the others).",
+            object(
+                json!({ "calls": { "type": "array", "items": object(
+                    json!({ "name": { "type": "string", "description": "The tool's exposed name" },
+                            "arguments": { "type": "object" } }),
+                    &["name"],
+                ) } }),
+                &["calls"],
             ),
         ),
         "set_secret" => (
@@ -230,6 +257,8 @@ impl Gateway {
                     .map(crate::reply::Reply::into_value)
             }
             "install_server" => self.install_server(arguments).await,
+            "run" => Box::pin(self.run_script(ctx, arguments)).await,
+            "batch" => Box::pin(self.run_batch(ctx, arguments)).await,
             "ask" => {
                 let query = string_arg(arguments, "query")?;
                 let conversation = arguments.get("conversation_id").and_then(Value::as_str);

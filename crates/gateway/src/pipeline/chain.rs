@@ -258,11 +258,11 @@ mod tests {
             |name: &str, validate: &str| format!("[servers.{name}]\ncommand = \"x\"\n{validate}\n");
         assert_eq!(chain(&server("a", "")), ["validate"]);
         assert_eq!(
-            chain(&(server("a", "validate = false") + &server("b", ""))),
+            chain(&(server("a", "validate = false") + server("b", "").as_str())),
             ["validate"]
         );
         // Every server off, no [access]: the empty chain (one branch per call).
-        let all_off = server("a", "validate = false") + &server("b", "validate = false");
+        let all_off = server("a", "validate = false") + server("b", "validate = false").as_str();
         assert!(chain(&all_off).is_empty());
         // No server in the file: runtime registrations validate by default.
         assert_eq!(chain(""), ["validate"]);

@@ -387,8 +387,8 @@ fn large_texts_are_scanned_in_linear_time_without_surprises() {
     for text in [
         "a".repeat(200_000) + "@",
         "1 ".repeat(100_000),
-        "eyJ".to_owned() + &"a".repeat(200_000),
-        "-----BEGIN PRIVATE KEY-----".to_owned() + &"!".repeat(100_000),
+        "eyJ".to_owned() + "a".repeat(200_000).as_str(),
+        "-----BEGIN PRIVATE KEY-----".to_owned() + "!".repeat(100_000).as_str(),
     ] {
         let _ = redactor.redact_text("fx", "fx__echo", &text);
     }

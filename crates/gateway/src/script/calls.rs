@@ -36,14 +36,14 @@ pub(crate) enum CallError {
         tool: String,
         code: i64,
         message: String,
-        data: Option<Value>,
+        data: Option<Box<Value>>,
     },
     /// The tool ran and answered with `isError: true`.
     #[error("`{tool}` failed: {message}")]
     ToolFailed {
         tool: String,
         message: String,
-        result: Value,
+        result: Box<Value>,
     },
     /// The call needs input from the client (an elicitation), which a run cannot give.
     #[error("`{tool}` asks the client for input, which a script cannot give")]
@@ -103,10 +103,10 @@ impl CallError {
             CallError::Refused { code, data, .. } => {
                 error["code"] = json!(code);
                 if let Some(data) = data {
-                    error["data"] = data.clone();
+                    error["data"] = (**data).clone();
                 }
             }
-            CallError::ToolFailed { result, .. } => error["result"] = result.clone(),
+            CallError::ToolFailed { result, .. } => error["result"] = (**result).clone(),
             _ => {}
         }
         if let Some(limit) = self.limit() {
@@ -259,7 +259,7 @@ impl Caller {
                     tool: tool.to_owned(),
                     code: rpc.code,
                     message: rpc.message.clone(),
-                    data: rpc.data.clone(),
+                    data: rpc.data.clone().map(Box::new),
                 });
             }
             Ok(Ok(reply)) => reply.into_value(),
@@ -287,7 +287,7 @@ impl Caller {
             return Err(CallError::ToolFailed {
                 tool: tool.to_owned(),
                 message: text_of(&result),
-                result,
+                result: Box::new(result),
             });
         }
         Ok(result)

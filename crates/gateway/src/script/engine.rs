@@ -68,7 +68,7 @@ pub(crate) struct Failure {
     /// The `[scripts]` key of the limit reached (`kind == Limit`).
     pub(crate) limit: Option<&'static str>,
     /// The call's error as a caught value would show it (`kind == Call`).
-    pub(crate) detail: Option<Value>,
+    pub(crate) detail: Option<Box<Value>>,
 }
 
 impl Failure {
@@ -111,7 +111,7 @@ impl Failure {
             error["limit"] = json!(limit);
         }
         if let Some(detail) = &self.detail {
-            error["call"] = detail.clone();
+            error["call"] = (**detail).clone();
         }
         error
     }
@@ -474,7 +474,7 @@ fn failure(error: EvalAltResult, settings: &ScriptSettings) -> Failure {
         // is the script's own (its `message` field, when it has one).
         EvalAltResult::ErrorRuntime(value, _) => match field(&value, "message") {
             Some(message) if field(&value, "tool").is_some() => Failure {
-                detail: to_json(&value).ok(),
+                detail: to_json(&value).ok().map(Box::new),
                 ..Failure::new(FailureKind::Call, message, position)
             },
             Some(message) => Failure::new(FailureKind::Runtime, message, position),

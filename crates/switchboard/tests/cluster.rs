@@ -387,6 +387,127 @@ async fn rate_limits_are_exact_across_replicas() {
     assert!(answer.outcome.is_ok());
 }
 
+/// One `fx__add` call by `client`: `Ok(())`, or the error (which must be the budget's).
+async fn budgeted_add(client: &ModernHttp) -> Result<(), Value> {
+    let answer = client
+        .request(
+            "tools/call",
+            json!({ "name": "fx__add", "arguments": { "a": 1, "b": 2 } }),
+        )
+        .await;
+    if answer.outcome.is_ok() {
+        Ok(())
+    } else {
+        let error = answer.error().clone();
+        assert_eq!(error["data"]["step"], "budgets", "{error}");
+        Err(error)
+    }
+}
+
+/// Daily budgets count in Redis: 7 calls a day per principal hold for the cluster as a
+/// whole (not 7 per replica), a replica started afresh knows the day's counts, and a
+/// Redis that cannot be reached refuses budgeted calls (retryable) without forgetting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn daily_budgets_are_exact_across_replicas_and_restarts() {
+    let Some(mut redis) = Redis::start().await else {
+        return;
+    };
+    let access = format!(
+        "{KEYS}\n[[access.budgets]]\nper = \"principal\"\ntools = \"fx__add\"\ncalls = 7\n"
+    );
+    let config = replica_config(&redis, "budgets", &access);
+    let mut replicas = replicas(&config, 3).await;
+    let alice: Vec<ModernHttp> = replicas
+        .iter()
+        .map(|r| ModernHttp::with_headers(&r.url, &[("x-api-key", ALICE)]))
+        .collect();
+    let (mut passed, mut refused) = (0, 0);
+    let started = Instant::now();
+    for round in 0..15 {
+        match budgeted_add(&alice[round % 3]).await {
+            Ok(()) => passed += 1,
+            Err(error) => {
+                assert!(
+                    error["message"].as_str().unwrap().contains("spent"),
+                    "{error}"
+                );
+                assert!(
+                    error["data"]["retryAfterMs"].as_u64().unwrap() > 0,
+                    "{error}"
+                );
+                refused += 1;
+            }
+        }
+    }
+    println!(
+        "15 budgeted calls over 3 replicas: {:?} per call (whole round trip)",
+        started.elapsed() / 15
+    );
+    assert_eq!((passed, refused), (7, 8), "7 a day for the whole cluster");
+    // Unbudgeted tools are not affected.
+    assert_eq!(
+        alice[1]
+            .request(
+                "tools/call",
+                json!({ "name": "fx__echo", "arguments": { "text": "x" } })
+            )
+            .await
+            .result()["content"][0]["text"],
+        "x"
+    );
+    // Bob has his own count: 3 of his 7 on replica 2.
+    let bob = ModernHttp::with_headers(&replicas[1].url, &[("x-api-key", BOB)]);
+    for _ in 0..3 {
+        budgeted_add(&bob).await.unwrap();
+    }
+
+    // Replica 1 restarts (its embedded database was in memory): the counts are Redis's.
+    let restarted = switchboard_testkit::spawn_gateway_http(GATEWAY, &config)
+        .await
+        .unwrap();
+    drop(std::mem::replace(&mut replicas[0], restarted));
+    let alice = ModernHttp::with_headers(&replicas[0].url, &[("x-api-key", ALICE)]);
+    budgeted_add(&alice).await.unwrap_err();
+    let bob = ModernHttp::with_headers(&replicas[0].url, &[("x-api-key", BOB)]);
+    for _ in 0..3 {
+        budgeted_add(&bob).await.unwrap();
+    }
+
+    // Redis away: a budgeted call is refused, retryable, naming the store.
+    redis.stop().await;
+    let error = budgeted_add(&bob).await.unwrap_err();
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .contains("cluster store unavailable"),
+        "{error}"
+    );
+    assert_eq!(error["data"]["retryable"], true, "{error}");
+    // Back (append-only file): bob's seventh call, then his budget is spent.
+    redis.run().await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match budgeted_add(&bob).await {
+            Ok(()) => break,
+            Err(error) => assert!(
+                Instant::now() < deadline
+                    && error["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("cluster store unavailable"),
+                "{error}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let error = budgeted_add(&bob).await.unwrap_err();
+    assert!(
+        error["message"].as_str().unwrap().contains("spent"),
+        "{error}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_stopped_mid_run_then_restarted() {
     let Some(mut redis) = Redis::start().await else {

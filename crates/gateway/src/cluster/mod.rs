@@ -6,7 +6,9 @@
 //!   approvals) in Redis, each write atomic (one Lua script) and announced on the event
 //!   channel;
 //! - `buckets`: rate-limit buckets shared by every replica (GCRA in one Lua script);
-//! - `pool`: the async connection of the data path (buckets, sessions);
+//! - `budgets`: daily budgets' counts shared by every replica (one hash per UTC day,
+//!   check-and-increment in one Lua script);
+//! - `pool`: the async connection of the data path (buckets, budgets, sessions);
 //! - `sessions`: legacy sessions' records with a sliding TTL, so any replica continues
 //!   a session;
 //! - `memory`: the router agent's conversations (per principal, last N messages, TTL),
@@ -27,6 +29,7 @@
 //!   reconciles everything it may have missed once Redis is back.
 
 pub mod buckets;
+pub(crate) mod budgets;
 pub(crate) mod events;
 mod lease;
 mod link;

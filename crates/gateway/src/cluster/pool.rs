@@ -1,5 +1,5 @@
-//! The async Redis connection of a replica's data path (rate-limit buckets, sessions):
-//! one `ConnectionManager` (multiplexed, reconnecting), made on first use, with a
+//! The async Redis connection of a replica's data path (rate-limit buckets, daily budgets,
+//! sessions): one `ConnectionManager` (multiplexed, reconnecting), made on first use, with a
 //! deadline on connecting and on every command. While Redis is away each command fails
 //! after at most the deadline; nothing is queued for later.
 

@@ -23,7 +23,7 @@ use switchboard_config::Config;
 
 use tokio_util::sync::CancellationToken;
 
-use super::ledger::Ledger;
+use super::ledger::{Counts, Ledger};
 use super::{BackgroundTask, Chain, Step};
 use crate::db::Db;
 use crate::metrics::Metrics;
@@ -40,15 +40,17 @@ pub enum ChainError {
 
 /// The steps built once at start, around the `[access]` steps (which a config reload
 /// rebuilds): steps with durable state or owned tasks (the audit log's writer) must not
-/// be built twice. The daily budgets' ledger is such state: built once with `[access]`,
-/// it carries the day's counts across reloads to each new budgets step.
+/// be built twice. The daily budgets' counts are such state: built once with `[access]`
+/// (the embedded ledger, or with `[cluster]` Redis), they carry the day's counts across
+/// reloads to each new budgets step.
 pub struct Parts {
     /// The embedder's steps, then the audit log (order 2).
     head: Vec<Arc<dyn Step>>,
     /// Steps after the access steps (validation, redaction).
     tail: Vec<Arc<dyn Step>>,
-    /// With `[access]` (which only a restart adds or removes).
-    ledger: Option<Arc<Ledger>>,
+    /// With `[access]` (which only a restart adds or removes): where the daily budgets
+    /// count.
+    counts: Option<Counts>,
     /// The audit log, with `[audit]`: for parts that record outside a call's hooks (the
     /// registry's quarantines and approvals).
     audit: Option<crate::audit::Log>,
@@ -75,17 +77,22 @@ impl Parts {
         access: Option<&AccessSettings>,
         metrics: &Metrics,
     ) -> Vec<Arc<dyn Step>> {
-        access_steps(access, metrics, self.ledger.as_ref(), self.buckets.as_ref())
+        access_steps(access, metrics, self.counts.as_ref(), self.buckets.as_ref())
     }
 
-    /// Work the parts own beside the steps: the budget ledger's writer, spawned once.
+    /// Work the parts own beside the steps: the budget ledger's writer, spawned once
+    /// (none when the budgets count in the cluster's Redis).
     pub fn background(
         &self,
         shutdown: &CancellationToken,
         metrics: &Metrics,
     ) -> Vec<BackgroundTask> {
-        self.ledger
+        self.counts
             .iter()
+            .filter_map(|counts| match counts {
+                Counts::Local(ledger) => Some(ledger),
+                Counts::Shared(_) => None,
+            })
             .map(|ledger| -> BackgroundTask {
                 Box::pin(super::ledger::write_behind(
                     ledger.clone(),
@@ -167,20 +174,28 @@ pub fn declared(
             metrics,
         )));
     }
-    let ledger = config
-        .access
-        .as_ref()
-        .map(|_| Arc::new(Ledger::open(db.clone())));
-    let buckets = match (&config.cluster, &config.access) {
-        (Some(cluster), Some(_)) => Some(Arc::new(crate::cluster::buckets::Buckets::new(
-            Arc::new(crate::cluster::pool::Pool::new(cluster)?),
-        ))),
-        _ => None,
+    // With `[cluster]`, rate-limit buckets and daily budgets count in Redis, on one
+    // connection; otherwise budgets count in this process's ledger.
+    let (counts, buckets) = match (&config.cluster, &config.access) {
+        (Some(cluster), Some(_)) => {
+            let pool = Arc::new(crate::cluster::pool::Pool::new(cluster)?);
+            (
+                Some(Counts::Shared(Arc::new(
+                    crate::cluster::budgets::SharedBudgets::new(pool.clone()),
+                ))),
+                Some(Arc::new(crate::cluster::buckets::Buckets::new(pool))),
+            )
+        }
+        (None, Some(_)) => (
+            Some(Counts::Local(Arc::new(Ledger::open(db.clone())))),
+            None,
+        ),
+        (_, None) => (None, None),
     };
     let parts = Parts {
         head,
         tail,
-        ledger,
+        counts,
         audit: log,
         approvals,
         buckets,
@@ -197,7 +212,7 @@ fn validates(config: &Config) -> bool {
 fn access_steps(
     access: Option<&AccessSettings>,
     metrics: &Metrics,
-    ledger: Option<&Arc<Ledger>>,
+    counts: Option<&Counts>,
     buckets: Option<&Arc<crate::cluster::buckets::Buckets>>,
 ) -> Vec<Arc<dyn Step>> {
     let mut steps: Vec<Arc<dyn Step>> = Vec::new();
@@ -227,11 +242,11 @@ fn access_steps(
             metrics,
         )));
     }
-    if let Some(ledger) = ledger.filter(|_| !access.budgets.is_empty()) {
+    if let Some(counts) = counts.filter(|_| !access.budgets.is_empty()) {
         steps.push(Arc::new(super::budgets::Budgets::new(
             &access.budgets,
             access.budget_flush,
-            ledger.clone(),
+            counts.clone(),
             metrics,
         )));
     }

@@ -16,6 +16,9 @@
 //! the callers past the bound together).
 //!
 //! The clock is injected (wall time: days are UTC calendar days, not a monotonic span).
+//!
+//! With `[cluster]` the counts are kept in Redis instead, for every replica at once
+//! (`cluster::budgets`); [`Counts`] is the seam the budgets step counts through.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,7 +41,7 @@ pub(crate) const MAX_KEYS: usize = 100_000;
 const SECONDS_PER_DAY: u64 = 86_400;
 
 /// The scope key new keys past [`MAX_KEYS`] count under.
-const OVERFLOW: &str = "_overflow";
+pub(crate) const OVERFLOW: &str = "_overflow";
 
 /// Where the ledger reads the time.
 pub(crate) type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
@@ -50,6 +53,15 @@ pub(crate) enum LedgerError {
     Write(#[from] redb::Error),
     #[error("budget counts not written: the writer panicked")]
     Panicked,
+}
+
+/// Where the day's counts are kept: the one seam between the budgets step and its store.
+#[derive(Clone)]
+pub(crate) enum Counts {
+    /// One process: exact in memory, written to the embedded database ([`Ledger`]).
+    Local(Arc<Ledger>),
+    /// `[cluster]`: in Redis, one atomic script per admission, for every replica.
+    Shared(Arc<crate::cluster::budgets::SharedBudgets>),
 }
 
 /// One budget key a call is charged to.
@@ -133,7 +145,8 @@ fn day_of(now: SystemTime) -> (u32, Duration) {
     )
 }
 
-fn key_of(budget: &str, scope: &str) -> String {
+/// The ledger's key of `scope` in `budget` (also the Redis hash field, `cluster::budgets`).
+pub(crate) fn key_of(budget: &str, scope: &str) -> String {
     let mut key = String::with_capacity(budget.len() + 1 + scope.len());
     key.push_str(budget);
     key.push('\u{1f}');

@@ -30,7 +30,7 @@ pub mod cache;
 pub mod chain;
 pub mod compact;
 pub mod concurrency;
-mod ledger;
+pub(crate) mod ledger;
 pub mod limits;
 mod resolve;
 pub mod rules;

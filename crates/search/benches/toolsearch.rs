@@ -188,6 +188,12 @@ fn hybrid(set: &DevSet, index: &Index, dir: &std::path::Path) {
         })
         .collect();
     let per_tool = started.elapsed() / set.tools.len() as u32;
+    // A variant of the embedded text: parameter descriptions too.
+    let richer: Vec<Vec<f32>> = set
+        .tools
+        .iter()
+        .map(|tool| cache.embed(&embedder, &richer_text(tool)))
+        .collect();
     let started = Instant::now();
     let queries: HashMap<&str, Vec<f32>> = set
         .queries
@@ -197,7 +203,7 @@ fn hybrid(set: &DevSet, index: &Index, dir: &std::path::Path) {
         .map(|q| (q, cache.embed(&embedder, q)))
         .collect();
     let per_query = started.elapsed() / queries.len() as u32;
-    let cached = cache.hits > 0;
+    let cached = cache.added == 0 && cache.hits > 0;
     cache.save();
     println!("\n### Hybrid: BM25F + all-MiniLM-L6-v2 (embedded, plain Rust)\n");
     if cached {
@@ -219,6 +225,39 @@ fn hybrid(set: &DevSet, index: &Index, dir: &std::path::Path) {
             q.recall_at_1, q.recall_at_3, q.recall_at_5, q.recall_at_10, q.mrr, q.ndcg_at_5
         );
     }
+    println!("\nOther ways to mix the two (same vectors):\n");
+    println!("| mixing | Recall@1 | Recall@3 | Recall@5 | Recall@10 | MRR | nDCG@5 |");
+    println!("|---|---|---|---|---|---|---|");
+    let variants: [(&str, Fusion); 10] = [
+        ("similarity rescaled to the query's range, w 0.5", Fusion::MinMax(0.5)),
+        ("similarity rescaled to the query's range, w 0.6", Fusion::MinMax(0.6)),
+        ("similarity rescaled to the query's range, w 0.7", Fusion::MinMax(0.7)),
+        ("similarity rescaled to the query's range, w 0.75", Fusion::MinMax(0.75)),
+        ("similarity rescaled to the query's range, w 0.8", Fusion::MinMax(0.8)),
+        ("reciprocal rank fusion, k 60", Fusion::Rrf(60.0)),
+        ("reciprocal rank fusion, k 20", Fusion::Rrf(20.0)),
+        ("reciprocal rank fusion, k 5", Fusion::Rrf(5.0)),
+        ("z-scored similarity, w 0.5", Fusion::Z(0.5)),
+        ("z-scored similarity, w 0.6", Fusion::Z(0.6)),
+    ];
+    let with_params = [
+        ("parameter descriptions embedded too, w 0.6", Fusion::Plain(0.6)),
+        ("parameter descriptions embedded too, rescaled, w 0.7", Fusion::MinMax(0.7)),
+    ];
+    let runs = variants
+        .iter()
+        .map(|&(label, fusion)| (label, fusion, &tools))
+        .chain(with_params.iter().map(|&(label, fusion)| (label, fusion, &richer)));
+    for (label, fusion, vectors) in runs {
+        let q = evaluate_with(set, 0.0, |query, limit, _| {
+            fuse(index, query, &queries[query], vectors, fusion, limit)
+        })
+        .quality;
+        println!(
+            "| {label} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |",
+            q.recall_at_1, q.recall_at_3, q.recall_at_5, q.recall_at_10, q.mrr, q.ndcg_at_5
+        );
+    }
     println!(
         "\n| semantic weight | threshold | relevant: gold in top 5 and above threshold | irrelevant: nothing above threshold |"
     );
@@ -234,6 +273,102 @@ fn hybrid(set: &DevSet, index: &Index, dir: &std::path::Path) {
             );
         }
     }
+}
+
+/// The embedded text of a tool plus its parameters' descriptions.
+fn richer_text(tool: &Value) -> String {
+    use switchboard_search::embed::Embedder;
+    let mut text = Embedder::tool_text(&ToolText::of_tool(tool, "", None));
+    if let Some(properties) = tool
+        .pointer("/inputSchema/properties")
+        .or_else(|| tool.pointer("/parameters/properties"))
+        .and_then(Value::as_object)
+    {
+        for property in properties.values() {
+            if let Some(description) = property.get("description").and_then(Value::as_str) {
+                text.push_str(description);
+                text.push_str(". ");
+            }
+        }
+    }
+    text
+}
+
+/// A way to mix the lexical and the semantic ranking (the benchmark's variants).
+#[derive(Clone, Copy)]
+enum Fusion {
+    /// As `Index::search_hybrid`: lexical over its best, similarity as it is.
+    Plain(f32),
+    /// Lexical score over its best, mixed with similarity rescaled to the query's
+    /// lowest–highest range, weight on the semantic side.
+    MinMax(f32),
+    /// Sum of 1 / (k + rank) over both rankings.
+    Rrf(f32),
+    /// Lexical score over its best, mixed with similarity in standard deviations above
+    /// the query's mean (clamped to 0–1 over 3 deviations).
+    Z(f32),
+}
+
+fn fuse(
+    index: &Index,
+    query: &str,
+    query_vector: &[f32],
+    tools: &[Vec<f32>],
+    fusion: Fusion,
+    limit: usize,
+) -> Vec<switchboard_search::Hit> {
+    use switchboard_search::embed::similarity;
+    let lexical = index.search(query, usize::MAX, 0.0);
+    let best = lexical.first().map_or(0.0, |h| h.score).max(f32::MIN_POSITIVE);
+    let mut lex = vec![0f32; tools.len()];
+    let mut lex_rank = vec![usize::MAX; tools.len()];
+    for (rank, hit) in lexical.iter().enumerate() {
+        lex[hit.doc as usize] = hit.score / best;
+        lex_rank[hit.doc as usize] = rank;
+    }
+    let sims: Vec<f32> = tools.iter().map(|t| similarity(query_vector, t)).collect();
+    let (lo, hi) = sims
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(lo, hi), &s| (lo.min(s), hi.max(s)));
+    let mean = sims.iter().sum::<f32>() / sims.len() as f32;
+    let sd = (sims.iter().map(|s| (s - mean) * (s - mean)).sum::<f32>() / sims.len() as f32)
+        .sqrt()
+        .max(1e-6);
+    let mut order: Vec<usize> = (0..tools.len()).collect();
+    order.sort_by(|&a, &b| sims[b].total_cmp(&sims[a]));
+    let mut sem_rank = vec![0usize; tools.len()];
+    for (rank, &doc) in order.iter().enumerate() {
+        sem_rank[doc] = rank;
+    }
+    let mut hits: Vec<switchboard_search::Hit> = (0..tools.len())
+        .map(|doc| {
+            let score = match fusion {
+                Fusion::Plain(w) => (1.0 - w) * lex[doc] + w * sims[doc].max(0.0),
+                Fusion::MinMax(w) => {
+                    (1.0 - w) * lex[doc] + w * (sims[doc] - lo) / (hi - lo).max(1e-6)
+                }
+                Fusion::Rrf(k) => {
+                    let lexical = if lex_rank[doc] == usize::MAX {
+                        0.0
+                    } else {
+                        1.0 / (k + lex_rank[doc] as f32 + 1.0)
+                    };
+                    lexical + 1.0 / (k + sem_rank[doc] as f32 + 1.0)
+                }
+                Fusion::Z(w) => {
+                    (1.0 - w) * lex[doc] + w * ((sims[doc] - mean) / sd / 3.0).clamp(0.0, 1.0)
+                }
+            };
+            switchboard_search::Hit {
+                doc: doc as u32,
+                score,
+                relevance: score,
+            }
+        })
+        .collect();
+    hits.sort_unstable_by(|a, b| b.score.total_cmp(&a.score).then(a.doc.cmp(&b.doc)));
+    hits.truncate(limit);
+    hits
 }
 
 /// Embeddings kept between runs in `SWITCHBOARD_EMBED_CACHE` (a JSON object, text →

@@ -70,7 +70,10 @@ async fn overhead_starting(
     let answer = gateway.ask_local("q", None).await.expect("answered");
     let took = started.elapsed().saturating_sub(answer.llm_time);
     assert!(answer.tool_calls.iter().all(|c| c.outcome == "ok"));
-    assert_eq!(answer.servers_started, expect_started, "hot-plugged servers");
+    assert_eq!(
+        answer.servers_started, expect_started,
+        "hot-plugged servers"
+    );
     took
 }
 
@@ -177,19 +180,22 @@ fn agent(c: &mut Criterion) {
     group.warm_up_time(Duration::from_secs(1));
     group.measurement_time(Duration::from_secs(3));
     let lazy_tool = || vec![calls(&[("lz__add", json!({ "a": 2, "b": 3 }))]), text("5")];
-    group.bench_function("one-tool query, lazy server dormant (start-up included)", |b| {
-        b.iter_custom(|iterations| {
-            runtime.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..iterations {
-                    // Untimed: back to dormant, as the idle reaper would leave it.
-                    gateway.stop_server("lz").await.expect("stopped");
-                    total += overhead_starting(&gateway, &llm, lazy_tool(), &["lz"]).await;
-                }
-                total
+    group.bench_function(
+        "one-tool query, lazy server dormant (start-up included)",
+        |b| {
+            b.iter_custom(|iterations| {
+                runtime.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iterations {
+                        // Untimed: back to dormant, as the idle reaper would leave it.
+                        gateway.stop_server("lz").await.expect("stopped");
+                        total += overhead_starting(&gateway, &llm, lazy_tool(), &["lz"]).await;
+                    }
+                    total
+                })
             })
-        })
-    });
+        },
+    );
     runtime
         .block_on(gateway.start_server("lz"))
         .expect("lz starts");
@@ -204,17 +210,20 @@ fn agent(c: &mut Criterion) {
             })
         })
     });
-    group.bench_function("fixture start-up alone (spawn until initialize answered)", |b| {
-        b.iter_custom(|iterations| {
-            runtime.block_on(async {
-                let mut total = Duration::ZERO;
-                for _ in 0..iterations {
-                    total += fixture_startup().await;
-                }
-                total
+    group.bench_function(
+        "fixture start-up alone (spawn until initialize answered)",
+        |b| {
+            b.iter_custom(|iterations| {
+                runtime.block_on(async {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iterations {
+                        total += fixture_startup().await;
+                    }
+                    total
+                })
             })
-        })
-    });
+        },
+    );
     group.finish();
     runtime.block_on(gateway.shutdown());
 }

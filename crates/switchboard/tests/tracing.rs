@@ -347,7 +347,8 @@ async fn an_unsampled_call_goes_upstream_untouched_unless_it_continues_a_trace()
     )
     .await;
     assert!(
-        meta.as_object().is_none_or(|meta| !meta.contains_key("traceparent")),
+        meta.as_object()
+            .is_none_or(|meta| !meta.contains_key("traceparent")),
         "{meta}"
     );
 
@@ -362,7 +363,11 @@ async fn an_unsampled_call_goes_upstream_untouched_unless_it_continues_a_trace()
     .await;
     let seen = meta["traceparent"].as_str().expect("propagated");
     let parts: Vec<&str> = seen.split('-').collect();
-    assert_eq!((parts[0], parts[1], parts[3]), ("00", CLIENT_TRACE, "00"), "{seen}");
+    assert_eq!(
+        (parts[0], parts[1], parts[3]),
+        ("00", CLIENT_TRACE, "00"),
+        "{seen}"
+    );
     assert_ne!(parts[2], CLIENT_SPAN, "the upstream's parent is our span");
     assert_eq!(meta["tracestate"], json!("vendor=1"));
     let with_header = ModernHttp::with_headers(&gateway.url, &[("traceparent", &unsampled)]);
@@ -398,9 +403,9 @@ async fn an_unsampled_call_goes_upstream_untouched_unless_it_continues_a_trace()
     )
     .await;
     assert!(
-        meta["traceparent"]
-            .as_str()
-            .is_some_and(|tp| tp.starts_with(&format!("00-{sampled_trace}-")) && tp.ends_with("-01")),
+        meta["traceparent"].as_str().is_some_and(|tp| tp
+            .starts_with(&format!("00-{sampled_trace}-"))
+            && tp.ends_with("-01")),
         "{meta}"
     );
     let spans = receiver

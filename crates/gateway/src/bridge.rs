@@ -475,8 +475,9 @@ fn launch(
     options.progress_token = progress_token;
     options.headers = headers.to_vec();
     // Traced: the upstream call's span, a child of the ambient step or request span; its
-    // context travels to the server in `_meta` (and headers for HTTP upstreams).
-    let span = telemetry.map(|telemetry| {
+    // context travels to the server in `_meta` (and headers for HTTP upstreams). None for
+    // an unsampled request that continues no trace: the params go up untouched.
+    let span = telemetry.and_then(|telemetry| {
         let upstream = &lease.upstream;
         let call = crate::telemetry::UpstreamCall {
             server,

@@ -15,11 +15,17 @@
 //!
 //! Sampling is parent-based: a request whose client sent a sampled `traceparent` is
 //! recorded, an unsampled one is not, and a request without one is recorded with the
-//! configured ratio. An unrecorded request still propagates (with the sampled flag off).
+//! configured ratio. An unrecorded request that continues a trace — the client sent a
+//! `traceparent` (or it runs inside one that did) — still propagates it, with the sampled
+//! flag off, as W3C Trace Context requires of a participant that received one. An
+//! unrecorded request that started its own trace has nothing anyone will ever see: it is
+//! marked [`Unpropagated`], its steps make no spans and its upstream calls carry no
+//! `traceparent` (the request goes upstream as the client sent it, with no `_meta` rewrite
+//! and no header), so sampling at 1 % costs the other 99 % one root span and nothing more.
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::{
-    SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
+    Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
@@ -103,11 +109,26 @@ impl Telemetry {
     /// The span of one client request: a child of the trace the request's
     /// `_meta.traceparent` names, else of the ambient context (a meta-tool re-entering the
     /// pipeline), else a new trace.
+    ///
+    /// Marked [`Unpropagated`] when it is not sampled and continues no trace: no
+    /// `traceparent` from the client (a malformed one counts as sent: ours replaces it
+    /// upstream) and no ambient span that continues one.
     pub(crate) fn request(&self, ctx: &ClientCtx, method: &str, params: Option<&Value>) -> Context {
-        let parent = match meta::get(params).filter(|meta| meta.contains_key(TRACEPARENT)) {
-            Some(meta) => self.propagator.extract(&MetaCarrier(meta)),
-            None => Context::current(),
-        };
+        let (parent, continued) =
+            match meta::get(params).filter(|meta| meta.contains_key(TRACEPARENT)) {
+                // From an empty context: an ambient mark does not apply to a sent parent.
+                Some(meta) => (
+                    self.propagator
+                        .extract_with_context(&Context::new(), &MetaCarrier(meta)),
+                    true,
+                ),
+                None => {
+                    let ambient = Context::current();
+                    let continued = ambient.span().span_context().is_valid()
+                        && ambient.get::<Unpropagated>().is_none();
+                    (ambient, continued)
+                }
+            };
         let span = self
             .tracer
             .span_builder(format!("mcp {method}"))
@@ -118,11 +139,22 @@ impl Telemetry {
                 KeyValue::new("transport", ctx.principal.face().as_str()),
             ])
             .start_with_context(&self.tracer, &parent);
-        parent.with_span(span)
+        let sampled = span.span_context().is_sampled();
+        let cx = parent.with_span(span);
+        if sampled || continued {
+            cx
+        } else {
+            cx.with_value(Unpropagated)
+        }
     }
 
     /// The span of one pipeline step (its `before`, everything inside it, its `after`).
+    /// None under an [`Unpropagated`] request: the request's own (unrecorded) context
+    /// stands for it, and ending it again is a no-op.
     pub(crate) fn step(&self, parent: &Context, step: &'static str) -> Context {
+        if parent.get::<Unpropagated>().is_some() {
+            return parent.clone();
+        }
         let span = self
             .tracer
             .span_builder(format!("step {step}"))
@@ -134,14 +166,18 @@ impl Telemetry {
 
     /// The span of one upstream call, a child of the ambient context (the innermost step,
     /// or the request). Its context goes to the server in `params._meta` and, for HTTP
-    /// upstreams, in `headers`.
+    /// upstreams, in `headers`. None under an [`Unpropagated`] request: no span, and
+    /// `params` and `headers` stay as they are.
     pub(crate) fn upstream(
         &self,
         call: UpstreamCall<'_>,
         params: &mut Value,
         headers: &mut Vec<(String, String)>,
-    ) -> Context {
+    ) -> Option<Context> {
         let parent = Context::current();
+        if parent.get::<Unpropagated>().is_some() {
+            return None;
+        }
         let span = self
             .tracer
             .span_builder(format!("upstream {}", call.method))
@@ -180,9 +216,14 @@ impl Telemetry {
             cx.span()
                 .set_attribute(KeyValue::new("bytes.out", json_len(params)));
         }
-        cx
+        Some(cx)
     }
 }
+
+/// Marks a request's context as unsampled with no trace to continue: nothing of it is
+/// recorded, and nothing is sent upstream for it.
+#[derive(Clone, Copy, Debug)]
+struct Unpropagated;
 
 /// What an upstream span is about.
 pub(crate) struct UpstreamCall<'a> {

@@ -314,3 +314,116 @@ async fn with_tracing_off_the_client_traceparent_passes_through_unchanged() {
         assert!(!keys.contains_key("tracestate"), "{meta}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unsampled_call_goes_upstream_untouched_unless_it_continues_a_trace() {
+    // Tracing on, sampling nothing of its own: only a client's sampled parent records.
+    let receiver = Receiver::start().await;
+    let gateway = spawn_gateway_http(
+        GATEWAY,
+        &config(&format!(
+            "[telemetry]\nendpoint = {:?}\nsample_ratio = 0.0\nexport_interval_ms = 50\n",
+            receiver.url
+        )),
+    )
+    .await
+    .unwrap();
+    let plain = ModernHttp::new(&gateway.url);
+
+    // No traceparent, not sampled: the trace keys reach the server as the client sent
+    // them (the era's own `_meta` keys aside), none added.
+    let meta = upstream_meta(
+        &plain,
+        json!({ "name": "fx__request_meta", "arguments": {},
+                "_meta": { "tracestate": "vendor=1", "other": 2 } }),
+    )
+    .await;
+    assert_eq!(meta["tracestate"], json!("vendor=1"), "{meta}");
+    assert_eq!(meta["other"], json!(2), "{meta}");
+    assert!(meta.get("traceparent").is_none(), "{meta}");
+    let meta = upstream_meta(
+        &plain,
+        json!({ "name": "fx__request_meta", "arguments": {} }),
+    )
+    .await;
+    assert!(
+        meta.as_object()
+            .is_none_or(|meta| !meta.contains_key("traceparent")),
+        "{meta}"
+    );
+
+    // An unsampled client parent (body or header) still propagates, flag off, through
+    // our span; the client's vendor state goes with it.
+    let unsampled = format!("00-{CLIENT_TRACE}-{CLIENT_SPAN}-00");
+    let meta = upstream_meta(
+        &plain,
+        json!({ "name": "fx__request_meta", "arguments": {},
+                "_meta": { "traceparent": unsampled, "tracestate": "vendor=1" } }),
+    )
+    .await;
+    let seen = meta["traceparent"].as_str().expect("propagated");
+    let parts: Vec<&str> = seen.split('-').collect();
+    assert_eq!(
+        (parts[0], parts[1], parts[3]),
+        ("00", CLIENT_TRACE, "00"),
+        "{seen}"
+    );
+    assert_ne!(parts[2], CLIENT_SPAN, "the upstream's parent is our span");
+    assert_eq!(meta["tracestate"], json!("vendor=1"));
+    let with_header = ModernHttp::with_headers(&gateway.url, &[("traceparent", &unsampled)]);
+    let meta = upstream_meta(
+        &with_header,
+        json!({ "name": "fx__request_meta", "arguments": {} }),
+    )
+    .await;
+    assert!(
+        meta["traceparent"]
+            .as_str()
+            .is_some_and(|tp| tp.starts_with(&format!("00-{CLIENT_TRACE}-")) && tp.ends_with("-00")),
+        "{meta}"
+    );
+
+    // A malformed one is replaced by a valid trace of ours, not passed on.
+    let meta = upstream_meta(
+        &plain,
+        json!({ "name": "fx__request_meta", "arguments": {},
+                "_meta": { "traceparent": "not-a-traceparent" } }),
+    )
+    .await;
+    let replaced = meta["traceparent"].as_str().expect("replaced");
+    assert_ne!(replaced, "not-a-traceparent");
+    assert_eq!(replaced.split('-').count(), 4, "{replaced}");
+
+    // A sampled client parent is recorded despite the ratio, and propagates sampled.
+    let sampled_trace = "5bf92f3577b34da6a3ce929d0e0e4737";
+    let meta = upstream_meta(
+        &plain,
+        json!({ "name": "fx__request_meta", "arguments": {},
+                "_meta": { "traceparent": format!("00-{sampled_trace}-{CLIENT_SPAN}-01") } }),
+    )
+    .await;
+    assert!(
+        meta["traceparent"].as_str().is_some_and(|tp| tp
+            .starts_with(&format!("00-{sampled_trace}-"))
+            && tp.ends_with("-01")),
+        "{meta}"
+    );
+    let spans = receiver
+        .trace_until(sampled_trace, |spans| {
+            spans.iter().any(|s| s.name == "upstream tools/call")
+                && spans.iter().any(|s| s.name == "mcp tools/call")
+        })
+        .await;
+    assert_eq!(spans.len(), 3, "request, validate step, upstream call");
+    // Nothing of the unsampled calls was exported (the sampled one's export has arrived,
+    // and every export carries all that ended before it).
+    let other: Vec<String> = receiver
+        .spans
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| hex(&s.trace_id))
+        .filter(|trace| trace != sampled_trace)
+        .collect();
+    assert!(other.is_empty(), "unsampled spans exported: {other:?}");
+}

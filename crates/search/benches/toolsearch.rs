@@ -229,11 +229,26 @@ fn hybrid(set: &DevSet, index: &Index, dir: &std::path::Path) {
     println!("| mixing | Recall@1 | Recall@3 | Recall@5 | Recall@10 | MRR | nDCG@5 |");
     println!("|---|---|---|---|---|---|---|");
     let variants: [(&str, Fusion); 10] = [
-        ("similarity rescaled to the query's range, w 0.5", Fusion::MinMax(0.5)),
-        ("similarity rescaled to the query's range, w 0.6", Fusion::MinMax(0.6)),
-        ("similarity rescaled to the query's range, w 0.7", Fusion::MinMax(0.7)),
-        ("similarity rescaled to the query's range, w 0.75", Fusion::MinMax(0.75)),
-        ("similarity rescaled to the query's range, w 0.8", Fusion::MinMax(0.8)),
+        (
+            "similarity rescaled to the query's range, w 0.5",
+            Fusion::MinMax(0.5),
+        ),
+        (
+            "similarity rescaled to the query's range, w 0.6",
+            Fusion::MinMax(0.6),
+        ),
+        (
+            "similarity rescaled to the query's range, w 0.7",
+            Fusion::MinMax(0.7),
+        ),
+        (
+            "similarity rescaled to the query's range, w 0.75",
+            Fusion::MinMax(0.75),
+        ),
+        (
+            "similarity rescaled to the query's range, w 0.8",
+            Fusion::MinMax(0.8),
+        ),
         ("reciprocal rank fusion, k 60", Fusion::Rrf(60.0)),
         ("reciprocal rank fusion, k 20", Fusion::Rrf(20.0)),
         ("reciprocal rank fusion, k 5", Fusion::Rrf(5.0)),
@@ -241,13 +256,23 @@ fn hybrid(set: &DevSet, index: &Index, dir: &std::path::Path) {
         ("z-scored similarity, w 0.6", Fusion::Z(0.6)),
     ];
     let with_params = [
-        ("parameter descriptions embedded too, w 0.6", Fusion::Plain(0.6)),
-        ("parameter descriptions embedded too, rescaled, w 0.7", Fusion::MinMax(0.7)),
+        (
+            "parameter descriptions embedded too, w 0.6",
+            Fusion::Plain(0.6),
+        ),
+        (
+            "parameter descriptions embedded too, rescaled, w 0.7",
+            Fusion::MinMax(0.7),
+        ),
     ];
     let runs = variants
         .iter()
         .map(|&(label, fusion)| (label, fusion, &tools))
-        .chain(with_params.iter().map(|&(label, fusion)| (label, fusion, &richer)));
+        .chain(
+            with_params
+                .iter()
+                .map(|&(label, fusion)| (label, fusion, &richer)),
+        );
     for (label, fusion, vectors) in runs {
         let q = evaluate_with(set, 0.0, |query, limit, _| {
             fuse(index, query, &queries[query], vectors, fusion, limit)
@@ -319,7 +344,10 @@ fn fuse(
 ) -> Vec<switchboard_search::Hit> {
     use switchboard_search::embed::similarity;
     let lexical = index.search(query, usize::MAX, 0.0);
-    let best = lexical.first().map_or(0.0, |h| h.score).max(f32::MIN_POSITIVE);
+    let best = lexical
+        .first()
+        .map_or(0.0, |h| h.score)
+        .max(f32::MIN_POSITIVE);
     let mut lex = vec![0f32; tools.len()];
     let mut lex_rank = vec![usize::MAX; tools.len()];
     for (rank, hit) in lexical.iter().enumerate() {
